@@ -1,0 +1,10 @@
+export type {
+  CostMetric,
+  Counter,
+  CounterFallback,
+  CounterPreference,
+  CounterSource,
+  OpenCounterOptions,
+} from './counter';
+export { openCounter, parsePreference } from './counter';
+export { CountersError } from './errors';
