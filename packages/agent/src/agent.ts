@@ -1,0 +1,301 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Counter, type CounterFallback, openCounter } from '@ergometer/counters';
+import { expressMiddleware, fastifyPlugin, honoMiddleware, koaMiddleware } from './adapters/frameworks';
+import { expressRouteOf } from './adapters/routes';
+import { EndpointCardinalityGuard, endpointName, templateFromPath, UNMATCHED } from './context/endpoint';
+import { currentRequest, MAX_FLAGS_PER_REQUEST, RequestContext, requestStorage } from './context/request-context';
+import { CpuAttributor } from './cpu/attributor';
+import { channels, publish } from './diagnostics';
+import { ErgometerError } from './errors';
+import { Batcher } from './export/batcher';
+import { FileExporter } from './export/file-exporter';
+import type { Exporter, WireSample } from './export/wire';
+import { type AgentOptions, type ResolvedOptions, resolveOptions } from './options';
+import { WindowSampler } from './sampling/window-sampler';
+import { AGENT_VERSION } from './version';
+
+/** Returns the route template of a request once the framework has routed it, or undefined if no route matched. */
+export type RouteResolver = () => string | undefined;
+
+/** Marks a request the agent has already seen, so that two layers (register + a framework adapter) never measure it twice. */
+const kRequestState = Symbol('ergometer.request');
+const NOT_SAMPLED = 0;
+
+interface InstrumentedRequest extends IncomingMessage {
+  [kRequestState]?: RequestContext | typeof NOT_SAMPLED;
+}
+
+interface SampledState {
+  route: RouteResolver | undefined;
+}
+
+let runningAgent: Agent | undefined;
+
+/**
+ * A running agent. Create it with {@link start}; plug it into the server with one of its
+ * adapters (`express()`, `fastify`, `koa()`, `hono()`, `http()`).
+ */
+export class Agent {
+  /** The unit of every `cost` this agent reports. */
+  readonly metric: Counter['metric'];
+  /** Which counter measures it, and what was tried before it. */
+  readonly counter: {
+    readonly source: Counter['source'];
+    readonly rdpmc: boolean;
+    readonly fallbacks: readonly CounterFallback[];
+  };
+  readonly options: Readonly<ResolvedOptions>;
+
+  private readonly cpu: Counter;
+  private readonly attributor: CpuAttributor;
+  private readonly sampler: WindowSampler;
+  private readonly batcher: Batcher;
+  private readonly exporter: Exporter;
+  private readonly endpoints = new EndpointCardinalityGuard();
+  private readonly sampledState = new WeakMap<RequestContext, SampledState>();
+  private running = true;
+  private fastifyPluginInstance: ReturnType<typeof fastifyPlugin> | undefined;
+
+  /** @internal use {@link start} */
+  constructor(options: ResolvedOptions) {
+    this.options = options;
+    this.exporter = createExporter(options.collector);
+    this.cpu = openCounter({ prefer: options.counter });
+    this.metric = this.cpu.metric;
+    this.counter = { source: this.cpu.source, rdpmc: this.cpu.rdpmc, fallbacks: this.cpu.fallbacks };
+    publish(channels.counterSelected, { source: this.cpu.source, metric: this.metric, fallbacks: this.cpu.fallbacks });
+    if (this.cpu.source === 'js-cpu-usage') {
+      process.emitWarning(
+        'the @ergometer/counters addon is not available, so CPU cost is measured with process.cpuUsage(): ' +
+          'process-wide and at microsecond resolution. Reinstall @ergometer/counters with a C compiler to fix. ' +
+          `(${this.cpu.fallbacks.map((f) => f.reason).join('; ')})`,
+        { code: 'ERGOMETER_COUNTERS_FALLBACK' },
+      );
+    }
+    this.attributor = new CpuAttributor(this.cpu);
+    const highestRate = Math.max(options.sampleRate, ...options.endpointSampleRates.values());
+    this.sampler = new WindowSampler(highestRate, options.sampleWindowMs);
+    this.batcher = new Batcher(
+      {
+        v: 1,
+        service: options.service,
+        host: options.host,
+        region: options.region,
+        commit: options.commit,
+        metric: this.metric,
+        agent: { version: AGENT_VERSION, runtime: `node ${process.version}`, counter: this.cpu.source },
+      },
+      this.exporter,
+      options,
+    );
+  }
+
+  /**
+   * Runs `handler` as the request `req`: if the request is sampled, every piece of CPU work done
+   * on its behalf — in `handler`, after its `await`s, in its timers and I/O callbacks — is charged
+   * to it until the response finishes. Returns what `handler` returns; exceptions pass through
+   * untouched. Calling it again for the same request (two layers of instrumentation) only adds
+   * the route resolver.
+   *
+   * This is what the framework adapters are made of; use it directly for a framework without one.
+   */
+  runRequest<T>(req: IncomingMessage, res: ServerResponse, handler: () => T, route?: RouteResolver): T {
+    const instrumented = req as InstrumentedRequest;
+    const state = instrumented[kRequestState];
+    if (state !== undefined) {
+      // An outer layer decided already; the handler runs in its context.
+      if (state !== NOT_SAMPLED && route !== undefined) this.setRoute(state, route);
+      return handler();
+    }
+    if (!this.running || !this.sampler.shouldSample()) {
+      instrumented[kRequestState] = NOT_SAMPLED;
+      return handler();
+    }
+    let ctx: RequestContext;
+    try {
+      ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
+      instrumented[kRequestState] = ctx;
+      this.sampledState.set(ctx, { route });
+      this.watchResponse(ctx, req, res);
+    } catch (error) {
+      publish(channels.internalError, { error });
+      return handler();
+    }
+    return requestStorage.run(ctx, () => {
+      this.attributor.begin(ctx);
+      return handler();
+    });
+  }
+
+  /**
+   * Records that the current request saw feature flag `key` with `variant`. Outside a sampled
+   * request it does nothing. At most 64 flags per request are kept; more are counted.
+   */
+  flag(key: string, variant: string | boolean | number): void {
+    const ctx = currentRequest();
+    if (ctx === undefined || ctx.ended) return;
+    if (ctx.flags.size >= MAX_FLAGS_PER_REQUEST && !ctx.flags.has(key)) {
+      ctx.flagsDropped++;
+      return;
+    }
+    ctx.flags.set(String(key), String(variant));
+  }
+
+  /**
+   * Names the endpoint of the current request (`route` is a template such as `/feed/:id`),
+   * for servers without a router the agent knows. Outside a sampled request it does nothing.
+   */
+  setRoute(route: string): void;
+  /** @internal */
+  setRoute(ctx: RequestContext, route: RouteResolver): void;
+  setRoute(first: string | RequestContext, second?: RouteResolver): void {
+    if (typeof first === 'string') {
+      const ctx = currentRequest();
+      if (ctx !== undefined) ctx.endpoint = endpointName(ctx.method, first);
+      return;
+    }
+    const state = this.sampledState.get(first);
+    if (state !== undefined && second !== undefined) state.route = second;
+  }
+
+  /** Samples waiting to be written. */
+  get queuedSamples(): number {
+    return this.batcher.queued;
+  }
+
+  /** Writes every queued sample now. */
+  flush(): Promise<void> {
+    return this.batcher.flush();
+  }
+
+  /** Stops sampling new requests, writes what is queued, and releases the counter. Safe to call twice. */
+  async shutdown(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (runningAgent === this) runningAgent = undefined;
+    await this.batcher.flush();
+    await this.exporter.close();
+  }
+
+  /** Express 4 and 5 middleware: `app.use(agent.express())` before the routes. */
+  express(): ReturnType<typeof expressMiddleware> {
+    return expressMiddleware(this);
+  }
+
+  /**
+   * Fastify 4 and 5 plugin: `await fastify.register(agent.fastify)`. It applies to every route,
+   * not only to those of the context it is registered in.
+   */
+  get fastify(): ReturnType<typeof fastifyPlugin> {
+    this.fastifyPluginInstance ??= fastifyPlugin(this);
+    return this.fastifyPluginInstance;
+  }
+
+  /** Koa middleware (with @koa/router or any router): `app.use(agent.koa())` first. */
+  koa(): ReturnType<typeof koaMiddleware> {
+    return koaMiddleware(this);
+  }
+
+  /** Hono middleware for apps served by @hono/node-server: `app.use(agent.hono())` first. */
+  hono(): ReturnType<typeof honoMiddleware> {
+    return honoMiddleware(this);
+  }
+
+  /** Adapter for plain `node:http`: `http.createServer(agent.http(handler))`. */
+  http<Req extends IncomingMessage, Res extends ServerResponse>(
+    handler: (req: Req, res: Res) => void,
+  ): (req: Req, res: Res) => void {
+    return (req, res) => this.runRequest(req, res, () => handler(req, res));
+  }
+
+  private watchResponse(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
+    let done = false;
+    const complete = (aborted: boolean) => {
+      if (done) return;
+      done = true;
+      try {
+        this.completeRequest(ctx, req, res, aborted);
+      } catch (error) {
+        publish(channels.internalError, { error });
+      }
+    };
+    res.once('finish', () => complete(false));
+    // 'close' without 'finish': the client went away (or the socket broke) first.
+    res.once('close', () => complete(!res.writableFinished));
+  }
+
+  private completeRequest(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, aborted: boolean): void {
+    this.attributor.end(ctx);
+    const wallMs = performance.now() - ctx.startedAtMonotonicMs;
+    const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveEndpoint(ctx, req));
+    // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.
+    const rate = this.options.endpointSampleRates.get(endpoint) ?? this.options.sampleRate;
+    if (rate <= 0 || (rate < this.sampler.rate && Math.random() >= rate / this.sampler.rate)) return;
+    const sample: WireSample = {
+      ts: ctx.startedAtMs,
+      endpoint,
+      status: res.statusCode,
+      cost: Math.round(ctx.cost),
+      wallMs: Math.round(wallMs * 1000) / 1000,
+      weight: 1 / rate,
+    };
+    if (ctx.flags.size > 0) sample.flags = Object.fromEntries(ctx.flags);
+    if (aborted) sample.aborted = true;
+    this.batcher.add(sample);
+  }
+
+  private resolveEndpoint(ctx: RequestContext, req: IncomingMessage): string {
+    const resolver = this.sampledState.get(ctx)?.route;
+    if (resolver !== undefined) {
+      let route: string | undefined;
+      try {
+        route = resolver();
+      } catch (error) {
+        publish(channels.internalError, { error });
+      }
+      return endpointName(ctx.method, route);
+    }
+    // No framework adapter: an Express app instrumented only through node:http
+    // (e.g. with --import @ergometer/agent/register) still leaves its route on req.
+    const expressRoute = expressRouteOf(req);
+    if (expressRoute !== undefined) return endpointName(ctx.method, expressRoute);
+    return endpointName(ctx.method, req.url === undefined ? UNMATCHED : templateFromPath(req.url));
+  }
+}
+
+function createExporter(collector: string): Exporter {
+  if (collector.startsWith('file:')) return FileExporter.fromUrl(collector);
+  if (/^https?:/.test(collector)) {
+    throw new ErgometerError(
+      'ERGOMETER_UNSUPPORTED_COLLECTOR',
+      `ergometer: collector "${collector}": this version of the agent writes to file: collectors only ` +
+        '(e.g. ERGOMETER_COLLECTOR=file:./samples.ndjson); the HTTP exporter is not part of it yet.',
+    );
+  }
+  throw new ErgometerError(
+    'ERGOMETER_UNSUPPORTED_COLLECTOR',
+    `ergometer: collector (ERGOMETER_COLLECTOR) "${collector}" is not a URL the agent can send to; use file:./samples.ndjson`,
+  );
+}
+
+/**
+ * Starts the agent in this process. Options fall back to ERGOMETER_* environment
+ * variables; a bad value throws an ErgometerError naming it. One agent per process.
+ */
+export function start(options: AgentOptions = {}): Agent {
+  if (runningAgent !== undefined) {
+    throw new ErgometerError(
+      'ERGOMETER_ALREADY_STARTED',
+      'ergometer: an agent is already running in this process (started by start() or by --import @ergometer/agent/register); ' +
+        'use that one, or call its shutdown() first.',
+    );
+  }
+  const agent = new Agent(resolveOptions(options));
+  runningAgent = agent;
+  return agent;
+}
+
+/** The agent started in this process, if any. */
+export function getAgent(): Agent | undefined {
+  return runningAgent;
+}

@@ -1,0 +1,43 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/**
+ * Everything the agent knows about one sampled request. Created only for
+ * sampled requests: an unsampled request costs the agent one sampler check.
+ */
+export class RequestContext {
+  /** CPU cost charged so far, in the counter's metric units. Written only by CpuAttributor. */
+  cost = 0;
+  /** Number of times the request got the CPU back (callbacks that started a new slice). */
+  slices = 0;
+  /** Set once the response finished or the connection closed; later work is not charged. */
+  ended = false;
+  /** `METHOD route-template`, set by the framework adapter when it knows the route. */
+  endpoint: string | undefined;
+  /** Flags evaluated during the request, key → variant. */
+  readonly flags = new Map<string, string>();
+  /** Flags refused because the request already had {@link MAX_FLAGS_PER_REQUEST}. */
+  flagsDropped = 0;
+
+  constructor(
+    /** HTTP method, upper case. */
+    readonly method: string,
+    /** Wall-clock start, ms since the epoch (the sample's `ts`). */
+    readonly startedAtMs: number,
+    /** Monotonic start, ms (performance.now()), for wall time. */
+    readonly startedAtMonotonicMs: number,
+  ) {}
+}
+
+/** Flags beyond this many in one request are counted, not kept: a loop over flags must not grow a sample unboundedly. */
+export const MAX_FLAGS_PER_REQUEST = 64;
+
+/**
+ * The store that follows a sampled request across await, timers and callbacks.
+ * One per process: contexts from two agents must never mix.
+ */
+export const requestStorage = new AsyncLocalStorage<RequestContext>();
+
+/** The sampled request whose code is running now, if any. */
+export function currentRequest(): RequestContext | undefined {
+  return requestStorage.getStore();
+}

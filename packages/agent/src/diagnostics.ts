@@ -1,0 +1,34 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
+
+/**
+ * The agent reports on itself through diagnostics_channel, never through
+ * exceptions or console output in the hot path. Subscribe with
+ * `diagnostics_channel.subscribe('ergometer:agent:samples-dropped', fn)`.
+ */
+export const channels = {
+  /** `{ count, reason }`: samples thrown away (queue full, exporter failing). */
+  samplesDropped: diagnosticsChannel.channel('ergometer:agent:samples-dropped'),
+  /** `{ batchId, samples, error }`: a batch could not be written; its samples were dropped. */
+  batchDropped: diagnosticsChannel.channel('ergometer:agent:batch-dropped'),
+  /** `{ batchId, samples, bytes }`: a batch was written to the collector. */
+  batchSent: diagnosticsChannel.channel('ergometer:agent:batch-sent'),
+  /** `{ source, metric, fallbacks }`: which counter the agent measures with, once at start. */
+  counterSelected: diagnosticsChannel.channel('ergometer:agent:counter-selected'),
+  /** `{ error }`: an internal error the agent swallowed to protect the host app. */
+  internalError: diagnosticsChannel.channel('ergometer:agent:internal-error'),
+} as const;
+
+/** Names of the channels above, for documentation and tests. */
+export const CHANNEL_NAMES = Object.fromEntries(
+  Object.entries(channels).map(([key, channel]) => [key, channel.name as string]),
+) as Record<keyof typeof channels, string>;
+
+/** Publishes without ever letting a subscriber's exception reach the caller. */
+export function publish(channel: diagnosticsChannel.Channel, message: unknown): void {
+  if (!channel.hasSubscribers) return;
+  try {
+    channel.publish(message);
+  } catch {
+    // A subscriber's bug must not become the host app's bug.
+  }
+}

@@ -1,0 +1,243 @@
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import { type CounterPreference, parsePreference } from '@ergometer/counters';
+import { ErgometerError } from './errors';
+
+/** Options of {@link start}. Each has an environment variable; an explicit option wins over it. */
+export interface AgentOptions {
+  /** Name of the service (`ERGOMETER_SERVICE`). Required. */
+  service?: string;
+  /**
+   * Where batches go (`ERGOMETER_COLLECTOR`): `file:./samples.ndjson` appends one NDJSON line per batch
+   * in wire format v1. Required.
+   */
+  collector?: string;
+  /** Ingest token sent as `Authorization: Bearer` (`ERGOMETER_TOKEN`). */
+  token?: string;
+  /** Fraction of requests measured, 0..1 (`ERGOMETER_SAMPLE_RATE`). Default 0.01. */
+  sampleRate?: number;
+  /**
+   * Per-endpoint sample rates that replace `sampleRate` for those endpoints, keyed by endpoint name
+   * (`GET /feed/:id`). `ERGOMETER_ENDPOINT_SAMPLE_RATES="GET /health=0,GET /feed/:id=0.1"`.
+   */
+  endpointSampleRates?: Record<string, number>;
+  /** Commit being run (`ERGOMETER_COMMIT`, else common CI variables, else `git rev-parse HEAD`). */
+  commit?: string;
+  /** Region (`ERGOMETER_REGION`). Default empty. */
+  region?: string;
+  /** Host name (`ERGOMETER_HOST`). Default `os.hostname()`. */
+  host?: string;
+  /** Counter source (`ERGOMETER_COUNTER`): `auto` (default), `instructions`, `task-clock`, `thread-cputime`. */
+  counter?: CounterPreference;
+  /** Longest time a sample waits before its batch is written, ms (`ERGOMETER_FLUSH_INTERVAL_MS`). Default 10000. */
+  flushIntervalMs?: number;
+  /** Samples per batch (`ERGOMETER_MAX_BATCH_SAMPLES`). Default 1000. */
+  maxBatchSamples?: number;
+  /** Samples kept in memory while the collector is slow; the oldest go first (`ERGOMETER_MAX_QUEUED_SAMPLES`). Default 20000. */
+  maxQueuedSamples?: number;
+  /**
+   * Length of one sampling window, ms (`ERGOMETER_SAMPLE_WINDOW_MS`). Below a rate of 1 the agent samples
+   * every request that starts inside short windows placed at random (exponential gaps), so that its
+   * accounting hooks are enabled only around sampled requests. Default 50.
+   */
+  sampleWindowMs?: number;
+}
+
+/** Options after defaults, environment variables and validation. */
+export interface ResolvedOptions {
+  service: string;
+  collector: string;
+  token: string | undefined;
+  sampleRate: number;
+  endpointSampleRates: Map<string, number>;
+  commit: string;
+  region: string;
+  host: string;
+  counter: CounterPreference;
+  flushIntervalMs: number;
+  maxBatchSamples: number;
+  maxQueuedSamples: number;
+  sampleWindowMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+const MAX_NAME_LENGTH = 200;
+
+/**
+ * Merges options with environment variables and checks every value. Throws an
+ * {@link ErgometerError} with code `ERGOMETER_BAD_OPTION` naming the option (and its
+ * environment variable) on the first bad one.
+ */
+export function resolveOptions(options: AgentOptions = {}, env: Env = process.env): ResolvedOptions {
+  if (options === null || typeof options !== 'object') {
+    throw bad('options', 'start(options) takes an object');
+  }
+  const service = requiredName('service', 'ERGOMETER_SERVICE', options.service ?? env.ERGOMETER_SERVICE);
+  const collector = requiredName('collector', 'ERGOMETER_COLLECTOR', options.collector ?? env.ERGOMETER_COLLECTOR);
+  return {
+    service,
+    collector,
+    token: optionalName('token', 'ERGOMETER_TOKEN', options.token ?? env.ERGOMETER_TOKEN),
+    sampleRate: rate('sampleRate', 'ERGOMETER_SAMPLE_RATE', options.sampleRate ?? env.ERGOMETER_SAMPLE_RATE, 0.01),
+    endpointSampleRates: endpointRates(options.endpointSampleRates ?? env.ERGOMETER_ENDPOINT_SAMPLE_RATES),
+    commit: optionalName('commit', 'ERGOMETER_COMMIT', options.commit) ?? detectCommit(env),
+    region: optionalName('region', 'ERGOMETER_REGION', options.region ?? env.ERGOMETER_REGION) ?? '',
+    host: optionalName('host', 'ERGOMETER_HOST', options.host ?? env.ERGOMETER_HOST) ?? os.hostname(),
+    counter: counterPreference(options.counter ?? env.ERGOMETER_COUNTER),
+    flushIntervalMs: integer(
+      'flushIntervalMs',
+      'ERGOMETER_FLUSH_INTERVAL_MS',
+      options.flushIntervalMs ?? env.ERGOMETER_FLUSH_INTERVAL_MS,
+      10_000,
+      10,
+      3_600_000,
+    ),
+    maxBatchSamples: integer(
+      'maxBatchSamples',
+      'ERGOMETER_MAX_BATCH_SAMPLES',
+      options.maxBatchSamples ?? env.ERGOMETER_MAX_BATCH_SAMPLES,
+      1000,
+      1,
+      100_000,
+    ),
+    maxQueuedSamples: integer(
+      'maxQueuedSamples',
+      'ERGOMETER_MAX_QUEUED_SAMPLES',
+      options.maxQueuedSamples ?? env.ERGOMETER_MAX_QUEUED_SAMPLES,
+      20_000,
+      1,
+      10_000_000,
+    ),
+    sampleWindowMs: integer(
+      'sampleWindowMs',
+      'ERGOMETER_SAMPLE_WINDOW_MS',
+      options.sampleWindowMs ?? env.ERGOMETER_SAMPLE_WINDOW_MS,
+      50,
+      1,
+      60_000,
+    ),
+  };
+}
+
+function bad(option: string, message: string, envName?: string): ErgometerError {
+  const where = envName ? `${option} (${envName})` : option;
+  return new ErgometerError('ERGOMETER_BAD_OPTION', `ergometer: ${where}: ${message}`);
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  return typeof value === 'number' ? String(value) : typeof value;
+}
+
+function optionalName(option: string, envName: string, value: unknown): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') throw bad(option, `expected a string, got ${describe(value)}`, envName);
+  if (value.length > MAX_NAME_LENGTH) throw bad(option, `longer than ${MAX_NAME_LENGTH} characters`, envName);
+  // Control characters would corrupt log lines and dashboards downstream.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw bad(option, 'contains control characters', envName);
+  return value;
+}
+
+function requiredName(option: string, envName: string, value: unknown): string {
+  const name = optionalName(option, envName, value);
+  if (name === undefined)
+    throw bad(option, `is required: pass { ${option}: ... } to start() or set ${envName}`, envName);
+  return name;
+}
+
+function toNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && value.trim() !== '') return Number(value);
+  return Number.NaN;
+}
+
+function rate(option: string, envName: string | undefined, value: unknown, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = toNumber(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1)
+    throw bad(option, `expected a number from 0 to 1, got ${describe(value)}`, envName);
+  return n;
+}
+
+function integer(option: string, envName: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = toNumber(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw bad(option, `expected an integer from ${min} to ${max}, got ${describe(value)}`, envName);
+  }
+  return n;
+}
+
+function endpointRates(value: unknown): Map<string, number> {
+  const rates = new Map<string, number>();
+  if (value === undefined || value === '') return rates;
+  const envName = 'ERGOMETER_ENDPOINT_SAMPLE_RATES';
+  let entries: [string, unknown][];
+  if (typeof value === 'string') {
+    // "GET /a=0.1,POST /b=0": the last '=' splits, endpoint names may not contain ','.
+    entries = value.split(',').map((part) => {
+      const at = part.lastIndexOf('=');
+      if (at <= 0) throw bad('endpointSampleRates', `expected "ENDPOINT=RATE" entries, got ${describe(part)}`, envName);
+      return [part.slice(0, at).trim(), part.slice(at + 1).trim()];
+    });
+  } else if (typeof value === 'object' && value !== null) {
+    entries = Object.entries(value);
+  } else {
+    throw bad('endpointSampleRates', `expected an object of endpoint → rate, got ${describe(value)}`, envName);
+  }
+  for (const [endpoint, r] of entries) {
+    rates.set(endpoint, rate(`endpointSampleRates["${endpoint}"]`, undefined, r, 0));
+  }
+  return rates;
+}
+
+function counterPreference(value: unknown): CounterPreference {
+  if (value !== undefined && typeof value !== 'string')
+    throw bad('counter', `expected a string, got ${describe(value)}`, 'ERGOMETER_COUNTER');
+  try {
+    return parsePreference(value);
+  } catch (error) {
+    throw bad('counter', (error as Error).message, 'ERGOMETER_COUNTER');
+  }
+}
+
+/** CI and platform variables that carry the commit being deployed, most specific first. */
+const COMMIT_VARIABLES = [
+  'ERGOMETER_COMMIT',
+  'GITHUB_SHA',
+  'CI_COMMIT_SHA', // GitLab
+  'CIRCLE_SHA1',
+  'BITBUCKET_COMMIT',
+  'BUILDKITE_COMMIT',
+  'DRONE_COMMIT_SHA',
+  'TRAVIS_COMMIT',
+  'GIT_COMMIT', // Jenkins
+  'VERCEL_GIT_COMMIT_SHA',
+  'RENDER_GIT_COMMIT',
+  'RAILWAY_GIT_COMMIT_SHA',
+  'HEROKU_SLUG_COMMIT',
+  'SOURCE_VERSION', // Heroku build, AWS CodeBuild
+  'COMMIT_REF', // Netlify
+  'K_REVISION', // Cloud Run revision, when nothing better is set
+] as const;
+
+/** The commit from the environment, else from `git rev-parse HEAD`, else `unknown`. */
+export function detectCommit(env: Env = process.env): string {
+  for (const name of COMMIT_VARIABLES) {
+    const value = optionalName('commit', name, env[name]);
+    if (value !== undefined) return value;
+  }
+  try {
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 2000,
+    }).trim();
+    if (/^[0-9a-f]{7,64}$/.test(head)) return head;
+  } catch {
+    // Not a git checkout, or git is not installed: common in containers.
+  }
+  return 'unknown';
+}
