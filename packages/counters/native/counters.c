@@ -11,8 +11,12 @@
  *                  thread was on a CPU; read(2).
  *   thread-cputime clock_gettime(CLOCK_THREAD_CPUTIME_ID), nanoseconds.
  *
- * State is per N-API environment, i.e. per JS thread: the main thread and each
- * worker thread get their own counter measuring their own thread.
+ * Each successful tryOpen owns its own state (file descriptor, mmap page),
+ * bound as the data of the `read` and `close` functions it returns: two
+ * counters opened in one thread never disturb each other. perf_event_open(pid
+ * 0) and CLOCK_THREAD_CPUTIME_ID both measure the thread that opened the
+ * counter, and a JS function never leaves its thread, so a counter opened in a
+ * worker measures that worker.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,6 +45,7 @@ typedef struct {
   struct perf_event_mmap_page *page; /* instructions only; NULL when not mapped */
   size_t page_len;
   int rdpmc; /* 1 when the mmap page allows user-space reads */
+  int js_refs; /* JS functions (read, close) still holding this state; freed at 0 */
 } counter_state;
 
 static long perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, int group_fd,
@@ -86,9 +91,9 @@ static int open_perf(uint32_t type, uint64_t config) {
   return (int)perf_event_open(&attr, 0 /* this thread */, -1 /* any CPU */, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-/* Returns 0 on success, else the errno of the failed step. */
+/* Opens `src` into a fresh `st`. Returns 0 on success, else the errno of the
+ * failed step (st is then left closed). */
 static int try_open(counter_state *st, enum source src) {
-  close_state(st);
   if (src == SRC_THREAD_CPUTIME) {
     struct timespec ts;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return errno;
@@ -159,18 +164,34 @@ static enum source source_from_name(const char *name) {
   return SRC_NONE;
 }
 
-static void finalize_state(napi_env env, void *data, void *hint) {
+/* Finalizer of the read and close functions: the state lives until both are
+ * garbage collected, so a close() held after read() was dropped stays safe. */
+static void release_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   counter_state *st = (counter_state *)data;
+  if (--st->js_refs > 0) return;
   close_state(st);
   free(st);
 }
 
-static counter_state *get_state(napi_env env) {
+static counter_state *state_of(napi_env env, napi_callback_info info) {
   void *data = NULL;
-  napi_get_instance_data(env, &data);
+  napi_get_cb_info(env, info, NULL, NULL, NULL, &data);
   return (counter_state *)data;
+}
+
+static napi_value js_read(napi_env env, napi_callback_info info);
+static napi_value js_close(napi_env env, napi_callback_info info);
+
+/* Creates a JS function bound to st and registers it as an owner of st.
+ * Returns NULL on failure (st is then not owned by it). */
+static napi_value bound_function(napi_env env, const char *name, napi_callback cb, counter_state *st) {
+  napi_value fn;
+  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, st, &fn) != napi_ok) return NULL;
+  if (napi_add_finalizer(env, fn, st, release_state, NULL, NULL) != napi_ok) return NULL;
+  st->js_refs++;
+  return fn;
 }
 
 #define NAPI_OK_OR_NULL(call) \
@@ -178,7 +199,7 @@ static counter_state *get_state(napi_env env) {
     if ((call) != napi_ok) return NULL; \
   } while (0)
 
-/* tryOpen(source: string) -> { ok: true, source, rdpmc } | { ok: false, errno, error } */
+/* tryOpen(source: string) -> { ok: true, source, rdpmc, read, close } | { ok: false, errno, error } */
 static napi_value js_try_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -194,13 +215,30 @@ static napi_value js_try_open(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERGOMETER_BAD_ARGUMENT", "unknown counter source");
     return NULL;
   }
-  counter_state *st = get_state(env);
+  counter_state *st = (counter_state *)calloc(1, sizeof *st);
+  if (st == NULL) {
+    napi_throw_error(env, "ERGOMETER_COUNTERS_UNAVAILABLE", "out of memory");
+    return NULL;
+  }
+  st->fd = -1;
   int err = try_open(st, src);
+  if (err != 0) free(st);
   napi_value result, value;
   NAPI_OK_OR_NULL(napi_create_object(env, &result));
   NAPI_OK_OR_NULL(napi_get_boolean(env, err == 0, &value));
   NAPI_OK_OR_NULL(napi_set_named_property(env, result, "ok", value));
   if (err == 0) {
+    napi_value read_fn = bound_function(env, "read", js_read, st);
+    napi_value close_fn = read_fn ? bound_function(env, "close", js_close, st) : NULL;
+    if (close_fn == NULL) {
+      /* Not owned by any function yet: free here. Owned by read only: its
+       * finalizer frees it; close the fd now so nothing leaks meanwhile. */
+      close_state(st);
+      if (st->js_refs == 0) free(st);
+      return NULL;
+    }
+    NAPI_OK_OR_NULL(napi_set_named_property(env, result, "read", read_fn));
+    NAPI_OK_OR_NULL(napi_set_named_property(env, result, "close", close_fn));
     NAPI_OK_OR_NULL(napi_create_string_utf8(env, source_name(st->source), NAPI_AUTO_LENGTH, &value));
     NAPI_OK_OR_NULL(napi_set_named_property(env, result, "source", value));
     NAPI_OK_OR_NULL(napi_get_boolean(env, st->rdpmc != 0, &value));
@@ -214,45 +252,22 @@ static napi_value js_try_open(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* read() -> number (counter value, or -1 when no counter is open or the read failed) */
+/* read() -> number (counter value, or -1 after close or when the read failed) */
 static napi_value js_read(napi_env env, napi_callback_info info) {
-  (void)info;
   napi_value result;
-  napi_create_double(env, read_state(get_state(env)), &result);
+  napi_create_double(env, read_state(state_of(env, info)), &result);
   return result;
 }
 
+/* close(): releases the fd and mmap page now; idempotent. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  (void)info;
-  close_state(get_state(env));
+  close_state(state_of(env, info));
   return NULL;
 }
 
-/* rdpmcAvailable() -> boolean: whether the open instructions counter is read
- * without a syscall. */
-static napi_value js_rdpmc(napi_env env, napi_callback_info info) {
-  (void)info;
-  napi_value result;
-  napi_get_boolean(env, get_state(env)->rdpmc != 0, &result);
-  return result;
-}
-
 NAPI_MODULE_INIT() {
-  counter_state *st = (counter_state *)calloc(1, sizeof *st);
-  if (st == NULL) {
-    napi_throw_error(env, "ERGOMETER_COUNTERS_UNAVAILABLE", "out of memory");
-    return NULL;
-  }
-  st->fd = -1;
-  if (napi_set_instance_data(env, st, finalize_state, NULL) != napi_ok) {
-    free(st);
-    return NULL;
-  }
   napi_property_descriptor props[] = {
       {"tryOpen", NULL, js_try_open, NULL, NULL, NULL, napi_default, NULL},
-      {"read", NULL, js_read, NULL, NULL, NULL, napi_default, NULL},
-      {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
-      {"rdpmcAvailable", NULL, js_rdpmc, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -19,7 +19,9 @@ static inline uint64_t ergo_compose_rdpmc(int64_t offset, uint64_t pmc, uint16_t
   if (pmc_width == 0 || pmc_width > 64) return (uint64_t)offset;
   int shift = 64 - pmc_width;
   int64_t extended = (int64_t)(pmc << shift) >> shift;
-  return (uint64_t)(offset + extended);
+  /* Unsigned addition: the count wraps modulo 2^64 like the kernel's u64,
+   * where int64_t overflow would be undefined behaviour. */
+  return (uint64_t)offset + (uint64_t)extended;
 }
 
 typedef uint64_t (*ergo_rdpmc_fn)(uint32_t counter);

@@ -2,13 +2,19 @@ import path from 'node:path';
 
 /** What the native addon (native/counters.c) exports. */
 export interface NativeCounters {
-  tryOpen(
-    source: NativeSource,
-  ): { ok: true; source: NativeSource; rdpmc: boolean } | { ok: false; errno: number; error: string };
-  /** Current counter value, or -1 when no counter is open or the read failed. */
+  /** Opens a new counter for the calling thread; each has its own fd and never disturbs another. */
+  tryOpen(source: NativeSource): NativeOpened | { ok: false; errno: number; error: string };
+}
+
+/** A counter the addon opened: `read` and `close` are bound to it. */
+export interface NativeOpened {
+  ok: true;
+  source: NativeSource;
+  rdpmc: boolean;
+  /** Current counter value, or -1 after close or when the read failed. */
   read(): number;
+  /** Releases the fd now (else when read and close are garbage collected). Idempotent. */
   close(): void;
-  rdpmcAvailable(): boolean;
 }
 
 export type NativeSource = 'instructions' | 'task-clock' | 'thread-cputime';

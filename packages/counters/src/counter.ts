@@ -1,4 +1,4 @@
-import { loadNativeCounters, type NativeCounters, type NativeSource } from './bindings';
+import { loadNativeCounters, type NativeOpened, type NativeSource } from './bindings';
 import { CountersError } from './errors';
 
 /**
@@ -38,7 +38,7 @@ export interface Counter {
   readonly fallbacks: readonly CounterFallback[];
   /** Current value in `metric` units. Monotonic for the calling thread. */
   read(): number;
-  /** Releases the file descriptor (if any). Reads after close return the JS fallback's value. */
+  /** Releases the file descriptor (if any). Idempotent. Reads after close return -1 (native sources). */
   close(): void;
 }
 
@@ -66,17 +66,22 @@ let cachedNative: ReturnType<typeof loadNativeCounters> | undefined;
 
 /**
  * Opens the best available counter for the calling thread (main thread or a
- * worker: each measures itself). Never throws unless `strict` is set: when the
- * hardware is not there it falls back and says why in `fallbacks`.
+ * worker: each measures itself). Counters are independent: opening or closing
+ * one never affects another. Never throws unless `strict` is set (or
+ * `ERGOMETER_COUNTER` is not a source name): when the hardware is not there it
+ * falls back and says why in `fallbacks`.
  */
 export function openCounter(options: OpenCounterOptions = {}): Counter {
   const prefer = options.prefer ?? parsePreference(process.env.ERGOMETER_COUNTER);
   cachedNative ??= loadNativeCounters();
   const fallbacks: CounterFallback[] = [];
+  // Strict: only the named source; trying the others would open (and leak) a counter we then refuse.
   const candidates: CounterSource[] =
     prefer === 'auto'
       ? [...NATIVE_ORDER, 'js-cpu-usage']
-      : [prefer, ...NATIVE_ORDER.filter((s) => s !== prefer), 'js-cpu-usage'];
+      : options.strict
+        ? [prefer]
+        : [prefer, ...NATIVE_ORDER.filter((s) => s !== prefer), 'js-cpu-usage'];
 
   for (const source of candidates) {
     if (source === 'js-cpu-usage') break;
@@ -85,10 +90,7 @@ export function openCounter(options: OpenCounterOptions = {}): Counter {
       continue;
     }
     const opened = cachedNative.native.tryOpen(source);
-    if (opened.ok) {
-      if (options.strict && prefer !== 'auto' && source !== prefer) break;
-      return nativeCounter(cachedNative.native, opened.source, opened.rdpmc, fallbacks);
-    }
+    if (opened.ok) return nativeCounter(opened, fallbacks);
     fallbacks.push({ source, reason: describeOpenError(source, opened.errno, opened.error), errno: opened.errno });
   }
   if (options.strict && prefer !== 'auto' && prefer !== 'js-cpu-usage') {
@@ -101,24 +103,15 @@ export function openCounter(options: OpenCounterOptions = {}): Counter {
   return jsCounter(fallbacks);
 }
 
-function nativeCounter(
-  native: NativeCounters,
-  source: NativeSource,
-  rdpmc: boolean,
-  fallbacks: CounterFallback[],
-): Counter {
-  let open = true;
+function nativeCounter(opened: NativeOpened, fallbacks: CounterFallback[]): Counter {
   return {
-    metric: metricOf(source),
-    source,
-    rdpmc,
+    metric: metricOf(opened.source),
+    source: opened.source,
+    rdpmc: opened.rdpmc,
     fallbacks,
-    // Kept as a direct call: this is the hot path (~25 ns of N-API + the syscall).
-    read: native.read,
-    close() {
-      if (open) native.close();
-      open = false;
-    },
+    // The bound native function itself, no wrapper: this is the hot path (N-API call + the syscall).
+    read: opened.read,
+    close: opened.close,
   };
 }
 
