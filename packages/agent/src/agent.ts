@@ -56,11 +56,14 @@ export class Agent {
   private running = true;
   private fastifyPluginInstance: ReturnType<typeof fastifyPlugin> | undefined;
 
-  /** @internal use {@link start} */
-  constructor(options: ResolvedOptions) {
+  /**
+   * @internal use {@link start}. `internals.counter` replaces the CPU counter: the exact-attribution
+   * test drives the agent with a counter that advances only when known work is done.
+   */
+  constructor(options: ResolvedOptions, internals: { counter?: Counter } = {}) {
     this.options = options;
     this.exporter = createExporter(options.collector);
-    this.cpu = openCounter({ prefer: options.counter });
+    this.cpu = internals.counter ?? openCounter({ prefer: options.counter });
     this.metric = this.cpu.metric;
     this.counter = { source: this.cpu.source, rdpmc: this.cpu.rdpmc, fallbacks: this.cpu.fallbacks };
     publish(channels.counterSelected, { source: this.cpu.source, metric: this.metric, fallbacks: this.cpu.fallbacks });
