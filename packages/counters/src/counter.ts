@@ -72,7 +72,8 @@ let cachedNative: ReturnType<typeof loadNativeCounters> | undefined;
  * falls back and says why in `fallbacks`.
  */
 export function openCounter(options: OpenCounterOptions = {}): Counter {
-  const prefer = options.prefer ?? parsePreference(process.env.ERGOMETER_COUNTER);
+  const prefer =
+    options.prefer === undefined ? parsePreference(process.env.ERGOMETER_COUNTER) : checkPrefer(options.prefer);
   cachedNative ??= loadNativeCounters();
   const fallbacks: CounterFallback[] = [];
   // Strict: only the named source; trying the others would open (and leak) a counter we then refuse.
@@ -136,10 +137,24 @@ function describeOpenError(source: NativeSource, errno: number, error: string): 
  */
 export function parsePreference(value: string | undefined): CounterPreference {
   if (value === undefined || value === '') return 'auto';
-  const allowed: readonly CounterPreference[] = ['auto', ...NATIVE_ORDER, 'js-cpu-usage'];
-  if ((allowed as readonly string[]).includes(value)) return value as CounterPreference;
+  if (isPreference(value)) return value;
   throw new CountersError(
     'ERGOMETER_BAD_OPTION',
-    `ERGOMETER_COUNTER="${value}" is not a counter source; use one of ${allowed.join(', ')}`,
+    `ERGOMETER_COUNTER="${value}" is not a counter source; use one of ${PREFERENCES.join(', ')}`,
+  );
+}
+
+const PREFERENCES: readonly CounterPreference[] = ['auto', ...NATIVE_ORDER, 'js-cpu-usage'];
+
+function isPreference(value: unknown): value is CounterPreference {
+  return (PREFERENCES as readonly unknown[]).includes(value);
+}
+
+/** `prefer` from JavaScript callers is unchecked by the compiler: reject it here, not in the addon. */
+function checkPrefer(value: unknown): CounterPreference {
+  if (isPreference(value)) return value;
+  throw new CountersError(
+    'ERGOMETER_BAD_OPTION',
+    `openCounter({ prefer: ${JSON.stringify(value) ?? String(value)} }) is not a counter source; use one of ${PREFERENCES.join(', ')}`,
   );
 }

@@ -347,6 +347,18 @@ describe('parsePreference and ERGOMETER_COUNTER', () => {
     assert.equal(js.source, 'js-cpu-usage');
   });
 
+  // Regression: an unknown `prefer` from untyped JavaScript reached the addon and came back as a RangeError
+  // with code ERGOMETER_BAD_ARGUMENT.
+  test('regression: openCounter() with an unknown prefer throws ERGOMETER_BAD_OPTION, not a native RangeError', () => {
+    for (const prefer of ['bogus', 'Task-Clock', 42, null]) {
+      assert.throws(
+        () => openCounter({ prefer: prefer as unknown as CounterPreference }),
+        (error: unknown) =>
+          error instanceof CountersError && error.code === 'ERGOMETER_BAD_OPTION' && /prefer/.test(error.message),
+      );
+    }
+  });
+
   test('openCounter() with an unknown ERGOMETER_COUNTER throws ERGOMETER_BAD_OPTION', () => {
     assert.throws(
       () => withCounterEnv('rdpmc', () => openCounter()),
