@@ -23,7 +23,9 @@ import { measureAttributionAccuracy, speedCorrectedLoadCost } from './harness';
 
 const TOLERANCE = 0.05;
 
-test('each endpoint costs the same solo and under concurrency 64; the naive measure does not', { timeout: 180_000 }, async () => {
+test('each endpoint costs the same solo and under concurrency 64; the naive measure does not', {
+  timeout: 180_000,
+}, async () => {
   const result = await measureAttributionAccuracy({
     rounds: 3,
     soloRequestsPerEndpoint: 60,
@@ -43,12 +45,20 @@ test('each endpoint costs the same solo and under concurrency 64; the naive meas
     naiveLoadUs: (e.naive.load / 1000).toFixed(0),
   }));
   console.table(report);
-  console.log(`attributed share of thread CPU under load: ${(result.loadAttributedShareOfThreadCpu * 100).toFixed(1)}%`);
+  console.log(
+    `attributed share of thread CPU under load: ${(result.loadAttributedShareOfThreadCpu * 100).toFixed(1)}%`,
+  );
 
   for (const e of result.endpoints) {
-    assert.ok(e.samples.solo >= 100 && e.samples.load >= 100, `${e.endpoint}: too few samples ${JSON.stringify(e.samples)}`);
+    assert.ok(
+      e.samples.solo >= 100 && e.samples.load >= 100,
+      `${e.endpoint}: too few samples ${JSON.stringify(e.samples)}`,
+    );
     const speedRatio = e.known.load / e.known.solo;
-    assert.ok(speedRatio > 0.7 && speedRatio < 1.3, `${e.endpoint}: machine speed changed too much between phases (${speedRatio})`);
+    assert.ok(
+      speedRatio > 0.7 && speedRatio < 1.3,
+      `${e.endpoint}: machine speed changed too much between phases (${speedRatio})`,
+    );
 
     // 1. Same cost solo and under load.
     const error = speedCorrectedLoadCost(e) / e.attributed.solo - 1;
@@ -59,9 +69,17 @@ test('each endpoint costs the same solo and under concurrency 64; the naive meas
     // 2. Every request is charged at least its own known work, in both phases.
     assert.ok(e.attributed.solo >= e.known.solo, `${e.endpoint}: solo cost below its own known work`);
     assert.ok(e.attributed.load >= e.known.load, `${e.endpoint}: load cost below its own known work`);
-    // 3. The naive measure is wrong under load by far more than the tolerance:
-    //    it charges each request with everything that ran while it waited.
-    assert.ok(e.naive.load > 2 * e.naive.solo, `${e.endpoint}: expected naive measure to blow up under load`);
+  }
+  // 3. The naive measure is right only for an endpoint that never waits (light:
+  //    nothing else can run in the middle of it) and wrong by far more than the
+  //    tolerance for those that wait: it charges them everything that ran meanwhile.
+  const [lightNaive, ...waiting] = result.endpoints;
+  assert.ok(
+    Math.abs(lightNaive!.naive.load / lightNaive!.naive.solo - 1) < 0.25,
+    'naive measure of a synchronous endpoint',
+  );
+  for (const e of waiting) {
+    assert.ok(e.naive.load > 2 * e.naive.solo, `${e.endpoint}: expected the naive measure to blow up under load`);
   }
 
   // 4. The endpoints' cost ratios match between conditions.

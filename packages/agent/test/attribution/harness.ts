@@ -70,7 +70,9 @@ function get(port: number, requestPath: string, agent: http.Agent): Promise<stri
         res.on('data', (chunk: string) => {
           body += chunk;
         });
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${requestPath}: ${res.statusCode}`))));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(body) : reject(new Error(`${requestPath}: ${res.statusCode}`)),
+        );
       })
       .on('error', reject);
   });
@@ -122,7 +124,9 @@ export async function measureAttributionAccuracy(options: AccuracyRunOptions): P
       child.once('message', (message) => resolve((message as { port: number }).port));
       child.once('exit', (code) => reject(new Error(`fixture exited with ${code} before listening`)));
     });
-    const allPaths = process.env.ATTR_LOAD_PATHS ? process.env.ATTR_LOAD_PATHS.split(',') : [ENDPOINTS[0].path, ENDPOINTS[1].path, ENDPOINTS[2].path, ENDPOINTS[2].path];
+    const allPaths = process.env.ATTR_LOAD_PATHS
+      ? process.env.ATTR_LOAD_PATHS.split(',')
+      : [ENDPOINTS[0].path, ENDPOINTS[1].path, ENDPOINTS[2].path, ENDPOINTS[2].path];
     await drive(port, allPaths, options.warmupRequests, 8);
     await readStats(port); // discard warm-up stats
 
