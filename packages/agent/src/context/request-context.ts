@@ -37,6 +37,19 @@ export const MAX_FLAGS_PER_REQUEST = 64;
  */
 export const requestStorage = new AsyncLocalStorage<RequestContext>();
 
+/**
+ * Whether AsyncLocalStorage propagates through an async_hooks init hook (Node.js
+ * 20 and 22) rather than through V8's continuation-preserved data
+ * (AsyncContextFrame, default from Node.js 24). Only the former costs every
+ * callback while enabled, so only then is it worth disabling between samples.
+ */
+export const storageUsesAsyncHooks: boolean = (() => {
+  const major = Number(process.versions.node.split('.')[0]);
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  if (major >= 24) return flags.includes('--no-async-context-frame');
+  return !flags.includes('--experimental-async-context-frame');
+})();
+
 /** The sampled request whose code is running now, if any. */
 export function currentRequest(): RequestContext | undefined {
   return requestStorage.getStore();

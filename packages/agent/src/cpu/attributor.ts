@@ -1,6 +1,6 @@
 import { createHook } from 'node:async_hooks';
 import type { Counter } from '@ergometer/counters';
-import { type RequestContext, requestStorage } from '../context/request-context';
+import { type RequestContext, requestStorage, storageUsesAsyncHooks } from '../context/request-context';
 
 /**
  * Charges every slice of CPU work on the event loop thread to the sampled
@@ -56,11 +56,12 @@ export class CpuAttributor {
     if (--this.inFlight === 0) {
       this.hook.disable();
       this.owner = undefined;
-      // On Node 20 AsyncLocalStorage propagates through an async_hooks init
-      // hook that stays on for every later promise once enabled; disabling it
-      // when nothing is sampled keeps unsampled traffic free of it. run()
-      // enables it again for the next sampled request.
-      requestStorage.disable();
+      // On Node 20 and 22 AsyncLocalStorage propagates through an async_hooks
+      // init hook that stays on for every later promise once enabled; disabling
+      // it when nothing is sampled keeps unsampled traffic free of it. run()
+      // enables it again for the next sampled request. (With AsyncContextFrame
+      // there is nothing to save, and disable() would edit the current frame.)
+      if (storageUsesAsyncHooks) requestStorage.disable();
     }
   }
 
