@@ -9,19 +9,33 @@
  * any request. Ours must give each endpoint the same cost in both conditions;
  * the naive "counter at start vs end" must not — it is kept here to show why.
  *
- * One correction, stated openly: this machine measures `cpu_ns`, and the CPU
- * time of the *same* code differs between phases (caches, branch predictors,
- * frequency, a noisy VM neighbour). The fixture times its known work inline in
- * each phase, and we compare load against solo after scaling by that measured
- * speed ratio. On a machine with hardware instruction counters that ratio is 1
- * and the correction vanishes. The ratio is printed, and bounded, so a test
- * that "passes" only through a wild correction fails.
+ * This machine measures `cpu_ns`, and the CPU time of the *same* code differs
+ * between phases: caches and frequency, a noisy VM neighbour, and garbage
+ * collection, whose scavenges cost more with 64 requests' objects alive. Two
+ * things follow:
+ * - The fixture times its known work inline in each phase, and we compare load
+ *   against solo after scaling by that measured speed ratio (1.0 with hardware
+ *   instruction counters). The ratio is printed and bounded, so a test that
+ *   passes only through a wild correction fails.
+ * - What remains is physical, and it depends on the code: the naive measure of
+ *   the synchronous endpoint — exact for it, since nothing can interleave with
+ *   it — moves by 2–14% between phases from run to run on this 2-vCPU VM, while
+ *   hashing-heavy code moves the other way by a few percent. A 5% bound on
+ *   solo-vs-load real CPU time would test the VM, not the agent, and fail at
+ *   random in CI. So:
+ *   - the 5% target is asserted exactly, to the unit, by exact.test.ts, with a
+ *     deterministic counter (the role instruction counters play);
+ *   - here, on real CPU time, a drift-free 5% check: within each phase, our cost
+ *     of the synchronous endpoint must track its ground truth (check 3b);
+ *   - solo vs load is bounded at 20%, which still separates attribution from the
+ *     naive measure (off by 2–100× here), and the benchmark reports the figures.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { measureAttributionAccuracy, speedCorrectedLoadCost } from './harness';
 
-const TOLERANCE = 0.05;
+/** Solo vs load on real CPU time; see the header for why not 5% here. */
+const TOLERANCE = 0.2;
 
 test('each endpoint costs the same solo and under concurrency 64; the naive measure does not', {
   timeout: 180_000,
@@ -81,6 +95,16 @@ test('each endpoint costs the same solo and under concurrency 64; the naive meas
   for (const e of waiting) {
     assert.ok(e.naive.load > 2 * e.naive.solo, `${e.endpoint}: expected the naive measure to blow up under load`);
   }
+  // 3b. For that synchronous endpoint the naive measure is ground truth in both
+  //     phases, so ours must move with it: a within-phase ratio, free of machine
+  //     drift, held to the 5% target on real CPU time. (Ours reads a little less:
+  //     the naive middleware starts earlier, before the agent's adapter.)
+  const trackSolo = lightNaive!.attributed.solo / lightNaive!.naive.solo;
+  const trackLoad = lightNaive!.attributed.load / lightNaive!.naive.load;
+  assert.ok(
+    Math.abs(trackLoad / trackSolo - 1) < 0.05,
+    `synchronous endpoint: ours/ground truth ${trackSolo.toFixed(3)} solo vs ${trackLoad.toFixed(3)} under load`,
+  );
 
   // 4. The endpoints' cost ratios match between conditions.
   const [light, medium, heavy] = result.endpoints;
