@@ -19,7 +19,7 @@ async function serve(options: AgentOptions, paths: string[], inspect?: (agent: A
   const file = path.join(dir, 'samples.ndjson');
   const agent = new Agent(resolveOptions({ service: 's', collector: `file:${file}`, commit: 'c', ...options }));
   const server = http.createServer(
-    agent.http((req, res) => {
+    agent.http((_req, res) => {
       agent.flag('seen', 'yes');
       setTimeout(() => res.end('ok'), 1);
     }),
