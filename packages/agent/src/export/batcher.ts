@@ -88,6 +88,8 @@ export class Batcher {
         () => publish(channels.batchSent, { batchId: batch.batchId, samples: samples.length }),
         (error: unknown) => {
           publish(channels.batchDropped, { batchId: batch.batchId, samples: samples.length, error });
+          // The failed batch also carried the count of earlier drops: carry it on.
+          this.dropped += dropped;
           this.noteDropped(samples.length, 'export-failed');
         },
       );
