@@ -23,12 +23,17 @@ export const CHANNEL_NAMES = Object.fromEntries(
   Object.entries(channels).map(([key, channel]) => [key, channel.name as string]),
 ) as Record<keyof typeof channels, string>;
 
-/** Publishes without ever letting a subscriber's exception reach the caller. */
+/**
+ * Publishes if anyone listens. A subscriber that throws does not interrupt the
+ * agent's code path: Node.js reports the subscriber's exception on the next
+ * tick as an uncaught exception (documented behaviour of diagnostics_channel),
+ * where it belongs — to the code that subscribed.
+ */
 export function publish(channel: diagnosticsChannel.Channel, message: unknown): void {
   if (!channel.hasSubscribers) return;
   try {
     channel.publish(message);
   } catch {
-    // A subscriber's bug must not become the host app's bug.
+    // Older releases threw synchronously; the agent's work goes on either way.
   }
 }
