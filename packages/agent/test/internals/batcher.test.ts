@@ -98,7 +98,11 @@ test('memory is bounded: oldest samples go first, drops are counted and reported
     const sent: WireBatch[] = [];
     let fail = true;
     const flaky: Exporter = {
-      send: (batch) => (fail ? failing.send(batch) : (sent.push(batch), Promise.resolve())),
+      send(batch) {
+        if (fail) return failing.send(batch);
+        sent.push(batch);
+        return Promise.resolve();
+      },
       close: async () => {},
     };
     const batcher = new Batcher(header, flaky, {
