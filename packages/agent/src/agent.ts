@@ -14,19 +14,24 @@ import { type AgentOptions, type ResolvedOptions, resolveOptions } from './optio
 import { WindowSampler } from './sampling/window-sampler';
 import { AGENT_VERSION } from './version';
 
-/** Returns the route template of a request once the framework has routed it, or undefined if no route matched. */
-export type RouteResolver = () => string | undefined;
+/**
+ * Returns the route template of a request once the framework has routed it, or undefined if no
+ * route matched. Called with the `routeSource` given beside it (e.g. the framework's context).
+ */
+export type RouteResolver<S = undefined> = (routeSource: S) => string | undefined;
 
 /** Marks a request the agent has already seen, so that two layers (register + a framework adapter) never measure it twice. */
 const kRequestState = Symbol('ergometer.request');
-const NOT_SAMPLED = 0;
+const ALREADY_RUNNING = Symbol('ergometer.already-running');
 
 interface InstrumentedRequest extends IncomingMessage {
-  [kRequestState]?: RequestContext | typeof NOT_SAMPLED;
+  [kRequestState]?: RequestContext;
 }
 
 interface SampledState {
-  route: RouteResolver | undefined;
+  // biome-ignore lint/suspicious/noExplicitAny: resolver and source are stored as a matched pair
+  route: RouteResolver<any> | undefined;
+  routeSource: unknown;
 }
 
 let runningAgent: Agent | undefined;
@@ -100,34 +105,62 @@ export class Agent {
    * untouched. Calling it again for the same request (two layers of instrumentation) only adds
    * the route resolver.
    *
+   * `route(routeSource)` names the route once the framework has routed the request; passing the
+   * function and its argument separately lets adapters allocate nothing for unsampled requests.
    * This is what the framework adapters are made of; use it directly for a framework without one.
    */
-  runRequest<T>(req: IncomingMessage, res: ServerResponse, handler: () => T, route?: RouteResolver): T {
-    const instrumented = req as InstrumentedRequest;
-    const state = instrumented[kRequestState];
-    if (state !== undefined) {
-      // An outer layer decided already; the handler runs in its context.
-      if (state !== NOT_SAMPLED && route !== undefined) this.setRoute(state, route);
-      return handler();
-    }
-    if (!this.running || !this.sampler.shouldSample()) {
-      instrumented[kRequestState] = NOT_SAMPLED;
-      return handler();
-    }
-    let ctx: RequestContext;
-    try {
-      ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
-      instrumented[kRequestState] = ctx;
-      this.sampledState.set(ctx, { route });
-      this.watchResponse(ctx, req, res);
-    } catch (error) {
-      publish(channels.internalError, { error });
-      return handler();
-    }
+  runRequest<T, S = undefined>(
+    req: IncomingMessage,
+    res: ServerResponse,
+    handler: () => T,
+    route?: RouteResolver<S>,
+    routeSource?: S,
+  ): T {
+    const ctx = this.decide(req, res, route, routeSource);
+    if (ctx === undefined || ctx === ALREADY_RUNNING) return handler();
     return requestStorage.run(ctx, () => {
       this.attributor.begin(ctx);
       return handler();
     });
+  }
+
+  /**
+   * The sampling decision for `req`, made once per request. Returns the new context of a request
+   * to start measuring, ALREADY_RUNNING when an outer layer measures it, or undefined. An
+   * unsampled request costs one clock comparison and no allocation.
+   */
+  /** @internal Cheap pre-check for adapters: false means "not measured, skip the agent entirely". */
+  wantsRequest(req: IncomingMessage): boolean {
+    return (req as InstrumentedRequest)[kRequestState] !== undefined || (this.running && this.sampler.shouldSample());
+  }
+
+  private decide<S>(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: RouteResolver<S> | undefined,
+    routeSource: S | undefined,
+  ): RequestContext | typeof ALREADY_RUNNING | undefined {
+    const instrumented = req as InstrumentedRequest;
+    const existing = instrumented[kRequestState];
+    if (existing !== undefined) {
+      // An outer layer decided already, and the handler runs in its context;
+      // the inner layer knows the route better.
+      if (route !== undefined) this.sampledState.set(existing, { route, routeSource });
+      return ALREADY_RUNNING;
+    }
+    // Unsampled requests are not marked: two layers decide within
+    // microseconds of each other, and so agree but at a window's very edge.
+    if (!this.running || !this.sampler.shouldSample()) return undefined;
+    try {
+      const ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
+      instrumented[kRequestState] = ctx;
+      this.sampledState.set(ctx, { route, routeSource });
+      this.watchResponse(ctx, req, res);
+      return ctx;
+    } catch (error) {
+      publish(channels.internalError, { error });
+      return undefined;
+    }
   }
 
   /**
@@ -148,17 +181,9 @@ export class Agent {
    * Names the endpoint of the current request (`route` is a template such as `/feed/:id`),
    * for servers without a router the agent knows. Outside a sampled request it does nothing.
    */
-  setRoute(route: string): void;
-  /** @internal */
-  setRoute(ctx: RequestContext, route: RouteResolver): void;
-  setRoute(first: string | RequestContext, second?: RouteResolver): void {
-    if (typeof first === 'string') {
-      const ctx = currentRequest();
-      if (ctx !== undefined) ctx.endpoint = endpointName(ctx.method, first);
-      return;
-    }
-    const state = this.sampledState.get(first);
-    if (state !== undefined && second !== undefined) state.route = second;
+  setRoute(route: string): void {
+    const ctx = currentRequest();
+    if (ctx !== undefined) ctx.endpoint = endpointName(ctx.method, route);
   }
 
   /** Samples waiting to be written. */
@@ -208,7 +233,10 @@ export class Agent {
   http<Req extends IncomingMessage, Res extends ServerResponse>(
     handler: (req: Req, res: Res) => void,
   ): (req: Req, res: Res) => void {
-    return (req, res) => this.runRequest(req, res, () => handler(req, res));
+    return (req, res) => {
+      if (!this.wantsRequest(req)) return handler(req, res);
+      this.runRequest(req, res, () => handler(req, res));
+    };
   }
 
   private watchResponse(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
@@ -248,11 +276,11 @@ export class Agent {
   }
 
   private resolveEndpoint(ctx: RequestContext, req: IncomingMessage): string {
-    const resolver = this.sampledState.get(ctx)?.route;
-    if (resolver !== undefined) {
+    const state = this.sampledState.get(ctx);
+    if (state?.route !== undefined) {
       let route: string | undefined;
       try {
-        route = resolver();
+        route = state.route(state.routeSource);
       } catch (error) {
         publish(channels.internalError, { error });
       }

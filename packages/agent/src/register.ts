@@ -19,7 +19,9 @@ function instrumentServers(agent: Agent): void {
     const proto = Server.prototype as { emit: (event: string | symbol, ...args: unknown[]) => boolean };
     const originalEmit = proto.emit;
     proto.emit = function emitWithErgometer(this: unknown, event: string | symbol, ...args: unknown[]): boolean {
-      if (event !== 'request') return originalEmit.call(this, event, ...args);
+      if (event !== 'request' || !agent.wantsRequest(args[0] as http.IncomingMessage)) {
+        return originalEmit.call(this, event, ...args);
+      }
       const [req, res] = args as [http.IncomingMessage, http.ServerResponse];
       return agent.runRequest(req, res, () => originalEmit.call(this, event, ...args));
     };

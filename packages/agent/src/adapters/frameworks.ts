@@ -13,12 +13,7 @@ type Next = (error?: unknown) => void;
 /** Express 4 and 5: `app.use(agent.express())` before the routes. */
 export function expressMiddleware(agent: Agent) {
   return function ergometerExpress(req: IncomingMessage, res: ServerResponse, next: Next): void {
-    agent.runRequest(
-      req,
-      res,
-      () => next(),
-      () => expressRouteOf(req),
-    );
+    agent.runRequest(req, res, next, expressRouteOf, req);
   };
 }
 
@@ -40,12 +35,7 @@ interface FastifyRequestLike {
 export function fastifyPlugin(agent: Agent) {
   function ergometerFastify(instance: FastifyLike, _options: unknown, done: Next): void {
     instance.addHook('onRequest', (request, reply, hookDone) => {
-      agent.runRequest(
-        request.raw,
-        reply.raw,
-        () => hookDone(),
-        () => fastifyRoute(request),
-      );
+      agent.runRequest(request.raw, reply.raw, hookDone, fastifyRoute, request);
     });
     done();
   }
@@ -70,12 +60,12 @@ interface KoaContextLike {
   _matchedRoute?: string | RegExp;
 }
 
+const koaRoute = (ctx: KoaContextLike) => (ctx._matchedRoute === undefined ? undefined : String(ctx._matchedRoute));
+
 /** Koa 2 and 3 (+ @koa/router): `app.use(agent.koa())` first. */
 export function koaMiddleware(agent: Agent) {
   return function ergometerKoa(ctx: KoaContextLike, next: () => Promise<unknown>): Promise<unknown> {
-    return agent.runRequest(ctx.req, ctx.res, next, () =>
-      ctx._matchedRoute === undefined ? undefined : String(ctx._matchedRoute),
-    );
+    return agent.runRequest(ctx.req, ctx.res, next, koaRoute, ctx);
   };
 }
 
@@ -91,7 +81,7 @@ export function honoMiddleware(agent: Agent) {
     const incoming = c.env?.incoming;
     const outgoing = c.env?.outgoing;
     if (incoming === undefined || outgoing === undefined) return next();
-    return agent.runRequest(incoming, outgoing, next, () => honoRoute(c));
+    return agent.runRequest(incoming, outgoing, next, honoRoute, c);
   };
 }
 

@@ -1,0 +1,96 @@
+import type { AddressInfo } from 'node:net';
+import type { RequestHandler } from 'express';
+
+/**
+ * One server of the throughput benchmark, run in a process of its own (pinned
+ * to one CPU by throughput.ts) so that each variant starts clean and
+ * OpenTelemetry can patch modules before they load.
+ *
+ *   BENCH_VARIANT    which instrumentation, one of APP_VARIANTS
+ *   BENCH_COLLECTOR  the agent's collector (`file:` URL in a temp dir), agent variants only
+ *
+ * Talks to its parent over the IPC channel: sends {@link ServerReady} once
+ * listening on 127.0.0.1, exits after a `{ type: 'stop' }`.
+ */
+
+/** The instrumentations compared, in the order they run in each round. */
+export const APP_VARIANTS = ['none', 'agent-0', 'agent-0.01', 'agent-1', 'otel'] as const;
+export type AppVariant = (typeof APP_VARIANTS)[number];
+
+/** Sent to the parent once the server accepts connections. */
+export interface ServerReady {
+  type: 'listening';
+  port: number;
+  /** The agent's counter source (e.g. `task-clock`), agent variants only. */
+  counter?: string;
+}
+
+/** Sent by the parent to end the server. */
+export interface ServerStop {
+  type: 'stop';
+}
+
+export function isAppVariant(value: unknown): value is AppVariant {
+  return typeof value === 'string' && (APP_VARIANTS as readonly string[]).includes(value);
+}
+
+const AGENT_SAMPLE_RATES: Record<AppVariant, number | undefined> = {
+  none: undefined,
+  'agent-0': 0,
+  'agent-0.01': 0.01,
+  'agent-1': 1,
+  otel: undefined,
+};
+
+async function serve(variant: AppVariant): Promise<void> {
+  let shutdown: () => Promise<void> = () => Promise.resolve();
+  let instrument: RequestHandler | undefined;
+  let counter: string | undefined;
+
+  // Modules are required here, not imported at the top, for two reasons: OpenTelemetry has to
+  // patch node:http and express before anything loads them, and a variant must not pay (in
+  // memory or start-up) for the instrumentation of another.
+  if (variant === 'otel') {
+    const otel: typeof import('./otel') = require('./otel');
+    shutdown = otel.startOpenTelemetry();
+  }
+  const sampleRate = AGENT_SAMPLE_RATES[variant];
+  if (sampleRate !== undefined) {
+    const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
+    const agent = start({ service: 'bench-throughput', collector: process.env.BENCH_COLLECTOR, sampleRate });
+    instrument = agent.express();
+    counter = agent.counter.source;
+    shutdown = () => agent.shutdown();
+  }
+  const { createBenchApp }: typeof import('./app') = require('./app');
+
+  const app = createBenchApp(instrument);
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  process.on('message', (message: ServerStop) => {
+    if (message.type !== 'stop') return;
+    server.close();
+    server.closeAllConnections();
+    shutdown().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+  const ready: ServerReady = { type: 'listening', port: (server.address() as AddressInfo).port, counter };
+  process.send?.(ready);
+}
+
+if (require.main === module) {
+  const variant = process.env.BENCH_VARIANT;
+  if (!isAppVariant(variant) || process.send === undefined) {
+    console.error(`usage: BENCH_VARIANT=<${APP_VARIANTS.join('|')}> node server.js, forked with an IPC channel`);
+    process.exit(2);
+  }
+  serve(variant).catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
