@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: every benchmark, side by side in one run, on this machine;
+ * `npm run bench`: every benchmark, side by side in one run on this machine;
  * prints each table as it completes and writes docs/benchmarks.md.
- * BENCH_QUICK=1 for a fast smoke run (fewer rounds; numbers not for the docs).
+ * BENCH_QUICK=1 for a fast smoke run (fewer rounds; numbers not for the docs,
+ * so the file is not written).
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,28 +11,34 @@ import { benchCounterRead } from './counter-read';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
+const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
+  ['counter read', benchCounterRead],
+  ['throughput', benchThroughput],
+  ['attribution accuracy', benchAttribution],
+];
+
+const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');
+
 async function main(): Promise<void> {
   const machine = describeMachine();
   const tables: BenchTable[] = [];
-  for (const [name, bench] of [
-    ['counter read', benchCounterRead],
-    ['throughput', benchThroughput],
-    ['attribution accuracy', benchAttribution],
-  ] as const) {
+  const started = performance.now();
+  for (const [name, bench] of BENCHMARKS) {
     process.stderr.write(`== ${name}\n`);
+    const benchStarted = performance.now();
     const table = await bench();
     tables.push(table);
     console.log(`${renderTable(table)}\n`);
+    process.stderr.write(`== ${name}: ${((performance.now() - benchStarted) / 1000).toFixed(0)} s\n`);
   }
+  const minutes = (performance.now() - started) / 60_000;
   const doc = [
     '# Benchmarks',
     '',
-    'Made by `npm run bench` (bench/src/run.ts), all in one run on this machine:',
+    'Made by `npm run bench` (bench/src/run.ts): every table below comes from one run on this machine, ' +
+      `which took ${minutes.toFixed(1)} minutes. Run it again on yours; each table says how it was measured.`,
     '',
     machine,
-    '',
-    'Numbers from a shared 2-vCPU VM without hardware performance counters: the agent measures `cpu_ns` here, and ' +
-      'a counter read is a ~1–2 µs syscall. Expect run-to-run spread of several percent; each table says how it was made.',
     '',
     ...tables.map(renderTable),
   ].join('\n');
@@ -39,9 +46,8 @@ async function main(): Promise<void> {
     process.stderr.write('BENCH_QUICK=1: not writing docs/benchmarks.md\n');
     return;
   }
-  const file = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');
-  writeFileSync(file, `${doc}\n`);
-  process.stderr.write(`wrote ${file}\n`);
+  writeFileSync(DOC_FILE, `${doc}\n`);
+  process.stderr.write(`wrote ${DOC_FILE}\n`);
 }
 
 main().catch((error: unknown) => {

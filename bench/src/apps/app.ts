@@ -102,7 +102,13 @@ class InMemoryDb {
 }
 
 function summary(product: Product) {
-  return { id: product.id, sku: product.sku, name: product.name, priceCents: product.priceCents, rating: product.rating };
+  return {
+    id: product.id,
+    sku: product.sku,
+    name: product.name,
+    priceCents: product.priceCents,
+    rating: product.rating,
+  };
 }
 
 function parsePositiveInt(value: unknown, fallback: number, max: number): number {
@@ -178,7 +184,12 @@ export function createBenchApp(instrument?: RequestHandler): Express {
       const product = products[i];
       if (!product) return { productId: line.productId, error: 'unknown product' };
       const quantity = Math.max(1, Math.min(line.quantity, product.stock || 1));
-      return { ...summary(product), quantity, lineTotalCents: quantity * product.priceCents, giftWrap: !!line.giftWrap };
+      return {
+        ...summary(product),
+        quantity,
+        lineTotalCents: quantity * product.priceCents,
+        giftWrap: !!line.giftWrap,
+      };
     });
     const subtotalCents = lines.reduce((sum, line) => sum + ('lineTotalCents' in line ? line.lineTotalCents : 0), 0);
     const discountCents = order.coupon === 'SPRING10' ? Math.round(subtotalCents * 0.1) : 0;

@@ -24,6 +24,8 @@ export interface LoadResult {
   latencyP99Ms: number;
   /** CPU this process used over the run / wall time: near 1 means autocannon, not the server, was the limit. */
   loadGeneratorBusy: number;
+  /** CPU this process used in all, start-up included, µs. */
+  loadGeneratorCpuMicros: number;
 }
 
 /** The part of autocannon's API used here (the package ships no types). */
@@ -48,6 +50,11 @@ interface AutocannonResult {
 }
 type Autocannon = (options: AutocannonOptions) => Promise<AutocannonResult>;
 
+function totalCpuMicros(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+}
+
 async function generateLoad(request: LoadRequest): Promise<LoadResult> {
   const autocannon = require('autocannon') as Autocannon;
   const cpuBefore = process.cpuUsage();
@@ -69,13 +76,16 @@ async function generateLoad(request: LoadRequest): Promise<LoadResult> {
     latencyP50Ms: result.latency.p50,
     latencyP99Ms: result.latency.p99,
     loadGeneratorBusy: (cpu.user + cpu.system) / 1000 / wallMs,
+    loadGeneratorCpuMicros: totalCpuMicros(),
   };
 }
 
 if (require.main === module) {
   const request = JSON.parse(process.env.BENCH_LOAD ?? 'null') as LoadRequest | null;
   if (request === null || process.send === undefined) {
-    console.error('usage: BENCH_LOAD=\'{"url":…,"connections":…,"durationSeconds":…}\' node load-generator.js, with IPC');
+    console.error(
+      'usage: BENCH_LOAD=\'{"url":…,"connections":…,"durationSeconds":…}\' node load-generator.js, with IPC',
+    );
     process.exit(2);
   }
   generateLoad(request).then(

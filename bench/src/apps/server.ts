@@ -7,14 +7,26 @@ import type { RequestHandler } from 'express';
  * OpenTelemetry can patch modules before they load.
  *
  *   BENCH_VARIANT    which instrumentation, one of APP_VARIANTS
- *   BENCH_COLLECTOR  the agent's collector (`file:` URL in a temp dir), agent variants only
+ *   BENCH_COLLECTOR  the agent's collector (`file:` URL in a temp dir), agent-* variants
+ *
+ * The register-* variants are started by the parent with
+ * `--require @ergometer/agent/register` and ERGOMETER_* variables: the agent
+ * is running before this file loads, and the app itself has no middleware.
  *
  * Talks to its parent over the IPC channel: sends {@link ServerReady} once
  * listening on 127.0.0.1, exits after a `{ type: 'stop' }`.
  */
 
 /** The instrumentations compared, in the order they run in each round. */
-export const APP_VARIANTS = ['none', 'agent-0', 'agent-0.01', 'agent-1', 'otel'] as const;
+export const APP_VARIANTS = [
+  'none',
+  'noop-middleware',
+  'agent-0',
+  'agent-0.01',
+  'register-0.01',
+  'agent-1',
+  'otel',
+] as const;
 export type AppVariant = (typeof APP_VARIANTS)[number];
 
 /** Sent to the parent once the server accepts connections. */
@@ -34,13 +46,20 @@ export function isAppVariant(value: unknown): value is AppVariant {
   return typeof value === 'string' && (APP_VARIANTS as readonly string[]).includes(value);
 }
 
-const AGENT_SAMPLE_RATES: Record<AppVariant, number | undefined> = {
-  none: undefined,
+/** Sample rate of the variants that start the agent with `start()` and mount `agent.express()`. */
+const MIDDLEWARE_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
   'agent-0': 0,
   'agent-0.01': 0.01,
   'agent-1': 1,
-  otel: undefined,
 };
+
+/** Sample rate of the variants started with `--require @ergometer/agent/register`. */
+export const REGISTER_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
+  'register-0.01': 0.01,
+};
+
+/** Does nothing: the cost of one more Express layer, the floor of any `app.use()` instrumentation. */
+const noopMiddleware: RequestHandler = (_req, _res, next) => next();
 
 async function serve(variant: AppVariant): Promise<void> {
   let shutdown: () => Promise<void> = () => Promise.resolve();
@@ -54,11 +73,19 @@ async function serve(variant: AppVariant): Promise<void> {
     const otel: typeof import('./otel') = require('./otel');
     shutdown = otel.startOpenTelemetry();
   }
-  const sampleRate = AGENT_SAMPLE_RATES[variant];
+  if (variant === 'noop-middleware') instrument = noopMiddleware;
+  const sampleRate = MIDDLEWARE_SAMPLE_RATES[variant];
   if (sampleRate !== undefined) {
     const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
     const agent = start({ service: 'bench-throughput', collector: process.env.BENCH_COLLECTOR, sampleRate });
     instrument = agent.express();
+    counter = agent.counter.source;
+    shutdown = () => agent.shutdown();
+  }
+  if (REGISTER_SAMPLE_RATES[variant] !== undefined) {
+    const { getAgent }: typeof import('@ergometer/agent') = require('@ergometer/agent');
+    const agent = getAgent();
+    if (agent === undefined) throw new Error(`${variant}: start node with --require @ergometer/agent/register`);
     counter = agent.counter.source;
     shutdown = () => agent.shutdown();
   }
