@@ -179,8 +179,12 @@ function endpointRates(value: unknown): Map<string, number> {
     // "GET /a=0.1,POST /b=0": the last '=' splits, endpoint names may not contain ','.
     entries = value.split(',').map((part) => {
       const at = part.lastIndexOf('=');
-      if (at <= 0) throw bad('endpointSampleRates', `expected "ENDPOINT=RATE" entries, got ${describe(part)}`, envName);
-      return [part.slice(0, at).trim(), part.slice(at + 1).trim()];
+      const endpoint = part.slice(0, Math.max(at, 0)).trim();
+      const r = at === -1 ? '' : part.slice(at + 1).trim();
+      // A blank rate is a typo, not "rate 0" (what rate() makes of an empty value): refuse it.
+      if (endpoint === '' || r === '')
+        throw bad('endpointSampleRates', `expected "ENDPOINT=RATE" entries, got ${describe(part)}`, envName);
+      return [endpoint, r];
     });
   } else if (typeof value === 'object' && value !== null) {
     entries = Object.entries(value);

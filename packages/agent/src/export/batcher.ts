@@ -19,6 +19,7 @@ export class Batcher {
   private dropped = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushScheduled = false;
+  private autoFlushing = false;
   private sending: Promise<void> = Promise.resolve();
 
   constructor(
@@ -68,7 +69,24 @@ export class Batcher {
 
   private flushSoon(): void {
     this.flushScheduled = false;
-    this.flush().catch((error: unknown) => publish(channels.internalError, { error }));
+    // One automatic flush at a time: its loop takes what arrives while a batch
+    // is on its way, and meanwhile the rest waits in the queue, where
+    // maxQueuedSamples bounds it. A flush per trigger would chain batch after
+    // batch behind a hung collector, without limit and without counting them.
+    if (this.autoFlushing) {
+      this.clearTimer();
+      return;
+    }
+    this.autoFlushing = true;
+    this.flush().then(
+      () => {
+        this.autoFlushing = false;
+      },
+      (error: unknown) => {
+        this.autoFlushing = false;
+        publish(channels.internalError, { error });
+      },
+    );
   }
 
   private send(samples: WireSample[]): Promise<void> {
