@@ -229,13 +229,17 @@ export class Agent {
     return honoMiddleware(this);
   }
 
-  /** Adapter for plain `node:http`: `http.createServer(agent.http(handler))`. */
-  http<Req extends IncomingMessage, Res extends ServerResponse>(
-    handler: (req: Req, res: Res) => void,
-  ): (req: Req, res: Res) => void {
+  /**
+   * Adapter for plain `node:http`: `http.createServer(agent.http(handler))`. Returns what
+   * `handler` returns, sampled or not: an outer layer that catches the promise of an async
+   * handler must see its rejection either way.
+   */
+  http<Req extends IncomingMessage, Res extends ServerResponse, R>(
+    handler: (req: Req, res: Res) => R,
+  ): (req: Req, res: Res) => R {
     return (req, res) => {
       if (!this.wantsRequest(req)) return handler(req, res);
-      this.runRequest(req, res, () => handler(req, res));
+      return this.runRequest(req, res, () => handler(req, res));
     };
   }
 

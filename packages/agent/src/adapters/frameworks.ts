@@ -48,9 +48,11 @@ export function fastifyPlugin(agent: Agent) {
 }
 
 function fastifyRoute(request: FastifyRequestLike): string | undefined {
-  // routeOptions.url is undefined for the 404 handler in Fastify 5, and
-  // routerPath in old Fastify 4 releases.
-  return request.routeOptions?.url ?? request.routerPath;
+  // routeOptions.url is undefined for the 404 handler (Fastify 4 and 5). Read
+  // routerPath only in the old Fastify 4 releases without routeOptions.url: in
+  // later 4.x, reading it prints a DeprecationWarning (FSTDEP017) in the app.
+  const routeOptions = request.routeOptions;
+  return routeOptions !== undefined && 'url' in routeOptions ? routeOptions.url : request.routerPath;
 }
 
 /** The parts of a Koa context the middleware uses. @koa/router sets `_matchedRoute`. */
