@@ -124,16 +124,16 @@ export class Agent {
     });
   }
 
-  /**
-   * The sampling decision for `req`, made once per request. Returns the new context of a request
-   * to start measuring, ALREADY_RUNNING when an outer layer measures it, or undefined. An
-   * unsampled request costs one clock comparison and no allocation.
-   */
   /** @internal Cheap pre-check for adapters: false means "not measured, skip the agent entirely". */
   wantsRequest(req: IncomingMessage): boolean {
     return (req as InstrumentedRequest)[kRequestState] !== undefined || (this.running && this.sampler.shouldSample());
   }
 
+  /**
+   * The sampling decision for `req`, made once per request. Returns the new context of a request
+   * to start measuring, ALREADY_RUNNING when an outer layer measures it, or undefined. An
+   * unsampled request costs one clock comparison and no allocation.
+   */
   private decide<S>(
     req: IncomingMessage,
     res: ServerResponse,
