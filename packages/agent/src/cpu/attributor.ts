@@ -1,4 +1,4 @@
-import { createHook } from 'node:async_hooks';
+import { AsyncResource, createHook, executionAsyncResource } from 'node:async_hooks';
 import type { Counter } from '@ergometer/counters';
 import { type RequestContext, requestStorage, storageUsesAsyncHooks } from '../context/request-context';
 
@@ -29,14 +29,41 @@ import { type RequestContext, requestStorage, storageUsesAsyncHooks } from '../c
  */
 export class CpuAttributor {
   private owner: RequestContext | undefined = undefined;
+  /**
+   * Owners of the callbacks we are nested in. Callbacks nest when native code
+   * calls back into JS synchronously from inside another callback (the HTTP
+   * parser inside a TLS socket's data handler, for one); at the inner `after`
+   * the outer callback's owner gets the CPU back.
+   */
+  private readonly outerOwners: (RequestContext | undefined)[] = [];
   private lastReading = 0;
   private inFlight = 0;
   private readonly hook;
   private readonly readCounter: () => number;
 
+  /**
+   * With AsyncContextFrame (Node 24), AsyncResource.runInAsyncScope() emits
+   * `before` *before* it restores the resource's context, so getStore() there
+   * still answers for the enclosing callback. For those resources — pools and
+   * drivers keep them — we remember at creation whose they are. Node 20 and 22
+   * restore the context first and need none of this.
+   */
+  private readonly userResourceOwners = storageUsesAsyncHooks ? undefined : new WeakMap<object, RequestContext>();
+
   constructor(counter: Counter) {
     this.readCounter = counter.read;
-    this.hook = createHook({ before: () => this.onCallbackStart(), after: () => this.onCallbackEnd() });
+    const owners = this.userResourceOwners;
+    this.hook = createHook({
+      before: () => this.onCallbackStart(),
+      after: () => this.onCallbackEnd(),
+      ...(owners && {
+        init(_asyncId: number, _type: string, _trigger: number, resource: object) {
+          if (!(resource instanceof AsyncResource)) return;
+          const store = requestStorage.getStore();
+          if (store !== undefined) owners.set(resource, store);
+        },
+      }),
+    });
   }
 
   /**
@@ -56,6 +83,7 @@ export class CpuAttributor {
     if (--this.inFlight === 0) {
       this.hook.disable();
       this.owner = undefined;
+      this.outerOwners.length = 0;
       // On Node 20 and 22 AsyncLocalStorage propagates through an async_hooks
       // init hook that stays on for every later promise once enabled; disabling
       // it when nothing is sampled keeps unsampled traffic free of it. run()
@@ -73,15 +101,25 @@ export class CpuAttributor {
   private onCallbackStart(): void {
     // Runs for every callback while enabled: must be cheap and must not throw
     // (an exception in an async hook is fatal to the process).
-    const store = requestStorage.getStore();
+    let store = requestStorage.getStore();
+    if (this.userResourceOwners !== undefined) {
+      const resource = executionAsyncResource();
+      if (resource instanceof AsyncResource) store = this.userResourceOwners.get(resource);
+    }
     const next = store === undefined || store.ended ? undefined : store;
+    // Bounded: a stack this deep means `after`s were lost (they are not, even on
+    // uncaught exceptions, but an agent must not grow without limit on a bug).
+    if (this.outerOwners.length < 1024) this.outerOwners.push(this.owner);
     if (next !== this.owner) this.switchOwner(next);
   }
 
   private onCallbackEnd(): void {
     // Same constraints as onCallbackStart. See the class comment for why the
-    // slice ends here and not at the next `before`.
-    if (this.owner !== undefined) this.switchOwner(undefined);
+    // slice ends here and not at the next `before`. At top level the outer
+    // owner is nobody; inside a nested callback it is the enclosing one's.
+    const outer = this.outerOwners.pop();
+    const next = outer === undefined || outer.ended ? undefined : outer;
+    if (next !== this.owner) this.switchOwner(next);
   }
 
   private switchOwner(next: RequestContext | undefined): void {

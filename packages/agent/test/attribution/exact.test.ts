@@ -4,7 +4,8 @@
  * hardware instruction counter plays, without its noise. Every request then
  * must be charged exactly its own work, to the unit, while 64 requests
  * interleave across the synchronous handler, `await`, timers, setImmediate,
- * stream callbacks and socket callbacks, and while the load generator and a
+ * stream callbacks, socket callbacks and callbacks nested inside them
+ * (AsyncResource.runInAsyncScope), and while the load generator and a
  * background timer do work on the same thread outside any request.
  *
  * Any slice charged to the wrong owner shows up as a mismatch. (The real-counter
@@ -12,6 +13,7 @@
  * machine adds noise.)
  */
 import assert from 'node:assert/strict';
+import { AsyncResource } from 'node:async_hooks';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -105,6 +107,19 @@ const handlers: Record<string, Handler> = {
       res.end('sockets');
     }, 1);
   },
+};
+// A resource created at start-up, outside any request, as connection pools and
+// drivers keep: running a callback in its scope from inside a request nests one
+// callback in another (async_hooks before/after fire synchronously).
+const pool = new AsyncResource('TEST_POOL');
+handlers.nested = async (tally, res) => {
+  work(29, tally);
+  pool.runInAsyncScope(() => work(1000)); // the pool's own work: no request's
+  work(31, tally); // back in the request after the nested callback
+  await Promise.resolve();
+  pool.runInAsyncScope(() => work(1000));
+  work(37, tally);
+  res.end('nested');
 };
 const kinds = Object.keys(handlers);
 
