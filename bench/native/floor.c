@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "counters_core.h"
+#include "perf_open.h"
 
 /* Every read's result goes here, so the compiler cannot drop the loop. */
 static volatile uint64_t sink;
@@ -51,32 +52,6 @@ static uint64_t monotonic_ns(void) {
     (out) = best_;                                            \
   } while (0)
 
-static int open_perf(uint32_t type, uint64_t config) {
-  struct perf_event_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.size = sizeof attr;
-  attr.type = type;
-  attr.config = config;
-  attr.exclude_kernel = 1; /* as the addon: user-space only */
-  attr.exclude_hv = 1;
-  return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
-}
-
-#if defined(__x86_64__) || defined(__i386__)
-static uint64_t x86_rdpmc(uint32_t counter) {
-  uint32_t low, high;
-  __asm__ volatile("rdpmc" : "=a"(low), "=d"(high) : "c"(counter));
-  return ((uint64_t)high << 32) | low;
-}
-#define HAVE_RDPMC 1
-#else
-static uint64_t x86_rdpmc(uint32_t counter) {
-  (void)counter;
-  return 0;
-}
-#define HAVE_RDPMC 0
-#endif
-
 #define RESULTS 6
 static const char *names[RESULTS] = {"task_clock_read",   "thread_cputime", "instructions_read",
                                      "instructions_rdpmc", "getrusage",      "monotonic"};
@@ -97,7 +72,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < RESULTS; i++) ns_per_read[i] = -1;
 
   /* read(2) on a software task-clock event: the addon's `task-clock` source. */
-  int task_fd = open_perf(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK);
+  int task_fd = ergo_open_perf(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK);
   if (task_fd < 0) {
     mark_unavailable(0, "perf_event_open(task-clock)", errno);
   } else {
@@ -118,7 +93,7 @@ int main(int argc, char **argv) {
   }
 
   /* Hardware instructions: read(2), then rdpmc from the mmap page when the kernel allows it. */
-  int insn_fd = open_perf(PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS);
+  int insn_fd = ergo_open_perf(PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS);
   if (insn_fd < 0) {
     int err = errno;
     mark_unavailable(2, "perf_event_open(instructions)", err);
@@ -132,14 +107,14 @@ int main(int argc, char **argv) {
     void *page = mmap(NULL, len, PROT_READ, MAP_SHARED, insn_fd, 0);
     if (page == MAP_FAILED) {
       mark_unavailable(3, "mmap(perf page)", errno);
-    } else if (!HAVE_RDPMC || !((struct perf_event_mmap_page *)page)->cap_user_rdpmc) {
+    } else if (!ERGO_HAVE_RDPMC || !((struct perf_event_mmap_page *)page)->cap_user_rdpmc) {
       snprintf(unavailable[3], sizeof unavailable[3], "%s",
-               HAVE_RDPMC ? "cap_user_rdpmc is 0 (see /sys/bus/event_source/devices/cpu/rdpmc)"
+               ERGO_HAVE_RDPMC ? "cap_user_rdpmc is 0 (see /sys/bus/event_source/devices/cpu/rdpmc)"
                           : "rdpmc is x86-only");
     } else {
       volatile struct perf_event_mmap_page *control = (volatile struct perf_event_mmap_page *)page;
       BEST_NS_PER_OP(ns_per_read[3], n, rounds, {
-        if (ergo_read_mmap_page(control, x86_rdpmc, &value) == ERGO_MMAP_OK) sink += value;
+        if (ergo_read_mmap_page(control, ergo_rdpmc, &value) == ERGO_MMAP_OK) sink += value;
       });
     }
     if (page != MAP_FAILED) munmap(page, len);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "counters_core.h"
+#include "perf_open.h"
 
 enum source {
   SRC_NONE = 0,
@@ -48,26 +49,6 @@ typedef struct {
   int js_refs; /* JS functions (read, close) still holding this state; freed at 0 */
 } counter_state;
 
-static long perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, int group_fd,
-                            unsigned long flags) {
-  return syscall(SYS_perf_event_open, attr, pid, cpu, group_fd, flags);
-}
-
-#if defined(__x86_64__) || defined(__i386__)
-static uint64_t x86_rdpmc(uint32_t counter) {
-  uint32_t low, high;
-  __asm__ volatile("rdpmc" : "=a"(low), "=d"(high) : "c"(counter));
-  return ((uint64_t)high << 32) | low;
-}
-#define HAVE_RDPMC 1
-#else
-static uint64_t x86_rdpmc(uint32_t counter) {
-  (void)counter;
-  return 0;
-}
-#define HAVE_RDPMC 0
-#endif
-
 static void close_state(counter_state *st) {
   if (st->page) munmap(st->page, st->page_len);
   if (st->fd >= 0) close(st->fd);
@@ -75,20 +56,6 @@ static void close_state(counter_state *st) {
   st->fd = -1;
   st->rdpmc = 0;
   st->source = SRC_NONE;
-}
-
-static int open_perf(uint32_t type, uint64_t config) {
-  struct perf_event_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.size = sizeof attr;
-  attr.type = type;
-  attr.config = config;
-  /* User-space only: works at perf_event_paranoid 2 (the default) and makes
-   * instruction counts independent of kernel work done on our behalf. */
-  attr.exclude_kernel = 1;
-  attr.exclude_hv = 1;
-  attr.disabled = 0;
-  return (int)perf_event_open(&attr, 0 /* this thread */, -1 /* any CPU */, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
 /* Opens `src` into a fresh `st`. Returns 0 on success, else the errno of the
@@ -100,8 +67,8 @@ static int try_open(counter_state *st, enum source src) {
     st->source = src;
     return 0;
   }
-  int fd = src == SRC_INSTRUCTIONS ? open_perf(PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS)
-                                   : open_perf(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK);
+  int fd = src == SRC_INSTRUCTIONS ? ergo_open_perf(PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS)
+                                   : ergo_open_perf(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK);
   if (fd < 0) return errno;
   uint64_t probe;
   if (read(fd, &probe, sizeof probe) != (ssize_t)sizeof probe) {
@@ -111,7 +78,7 @@ static int try_open(counter_state *st, enum source src) {
   }
   st->fd = fd;
   st->source = src;
-  if (src == SRC_INSTRUCTIONS && HAVE_RDPMC) {
+  if (src == SRC_INSTRUCTIONS && ERGO_HAVE_RDPMC) {
     size_t len = (size_t)sysconf(_SC_PAGESIZE);
     void *page = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (page != MAP_FAILED) {
@@ -135,7 +102,7 @@ static inline double read_state(counter_state *st) {
     case SRC_INSTRUCTIONS:
       if (st->rdpmc) {
         uint64_t value;
-        if (ergo_read_mmap_page(st->page, x86_rdpmc, &value) == ERGO_MMAP_OK) return (double)value;
+        if (ergo_read_mmap_page(st->page, ergo_rdpmc, &value) == ERGO_MMAP_OK) return (double)value;
       }
       __attribute__((fallthrough)); /* to read(2) */
     case SRC_TASK_CLOCK: {
