@@ -28,12 +28,6 @@ interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
 }
 
-interface SampledState {
-  // biome-ignore lint/suspicious/noExplicitAny: resolver and source are stored as a matched pair
-  route: RouteResolver<any> | undefined;
-  routeSource: unknown;
-}
-
 let runningAgent: Agent | undefined;
 
 /**
@@ -57,7 +51,6 @@ export class Agent {
   private readonly batcher: Batcher;
   private readonly exporter: Exporter;
   private readonly endpoints = new EndpointCardinalityGuard();
-  private readonly sampledState = new WeakMap<RequestContext, SampledState>();
   private running = true;
   private fastifyPluginInstance: ReturnType<typeof fastifyPlugin> | undefined;
 
@@ -116,7 +109,8 @@ export class Agent {
     route?: RouteResolver<S>,
     routeSource?: S,
   ): T {
-    const ctx = this.decide(req, res, route, routeSource);
+    // A resolver given without a source takes `undefined` (S defaults to undefined).
+    const ctx = this.decide(req, res, route, routeSource as S);
     if (ctx === undefined || ctx === ALREADY_RUNNING) return handler();
     return requestStorage.run(ctx, () => {
       this.attributor.begin(ctx);
@@ -138,14 +132,14 @@ export class Agent {
     req: IncomingMessage,
     res: ServerResponse,
     route: RouteResolver<S> | undefined,
-    routeSource: S | undefined,
+    routeSource: S,
   ): RequestContext | typeof ALREADY_RUNNING | undefined {
     const instrumented = req as InstrumentedRequest;
     const existing = instrumented[kRequestState];
     if (existing !== undefined) {
       // An outer layer decided already, and the handler runs in its context;
       // the inner layer knows the route better.
-      if (route !== undefined) this.sampledState.set(existing, { route, routeSource });
+      if (route !== undefined) existing.setRouteResolver(route, routeSource);
       return ALREADY_RUNNING;
     }
     // Unsampled requests are not marked: two layers decide within
@@ -154,7 +148,7 @@ export class Agent {
     try {
       const ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
       instrumented[kRequestState] = ctx;
-      this.sampledState.set(ctx, { route, routeSource });
+      if (route !== undefined) ctx.setRouteResolver(route, routeSource);
       this.watchResponse(ctx, req, res);
       return ctx;
     } catch (error) {
@@ -280,11 +274,10 @@ export class Agent {
   }
 
   private resolveEndpoint(ctx: RequestContext, req: IncomingMessage): string {
-    const state = this.sampledState.get(ctx);
-    if (state?.route !== undefined) {
+    if (ctx.hasRouteResolver) {
       let route: string | undefined;
       try {
-        route = state.route(state.routeSource);
+        route = ctx.resolveRoute();
       } catch (error) {
         publish(channels.internalError, { error });
       }

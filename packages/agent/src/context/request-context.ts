@@ -17,6 +17,9 @@ export class RequestContext {
   readonly flags = new Map<string, string>();
   /** Flags refused because the request already had {@link MAX_FLAGS_PER_REQUEST}. */
   flagsDropped = 0;
+  /** The framework's way to name the route once it has routed the request, and what it reads. */
+  private routeResolver: ((source: unknown) => string | undefined) | undefined;
+  private routeSource: unknown;
 
   constructor(
     /** HTTP method, upper case. */
@@ -26,6 +29,21 @@ export class RequestContext {
     /** Monotonic start, ms (performance.now()), for wall time. */
     readonly startedAtMonotonicMs: number,
   ) {}
+
+  /** Set by the adapter that knows the framework (the innermost one wins). */
+  setRouteResolver<S>(resolver: (source: S) => string | undefined, source: S): void {
+    this.routeResolver = resolver as (source: unknown) => string | undefined;
+    this.routeSource = source;
+  }
+
+  get hasRouteResolver(): boolean {
+    return this.routeResolver !== undefined;
+  }
+
+  /** The framework's route template, or undefined when no route matched. May throw: it is framework code. */
+  resolveRoute(): string | undefined {
+    return this.routeResolver?.(this.routeSource);
+  }
 }
 
 /** Flags beyond this many in one request are counted, not kept: a loop over flags must not grow a sample unboundedly. */
