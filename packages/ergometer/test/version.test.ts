@@ -22,3 +22,14 @@ test('the CLI prints its version and rejects unknown commands with usage', () =>
   assert.match(unknown.stderr, /unknown command "frobnicate"/);
   assert.match(unknown.stderr, /Usage: ergometer/);
 });
+
+// Regression: the README's `npm run demo` pointed at dist/cli/main.js, which tsc never writes.
+test('the root package.json demo script runs the built CLI', () => {
+  const root = path.join(packageDir, '..', '..');
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { demo: string } };
+  const match = /node (\S+) demo$/.exec(pkg.scripts.demo);
+  assert.ok(match, `unexpected demo script: ${pkg.scripts.demo}`);
+  const demo = spawnSync(process.execPath, [path.join(root, match[1]!), 'demo'], { encoding: 'utf8' });
+  assert.equal(demo.status, 0, demo.stderr);
+  assert.match(demo.stderr, /ergometer demo: not yet/);
+});
