@@ -10,6 +10,25 @@ cd "$(dirname "$0")/.."
 # In CI a failed native build must fail loudly, not fall back silently.
 export ERGOMETER_COUNTERS_REQUIRE_NATIVE=1
 
+echo "== system packages"
+# Real servers for the integration tests (PostgreSQL, Redis, memcached,
+# ClickHouse) and a real browser for the dashboard. The tests start their own
+# instances on loopback with temporary data directories; the system services
+# are never used. Installed only when missing.
+need=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v memcached >/dev/null || need+=(memcached)
+[ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server clickhouse-client)
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
 echo "== install"
 npm ci --no-audit --no-fund
 
