@@ -1,0 +1,89 @@
+import { createHash } from 'node:crypto';
+import type { Metric } from '../store/types';
+
+export type AlertKind = 'rollout' | 'flag' | 'trend' | 'function';
+
+/** A function that explains part of a change (filled by the profiler, issue 6). */
+export interface RootCause {
+  function: string;
+  file: string;
+  line: number;
+  /** Share of the endpoint's change this function's change explains, in percentage points. */
+  deltaPct: number;
+}
+
+/**
+ * One alert, as `ergometer detect --json` prints it and sinks send it (SPEC §5). Fields beyond the
+ * SPEC's (`threshold`, `pValueRaw`, `window`, `summary`, …) are additions; none is renamed.
+ */
+export interface Alert {
+  /** Stable: the same regression gets the same id on every detector run. */
+  id: string;
+  kind: AlertKind;
+  service: string;
+  endpoint: string;
+  metric: Metric;
+  baseline: { commit: string; from?: number; to?: number };
+  candidate: { commit: string; from?: number; to?: number };
+  flag: { key: string; variant: string; control: string } | null;
+  /** Change in mean cost per request, %. */
+  changePct: number;
+  /** Its confidence interval, % (95% unless the config says otherwise). */
+  ci: [number, number];
+  /** p-value after correction for every endpoint and flag tested in the run (Benjamini–Hochberg). */
+  pValue: number;
+  /** p-value of this comparison alone. */
+  pValueRaw: number;
+  n: { baseline: number; candidate: number };
+  /** The minimum effect this endpoint needed, % (default, configured or learnt from its noise). */
+  threshold: number;
+  thresholdSource: 'default' | 'config' | 'learnt';
+  /** How the groups were chosen: concurrent canary windows, before/after windows, or week over week. */
+  comparison: 'canary' | 'before-after' | 'flag-variants' | 'week-over-week';
+  /** Mean cost per request, baseline and candidate, in metric units. */
+  costMean: { baseline: number; candidate: number };
+  /** Host classes compared (costs are only compared within a class, then combined). */
+  hostClasses: string[];
+  rootCause: Array<RootCause>;
+  /** One sentence an engineer who never saw the tool can act on. */
+  summary: string;
+  detectedAt: number;
+}
+
+/** A stable id from what identifies a regression: kind, service, endpoint, commits, flag. */
+export function alertId(parts: Array<string | number | null | undefined>): string {
+  return createHash('sha256')
+    .update(parts.map((p) => String(p ?? '')).join('\u0000'))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+function formatPct(value: number): string {
+  const sign = value > 0 ? '+' : '';
+  return `${sign}${Math.abs(value) < 10 ? value.toFixed(2) : value.toFixed(1)}%`;
+}
+
+function formatP(p: number): string {
+  return p < 1e-4 ? p.toExponential(1) : p.toPrecision(2);
+}
+
+/** The sentence an alert is read by: what changed, by how much, how sure, since what, what to open next. */
+export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
+  const change = `${formatPct(a.changePct)} CPU per request (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}, ${a.n.baseline} vs ${a.n.candidate} samples)`;
+  const unit = a.metric === 'instructions' ? 'instructions' : 'CPU ns';
+  const means = `mean ${Math.round(a.costMean.baseline)} → ${Math.round(a.costMean.candidate)} ${unit}`;
+  const cause =
+    a.rootCause.length > 0
+      ? ` Most of it is in ${a.rootCause[0]?.function} (${a.rootCause[0]?.file}:${a.rootCause[0]?.line}).`
+      : '';
+  switch (a.kind) {
+    case 'rollout':
+      return `${a.service} ${a.endpoint}: ${change} since commit ${a.candidate.commit} replaced ${a.baseline.commit} (${a.comparison === 'canary' ? 'canary, both running at once' : 'before/after the rollout'}; ${means}).${cause} Next: ergometer compare --service ${a.service} --base ${a.baseline.commit} --head ${a.candidate.commit}`;
+    case 'flag':
+      return `${a.service} ${a.endpoint}: ${change} when flag ${a.flag?.key} is "${a.flag?.variant}" instead of "${a.flag?.control}", on commit ${a.candidate.commit} (${means}).${cause}`;
+    case 'trend':
+      return `${a.service} ${a.endpoint}: ${change} over the last week against the week before, still there today (${means}); no single rollout explains it.${cause}`;
+    default:
+      return `${a.service} ${a.endpoint}: ${change}.${cause}`;
+  }
+}

@@ -1,0 +1,13 @@
+import type { Alert, AlertKind } from './alert';
+import type { EndpointComparison } from './compare';
+
+/** One comparison a detector made; the run decides which become alerts after correction. */
+export interface TestedChange {
+  kind: AlertKind;
+  service: string;
+  comparison: EndpointComparison;
+  baseline: Alert['baseline'];
+  candidate: Alert['candidate'];
+  flag: Alert['flag'];
+  method: Alert['comparison'];
+}

@@ -1,0 +1,158 @@
+import { normalQuantile, normalTwoSidedP } from '../stats/distributions';
+import { mannWhitneyFromHistograms, type RankTestResult } from '../stats/rank';
+import { type Moments, ratioOfMeans } from '../stats/ratio';
+import { mergeHistogram } from '../store/histogram';
+import type { AggregateQuery, AggregateRow, Metric, Store } from '../store/types';
+
+/** One side of a comparison: which samples (commit, window, flag variant). */
+export interface GroupSelector {
+  commit?: string;
+  from?: number;
+  to?: number;
+  flag?: { key: string; variant: string };
+}
+
+/** The change of one endpoint between two groups, combined over host classes. */
+export interface EndpointComparison {
+  endpoint: string;
+  metric: Metric;
+  n: { baseline: number; candidate: number };
+  costMean: { baseline: number; candidate: number };
+  changePct: number;
+  ci: [number, number];
+  pValue: number;
+  /** Standard error of ln(ratio), for thresholds and minimum detectable change. */
+  seLogRatio: number;
+  hostClasses: string[];
+  /** The rank test on the pooled histograms of the compared classes: a second opinion. */
+  rank: RankTestResult | undefined;
+}
+
+interface Group {
+  moments: Moments;
+  hist: Map<number, number>;
+}
+
+function emptyGroup(): Group {
+  return { moments: { n: 0, sum: 0, sum2: 0 }, hist: new Map() };
+}
+
+function addRow(group: Group, row: AggregateRow): void {
+  group.moments.n += row.n;
+  group.moments.sum += row.sumCost;
+  group.moments.sum2 += row.sumCost2;
+  mergeHistogram(group.hist, row.costHist);
+}
+
+/** Key of one stratum: costs are only compared within the same endpoint, metric and host class. */
+function stratumKey(row: AggregateRow): string {
+  return `${row.endpoint}\u0000${row.metric}\u0000${row.hostClass}`;
+}
+
+async function groupsOf(store: Store, service: string, sel: GroupSelector): Promise<Map<string, Group>> {
+  const query: AggregateQuery = {
+    service,
+    groupBy: sel.flag ? ['endpoint', 'hostClass', 'flag'] : ['endpoint', 'hostClass'],
+    flags: sel.flag ? { key: sel.flag.key } : 'none',
+  };
+  if (sel.commit !== undefined) query.commit = sel.commit;
+  if (sel.from !== undefined) query.from = sel.from;
+  if (sel.to !== undefined) query.to = sel.to;
+  const rows = await store.aggregates(query);
+  const groups = new Map<string, Group>();
+  for (const row of rows) {
+    if (sel.flag && row.flagVariant !== sel.flag.variant) continue;
+    const key = stratumKey(row);
+    let group = groups.get(key);
+    if (!group) {
+      group = emptyGroup();
+      groups.set(key, group);
+    }
+    addRow(group, row);
+  }
+  return groups;
+}
+
+/**
+ * Compares two groups of samples per endpoint, within each host class and metric, and combines
+ * the classes by inverse-variance weighting of ln(ratio) (a stratified estimate: a shift of traffic
+ * between CPU models is not a change in cost). Endpoints with fewer than `minSamples` on either
+ * side in every class are left out.
+ */
+export async function compareGroups(
+  store: Store,
+  service: string,
+  baseline: GroupSelector,
+  candidate: GroupSelector,
+  options: { minSamples?: number; confidence?: number } = {},
+): Promise<EndpointComparison[]> {
+  const minSamples = options.minSamples ?? 30;
+  const confidence = options.confidence ?? 0.95;
+  const [base, cand] = await Promise.all([groupsOf(store, service, baseline), groupsOf(store, service, candidate)]);
+  // endpoint+metric → strata present on both sides with enough samples.
+  const byEndpoint = new Map<string, Array<{ hostClass: string; b: Group; c: Group }>>();
+  for (const [key, b] of base) {
+    const c = cand.get(key);
+    if (!c || b.moments.n < minSamples || c.moments.n < minSamples) continue;
+    const [endpoint, metric, hostClass] = key.split('\u0000') as [string, string, string];
+    const endpointKey = `${endpoint}\u0000${metric}`;
+    const list = byEndpoint.get(endpointKey) ?? [];
+    list.push({ hostClass, b, c });
+    byEndpoint.set(endpointKey, list);
+  }
+  const out: EndpointComparison[] = [];
+  for (const [endpointKey, strata] of byEndpoint) {
+    const [endpoint, metric] = endpointKey.split('\u0000') as [string, Metric];
+    const estimates = strata
+      .map((s) => ({ s, e: ratioOfMeans(s.b.moments, s.c.moments, confidence) }))
+      .filter((x): x is { s: (typeof strata)[number]; e: NonNullable<typeof x.e> } => x.e !== undefined);
+    if (estimates.length === 0) continue;
+    const nB = estimates.reduce((t, x) => t + x.s.b.moments.n, 0);
+    const nC = estimates.reduce((t, x) => t + x.s.c.moments.n, 0);
+    const sumB = estimates.reduce((t, x) => t + x.s.b.moments.sum, 0);
+    const sumC = estimates.reduce((t, x) => t + x.s.c.moments.sum, 0);
+    let changePct: number;
+    let ci: [number, number];
+    let pValue: number;
+    let se: number;
+    const only = estimates.length === 1 ? estimates[0] : undefined;
+    if (only) {
+      ({ changePct, ci, pValue } = only.e);
+      se = only.e.seLogRatio;
+    } else {
+      // Inverse-variance weighted ln(ratio) over host classes; normal reference (each class has ≥ minSamples).
+      let weightSum = 0;
+      let weighted = 0;
+      for (const { e } of estimates) {
+        const w = e.seLogRatio > 0 ? 1 / (e.seLogRatio * e.seLogRatio) : 1e12;
+        weightSum += w;
+        weighted += w * Math.log(e.ratio);
+      }
+      const logRatio = weighted / weightSum;
+      se = Math.sqrt(1 / weightSum);
+      const z = normalQuantile(1 - (1 - confidence) / 2);
+      changePct = (Math.exp(logRatio) - 1) * 100;
+      ci = [(Math.exp(logRatio - z * se) - 1) * 100, (Math.exp(logRatio + z * se) - 1) * 100];
+      pValue = se > 0 ? normalTwoSidedP(logRatio / se) : logRatio === 0 ? 1 : 0;
+    }
+    const histB = new Map<number, number>();
+    const histC = new Map<number, number>();
+    for (const { s } of estimates) {
+      mergeHistogram(histB, s.b.hist);
+      mergeHistogram(histC, s.c.hist);
+    }
+    out.push({
+      endpoint,
+      metric,
+      n: { baseline: nB, candidate: nC },
+      costMean: { baseline: sumB / nB, candidate: sumC / nC },
+      changePct,
+      ci,
+      pValue,
+      seLogRatio: se,
+      hostClasses: estimates.map((x) => x.s.hostClass).sort(),
+      rank: mannWhitneyFromHistograms(histB, histC),
+    });
+  }
+  return out.sort((a, b) => a.endpoint.localeCompare(b.endpoint) || a.metric.localeCompare(b.metric));
+}

@@ -1,0 +1,79 @@
+import type { Store } from '../store/types';
+import type { TestedChange } from './candidate';
+import { compareGroups } from './compare';
+import type { DetectorConfig } from './config';
+
+/**
+ * The flag detector: for each commit that served within the lookback, over its most recent
+ * flagWindowMs, every flag key seen (none has to be registered) and every variant of it against the
+ * most common variant of that key on that endpoint — within one commit and one window, so a
+ * rollout never masquerades as a flag.
+ */
+export async function detectFlags(
+  store: Store,
+  service: string,
+  now: number,
+  config: DetectorConfig,
+): Promise<TestedChange[]> {
+  const commits = (await store.commits(service)).filter((c) => c.lastSeen >= now - config.lookbackMs);
+  const tested: TestedChange[] = [];
+  for (const commit of commits) {
+    const to = commit.lastSeen + 1;
+    const from = Math.max(commit.firstSeen, to - config.flagWindowMs);
+    const rows = await store.aggregates({
+      service,
+      commit: commit.commit,
+      from,
+      to,
+      flags: 'all',
+      groupBy: ['endpoint', 'flag'],
+    });
+    // endpoint → flag key → variant → samples
+    const seen = new Map<string, Map<string, Map<string, number>>>();
+    for (const row of rows) {
+      if (row.flagKey === '') continue;
+      const keys = seen.get(row.endpoint) ?? new Map<string, Map<string, number>>();
+      const variants = keys.get(row.flagKey) ?? new Map<string, number>();
+      variants.set(row.flagVariant, (variants.get(row.flagVariant) ?? 0) + row.n);
+      keys.set(row.flagKey, variants);
+      seen.set(row.endpoint, keys);
+    }
+    // Each (key, control, variant) is compared once for all endpoints that carry it.
+    const pairs = new Map<string, { key: string; control: string; variant: string; endpoints: Set<string> }>();
+    for (const [endpoint, keys] of seen) {
+      for (const [key, variants] of keys) {
+        const ordered = [...variants.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+        const control = ordered[0]?.[0];
+        if (control === undefined) continue;
+        for (const [variant] of ordered.slice(1)) {
+          const id = `${key}\u0000${control}\u0000${variant}`;
+          const pair = pairs.get(id) ?? { key, control, variant, endpoints: new Set<string>() };
+          pair.endpoints.add(endpoint);
+          pairs.set(id, pair);
+        }
+      }
+    }
+    for (const pair of pairs.values()) {
+      const comparisons = await compareGroups(
+        store,
+        service,
+        { commit: commit.commit, from, to, flag: { key: pair.key, variant: pair.control } },
+        { commit: commit.commit, from, to, flag: { key: pair.key, variant: pair.variant } },
+        { minSamples: config.minSamples, confidence: config.confidence },
+      );
+      for (const comparison of comparisons) {
+        if (!pair.endpoints.has(comparison.endpoint)) continue;
+        tested.push({
+          kind: 'flag',
+          service,
+          comparison,
+          baseline: { commit: commit.commit, from, to },
+          candidate: { commit: commit.commit, from, to },
+          flag: { key: pair.key, variant: pair.variant, control: pair.control },
+          method: 'flag-variants',
+        });
+      }
+    }
+  }
+  return tested;
+}

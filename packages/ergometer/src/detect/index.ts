@@ -1,0 +1,15 @@
+/** Detectors: from the store's aggregates to alerts. See docs/detectors.md and docs/MATH.md. */
+export type { Alert, AlertKind, RootCause } from './alert';
+export { alertId, describeAlert } from './alert';
+export type { TestedChange } from './candidate';
+export type { EndpointComparison, GroupSelector } from './compare';
+export { compareGroups } from './compare';
+export type { DetectorConfig } from './config';
+export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resolveDetectorConfig } from './config';
+export { detectFlags } from './flag';
+export { detectRollouts, rolloutTime } from './rollout';
+export type { DetectionRun } from './run';
+export { runDetectors } from './run';
+export type { EndpointThreshold } from './thresholds';
+export { learnThresholds, thresholdFor } from './thresholds';
+export { detectTrends } from './trend';

@@ -1,0 +1,69 @@
+import type { Store } from '../store/types';
+import type { TestedChange } from './candidate';
+import { compareGroups, type EndpointComparison } from './compare';
+import type { DetectorConfig } from './config';
+
+const DAY = 24 * 3_600_000;
+/** Trend detection looks at the endpoints that carry this much of the service's cost (at most MAX_ENDPOINTS). */
+const HEAVY_SHARE = 0.8;
+const MAX_ENDPOINTS = 20;
+
+/**
+ * The trend detector, for the endpoints that carry most of the cost: the last 7 days against the 7
+ * before, across every commit (so a creep spread over many small rollouts, each below its own
+ * threshold, adds up here). To be a trend the change must still be there: each of the last two
+ * days on its own must be above the earlier week by more than the threshold, in the same
+ * direction, and significant. A one-day spike, or a change that went away again, fails that.
+ * The week-over-week comparison is the one tested for the alert (and corrected with the others).
+ */
+export async function detectTrends(
+  store: Store,
+  service: string,
+  now: number,
+  config: DetectorConfig,
+  thresholdPct: (endpoint: string) => number,
+): Promise<TestedChange[]> {
+  const endpoints = await store.endpoints({ service, from: now - 14 * DAY, to: now });
+  const heavy = new Set<string>();
+  let share = 0;
+  for (const e of [...endpoints].sort((a, b) => b.share - a.share)) {
+    if (share >= HEAVY_SHARE || heavy.size >= MAX_ENDPOINTS) break;
+    heavy.add(`${e.endpoint}\u0000${e.metric}`);
+    share += e.share;
+  }
+  if (heavy.size === 0) return [];
+  const options = { minSamples: config.minSamples, confidence: config.confidence };
+  const previousWeek = { from: now - 14 * DAY, to: now - 7 * DAY };
+  const [weekly, yesterday, today] = await Promise.all([
+    compareGroups(store, service, previousWeek, { from: now - 7 * DAY, to: now }, options),
+    compareGroups(store, service, previousWeek, { from: now - 2 * DAY, to: now - DAY }, options),
+    compareGroups(store, service, previousWeek, { from: now - DAY, to: now }, options),
+  ]);
+  const key = (c: EndpointComparison) => `${c.endpoint}\u0000${c.metric}`;
+  const persists = (list: EndpointComparison[], c: EndpointComparison, threshold: number) => {
+    const day = list.find((d) => key(d) === key(c));
+    return (
+      day !== undefined &&
+      Math.sign(day.changePct) === Math.sign(c.changePct) &&
+      Math.abs(day.changePct) >= threshold &&
+      day.pValue < config.alpha
+    );
+  };
+  const tested: TestedChange[] = [];
+  for (const comparison of weekly) {
+    if (!heavy.has(key(comparison))) continue;
+    const threshold = thresholdPct(comparison.endpoint);
+    // A change that is not there on each of the last two days is not a trend: test it as "no change".
+    const sustained = persists(yesterday, comparison, threshold) && persists(today, comparison, threshold);
+    tested.push({
+      kind: 'trend',
+      service,
+      comparison: sustained ? comparison : { ...comparison, pValue: 1 },
+      baseline: { commit: '*', from: previousWeek.from, to: previousWeek.to },
+      candidate: { commit: '*', from: now - 7 * DAY, to: now },
+      flag: null,
+      method: 'week-over-week',
+    });
+  }
+  return tested;
+}
