@@ -45,6 +45,11 @@ export interface Alert {
   /** Host classes compared (costs are only compared within a class, then combined). */
   hostClasses: string[];
   rootCause: Array<RootCause>;
+  /**
+   * Set when the regression is gone: the commit that brought the endpoint back to its baseline
+   * (rollout), or the newer commit on which the flag variant no longer costs more (flag).
+   */
+  resolvedBy?: string;
   /** One sentence an engineer who never saw the tool can act on. */
   summary: string;
   detectedAt: number;

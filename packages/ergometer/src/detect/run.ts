@@ -2,9 +2,10 @@ import { benjaminiHochberg } from '../stats/multiple';
 import type { Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
+import { compareGroups } from './compare';
 import type { DetectorConfig } from './config';
 import { detectFlags } from './flag';
-import { detectRollouts } from './rollout';
+import { detectRollouts, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 import { detectTrends } from './trend';
 
@@ -103,6 +104,66 @@ export async function runDetectors(
         (a.candidate.from ?? 0) >= (trend.candidate.from ?? 0),
     );
   const kept = alerts.filter((a) => a.kind !== 'trend' || !explained(a));
+  await markResolved(store, kept, tested, config, now);
   kept.sort((a, b) => b.changePct - a.changePct);
   return { alerts: kept, tested: tested.length, services };
+}
+
+/**
+ * A rollout alert is resolved when the newest commit of the service, compared with the same
+ * baseline window, no longer exceeds the threshold (the fix shipped). A flag alert is resolved when
+ * a newer commit tested the same flag variant on the endpoint and found no regression.
+ */
+async function markResolved(
+  store: Store,
+  alerts: Alert[],
+  tested: TestedChange[],
+  config: DetectorConfig,
+  now: number,
+): Promise<void> {
+  const commitsByService = new Map<string, Awaited<ReturnType<Store['commits']>>>();
+  for (const alert of alerts) {
+    if (alert.kind !== 'rollout' && alert.kind !== 'flag') continue;
+    let commits = commitsByService.get(alert.service);
+    if (!commits) {
+      commits = (await store.commits(alert.service)).sort((a, b) => rolloutTime(a) - rolloutTime(b));
+      commitsByService.set(alert.service, commits);
+    }
+    const own = commits.find((c) => c.commit === alert.candidate.commit);
+    const newest = commits[commits.length - 1];
+    if (!own || !newest || newest.commit === own.commit || rolloutTime(newest) <= rolloutTime(own)) continue;
+    if (alert.kind === 'rollout') {
+      const to = Math.min(now, newest.lastSeen + 1);
+      const from = Math.max(rolloutTime(newest), to - config.rolloutWindowMs);
+      const [now_] = (
+        await compareGroups(
+          store,
+          alert.service,
+          { commit: alert.baseline.commit, from: alert.baseline.from, to: alert.baseline.to },
+          { commit: newest.commit, from, to },
+          { minSamples: config.minSamples, confidence: config.confidence },
+        )
+      ).filter((c) => c.endpoint === alert.endpoint && c.metric === alert.metric);
+      if (now_ && (now_.changePct < alert.threshold || now_.pValue >= config.alpha)) alert.resolvedBy = newest.commit;
+    } else {
+      const later = tested.find(
+        (t) =>
+          t.kind === 'flag' &&
+          t.service === alert.service &&
+          t.candidate.commit === newest.commit &&
+          t.comparison.endpoint === alert.endpoint &&
+          t.flag?.key === alert.flag?.key &&
+          t.flag?.variant === alert.flag?.variant,
+      );
+      const stillAlerting = alerts.some(
+        (a) =>
+          a.kind === 'flag' &&
+          a.candidate.commit === newest.commit &&
+          a.endpoint === alert.endpoint &&
+          a.flag?.key === alert.flag?.key &&
+          a.flag?.variant === alert.flag?.variant,
+      );
+      if (later && !stillAlerting) alert.resolvedBy = newest.commit;
+    }
+  }
 }
