@@ -86,12 +86,20 @@ export async function runDetectors(
       t.service,
       c.endpoint,
       c.metric,
-      t.kind === 'trend' ? Math.floor((t.candidate.to ?? now) / (7 * 86_400_000)) : t.baseline.commit,
-      t.kind === 'trend' ? '' : t.candidate.commit,
+      // A flag that costs more on several commits is one regression: its id leaves the commit out.
+      t.kind === 'trend'
+        ? Math.floor((t.candidate.to ?? now) / (7 * 86_400_000))
+        : t.kind === 'flag'
+          ? ''
+          : t.baseline.commit,
+      t.kind === 'rollout' ? t.candidate.commit : '',
       t.flag?.key,
       t.flag?.variant,
     ]);
-    alerts.push({ id, ...body, summary: describeAlert(body) });
+    const alert: Alert = { id, ...body, summary: describeAlert(body) };
+    const previous = alerts.findIndex((a) => a.id === id);
+    if (previous < 0) alerts.push(alert);
+    else if ((alerts[previous]?.candidate.to ?? 0) < (alert.candidate.to ?? 0)) alerts[previous] = alert;
   });
   // A trend that one rollout explains is that rollout's alert, not a second one.
   const explained = (trend: Alert) =>

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { compareGroups } from '../../src/detect/compare';
+import { resolveDetectorConfig } from '../../src/detect/config';
+import { runDetectors } from '../../src/detect/run';
+import { openDuckDbStore } from '../../src/store/duckdb/store';
+import type { Store } from '../../src/store/types';
+import { HOUR, type Phase, writeScenario } from './scenario';
+
+const NOW = Date.UTC(2026, 10, 20, 12);
+const T0 = NOW - 12 * HOUR;
+const BASE = { 'GET /feed/:id': 1_000_000, 'GET /profile/:id': 400_000, 'GET /search': 2_000_000 };
+
+/**
+ * The story the demo tells, on a real DuckDB file:
+ *   v1 (4 h) → v2 canary beside v1 for 1 h, then alone: GET /feed/:id +6% (a rollout regression)
+ *   → v3 (before/after, no overlap): feed fixed; flag new_ranker "on" for 20% of requests makes
+ *     GET /search 10% dearer for them; and traffic moves to the dearer host class B (a mix shift
+ *     that must not look like a regression) → v4: changes nothing.
+ */
+function storyPhases(): Phase[] {
+  return [
+    // A 6% change needs a few thousand samples a side to be sure of (docs/MATH.md §1).
+    { commit: 'v1', from: T0, to: T0 + 4 * HOUR, endpoints: BASE, perHour: 3000, shareB: 0.3 },
+    {
+      commit: 'v2',
+      from: T0 + 3 * HOUR,
+      to: T0 + 6 * HOUR,
+      endpoints: { ...BASE, 'GET /feed/:id': BASE['GET /feed/:id'] * 1.06 },
+      perHour: 3000,
+      shareB: 0.3,
+    },
+    {
+      commit: 'v3',
+      from: T0 + 6 * HOUR,
+      to: T0 + 9 * HOUR,
+      endpoints: BASE,
+      perHour: 1500,
+      shareB: 0.7,
+      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.1 } },
+    },
+    {
+      commit: 'v4',
+      from: T0 + 9 * HOUR,
+      to: T0 + 12 * HOUR,
+      endpoints: BASE,
+      perHour: 1500,
+      shareB: 0.7,
+      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.1 } },
+    },
+  ];
+}
+
+describe('detectors on a real DuckDB store', () => {
+  let dir: string;
+  let store: Store;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-'));
+    store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
+    await store.init();
+    await writeScenario(store, 'shop', storyPhases(), 1);
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('finds the rollout regression, the flag, and nothing else', async () => {
+    const run = await runDetectors(store, resolveDetectorConfig(), { now: NOW });
+    const described = run.alerts.map(
+      (a) => `${a.kind} ${a.endpoint} ${a.baseline.commit}→${a.candidate.commit} ${a.flag?.key ?? ''}`,
+    );
+    const open = run.alerts.filter((a) => a.resolvedBy === undefined);
+    assert.equal(run.alerts.length, 2, described.join('\n'));
+    const rollout = run.alerts.find((a) => a.kind === 'rollout');
+    assert.ok(rollout, described.join('\n'));
+    assert.equal(rollout.endpoint, 'GET /feed/:id');
+    assert.equal(rollout.baseline.commit, 'v1');
+    assert.equal(rollout.candidate.commit, 'v2');
+    assert.equal(rollout.comparison, 'canary');
+    assert.ok(rollout.ci[0] < 6 && 6 < rollout.ci[1], `the interval ${rollout.ci} holds the injected +6%`);
+    assert.equal(rollout.resolvedBy, 'v4', 'the fix in v3 resolves it (checked against the newest commit)');
+    const flag = run.alerts.find((a) => a.kind === 'flag');
+    assert.ok(flag, described.join('\n'));
+    assert.equal(flag.endpoint, 'GET /search');
+    assert.deepEqual(flag.flag, { key: 'new_ranker', variant: 'on', control: 'off' });
+    assert.ok(flag.ci[0] < 10 && 10 < flag.ci[1], `the interval ${flag.ci} holds the injected +10%`);
+    assert.ok(open.includes(flag));
+    assert.match(flag.summary, /when flag new_ranker is "on" instead of "off"/);
+    assert.ok(flag.pValue <= 0.01 && flag.pValue >= flag.pValueRaw);
+  });
+
+  it('gives the same alerts with the same ids on a second run', async () => {
+    const config = resolveDetectorConfig();
+    const first = await runDetectors(store, config, { now: NOW });
+    const second = await runDetectors(store, config, { now: NOW });
+    assert.deepEqual(
+      second.alerts.map((a) => a.id),
+      first.alerts.map((a) => a.id),
+    );
+  });
+
+  it('a move of traffic to a dearer host class is not a regression: costs are compared within a class', async () => {
+    // Before/after v2 → v3: GET /profile/:id did not change, but 70% instead of 30% of it now runs on
+    // the 1.5× dearer class. Pooled, that is +~14%; per class it is nothing.
+    const pooled = await store.aggregates({
+      service: 'shop',
+      endpoint: 'GET /profile/:id',
+      groupBy: ['commit'],
+    });
+    const mean = (commit: string) => {
+      const row = pooled.find((r) => r.commit === commit);
+      assert.ok(row);
+      return row.sumCost / row.n;
+    };
+    assert.ok(mean('v3') / mean('v2') > 1.1, 'the pooled means differ: the test would catch a pooled comparison');
+    const [profile] = (
+      await compareGroups(
+        store,
+        'shop',
+        { commit: 'v2', from: T0 + 3 * HOUR, to: T0 + 6 * HOUR },
+        { commit: 'v3', from: T0 + 6 * HOUR, to: T0 + 9 * HOUR },
+      )
+    ).filter((c) => c.endpoint === 'GET /profile/:id');
+    assert.ok(profile);
+    assert.deepEqual(profile.hostClasses, ['A x2', 'B x4']);
+    assert.ok(profile.ci[0] < 0 && profile.ci[1] > 0, `stratified interval ${profile.ci} holds 0`);
+  });
+
+  it('an endpoint threshold from the config silences a change below it', async () => {
+    const run = await runDetectors(store, resolveDetectorConfig({ thresholds: { shop: { 'GET /feed/:id': 15 } } }), {
+      now: NOW,
+    });
+    assert.equal(run.alerts.filter((a) => a.endpoint === 'GET /feed/:id').length, 0);
+    assert.equal(run.alerts.filter((a) => a.kind === 'flag').length, 1);
+  });
+});
+
+describe('detectors: A/A rollouts raise nothing', () => {
+  it('ten seeded A/A histories with rollouts and mix shifts give no alert', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-aa-'));
+    const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
+    try {
+      await store.init();
+      for (let seed = 0; seed < 10; seed++) {
+        await writeScenario(
+          store,
+          `aa-${seed}`,
+          [
+            { commit: 'a', from: T0, to: T0 + 4 * HOUR, endpoints: BASE, perHour: 800, shareB: 0.3 },
+            { commit: 'b', from: T0 + 3 * HOUR, to: T0 + 8 * HOUR, endpoints: BASE, perHour: 800, shareB: 0.3 },
+            { commit: 'c', from: T0 + 8 * HOUR, to: T0 + 12 * HOUR, endpoints: BASE, perHour: 800, shareB: 0.8 },
+          ],
+          100 + seed,
+        );
+      }
+      const run = await runDetectors(store, resolveDetectorConfig(), { now: NOW });
+      assert.ok(run.tested >= 10 * 2 * 3, `tested ${run.tested}`);
+      assert.deepEqual(
+        run.alerts.map((a) => a.summary),
+        [],
+      );
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
