@@ -1,3 +1,32 @@
+export type { AlertRecord, AlertSink, SinkConfig } from './alerts/index';
+export { AlertBook, createSinks, deliver, groupByRollout, LogSink, SlackSink, WebhookSink } from './alerts/index';
+export type {
+  Alert,
+  AlertKind,
+  DetectionRun,
+  DetectorConfig,
+  EndpointComparison,
+  GroupSelector,
+  RootCause,
+} from './detect/index';
+export {
+  compareGroups,
+  DEFAULT_DETECTOR_CONFIG,
+  DetectorConfigError,
+  loadDetectorConfig,
+  resolveDetectorConfig,
+  runDetectors,
+} from './detect/index';
+export type { ChangePoint, Moments, RankTestResult, RatioEstimate } from './stats/index';
+export {
+  benjaminiHochberg,
+  findChangePoints,
+  holm,
+  mannWhitneyFromHistograms,
+  minimumDetectableChangePct,
+  normalQuantile,
+  ratioOfMeans,
+} from './stats/index';
 export type { DuckDbStoreOptions } from './store/duckdb/store';
 export { DEFAULT_DUCKDB_PATH, DuckDbStore, openDuckDbStore } from './store/duckdb/store';
 export type { StoreErrorCode } from './store/errors';
