@@ -111,7 +111,8 @@ export async function runDetectors(
         a.metric === trend.metric &&
         (a.candidate.from ?? 0) >= (trend.candidate.from ?? 0),
     );
-  const kept = alerts.filter((a) => a.kind !== 'trend' || !explained(a));
+  let kept = alerts.filter((a) => a.kind !== 'trend' || !explained(a));
+  kept = await foldRolloutsExplainedByFlags(store, kept, config);
   await markResolved(store, kept, tested, config, now);
   kept.sort((a, b) => b.changePct - a.changePct);
   return { alerts: kept, tested: tested.length, services };
@@ -174,4 +175,48 @@ async function markResolved(
       if (later && !stillAlerting) alert.resolvedBy = newest.commit;
     }
   }
+}
+
+/**
+ * A commit that turns on a flag which makes an endpoint dearer for the requests that have it also
+ * raises that endpoint's mean at its rollout. That is one regression with one cause (the flag),
+ * so when the endpoint, restricted to the flag's control variant, shows no regression at the
+ * rollout, the rollout alert is folded into the flag alert.
+ */
+async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], config: DetectorConfig): Promise<Alert[]> {
+  const folded = new Set<Alert>();
+  for (const rollout of alerts) {
+    if (rollout.kind !== 'rollout') continue;
+    const flagAlerts = alerts.filter(
+      (a) =>
+        a.kind === 'flag' &&
+        a.service === rollout.service &&
+        a.endpoint === rollout.endpoint &&
+        a.metric === rollout.metric &&
+        a.flag !== null,
+    );
+    for (const flagAlert of flagAlerts) {
+      const flag = flagAlert.flag as NonNullable<Alert['flag']>;
+      const [control] = (
+        await compareGroups(
+          store,
+          rollout.service,
+          { commit: rollout.baseline.commit, from: rollout.baseline.from, to: rollout.baseline.to },
+          {
+            commit: rollout.candidate.commit,
+            from: rollout.candidate.from,
+            to: rollout.candidate.to,
+            flag: { key: flag.key, variant: flag.control },
+          },
+          { minSamples: config.minSamples, confidence: config.confidence },
+        )
+      ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric);
+      if (control && (control.changePct < rollout.threshold || control.pValue >= config.alpha)) {
+        folded.add(rollout);
+        flagAlert.summary += ` Turning it on with commit ${rollout.candidate.commit} raised the endpoint's mean by ${rollout.changePct.toFixed(2)}% (the requests with "${flag.control}" did not change).`;
+        break;
+      }
+    }
+  }
+  return alerts.filter((a) => !folded.has(a));
 }

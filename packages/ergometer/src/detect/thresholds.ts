@@ -13,12 +13,15 @@ const HOUR = 3_600_000;
 /**
  * Learns how much an endpoint's mean cost moves between two windows of the *same* commit — mix
  * shifts, neighbours, caches warming — beyond what sampling error explains. A/A comparisons of
- * consecutive hours of one commit give ln-ratios d_i with sampling variances se_i²; the excess
- * variance is estimated by the method of moments (as DerSimonian–Laird's τ²):
+ * consecutive hours of one commit give ln-ratios d_i (expected 0) with sampling variances s_i².
+ * Cochran's heterogeneity statistic Q = Σ d_i²/s_i² is χ²_k when there is no excess; only when Q
+ * exceeds its 99th percentile is there excess noise to learn, and then (DerSimonian–Laird with a
+ * known zero mean)
  *
- *   τ² = max(0, mean(d_i²) − mean(se_i²))
+ *   τ² = (Q − k) / Σ(1/s_i²)
  *
- * and changes below z_{0.995}·τ are indistinguishable from that drift, so that is the learnt floor.
+ * Changes below z_{0.995}·τ are indistinguishable from that drift, so that is the learnt floor. The
+ * heterogeneity test keeps a few noisy hours from inventing a threshold out of sampling error.
  * Returns endpoint → learnt threshold, % (only endpoints with at least 8 A/A pairs).
  */
 export async function learnThresholds(
@@ -41,7 +44,7 @@ export async function learnThresholds(
     list.push(row);
     series.set(key, list);
   }
-  const pairs = new Map<string, { d2: number; se2: number; count: number }>();
+  const pairs = new Map<string, { q: number; weights: number; count: number }>();
   for (const [key, list] of series) {
     list.sort((a, b) => a.bucket - b.bucket);
     const endpoint = key.split('\u0000')[0] as string;
@@ -55,9 +58,11 @@ export async function learnThresholds(
         { n: b.n, sum: b.sumCost, sum2: b.sumCost2 },
       );
       if (!e) continue;
-      const acc = pairs.get(endpoint) ?? { d2: 0, se2: 0, count: 0 };
-      acc.d2 += Math.log(e.ratio) ** 2;
-      acc.se2 += e.seLogRatio ** 2;
+      if (!(e.seLogRatio > 0)) continue;
+      const acc = pairs.get(endpoint) ?? { q: 0, weights: 0, count: 0 };
+      const w = 1 / e.seLogRatio ** 2;
+      acc.q += Math.log(e.ratio) ** 2 * w;
+      acc.weights += w;
       acc.count += 1;
       pairs.set(endpoint, acc);
     }
@@ -66,7 +71,11 @@ export async function learnThresholds(
   const learnt = new Map<string, number>();
   for (const [endpoint, acc] of pairs) {
     if (acc.count < 8) continue;
-    const tau = Math.sqrt(Math.max(0, acc.d2 / acc.count - acc.se2 / acc.count));
+    if (acc.q <= chiSquareQuantile(0.99, acc.count)) {
+      learnt.set(endpoint, 0);
+      continue;
+    }
+    const tau = Math.sqrt((acc.q - acc.count) / acc.weights);
     learnt.set(endpoint, (Math.exp(z * tau) - 1) * 100);
   }
   return learnt;
@@ -84,4 +93,10 @@ export function thresholdFor(
   const fromNoise = learnt.get(endpoint);
   if (fromNoise !== undefined && fromNoise > config.minEffectPct) return { pct: fromNoise, source: 'learnt' };
   return { pct: config.minEffectPct, source: 'default' };
+}
+
+/** χ² quantile by the Wilson–Hilferty cube approximation (within ~1% for k ≥ 3). */
+export function chiSquareQuantile(p: number, k: number): number {
+  const c = 2 / (9 * k);
+  return k * (1 - c + normalQuantile(p) * Math.sqrt(c)) ** 3;
 }

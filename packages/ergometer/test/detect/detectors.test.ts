@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { runDetectors } from '../../src/detect/run';
+import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
 import { HOUR, type Phase, writeScenario } from './scenario';
@@ -18,7 +19,8 @@ const BASE = { 'GET /feed/:id': 1_000_000, 'GET /profile/:id': 400_000, 'GET /se
  * The story the demo tells, on a real DuckDB file:
  *   v1 (4 h) → v2 canary beside v1 for 1 h, then alone: GET /feed/:id +6% (a rollout regression)
  *   → v3 (before/after, no overlap): feed fixed; flag new_ranker "on" for 20% of requests makes
- *     GET /search 10% dearer for them; and traffic moves to the dearer host class B (a mix shift
+ *     GET /search 30% dearer for them (so +6% on the endpoint's mean at v3's rollout: one regression,
+ *     reported once, as the flag's); and traffic moves to the dearer host class B (a mix shift
  *     that must not look like a regression) → v4: changes nothing.
  */
 function storyPhases(): Phase[] {
@@ -40,7 +42,7 @@ function storyPhases(): Phase[] {
       endpoints: BASE,
       perHour: 1500,
       shareB: 0.7,
-      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.1 } },
+      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.3 } },
     },
     {
       commit: 'v4',
@@ -49,7 +51,7 @@ function storyPhases(): Phase[] {
       endpoints: BASE,
       perHour: 1500,
       shareB: 0.7,
-      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.1 } },
+      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.3 } },
     },
   ];
 }
@@ -88,7 +90,8 @@ describe('detectors on a real DuckDB store', () => {
     assert.ok(flag, described.join('\n'));
     assert.equal(flag.endpoint, 'GET /search');
     assert.deepEqual(flag.flag, { key: 'new_ranker', variant: 'on', control: 'off' });
-    assert.ok(flag.ci[0] < 10 && 10 < flag.ci[1], `the interval ${flag.ci} holds the injected +10%`);
+    assert.ok(flag.ci[0] < 30 && 30 < flag.ci[1], `the interval ${flag.ci} holds the injected +30%`);
+    assert.match(flag.summary, /Turning it on with commit v3 raised the endpoint's mean by/);
     assert.ok(open.includes(flag));
     assert.match(flag.summary, /when flag new_ranker is "on" instead of "off"/);
     assert.ok(flag.pValue <= 0.01 && flag.pValue >= flag.pValueRaw);
@@ -164,6 +167,40 @@ describe('detectors: A/A rollouts raise nothing', () => {
         run.alerts.map((a) => a.summary),
         [],
       );
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('learnt thresholds', () => {
+  it('an endpoint whose mean wanders hour to hour learns a threshold above that wander; a steady one does not', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-learn-'));
+    const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
+    try {
+      await store.init();
+      // 12 hours of one commit; /wander's level moves ±6% from hour to hour (mix changes), /steady's does not.
+      const phases: Phase[] = [];
+      for (let h = 0; h < 12; h++) {
+        phases.push({
+          commit: 'c1',
+          from: T0 + h * HOUR,
+          to: T0 + (h + 1) * HOUR,
+          endpoints: { 'GET /wander': 1_000_000 * (h % 2 === 0 ? 1.06 : 0.94), 'GET /steady': 1_000_000 },
+          perHour: 2000,
+          shareB: 0,
+        });
+      }
+      await writeScenario(store, 'learn', phases, 5);
+      const learnt = await learnThresholds(store, 'learn', NOW, resolveDetectorConfig());
+      const wander = learnt.get('GET /wander') ?? 0;
+      // |ln(1.06/0.94)| ≈ 0.12 per pair: τ ≈ 0.12, so z·τ ≈ 0.31 → a threshold of ~36%.
+      assert.ok(wander > 20 && wander < 60, `learnt ${wander}%`);
+      assert.equal(learnt.get('GET /steady'), 0);
+      const config = resolveDetectorConfig();
+      assert.deepEqual(thresholdFor('learn', 'GET /wander', config, learnt), { pct: wander, source: 'learnt' });
+      assert.deepEqual(thresholdFor('learn', 'GET /steady', config, learnt), { pct: 1, source: 'default' });
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
