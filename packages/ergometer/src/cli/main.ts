@@ -3,7 +3,6 @@
  * `ergometer` command line. `serve` and `deploy` work; the detectors and the demo land with their
  * issues, and until then those commands say so plainly instead of pretending.
  */
-import { ErgometerError } from '../errors';
 import { VERSION } from '../version';
 import { DEPLOY_USAGE, deployCommand } from './deploy';
 import { SERVE_USAGE, serveCommand } from './serve';
@@ -46,9 +45,11 @@ async function main(argv: string[]): Promise<number> {
         ? await serveCommand(rest, process.env, out)
         : await deployCommand(rest, process.env, out);
     } catch (error) {
-      if (error instanceof ErgometerError) {
-        process.stderr.write(`ergometer ${command}: ${error.message} (${error.code})\n`);
-        if (error.code === 'ERGOMETER_USAGE') {
+      // ErgometerError and the stores' StoreError: a stable code and a message that says what to do.
+      const code = (error as { code?: unknown }).code;
+      if (error instanceof Error && typeof code === 'string' && code.startsWith('ERGOMETER_')) {
+        process.stderr.write(`ergometer ${command}: ${error.message} (${code})\n`);
+        if (code === 'ERGOMETER_USAGE') {
           process.stderr.write(`\n${command === 'serve' ? SERVE_USAGE : DEPLOY_USAGE}`);
           return 2;
         }

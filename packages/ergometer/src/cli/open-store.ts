@@ -2,11 +2,15 @@
  * Opens the store `ergometer serve` was pointed at and initialises its schema.
  */
 import { ErgometerError } from '../errors';
+import { openDuckDbStore } from '../store/duckdb/store';
 import type { Store } from '../store/types';
 
 export type StoreTarget = { db: string } | { clickhouse: string };
 
-/** Opens and initialises the store (`init()` creates or migrates the schema). */
+/**
+ * Opens and initialises the store (`init()` creates or migrates the schema). Store errors
+ * (ERGOMETER_DB_LOCKED, ERGOMETER_SCHEMA_TOO_NEW…) pass through with their codes.
+ */
 export async function openStore(target: StoreTarget): Promise<Store> {
   if ('clickhouse' in target) {
     throw new ErgometerError(
@@ -15,5 +19,12 @@ export async function openStore(target: StoreTarget): Promise<Store> {
       'the ClickHouse store is not available in this build; use --db FILE (embedded DuckDB)',
     );
   }
-  throw new ErgometerError('ERGOMETER_BACKEND_UNAVAILABLE', 1, 'the DuckDB store is not available in this build yet');
+  const store = openDuckDbStore({ path: target.db });
+  try {
+    await store.init();
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  return store;
 }
