@@ -70,10 +70,10 @@ function sendJson(res: ServerResponse, status: number, value: unknown, headers: 
 }
 
 function sendError(res: ServerResponse, error: ErgometerError): void {
-  const headers: Record<string, string> = { ...error.headers };
-  // After a refused upload the rest of the body may still be arriving: close rather than reuse the connection.
-  if (error.status === 413 || error.status === 401 || error.status === 415) headers.connection = 'close';
-  sendJson(res, error.status, { error: { code: error.code, message: error.message } }, headers);
+  // A refused upload may still be arriving: node:http discards the rest of the body once the
+  // answer is sent (and requestTimeout bounds a client that never stops), so the connection can
+  // be reused and the client reads the answer instead of a reset.
+  sendJson(res, error.status, { error: { code: error.code, message: error.message } }, { ...error.headers });
 }
 
 function unauthorized(kind: 'ingest' | 'read'): ErgometerError {
