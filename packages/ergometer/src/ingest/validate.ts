@@ -18,6 +18,8 @@ import type { IngestLimits } from './limits';
 type Sample = IngestBatch['samples'][number];
 
 const MINUTE_MS = 60_000;
+/** 2000-01-01T00:00:00Z: no deploy recorded by ergometer happened before. */
+const EARLIEST_DEPLOY_MS = 946_684_800_000;
 
 /**
  * Control characters (C0 and DEL) and lone UTF-16 surrogates: neither belongs in a name, and a lone
@@ -305,6 +307,11 @@ export function validateDeploy(value: unknown, limits: IngestLimits, receivedAt:
   const c = new Checker(limits, code, receivedAt);
   const service = c.name(value.service, () => 'service', limits.maxNameLength);
   const commit = c.name(value.commit, () => 'commit', limits.maxNameLength);
-  const ts = value.ts === undefined ? receivedAt : c.time(value.ts, () => 'ts');
+  // A deploy may be recorded long after the fact (backfilling history), so only the future is bounded.
+  const latest = receivedAt + limits.maxFutureMs;
+  const ts = value.ts === undefined ? receivedAt : value.ts;
+  if (typeof ts !== 'number' || !Number.isInteger(ts) || ts < EARLIEST_DEPLOY_MS || ts > latest) {
+    fail(code, 'ts', `integer milliseconds since the epoch from 2000-01-01 to ${new Date(latest).toISOString()}`, ts);
+  }
   return { service, commit, ts };
 }

@@ -195,9 +195,14 @@ test('deploys: service and commit required, ts defaults to the receive time', ()
     commit: 'c1',
     ts: NOW - 5,
   });
+  assert.equal(
+    validateDeploy({ service: 'api', commit: 'c1', ts: 1_700_000_000_000 }, limits, NOW).ts,
+    1_700_000_000_000,
+  );
+  assert.throws(() => validateDeploy({ service: 'api', commit: 'c1', ts: NOW + 2 * 3600_000 }, limits, NOW), /ts:/);
   assert.throws(() => validateDeploy({ service: 'api' }, limits, NOW), /commit: expected a string/);
   assert.throws(
     () => validateDeploy({ service: 'api', commit: 'c', ts: 'now' }, limits, NOW),
-    /ts: expected milliseconds/,
+    /ts: expected integer milliseconds since the epoch from 2000-01-01/,
   );
 });

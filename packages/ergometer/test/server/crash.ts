@@ -92,6 +92,7 @@ export function crashTest(backend: CrashBackend, rounds = 5): void {
     let acknowledgedBatches = 0;
     let acknowledgedSamples = 0;
     let duplicates = 0;
+    let inFlight = 0;
     let producing = true;
     let stopWriters = false;
     let currentUrl: string | null = null;
@@ -127,7 +128,10 @@ export function crashTest(backend: CrashBackend, rounds = 5): void {
           const samples = 1 + Math.floor(Math.random() * 200);
           batch = { body: JSON.stringify(wireBatch(samples, { service: SERVICE, batchId: randomUUID() })), samples };
         }
-        if (await post(batch)) {
+        inFlight++;
+        const acknowledged = await post(batch);
+        inFlight--;
+        if (acknowledged) {
           acknowledgedBatches++;
           acknowledgedSamples += batch.samples;
         } else {
@@ -156,7 +160,7 @@ export function crashTest(backend: CrashBackend, rounds = 5): void {
     producing = false;
     server = await startServer(args);
     currentUrl = server.url;
-    await waitFor(() => unacknowledged.length === 0, 60_000, 'every batch to be acknowledged');
+    await waitFor(() => unacknowledged.length === 0 && inFlight === 0, 60_000, 'every batch to be acknowledged');
     stopWriters = true;
     await Promise.all(writers);
     server.child.kill('SIGTERM');
