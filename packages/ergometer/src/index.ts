@@ -1,3 +1,11 @@
+export { ErgometerError } from './errors';
+export type { IngestLimits } from './ingest/limits';
+export { DEFAULT_LIMITS, resolveLimits } from './ingest/limits';
+export { parseJsonBody, validateBatch, validateDeploy } from './ingest/validate';
+export type { Collector, CollectorOptions } from './server/collector';
+export { createCollector } from './server/collector';
+export type { WriteQueueOptions } from './server/write-queue';
+export { DEFAULT_QUEUE_OPTIONS } from './server/write-queue';
 export type { DuckDbStoreOptions } from './store/duckdb/store';
 export { DEFAULT_DUCKDB_PATH, DuckDbStore, openDuckDbStore } from './store/duckdb/store';
 export type { StoreErrorCode } from './store/errors';
