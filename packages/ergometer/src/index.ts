@@ -17,6 +17,14 @@ export {
   resolveDetectorConfig,
   runDetectors,
 } from './detect/index';
+export { ErgometerError } from './errors';
+export type { IngestLimits } from './ingest/limits';
+export { DEFAULT_LIMITS, resolveLimits } from './ingest/limits';
+export { parseJsonBody, validateBatch, validateDeploy } from './ingest/validate';
+export type { Collector, CollectorOptions } from './server/collector';
+export { createCollector } from './server/collector';
+export type { WriteQueueOptions } from './server/write-queue';
+export { DEFAULT_QUEUE_OPTIONS } from './server/write-queue';
 export type { ChangePoint, Moments, RankTestResult, RatioEstimate } from './stats/index';
 export {
   benjaminiHochberg,

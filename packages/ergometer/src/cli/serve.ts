@@ -1,0 +1,176 @@
+/**
+ * `ergometer serve`: opens the store, resolves the tokens, starts the collector, runs retention
+ * hourly, and shuts down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests,
+ * write the queue, close the store).
+ */
+import path from 'node:path';
+import { ErgometerError } from '../errors';
+import type { IngestLimits } from '../ingest/limits';
+import { createCollector } from '../server/collector';
+import { resolveTokens, splitTokens, tokenFileFor } from '../server/token-file';
+import type { RetentionPolicy, Store } from '../store/types';
+import { integerOption, parseOptions, stringOption, usageError } from './args';
+import { openStore } from './open-store';
+
+export const SERVE_USAGE = `Usage: ergometer serve [options]
+
+Ingest, query API (and, as they land, detectors and dashboard).
+
+  --port N                   port to listen on (default 7070; 0 picks a free one)
+  --host H                   address to bind (default 127.0.0.1)
+  --db FILE                  embedded DuckDB file (default ./ergometer.duckdb)
+  --clickhouse URL           ClickHouse instead of DuckDB (http://user:pass@host:8123/db)
+  --ingest-token T[,T…]      tokens for POST /v1/*  (or ERGOMETER_INGEST_TOKEN)
+  --read-token T[,T…]        tokens for GET /v1/*   (or ERGOMETER_READ_TOKEN)
+  --token-file F             where generated tokens are kept (default: beside the database,
+                             ergometer.tokens.json for ./ergometer.duckdb), mode 0600
+  --retention-days N         keep raw samples N days (default 14)
+  --aggregate-retention-days N  keep aggregates, counts, users, deploys N days (default 400)
+  --profile-retention-days N    keep pprof profiles N days (default 30)
+  --max-endpoints N          distinct endpoints per service (default 2000)
+  --max-flag-keys N          distinct flag keys per service (default 500)
+  --max-body-bytes N         request body limit on the wire (default 8388608)
+  --queue-batches N          batches queued for the store before 429 (default 256)
+`;
+
+const HOUR_MS = 3_600_000;
+
+/** Runs `ergometer serve` until SIGTERM/SIGINT; resolves with the exit code. */
+export async function serveCommand(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  out: (line: string) => void,
+): Promise<number> {
+  const values = parseOptions(argv, {
+    port: { type: 'string' },
+    host: { type: 'string' },
+    db: { type: 'string' },
+    clickhouse: { type: 'string' },
+    'ingest-token': { type: 'string' },
+    'read-token': { type: 'string' },
+    'token-file': { type: 'string' },
+    'retention-days': { type: 'string' },
+    'aggregate-retention-days': { type: 'string' },
+    'profile-retention-days': { type: 'string' },
+    'max-endpoints': { type: 'string' },
+    'max-flag-keys': { type: 'string' },
+    'max-body-bytes': { type: 'string' },
+    'queue-batches': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help === true) {
+    out(SERVE_USAGE);
+    return 0;
+  }
+  const port = integerOption(values, 'port', 0, 65535) ?? 7070;
+  const host = stringOption(values, 'host') ?? '127.0.0.1';
+  const clickhouse = stringOption(values, 'clickhouse');
+  const dbOption = stringOption(values, 'db');
+  if (clickhouse !== undefined && dbOption !== undefined)
+    throw usageError('give either --db or --clickhouse, not both');
+  const dbPath = clickhouse === undefined ? path.resolve(dbOption ?? 'ergometer.duckdb') : null;
+  const retention: RetentionPolicy = {
+    samplesDays: integerOption(values, 'retention-days', 1, 36_500) ?? 14,
+    aggregatesDays: integerOption(values, 'aggregate-retention-days', 1, 36_500) ?? 400,
+    profilesDays: integerOption(values, 'profile-retention-days', 1, 36_500) ?? 30,
+  };
+  const limits: Partial<IngestLimits> = {};
+  const maxEndpoints = integerOption(values, 'max-endpoints', 1, 10_000_000);
+  if (maxEndpoints !== undefined) limits.maxEndpointsPerService = maxEndpoints;
+  const maxFlagKeys = integerOption(values, 'max-flag-keys', 1, 10_000_000);
+  if (maxFlagKeys !== undefined) limits.maxFlagKeysPerService = maxFlagKeys;
+  const maxBodyBytes = integerOption(values, 'max-body-bytes', 1024, 1 << 30);
+  if (maxBodyBytes !== undefined) limits.maxBodyBytes = maxBodyBytes;
+  const queueBatches = integerOption(values, 'queue-batches', 1, 1_000_000);
+
+  const tokens = await resolveTokens({
+    ingestTokens: splitTokens(stringOption(values, 'ingest-token') ?? env.ERGOMETER_INGEST_TOKEN),
+    readTokens: splitTokens(stringOption(values, 'read-token') ?? env.ERGOMETER_READ_TOKEN),
+    file: path.resolve(stringOption(values, 'token-file') ?? tokenFileFor(dbPath)),
+  });
+
+  const store: Store = await openStore(clickhouse !== undefined ? { clickhouse } : { db: dbPath as string });
+  const collector = createCollector({
+    store,
+    ingestTokens: tokens.ingestTokens,
+    readTokens: tokens.readTokens,
+    limits,
+    ...(queueBatches !== undefined ? { queue: { maxBatches: queueBatches } } : {}),
+  });
+  let address: Awaited<ReturnType<typeof collector.listen>>;
+  try {
+    address = await collector.listen(port, host);
+  } catch (error) {
+    await store.close();
+    throw new ErgometerError(
+      'ERGOMETER_LISTEN_FAILED',
+      1,
+      `could not listen on ${host}:${port}: ${(error as Error).message}; choose another --port or --host`,
+    );
+  }
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  out(
+    `ergometer serve: listening on http://${shownHost}:${address.port} (store: ${clickhouse !== undefined ? 'clickhouse' : `duckdb ${dbPath}`})\n`,
+  );
+  if (tokens.file !== null) {
+    out(
+      `ergometer serve: tokens ${tokens.generated ? 'generated and stored' : 'read from'} ${tokens.file} (mode 0600)\n`,
+    );
+  }
+
+  let retentionRunning = false;
+  const runRetention = async (): Promise<void> => {
+    if (retentionRunning) return;
+    retentionRunning = true;
+    try {
+      const result = await store.applyRetention(retention, Date.now());
+      if (result.samplesDeleted + result.aggregatesDeleted + result.profilesDeleted > 0) {
+        out(
+          `ergometer serve: retention deleted ${result.samplesDeleted} samples, ${result.aggregatesDeleted} aggregate rows, ${result.profilesDeleted} profiles\n`,
+        );
+      }
+    } catch (error) {
+      process.stderr.write(`ergometer serve: retention failed: ${(error as Error).message}\n`);
+    } finally {
+      retentionRunning = false;
+    }
+  };
+  // First pass a minute after start (not during the startup burst of agents reconnecting), then hourly.
+  const firstRetention = setTimeout(() => void runRetention(), 60_000).unref();
+  const retentionTimer = setInterval(() => void runRetention(), HOUR_MS).unref();
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`ergometer serve: ${signal} again, exiting without draining\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      out(`ergometer serve: ${signal}: draining and closing the store\n`);
+      clearTimeout(firstRetention);
+      clearInterval(retentionTimer);
+      void (async () => {
+        let code = 0;
+        try {
+          await collector.close();
+        } catch (error) {
+          process.stderr.write(`ergometer serve: error while draining: ${(error as Error).message}\n`);
+          code = 1;
+        }
+        try {
+          await store.close();
+        } catch (error) {
+          process.stderr.write(`ergometer serve: error while closing the store: ${(error as Error).message}\n`);
+          code = 1;
+        }
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        out('ergometer serve: stopped\n');
+        resolve(code);
+      })();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

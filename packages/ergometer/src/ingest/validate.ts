@@ -1,0 +1,317 @@
+/**
+ * The wire format v1 validator (SPEC §4): JSON text → {@link IngestBatch}, or an
+ * ERGOMETER_BAD_BATCH error whose message names the first bad field
+ * (`samples[3].cost: expected a finite number ≥ 0, got "abc"`).
+ *
+ * Hand-written on purpose: it runs for every sample the fleet sends, and a loop of typeof checks
+ * is several times faster than a generic schema library. Field paths are only built when a check
+ * fails, so a valid batch allocates nothing but its output.
+ *
+ * Unknown fields are ignored (newer agents may send more), but their nesting is bounded by the
+ * raw-byte depth scan that runs before JSON.parse.
+ */
+import { badRequest, ErgometerError } from '../errors';
+import type { Deploy, IngestBatch, Metric } from '../store/types';
+import { jsonDepthExceeds } from './json-depth';
+import type { IngestLimits } from './limits';
+
+type Sample = IngestBatch['samples'][number];
+
+const MINUTE_MS = 60_000;
+/** 2000-01-01T00:00:00Z: no deploy recorded by ergometer happened before. */
+const EARLIEST_DEPLOY_MS = 946_684_800_000;
+
+/**
+ * Control characters (C0 and DEL) and lone UTF-16 surrogates: neither belongs in a name, and a lone
+ * surrogate cannot be written as UTF-8 by the stores.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const BAD_CHARS = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** A short, printable rendering of a bad value for an error message. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  switch (typeof value) {
+    case 'object':
+      return 'an object';
+    case 'string': {
+      const shown = value.length > 40 ? `${value.slice(0, 40)}…` : value;
+      return `${JSON.stringify(shown)}${value.length > 40 ? ` (${value.length} characters)` : ''}`;
+    }
+    case 'number':
+      return String(value);
+    case 'boolean':
+      return String(value);
+    default:
+      return typeof value;
+  }
+}
+
+function fail(code: string, path: string, expected: string, value: unknown): never {
+  throw badRequest(code, `${path}: expected ${expected}, got ${describeValue(value)}`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Parses a JSON body after bounding its nesting. Errors are ERGOMETER_BAD_BATCH-style 400s under
+ * `code`, saying what is wrong with the text.
+ */
+export function parseJsonBody(body: Uint8Array, limits: IngestLimits, code: string): unknown {
+  if (jsonDepthExceeds(body, limits.maxJsonDepth)) {
+    throw badRequest(code, `body: JSON nested deeper than ${limits.maxJsonDepth} levels; the wire format needs 4`);
+  }
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw badRequest(code, `body: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** Validator for one kind of document; keeps the limits and error code at hand. */
+class Checker {
+  constructor(
+    readonly limits: IngestLimits,
+    readonly code: string,
+    readonly receivedAt: number,
+  ) {}
+
+  /** A string of 1..max (or 0..max when `allowEmpty`) UTF-16 units, without control characters. */
+  name(value: unknown, path: () => string, max: number, allowEmpty = false): string {
+    if (typeof value !== 'string') fail(this.code, path(), `a string`, value);
+    if (value.length > max || (!allowEmpty && value.length === 0)) {
+      fail(this.code, path(), `a string of ${allowEmpty ? 0 : 1} to ${max} characters`, value);
+    }
+    if (BAD_CHARS.test(value)) {
+      fail(this.code, path(), 'a string without control characters or unpaired surrogates', value);
+    }
+    return value;
+  }
+
+  optionalName(value: unknown, path: () => string, max: number): string {
+    return value === undefined ? '' : this.name(value, path, max, true);
+  }
+
+  /** A finite number in [min, max]; `minExclusive` makes the lower bound strict. */
+  number(value: unknown, path: () => string, min: number, max: number, minExclusive = false): number {
+    if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      value > max ||
+      (minExclusive ? !(value > min) : !(value >= min))
+    ) {
+      fail(this.code, path(), `a finite number ${minExclusive ? '>' : '≥'} ${min} and ≤ ${max}`, value);
+    }
+    return value;
+  }
+
+  /** Milliseconds since the epoch within the accepted window around the receive time, truncated to an integer. */
+  time(value: unknown, path: () => string): number {
+    const earliest = this.receivedAt - this.limits.maxPastMs;
+    const latest = this.receivedAt + this.limits.maxFutureMs;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < earliest || value > latest) {
+      fail(
+        this.code,
+        path(),
+        `milliseconds since the epoch between ${new Date(earliest).toISOString()} and ${new Date(latest).toISOString()} (the collector's clock)`,
+        value,
+      );
+    }
+    return Math.trunc(value);
+  }
+
+  array(value: unknown, path: string, max: number, what: string): unknown[] {
+    if (!Array.isArray(value)) fail(this.code, path, 'an array', value);
+    if (value.length > max) {
+      throw badRequest(
+        this.code,
+        `${path}: at most ${max} ${what} per batch, got ${value.length}; send smaller batches`,
+      );
+    }
+    return value;
+  }
+}
+
+function metricOf(value: unknown, code: string): Metric {
+  if (value === 'instructions' || value === 'cpu_ns') return value;
+  return fail(code, 'metric', '"instructions" or "cpu_ns"', value);
+}
+
+/**
+ * Validates a parsed wire-format v1 batch. `receivedAt` (server clock, ms) is stored with the batch
+ * and bounds the accepted `ts` window.
+ *
+ * @throws ErgometerError ERGOMETER_BAD_BATCH (400) naming the first bad field, or
+ *   ERGOMETER_UNSUPPORTED_VERSION (400) for a `v` other than 1.
+ */
+export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: number): IngestBatch {
+  const code = 'ERGOMETER_BAD_BATCH';
+  if (!isObject(value)) fail(code, 'body', 'a JSON object (wire format v1)', value);
+  if (value.v !== 1) {
+    if (value.v === undefined) fail(code, 'v', 'the wire format version 1', value.v);
+    throw new ErgometerError(
+      'ERGOMETER_UNSUPPORTED_VERSION',
+      400,
+      `v: this collector speaks wire format 1, got ${describeValue(value.v)}; upgrade the collector or pin the agent`,
+    );
+  }
+  const c = new Checker(limits, code, receivedAt);
+  const maxName = limits.maxNameLength;
+  const batchId = c.name(value.batchId, () => 'batchId', maxName);
+  const service = c.name(value.service, () => 'service', maxName);
+  const commit = c.name(value.commit, () => 'commit', maxName);
+  const host = c.optionalName(value.host, () => 'host', limits.maxEndpointLength);
+  const region = c.optionalName(value.region, () => 'region', maxName);
+  const hostClass = c.optionalName(value.hostClass, () => 'hostClass', maxName);
+  const metric = metricOf(value.metric, code);
+
+  let agentVersion = '';
+  let runtime = '';
+  let dropped = 0;
+  if (value.agent !== undefined) {
+    const agent = value.agent;
+    if (!isObject(agent)) fail(code, 'agent', 'an object', agent);
+    agentVersion = c.optionalName(agent.version, () => 'agent.version', maxName);
+    runtime = c.optionalName(agent.runtime, () => 'agent.runtime', maxName);
+    c.optionalName(agent.counter, () => 'agent.counter', maxName);
+    if (agent.dropped !== undefined) {
+      dropped = c.number(agent.dropped, () => 'agent.dropped', 0, Number.MAX_SAFE_INTEGER);
+      if (!Number.isInteger(dropped)) fail(code, 'agent.dropped', 'an integer ≥ 0', dropped);
+    }
+  }
+
+  const rawSamples =
+    value.samples === undefined ? [] : c.array(value.samples, 'samples', limits.maxSamplesPerBatch, 'samples');
+  const samples: Sample[] = new Array(rawSamples.length);
+  for (let i = 0; i < rawSamples.length; i++) samples[i] = validateSample(c, rawSamples[i], i);
+
+  const rawCounts =
+    value.counts === undefined ? [] : c.array(value.counts, 'counts', limits.maxCountsPerBatch, 'counts rows');
+  const counts: IngestBatch['counts'] = new Array(rawCounts.length);
+  for (let i = 0; i < rawCounts.length; i++) {
+    const row = rawCounts[i];
+    if (!isObject(row)) fail(code, `counts[${i}]`, 'an object', row);
+    const minute = c.time(row.minute, () => `counts[${i}].minute`);
+    const endpoint = c.name(row.endpoint, () => `counts[${i}].endpoint`, limits.maxEndpointLength);
+    const requests = c.number(row.requests, () => `counts[${i}].requests`, 0, limits.maxWeight);
+    if (!Number.isInteger(requests)) fail(code, `counts[${i}].requests`, 'an integer ≥ 0', requests);
+    counts[i] = { minute: minute - (minute % MINUTE_MS), endpoint, requests };
+  }
+
+  const rawUsers =
+    value.users === undefined ? [] : c.array(value.users, 'users', limits.maxUsersPerBatch, 'users rows');
+  const users: IngestBatch['users'] = new Array(rawUsers.length);
+  for (let i = 0; i < rawUsers.length; i++) {
+    const row = rawUsers[i];
+    if (!isObject(row)) fail(code, `users[${i}]`, 'an object', row);
+    const minute = c.time(row.minute, () => `users[${i}].minute`);
+    const sketch = row.sketch;
+    if (typeof sketch !== 'string' || sketch.length > limits.maxSketchLength || !BASE64.test(sketch)) {
+      fail(code, `users[${i}].sketch`, `a base64 string of at most ${limits.maxSketchLength} characters`, sketch);
+    }
+    users[i] = { minute: minute - (minute % MINUTE_MS), sketch };
+  }
+
+  return {
+    batchId,
+    service,
+    host,
+    region,
+    commit,
+    hostClass,
+    metric,
+    agentVersion,
+    runtime,
+    dropped,
+    receivedAt,
+    samples,
+    counts,
+    users,
+  };
+}
+
+function validateSample(c: Checker, raw: unknown, i: number): Sample {
+  const code = c.code;
+  const limits = c.limits;
+  if (!isObject(raw)) fail(code, `samples[${i}]`, 'an object', raw);
+  const ts = c.time(raw.ts, () => `samples[${i}].ts`);
+  const endpoint = c.name(raw.endpoint, () => `samples[${i}].endpoint`, limits.maxEndpointLength);
+  const status = raw.status;
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
+    fail(code, `samples[${i}].status`, 'an integer HTTP status from 100 to 599', status);
+  }
+  const cost = c.number(raw.cost, () => `samples[${i}].cost`, 0, limits.maxCost);
+  const wallMs = c.number(raw.wallMs, () => `samples[${i}].wallMs`, 0, limits.maxDurationMs);
+
+  let db = 0;
+  let cache = 0;
+  let http = 0;
+  const backend = raw.backend;
+  if (backend !== undefined) {
+    if (!isObject(backend)) fail(code, `samples[${i}].backend`, 'an object { db, cache, http }', backend);
+    if (backend.db !== undefined) db = c.number(backend.db, () => `samples[${i}].backend.db`, 0, limits.maxDurationMs);
+    if (backend.cache !== undefined) {
+      cache = c.number(backend.cache, () => `samples[${i}].backend.cache`, 0, limits.maxDurationMs);
+    }
+    if (backend.http !== undefined) {
+      http = c.number(backend.http, () => `samples[${i}].backend.http`, 0, limits.maxDurationMs);
+    }
+  }
+
+  let flags: Record<string, string> = {};
+  const rawFlags = raw.flags;
+  if (rawFlags !== undefined) {
+    if (!isObject(rawFlags)) fail(code, `samples[${i}].flags`, 'an object of flag key → variant', rawFlags);
+    let n = 0;
+    // A fresh null-prototype object: a flag named "__proto__" stays a flag.
+    flags = Object.create(null) as Record<string, string>;
+    for (const key in rawFlags) {
+      if (++n > limits.maxFlagsPerSample) {
+        throw badRequest(code, `samples[${i}].flags: at most ${limits.maxFlagsPerSample} flags per sample`);
+      }
+      c.name(key, () => `samples[${i}].flags key ${describeValue(key)}`, limits.maxNameLength);
+      flags[key] = c.name(
+        rawFlags[key],
+        () => `samples[${i}].flags[${JSON.stringify(key)}]`,
+        limits.maxNameLength,
+        true,
+      );
+    }
+  }
+
+  const user = c.optionalName(raw.user, () => `samples[${i}].user`, limits.maxNameLength);
+  const weight =
+    raw.weight === undefined ? 1 : c.number(raw.weight, () => `samples[${i}].weight`, 0, limits.maxWeight, true);
+  let aborted = false;
+  if (raw.aborted !== undefined) {
+    if (typeof raw.aborted !== 'boolean') fail(code, `samples[${i}].aborted`, 'a boolean', raw.aborted);
+    aborted = raw.aborted;
+  }
+  return { ts, endpoint, status, cost, wallMs, db, cache, http, flags, user, weight, aborted };
+}
+
+/**
+ * Validates a `POST /v1/deploys` body `{service, commit, ts?}`; `ts` defaults to the receive time.
+ *
+ * @throws ErgometerError ERGOMETER_BAD_DEPLOY (400) naming the bad field.
+ */
+export function validateDeploy(value: unknown, limits: IngestLimits, receivedAt: number): Deploy {
+  const code = 'ERGOMETER_BAD_DEPLOY';
+  if (!isObject(value)) fail(code, 'body', 'a JSON object {service, commit, ts}', value);
+  const c = new Checker(limits, code, receivedAt);
+  const service = c.name(value.service, () => 'service', limits.maxNameLength);
+  const commit = c.name(value.commit, () => 'commit', limits.maxNameLength);
+  // A deploy may be recorded long after the fact (backfilling history), so only the future is bounded.
+  const latest = receivedAt + limits.maxFutureMs;
+  const ts = value.ts === undefined ? receivedAt : value.ts;
+  if (typeof ts !== 'number' || !Number.isInteger(ts) || ts < EARLIEST_DEPLOY_MS || ts > latest) {
+    fail(code, 'ts', `integer milliseconds since the epoch from 2000-01-01 to ${new Date(latest).toISOString()}`, ts);
+  }
+  return { service, commit, ts };
+}

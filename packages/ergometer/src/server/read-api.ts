@@ -1,0 +1,163 @@
+/**
+ * The read API of SPEC §6 (read token): thin translations from query strings to {@link Store}
+ * calls. Aggregation happens in the store; here only the final per-row arithmetic (means,
+ * quantiles from the mergeable histograms) is done.
+ */
+import { badRequest, ErgometerError } from '../errors';
+import { quantile } from '../store/histogram';
+import type { AggregateQuery, AggregateRow, Store } from '../store/types';
+import { QueryParams } from './query';
+
+/**
+ * One point of `GET /v1/timeseries`. Costs in the metric's units, times in ms; means per sample.
+ * A quantile of an empty histogram is NaN, which JSON.stringify sends as null.
+ */
+export interface TimeseriesPoint {
+  bucket: number;
+  commit: string;
+  endpoint: string;
+  hostClass: string;
+  metric: AggregateRow['metric'];
+  samples: number;
+  requests: number;
+  costMean: number;
+  costP50: number;
+  costP95: number;
+  wallMean: number;
+  wallP50: number;
+  wallP95: number;
+  dbMs: number;
+  cacheMs: number;
+  httpMs: number;
+}
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+/** Bucket widths offered when the caller does not choose one: the smallest giving ≤ 500 buckets. */
+const AUTO_BUCKETS_MS = [MINUTE_MS, 5 * MINUTE_MS, 15 * MINUTE_MS, 3_600_000, 6 * 3_600_000, DAY_MS, 7 * DAY_MS];
+
+export function toTimeseriesPoint(row: AggregateRow): TimeseriesPoint {
+  const n = row.n;
+  return {
+    bucket: row.bucket,
+    commit: row.commit,
+    endpoint: row.endpoint,
+    hostClass: row.hostClass,
+    metric: row.metric,
+    samples: n,
+    requests: row.weight,
+    costMean: row.sumCost / n,
+    costP50: quantile(row.costHist, 0.5),
+    costP95: quantile(row.costHist, 0.95),
+    wallMean: row.sumWall / n,
+    wallP50: quantile(row.wallHist, 0.5),
+    wallP95: quantile(row.wallHist, 0.95),
+    dbMs: row.sumDb / n,
+    cacheMs: row.sumCache / n,
+    httpMs: row.sumHttp / n,
+  };
+}
+
+/**
+ * Answers one `GET /v1/...` read route. Returns the JSON value to send, a Buffer for a profile
+ * download, or undefined when the path is not a read route.
+ */
+export async function answerRead(
+  store: Store,
+  pathname: string,
+  params: URLSearchParams,
+  now: number,
+): Promise<unknown | Buffer | undefined> {
+  const q = new QueryParams(params);
+  switch (pathname) {
+    case '/v1/services':
+      return store.services();
+    case '/v1/endpoints': {
+      const query: Parameters<Store['endpoints']>[0] = { service: q.name('service'), ...q.range() };
+      const commit = q.optionalName('commit');
+      if (commit !== undefined) query.commit = commit;
+      const metric = q.metric(false);
+      if (metric !== undefined) query.metric = metric;
+      return store.endpoints(query);
+    }
+    case '/v1/commits':
+      return store.commits(q.name('service'), q.range());
+    case '/v1/deploys':
+      return store.deploys(q.name('service'), q.range());
+    case '/v1/timeseries':
+      return timeseries(store, q, now);
+    case '/v1/profiles': {
+      const query: Parameters<Store['listProfiles']>[0] = { service: q.name('service'), ...q.range() };
+      const commit = q.optionalName('commit');
+      if (commit !== undefined) query.commit = commit;
+      return store.listProfiles(query);
+    }
+    case '/v1/compare':
+    case '/v1/alerts':
+    case '/v1/profiles/diff':
+      throw new ErgometerError(
+        'ERGOMETER_NOT_IMPLEMENTED',
+        501,
+        `${pathname} is not available in this build: it is served by the detectors, which have not landed yet`,
+      );
+    default:
+      break;
+  }
+  if (pathname.startsWith('/v1/profiles/')) {
+    const id = decodeURIComponent(pathname.slice('/v1/profiles/'.length));
+    if (id.length === 0 || id.length > 128 || id.includes('/')) {
+      throw badRequest(
+        'ERGOMETER_BAD_QUERY',
+        'profile id: expected /v1/profiles/<id> with an id from GET /v1/profiles',
+      );
+    }
+    const pprof = await store.getProfile(id);
+    if (pprof === undefined) {
+      throw new ErgometerError(
+        'ERGOMETER_NOT_FOUND',
+        404,
+        `no profile with id ${JSON.stringify(id)}; list them with GET /v1/profiles?service=S`,
+      );
+    }
+    return pprof;
+  }
+  return undefined;
+}
+
+async function timeseries(
+  store: Store,
+  q: QueryParams,
+  now: number,
+): Promise<{ bucketMs: number; from: number; to: number; points: TimeseriesPoint[] }> {
+  const service = q.name('service');
+  const range = q.range();
+  // Default window: the last 24 hours (to is exclusive, so one minute past now includes the current minute).
+  const to = range.to ?? Math.ceil((now + 1) / MINUTE_MS) * MINUTE_MS;
+  const from = range.from ?? to - DAY_MS;
+  if (from > to) throw badRequest('ERGOMETER_BAD_QUERY', `from (${from}) is after to (${to})`);
+  let bucketMs = q.integer('bucketMs', MINUTE_MS, 365 * DAY_MS);
+  if (bucketMs !== undefined && bucketMs % MINUTE_MS !== 0) {
+    throw badRequest('ERGOMETER_BAD_QUERY', `bucketMs: expected a multiple of 60000 (one minute), got ${bucketMs}`);
+  }
+  if (bucketMs === undefined) {
+    bucketMs = AUTO_BUCKETS_MS.find((width) => (to - from) / width <= 500) ?? 30 * DAY_MS;
+  }
+  if ((to - from) / bucketMs > 10_000) {
+    throw badRequest(
+      'ERGOMETER_BAD_QUERY',
+      `bucketMs: ${bucketMs} gives more than 10000 buckets over this range; choose a wider bucket`,
+    );
+  }
+  const endpoint = q.optionalName('endpoint');
+  const commit = q.optionalName('commit');
+  const metric = q.metric(false);
+  // Without an endpoint, one series per commit over all endpoints (the service total); with one, that endpoint's.
+  const query: AggregateQuery = { service, from, to, bucketMs, groupBy: ['commit', 'endpoint', 'hostClass'] };
+  if (endpoint !== undefined) query.endpoint = endpoint;
+  else query.groupBy = ['commit', 'hostClass'];
+  if (commit !== undefined) query.commit = commit;
+  if (metric !== undefined) query.metric = metric;
+  const rows = await store.aggregates(query);
+  const points = rows.map(toTimeseriesPoint).sort((a, b) => a.bucket - b.bucket || a.commit.localeCompare(b.commit));
+  return { bucketMs, from, to, points };
+}
