@@ -5,6 +5,7 @@
  */
 import { VERSION } from '../version';
 import { DEPLOY_USAGE, deployCommand } from './deploy';
+import { COMPARE_USAGE, compareCommand, DETECT_USAGE, detectCommand } from './detect';
 import { SERVE_USAGE, serveCommand } from './serve';
 
 const USAGE = `ergometer ${VERSION}
@@ -13,8 +14,8 @@ Usage: ergometer <command> [options]
 
 Commands:
   serve     ingest and query API on an embedded DuckDB file
-  detect    run every detector once                              (not available yet)
-  compare   per-endpoint change between two commits              (not available yet)
+  detect    run every detector once and print the alerts
+  compare   per-endpoint change between two commits, with confidence intervals
   profile   function-level profile diff                          (not available yet)
   deploy    record a rollout
   demo      the whole story on the embedded store                (not available yet)
@@ -23,7 +24,14 @@ Commands:
 Run \`ergometer <command> --help\` for a command's options.
 `;
 
-const NOT_YET = new Set(['detect', 'compare', 'profile', 'demo']);
+const NOT_YET = new Set(['profile', 'demo']);
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
+  serve: { run: (argv) => serveCommand(argv, process.env, out), usage: SERVE_USAGE },
+  deploy: { run: (argv) => deployCommand(argv, process.env, out), usage: DEPLOY_USAGE },
+  detect: { run: (argv) => detectCommand(argv, out), usage: DETECT_USAGE },
+  compare: { run: (argv) => compareCommand(argv, out), usage: COMPARE_USAGE },
+};
 
 const out = (text: string): void => {
   process.stdout.write(text);
@@ -39,18 +47,17 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  if (command === 'serve' || command === 'deploy') {
+  const known = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (known) {
     try {
-      return command === 'serve'
-        ? await serveCommand(rest, process.env, out)
-        : await deployCommand(rest, process.env, out);
+      return await known.run(rest);
     } catch (error) {
-      // ErgometerError and the stores' StoreError: a stable code and a message that says what to do.
+      // ErgometerError, StoreError, DetectorConfigError: a stable code and a message that says what to do.
       const code = (error as { code?: unknown }).code;
       if (error instanceof Error && typeof code === 'string' && code.startsWith('ERGOMETER_')) {
         process.stderr.write(`ergometer ${command}: ${error.message} (${code})\n`);
         if (code === 'ERGOMETER_USAGE') {
-          process.stderr.write(`\n${command === 'serve' ? SERVE_USAGE : DEPLOY_USAGE}`);
+          process.stderr.write(`\n${known.usage}`);
           return 2;
         }
         return 1;
@@ -60,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (NOT_YET.has(command)) {
     process.stderr.write(
-      `ergometer ${command}: not yet — this release ships the measurement core (@ergometer/counters, @ergometer/agent) and the collector (ergometer serve).\n` +
+      `ergometer ${command}: not yet — this release ships the measurement core (@ergometer/counters, @ergometer/agent) the collector (ergometer serve) and the detectors (ergometer detect, compare).\n` +
         'See docs/agent.md to instrument a service and docs/operations.md to run the collector.\n',
     );
     return command === 'demo' ? 0 : 2;

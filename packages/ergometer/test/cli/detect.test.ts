@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Alert } from '../../src/detect/alert';
+import { openDuckDbStore } from '../../src/store/duckdb/store';
+import { HOUR, writeScenario } from '../detect/scenario';
+
+const CLI = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+
+function cli(args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+}
+
+describe('ergometer detect and compare on a DuckDB file', () => {
+  let dir: string;
+  let db: string;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ergometer-cli-detect-'));
+    db = path.join(dir, 'ergometer.duckdb');
+    const store = openDuckDbStore({ path: db });
+    await store.init();
+    const t0 = Date.now() - 8 * HOUR;
+    const endpoints = { 'GET /feed/:id': 1_000_000, 'GET /search': 2_000_000 };
+    await writeScenario(
+      store,
+      'shop',
+      [
+        { commit: 'v1', from: t0, to: t0 + 4 * HOUR, endpoints, perHour: 3000, shareB: 0 },
+        {
+          commit: 'v2',
+          from: t0 + 4 * HOUR,
+          to: t0 + 8 * HOUR,
+          endpoints: { ...endpoints, 'GET /feed/:id': 1_100_000 },
+          perHour: 3000,
+          shareB: 0,
+        },
+      ],
+      9,
+    );
+    await store.close();
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('--json prints the SPEC alert array; --fail-on-alert exits 1 on an open alert', () => {
+    const run = cli(['detect', '--db', db, '--json', '--fail-on-alert']);
+    assert.equal(run.status, 1, run.stderr);
+    const alerts = JSON.parse(run.stdout) as Alert[];
+    assert.equal(alerts.length, 1);
+    const [alert] = alerts;
+    assert.equal(alert?.kind, 'rollout');
+    assert.equal(alert?.endpoint, 'GET /feed/:id');
+    assert.deepEqual([alert?.baseline.commit, alert?.candidate.commit], ['v1', 'v2']);
+    assert.equal(alert?.comparison, 'before-after');
+    for (const key of ['id', 'metric', 'flag', 'changePct', 'ci', 'pValue', 'n', 'rootCause'])
+      assert.ok(key in (alert ?? {}), key);
+  });
+
+  it('without --json it prints one readable line per alert and a footer', () => {
+    const run = cli(['detect', '--db', db]);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /\[rollout, open\] shop GET \/feed\/:id: \+\d+\.\d+% CPU per request \(95% CI/);
+    assert.match(run.stdout, /comparisons over 1 service\(s\); 1 open alert\(s\)/);
+  });
+
+  it('compare prints the per-endpoint table with intervals', () => {
+    const run = cli(['compare', '--db', db, '--service', 'shop', '--base', 'v1', '--head', 'v2']);
+    assert.equal(run.status, 0, run.stderr);
+    const feed = run.stdout.split('\n').find((l) => l.startsWith('GET /feed/:id'));
+    assert.ok(feed, run.stdout);
+    assert.match(feed, /\+(9|10)\.\d\d%/);
+    const json = cli(['compare', '--db', db, '--service', 'shop', '--base', 'v1', '--head', 'v2', '--json']);
+    const rows = JSON.parse(json.stdout) as Array<{ endpoint: string; ci: [number, number] }>;
+    const search = rows.find((r) => r.endpoint === 'GET /search');
+    assert.ok(search && search.ci[0] < 0 && search.ci[1] > 0);
+  });
+
+  it('a bad config is refused with a message naming the key', () => {
+    const config = path.join(dir, 'bad.json');
+    writeFileSync(config, JSON.stringify({ detectors: { minEffectPct: -1 } }));
+    const run = cli(['detect', '--db', db, '--config', config]);
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /detectors\.minEffectPct: expected a finite number ≥ 0.*ERGOMETER_BAD_CONFIG/);
+  });
+});
