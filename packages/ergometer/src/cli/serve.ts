@@ -83,13 +83,19 @@ export async function serveCommand(
   if (maxBodyBytes !== undefined) limits.maxBodyBytes = maxBodyBytes;
   const queueBatches = integerOption(values, 'queue-batches', 1, 1_000_000);
 
-  const tokens = await resolveTokens({
-    ingestTokens: splitTokens(stringOption(values, 'ingest-token') ?? env.ERGOMETER_INGEST_TOKEN),
-    readTokens: splitTokens(stringOption(values, 'read-token') ?? env.ERGOMETER_READ_TOKEN),
-    file: path.resolve(stringOption(values, 'token-file') ?? tokenFileFor(dbPath)),
-  });
-
+  // The store first: a backend that cannot open should not leave a fresh token file behind.
   const store: Store = await openStore(clickhouse !== undefined ? { clickhouse } : { db: dbPath as string });
+  let tokens: Awaited<ReturnType<typeof resolveTokens>>;
+  try {
+    tokens = await resolveTokens({
+      ingestTokens: splitTokens(stringOption(values, 'ingest-token') ?? env.ERGOMETER_INGEST_TOKEN),
+      readTokens: splitTokens(stringOption(values, 'read-token') ?? env.ERGOMETER_READ_TOKEN),
+      file: path.resolve(stringOption(values, 'token-file') ?? tokenFileFor(dbPath)),
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const collector = createCollector({
     store,
     ingestTokens: tokens.ingestTokens,
