@@ -341,3 +341,33 @@ test('close() finishes the write in flight before resolving: the acknowledged ba
   await closed;
   assert.equal(await c.store.sampleCount(), 6);
 });
+
+test('a batch the store cannot write fails alone (503), not the batches grouped with it', async (t) => {
+  const gate = { value: undefined as ReturnType<typeof gated> | undefined };
+  const c = await startTestCollector(t, {
+    wrapStore: (store) => {
+      gate.value = gated(store, (batch) => batch.batchId === 'poison');
+      return gate.value.store;
+    },
+  });
+  const first = c.post('/v1/samples', wireBatch(1));
+  while ((gate.value?.groups.length ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
+  const grouped = [
+    c.post('/v1/samples', wireBatch(2)),
+    c.post('/v1/samples', wireBatch(3, { batchId: 'poison' })),
+    c.post('/v1/samples', wireBatch(4)),
+  ];
+  while ((await metricsOf(c.url)).get('ergometer_write_queue_batches') !== 4)
+    await new Promise((r) => setTimeout(r, 5));
+  gate.value?.open();
+  const answers = await Promise.all([first, ...grouped]);
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [200, 200, 503, 200],
+  );
+  assert.equal(errorCode(answers[2]?.json), 'ERGOMETER_STORE_UNAVAILABLE');
+  assert.ok(answers[2]?.headers.get('retry-after'));
+  assert.deepEqual(gate.value?.groups, [1, 3, 1, 1, 1]);
+  assert.equal(await c.store.sampleCount(), 7);
+  assert.equal((await metricsOf(c.url)).get('ergometer_requests_rejected_total{reason="store_error"}'), 1);
+});
