@@ -194,6 +194,32 @@ test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, 
     );
   });
 
+  await t.test('valid batches with arbitrary unicode names are stored and read back unchanged', async () => {
+    // Any code point but C0 controls and DEL, surrogate pairs included (fc 'grapheme' units are well formed).
+    const name = fc
+      .string({ unit: 'grapheme', minLength: 1, maxLength: 40 })
+      .filter((s) => s.length <= 128 && [...s].every((ch) => (ch.codePointAt(0) as number) > 0x1f && ch !== '\u007f'));
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(name, { minLength: 1, maxLength: 4 }), fc.boolean(), async (endpoints, gzip) => {
+        const service = `unicode-${acceptedSamples}`;
+        const batch = wireBatch(endpoints.length, {
+          service,
+          endpoints,
+          flags: { [endpoints[0] as string]: endpoints.at(-1) as string },
+        });
+        const answer = await c.post('/v1/samples', batch, { gzip });
+        assert.equal(answer.status, 200, answer.text);
+        acceptedSamples += endpoints.length;
+        const read = await c.get(`/v1/endpoints?service=${encodeURIComponent(service)}`);
+        assert.deepEqual(
+          ((read.json as Array<{ endpoint: string }>) ?? []).map((e) => e.endpoint).sort(),
+          [...endpoints].sort(),
+        );
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   await accept(5);
   assert.equal(await c.store.sampleCount(), acceptedSamples);
   const health = await fetch(`${c.url}/health`);
