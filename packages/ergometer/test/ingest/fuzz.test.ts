@@ -62,7 +62,9 @@ function toJsonText(value: unknown): string {
   return raws.reduce((out, raw, i) => out.replace(String(MARK + i + 1), raw), text);
 }
 
-test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, the server keeps answering', async (t) => {
+test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, the server keeps answering', {
+  timeout: 300_000,
+}, async (t) => {
   const c = await startTestCollector(t);
   let acceptedSamples = 0;
   const accept = async (n: number): Promise<void> => {
