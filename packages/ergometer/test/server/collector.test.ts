@@ -385,3 +385,32 @@ test('a batch the store cannot write fails alone (503), not the batches grouped 
   assert.equal(await c.store.sampleCount(), 7);
   assert.equal((await metricsOf(c.url)).get('ergometer_requests_rejected_total{reason="store_error"}'), 1);
 });
+
+test('429 while too many uploads are being received at once', { timeout: 60_000 }, async (t) => {
+  const c = await startTestCollector(t, { limits: { maxConcurrentUploads: 1 } });
+  const body = Buffer.from(JSON.stringify(wireBatch(3)));
+  // A slow client: headers and half of the body, the rest later.
+  const slow = request(`${c.url}/v1/samples`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${INGEST_TOKEN}`, 'content-length': body.length },
+  });
+  const slowAnswer = new Promise<number>((resolve, reject) => {
+    slow.on('response', (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    slow.on('error', reject);
+  });
+  slow.write(body.subarray(0, 100));
+  while ((await metricsOf(c.url)).get('ergometer_uploads_in_progress') !== 1)
+    await new Promise((r) => setTimeout(r, 5));
+  const busy = await c.post('/v1/samples', wireBatch(2));
+  assert.equal(busy.status, 429);
+  assert.equal(errorCode(busy.json), 'ERGOMETER_BUSY');
+  assert.ok(busy.headers.get('retry-after'));
+  slow.end(body.subarray(100));
+  assert.equal(await slowAnswer, 200);
+  assert.equal((await c.post('/v1/samples', wireBatch(2))).status, 200);
+  assert.equal(await c.store.sampleCount(), 5);
+  assert.equal((await metricsOf(c.url)).get('ergometer_requests_rejected_total{reason="busy"}'), 1);
+});
