@@ -7,6 +7,7 @@ import path from 'node:path';
 import { ErgometerError } from '../errors';
 import type { IngestLimits } from '../ingest/limits';
 import { createCollector } from '../server/collector';
+import { scheduleRetention } from '../server/retention';
 import { resolveTokens, splitTokens, tokenFileFor } from '../server/token-file';
 import type { RetentionPolicy, Store } from '../store/types';
 import { integerOption, parseOptions, stringOption, usageError } from './args';
@@ -32,8 +33,6 @@ Ingest, query API (and, as they land, detectors and dashboard).
   --max-body-bytes N         request body limit on the wire (default 8388608)
   --queue-batches N          batches queued for the store before 429 (default 256)
 `;
-
-const HOUR_MS = 3_600_000;
 
 /** Runs `ergometer serve` until SIGTERM/SIGINT; resolves with the exit code. */
 export async function serveCommand(
@@ -83,13 +82,19 @@ export async function serveCommand(
   if (maxBodyBytes !== undefined) limits.maxBodyBytes = maxBodyBytes;
   const queueBatches = integerOption(values, 'queue-batches', 1, 1_000_000);
 
-  const tokens = await resolveTokens({
-    ingestTokens: splitTokens(stringOption(values, 'ingest-token') ?? env.ERGOMETER_INGEST_TOKEN),
-    readTokens: splitTokens(stringOption(values, 'read-token') ?? env.ERGOMETER_READ_TOKEN),
-    file: path.resolve(stringOption(values, 'token-file') ?? tokenFileFor(dbPath)),
-  });
-
+  // The store first: a backend that cannot open should not leave a fresh token file behind.
   const store: Store = await openStore(clickhouse !== undefined ? { clickhouse } : { db: dbPath as string });
+  let tokens: Awaited<ReturnType<typeof resolveTokens>>;
+  try {
+    tokens = await resolveTokens({
+      ingestTokens: splitTokens(stringOption(values, 'ingest-token') ?? env.ERGOMETER_INGEST_TOKEN),
+      readTokens: splitTokens(stringOption(values, 'read-token') ?? env.ERGOMETER_READ_TOKEN),
+      file: path.resolve(stringOption(values, 'token-file') ?? tokenFileFor(dbPath)),
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const collector = createCollector({
     store,
     ingestTokens: tokens.ingestTokens,
@@ -118,26 +123,9 @@ export async function serveCommand(
     );
   }
 
-  let retentionRunning = false;
-  const runRetention = async (): Promise<void> => {
-    if (retentionRunning) return;
-    retentionRunning = true;
-    try {
-      const result = await store.applyRetention(retention, Date.now());
-      if (result.samplesDeleted + result.aggregatesDeleted + result.profilesDeleted > 0) {
-        out(
-          `ergometer serve: retention deleted ${result.samplesDeleted} samples, ${result.aggregatesDeleted} aggregate rows, ${result.profilesDeleted} profiles\n`,
-        );
-      }
-    } catch (error) {
-      process.stderr.write(`ergometer serve: retention failed: ${(error as Error).message}\n`);
-    } finally {
-      retentionRunning = false;
-    }
-  };
-  // First pass a minute after start (not during the startup burst of agents reconnecting), then hourly.
-  const firstRetention = setTimeout(() => void runRetention(), 60_000).unref();
-  const retentionTimer = setInterval(() => void runRetention(), HOUR_MS).unref();
+  const stopRetention = scheduleRetention(store, retention, {
+    log: (message) => out(`ergometer serve: ${message}\n`),
+  });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -148,8 +136,7 @@ export async function serveCommand(
       }
       stopping = true;
       out(`ergometer serve: ${signal}: draining and closing the store\n`);
-      clearTimeout(firstRetention);
-      clearInterval(retentionTimer);
+      stopRetention();
       void (async () => {
         let code = 0;
         try {

@@ -11,6 +11,11 @@ export interface IngestLimits {
   maxInflatedBytes: number;
   /** `POST /v1/profiles` body (pprof), bytes, before and after gunzip. Default 32 MiB. */
   maxProfileBytes: number;
+  /**
+   * Request bodies (samples and profiles) read at the same time; one more gets 429. Bounds the
+   * memory a crowd of slow or huge uploads can pin: about this × maxInflatedBytes. Default 64.
+   */
+  maxConcurrentUploads: number;
   /** Samples in one batch. Default 10 000. */
   maxSamplesPerBatch: number;
   /** Rows of `counts` in one batch. Default 10 000. */
@@ -47,6 +52,7 @@ export const DEFAULT_LIMITS: Readonly<IngestLimits> = Object.freeze({
   maxBodyBytes: 8 * 1024 * 1024,
   maxInflatedBytes: 32 * 1024 * 1024,
   maxProfileBytes: 32 * 1024 * 1024,
+  maxConcurrentUploads: 64,
   maxSamplesPerBatch: 10_000,
   maxCountsPerBatch: 10_000,
   maxUsersPerBatch: 1_000,

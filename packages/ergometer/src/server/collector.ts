@@ -57,6 +57,7 @@ const REJECT_REASON: Record<string, RejectReason> = {
   ERGOMETER_UNSUPPORTED_ENCODING: 'unsupported_encoding',
   ERGOMETER_UNAUTHORIZED: 'unauthorized',
   ERGOMETER_QUEUE_FULL: 'queue_full',
+  ERGOMETER_BUSY: 'busy',
   ERGOMETER_STORE_UNAVAILABLE: 'store_error',
   ERGOMETER_SHUTTING_DOWN: 'shutting_down',
 };
@@ -134,9 +135,27 @@ export function createCollector(options: CollectorOptions): Collector {
     return promise;
   }
 
+  /** Reads a body within the size limits and the bound on concurrent uploads. */
+  async function readUpload(req: IncomingMessage, maxBytes: number, maxInflatedBytes: number): Promise<Buffer> {
+    if (metrics.uploadsInProgress >= limits.maxConcurrentUploads) {
+      throw new ErgometerError(
+        'ERGOMETER_BUSY',
+        429,
+        `the collector is receiving ${metrics.uploadsInProgress} uploads already; retry the same batch after the Retry-After delay`,
+        { 'retry-after': String(queueOptions.retryAfterSeconds) },
+      );
+    }
+    metrics.uploadsInProgress++;
+    try {
+      return await readBody(req, maxBytes, maxInflatedBytes);
+    } finally {
+      metrics.uploadsInProgress--;
+    }
+  }
+
   async function postSamples(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const receivedAt = now();
-    const body = await readBody(req, limits.maxBodyBytes, limits.maxInflatedBytes);
+    const body = await readUpload(req, limits.maxBodyBytes, limits.maxInflatedBytes);
     const batch = validateBatch(parseJsonBody(body, limits, 'ERGOMETER_BAD_BATCH'), limits, receivedAt);
     const seeded = seedGuard(batch.service);
     if (seeded !== undefined) await seeded;
@@ -190,7 +209,7 @@ export function createCollector(options: CollectorOptions): Collector {
         "from, to: required query parameters (the profile's time range, ms since the epoch)",
       );
     }
-    const pprof = await readBody(req, limits.maxProfileBytes, limits.maxProfileBytes);
+    const pprof = await readUpload(req, limits.maxProfileBytes, limits.maxProfileBytes);
     if (pprof.length === 0)
       throw badRequest('ERGOMETER_BAD_PROFILE', 'body: empty; send the pprof file as the request body');
     const stored = await store.storeProfile({ service, commit, host, metric, from, to }, pprof, receivedAt);

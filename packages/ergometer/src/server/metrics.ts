@@ -12,6 +12,7 @@ export type RejectReason =
   | 'unsupported_encoding'
   | 'unauthorized'
   | 'queue_full'
+  | 'busy'
   | 'store_error'
   | 'shutting_down';
 
@@ -33,6 +34,9 @@ export class CollectorMetrics {
   private insertCount = 0;
   private insertSumS = 0;
   writes = 0;
+
+  /** Request bodies being read now. */
+  uploadsInProgress = 0;
 
   constructor(private readonly queueDepth: () => { batches: number; samples: number }) {}
 
@@ -81,6 +85,7 @@ export class CollectorMetrics {
       'unsupported_encoding',
       'unauthorized',
       'queue_full',
+      'busy',
       'store_error',
       'shutting_down',
     ];
@@ -99,6 +104,11 @@ export class CollectorMetrics {
     const depth = this.queueDepth();
     gauge('ergometer_write_queue_batches', 'Batches waiting for or in a store write.', depth.batches);
     gauge('ergometer_write_queue_samples', 'Samples waiting for or in a store write.', depth.samples);
+    gauge(
+      'ergometer_uploads_in_progress',
+      'Request bodies (samples, profiles) being received.',
+      this.uploadsInProgress,
+    );
     lines.push(
       '# HELP ergometer_insert_duration_seconds Time of one store write (one group commit of one or more batches).',
       '# TYPE ergometer_insert_duration_seconds histogram',

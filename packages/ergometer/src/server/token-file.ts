@@ -104,7 +104,13 @@ export async function resolveTokens(options: {
       stored = fresh;
       generated = true;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new ErgometerError(
+          'ERGOMETER_TOKEN_FILE_UNWRITABLE',
+          0,
+          `could not create the token file ${file} (${(error as Error).message}); give tokens with --ingest-token and --read-token, or a writable --token-file`,
+        );
+      }
       stored = await readTokenFile(file);
       if (stored === undefined) throw error;
     }

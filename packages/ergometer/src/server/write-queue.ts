@@ -99,6 +99,15 @@ export class WriteQueue {
     while (this.running !== null) await this.running;
   }
 
+  private storeFailure(error: unknown): ErgometerError {
+    return new ErgometerError(
+      'ERGOMETER_STORE_UNAVAILABLE',
+      503,
+      `the store could not write the batch (${(error as Error)?.message ?? String(error)}); retry the same batch later`,
+      { 'retry-after': String(Math.max(1, this.options.retryAfterSeconds)) },
+    );
+  }
+
   private async writeUntilEmpty(): Promise<void> {
     // Let the requests that are already parsed in this tick join the first group.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -126,13 +135,22 @@ export class WriteQueue {
             }
           }
         } catch (error) {
-          const failure = new ErgometerError(
-            'ERGOMETER_STORE_UNAVAILABLE',
-            503,
-            `the store could not write the batch (${(error as Error).message}); retry the same batch later`,
-            { 'retry-after': String(Math.max(1, this.options.retryAfterSeconds)) },
-          );
-          for (const entry of group) entry.reject(failure);
+          if (group.length === 1) {
+            (group[0] as Entry).reject(this.storeFailure(error));
+          } else {
+            // One bad batch must not fail the batches it was grouped with (they would be retried
+            // into the same group, forever): write each alone. Safe to repeat, since a batch
+            // the failed write did store is recognised by its batchId.
+            for (const entry of group) {
+              try {
+                const [result] = await this.store.ingestMany([entry.batch]);
+                if (result === undefined) throw new Error('the store returned no result');
+                entry.resolve(result);
+              } catch (single) {
+                entry.reject(this.storeFailure(single));
+              }
+            }
+          }
         }
       }
     } finally {

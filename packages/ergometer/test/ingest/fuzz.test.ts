@@ -62,7 +62,9 @@ function toJsonText(value: unknown): string {
   return raws.reduce((out, raw, i) => out.replace(String(MARK + i + 1), raw), text);
 }
 
-test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, the server keeps answering', async (t) => {
+test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, the server keeps answering', {
+  timeout: 300_000,
+}, async (t) => {
   const c = await startTestCollector(t);
   let acceptedSamples = 0;
   const accept = async (n: number): Promise<void> => {
@@ -191,6 +193,32 @@ test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, 
         await expectRefused(c, corrupt, true, 'corrupt gzip');
       }),
       { numRuns: 50 },
+    );
+  });
+
+  await t.test('valid batches with arbitrary unicode names are stored and read back unchanged', async () => {
+    // Any code point but C0 controls and DEL, surrogate pairs included (fc 'grapheme' units are well formed).
+    const name = fc
+      .string({ unit: 'grapheme', minLength: 1, maxLength: 40 })
+      .filter((s) => s.length <= 128 && [...s].every((ch) => (ch.codePointAt(0) as number) > 0x1f && ch !== '\u007f'));
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(name, { minLength: 1, maxLength: 4 }), fc.boolean(), async (endpoints, gzip) => {
+        const service = `unicode-${acceptedSamples}`;
+        const batch = wireBatch(endpoints.length, {
+          service,
+          endpoints,
+          flags: { [endpoints[0] as string]: endpoints.at(-1) as string },
+        });
+        const answer = await c.post('/v1/samples', batch, { gzip });
+        assert.equal(answer.status, 200, answer.text);
+        acceptedSamples += endpoints.length;
+        const read = await c.get(`/v1/endpoints?service=${encodeURIComponent(service)}`);
+        assert.deepEqual(
+          ((read.json as Array<{ endpoint: string }>) ?? []).map((e) => e.endpoint).sort(),
+          [...endpoints].sort(),
+        );
+      }),
+      { numRuns: 40 },
     );
   });
 

@@ -40,7 +40,9 @@ function postChunked(url: string, chunks: Buffer[]): Promise<{ status: number; b
   });
 }
 
-test('health and metrics answer without a token; every /v1 route needs the right kind of token', async (t) => {
+test('health and metrics answer without a token; every /v1 route needs the right kind of token', {
+  timeout: 60_000,
+}, async (t) => {
   const c = await startTestCollector(t);
   const health = await fetch(`${c.url}/health`);
   assert.equal(health.status, 200);
@@ -68,7 +70,9 @@ test('health and metrics answer without a token; every /v1 route needs the right
   assert.equal(metrics.get('ergometer_requests_rejected_total{reason="unauthorized"}'), 4);
 });
 
-test('a batch is acknowledged once durable; the same batchId again is acknowledged as a duplicate and not stored', async (t) => {
+test('a batch is acknowledged once durable; the same batchId again is acknowledged as a duplicate and not stored', {
+  timeout: 60_000,
+}, async (t) => {
   const c = await startTestCollector(t);
   const batch = wireBatch(25);
   const first = await c.post('/v1/samples', batch);
@@ -87,7 +91,7 @@ test('a batch is acknowledged once durable; the same batchId again is acknowledg
   assert.equal(metrics.get('ergometer_write_queue_batches'), 0);
 });
 
-test('a bad batch is a 400 naming the field, and nothing of it is stored', async (t) => {
+test('a bad batch is a 400 naming the field, and nothing of it is stored', { timeout: 60_000 }, async (t) => {
   const c = await startTestCollector(t);
   const batch = wireBatch(5);
   (batch.samples[3] as unknown as Record<string, unknown>).cost = 'abc';
@@ -110,7 +114,9 @@ test('a bad batch is a 400 naming the field, and nothing of it is stored', async
   assert.equal(metrics.get('ergometer_requests_rejected_total{reason="unsupported_version"}'), 1);
 });
 
-test('413 for a body over the limit (declared or streamed) and for a gzip bomb; 415 for other encodings', async (t) => {
+test('413 for a body over the limit (declared or streamed) and for a gzip bomb; 415 for other encodings', {
+  timeout: 60_000,
+}, async (t) => {
   const c = await startTestCollector(t, { limits: { maxBodyBytes: 64 * 1024, maxInflatedBytes: 256 * 1024 } });
   const big = wireBatch(1);
   (big.samples[0] as unknown as Record<string, unknown>).padding = 'x'.repeat(100_000);
@@ -146,7 +152,9 @@ test('413 for a body over the limit (declared or streamed) and for a gzip bomb; 
   assert.equal(metrics.get('ergometer_requests_rejected_total{reason="unsupported_encoding"}'), 1);
 });
 
-test('429 with Retry-After while the write queue is full; the same batch succeeds later', async (t) => {
+test('429 with Retry-After while the write queue is full; the same batch succeeds later', {
+  timeout: 60_000,
+}, async (t) => {
   const gate = { value: undefined as ReturnType<typeof gated> | undefined };
   const c = await startTestCollector(t, {
     queue: { maxBatches: 1, retryAfterSeconds: 2 },
@@ -172,7 +180,7 @@ test('429 with Retry-After while the write queue is full; the same batch succeed
   assert.equal((await metricsOf(c.url)).get('ergometer_requests_rejected_total{reason="queue_full"}'), 1);
 });
 
-test('batches arriving during a write are written together in one group commit', async (t) => {
+test('batches arriving during a write are written together in one group commit', { timeout: 60_000 }, async (t) => {
   const gate = { value: undefined as ReturnType<typeof gated> | undefined };
   const c = await startTestCollector(t, {
     wrapStore: (store) => {
@@ -202,7 +210,9 @@ test('batches arriving during a write are written together in one group commit',
   assert.equal(await c.store.sampleCount(), 11);
 });
 
-test('cardinality guard: samples past the endpoint or flag-key limit are refused and counted, the rest stored', async (t) => {
+test('cardinality guard: samples past the endpoint or flag-key limit are refused and counted, the rest stored', {
+  timeout: 60_000,
+}, async (t) => {
   const c = await startTestCollector(t, { limits: { maxEndpointsPerService: 3, maxFlagKeysPerService: 2 } });
   const endpoints = ['GET /a', 'GET /b', 'GET /c', 'GET /d', 'GET /e'];
   const answer = await c.post('/v1/samples', wireBatch(5, { endpoints, flags: {} }));
@@ -240,7 +250,7 @@ test('cardinality guard: samples past the endpoint or flag-key limit are refused
   });
 });
 
-test('read API: services, endpoints, commits, timeseries, deploys and profiles', async (t) => {
+test('read API: services, endpoints, commits, timeseries, deploys and profiles', { timeout: 60_000 }, async (t) => {
   const c = await startTestCollector(t);
   const now = Date.now();
   assert.equal((await c.post('/v1/samples', wireBatch(20, { now }))).status, 200);
@@ -325,7 +335,9 @@ test('read API: services, endpoints, commits, timeseries, deploys and profiles',
   assert.equal((await c.get('/v1/samples')).status, 405);
 });
 
-test('close() finishes the write in flight before resolving: the acknowledged batch is stored', async (t) => {
+test('close() finishes the write in flight before resolving: the acknowledged batch is stored', {
+  timeout: 60_000,
+}, async (t) => {
   const gate = { value: undefined as ReturnType<typeof gated> | undefined };
   const c = await startTestCollector(t, {
     wrapStore: (store) => {
@@ -340,4 +352,65 @@ test('close() finishes the write in flight before resolving: the acknowledged ba
   assert.equal((await posted).status, 200);
   await closed;
   assert.equal(await c.store.sampleCount(), 6);
+});
+
+test('a batch the store cannot write fails alone (503), not the batches grouped with it', {
+  timeout: 60_000,
+}, async (t) => {
+  const gate = { value: undefined as ReturnType<typeof gated> | undefined };
+  const c = await startTestCollector(t, {
+    wrapStore: (store) => {
+      gate.value = gated(store, (batch) => batch.batchId === 'poison');
+      return gate.value.store;
+    },
+  });
+  const first = c.post('/v1/samples', wireBatch(1));
+  while ((gate.value?.groups.length ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
+  const grouped = [
+    c.post('/v1/samples', wireBatch(2)),
+    c.post('/v1/samples', wireBatch(3, { batchId: 'poison' })),
+    c.post('/v1/samples', wireBatch(4)),
+  ];
+  while ((await metricsOf(c.url)).get('ergometer_write_queue_batches') !== 4)
+    await new Promise((r) => setTimeout(r, 5));
+  gate.value?.open();
+  const answers = await Promise.all([first, ...grouped]);
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [200, 200, 503, 200],
+  );
+  assert.equal(errorCode(answers[2]?.json), 'ERGOMETER_STORE_UNAVAILABLE');
+  assert.ok(answers[2]?.headers.get('retry-after'));
+  assert.deepEqual(gate.value?.groups, [1, 3, 1, 1, 1]);
+  assert.equal(await c.store.sampleCount(), 7);
+  assert.equal((await metricsOf(c.url)).get('ergometer_requests_rejected_total{reason="store_error"}'), 1);
+});
+
+test('429 while too many uploads are being received at once', { timeout: 60_000 }, async (t) => {
+  const c = await startTestCollector(t, { limits: { maxConcurrentUploads: 1 } });
+  const body = Buffer.from(JSON.stringify(wireBatch(3)));
+  // A slow client: headers and half of the body, the rest later.
+  const slow = request(`${c.url}/v1/samples`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${INGEST_TOKEN}`, 'content-length': body.length },
+  });
+  const slowAnswer = new Promise<number>((resolve, reject) => {
+    slow.on('response', (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    slow.on('error', reject);
+  });
+  slow.write(body.subarray(0, 100));
+  while ((await metricsOf(c.url)).get('ergometer_uploads_in_progress') !== 1)
+    await new Promise((r) => setTimeout(r, 5));
+  const busy = await c.post('/v1/samples', wireBatch(2));
+  assert.equal(busy.status, 429);
+  assert.equal(errorCode(busy.json), 'ERGOMETER_BUSY');
+  assert.ok(busy.headers.get('retry-after'));
+  slow.end(body.subarray(100));
+  assert.equal(await slowAnswer, 200);
+  assert.equal((await c.post('/v1/samples', wireBatch(2))).status, 200);
+  assert.equal(await c.store.sampleCount(), 5);
+  assert.equal((await metricsOf(c.url)).get('ergometer_requests_rejected_total{reason="busy"}'), 1);
 });

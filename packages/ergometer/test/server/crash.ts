@@ -73,7 +73,9 @@ interface PendingBatch {
 
 /** Registers the crash test for one backend. */
 export function crashTest(backend: CrashBackend, rounds = 5): void {
-  test(`crash test (${backend.name}): SIGKILL at random points, ${rounds} times; stored equals acknowledged`, async (t) => {
+  test(`crash test (${backend.name}): SIGKILL at random points, ${rounds} times; stored equals acknowledged`, {
+    timeout: 300_000,
+  }, async (t) => {
     const dir = await mkdtemp(path.join(tmpdir(), `ergometer-crash-${backend.name}-`));
     let server: Server | undefined;
     let teardown: (() => Promise<void>) | undefined;

@@ -104,13 +104,18 @@ export async function startTestCollector(
  * A real store whose writes wait at a gate the test opens: lets a test hold one write in flight
  * and see what queues behind it. Records the batch count of every ingestMany call.
  */
-export function gated(store: Store): { store: Store; open(): void; groups: number[] } {
+export function gated(
+  store: Store,
+  /** Fault injection: a write containing a batch this matches fails, as a store error would. */
+  failIf: (batch: IngestBatch) => boolean = () => false,
+): { store: Store; open(): void; groups: number[] } {
   let release: () => void = () => undefined;
   let gate = new Promise<void>((resolve) => (release = resolve));
   const groups: number[] = [];
   const ingestMany = async (batches: IngestBatch[]): Promise<IngestResult[]> => {
     groups.push(batches.length);
     await gate;
+    if (batches.some(failIf)) throw new Error('injected store failure');
     return store.ingestMany(batches);
   };
   // Every other member goes to the real store, bound to it.

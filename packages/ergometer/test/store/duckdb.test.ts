@@ -70,7 +70,7 @@ describe('duckdb store: schema versions and migrations', () => {
       connection.closeSync();
       await run(`INSERT INTO deploys VALUES ('api', 'old-commit', ${T0_MS})`);
       await run(
-        `INSERT INTO batches VALUES ('old-batch', 'api', 'h', 'r', 'old-commit', '', 'cpu_ns', '0.0.1', 'node', 0, ${T0_MS}, 0)`,
+        `INSERT INTO batches VALUES ('old-batch', 1, 'api', 'h', 'r', 'old-commit', '', 'cpu_ns', '0.0.1', 'node', 0, ${T0_MS}, 0)`,
       );
     });
     assert.ok(SCHEMA_VERSION > 1, 'there is a migration after version 1 to test');
