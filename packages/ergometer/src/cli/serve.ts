@@ -3,7 +3,13 @@
  * hourly, and shuts down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests,
  * write the queue, close the store).
  */
+
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DetectorScheduler } from '../alerts/scheduler';
+import { createSinks, type SinkConfig } from '../alerts/sinks';
+import { AlertBook } from '../alerts/state';
+import { type DetectorConfig, loadDetectorConfig, resolveDetectorConfig } from '../detect/config';
 import { ErgometerError } from '../errors';
 import type { IngestLimits } from '../ingest/limits';
 import { createCollector } from '../server/collector';
@@ -32,6 +38,13 @@ Ingest, query API (and, as they land, detectors and dashboard).
   --max-flag-keys N          distinct flag keys per service (default 500)
   --max-body-bytes N         request body limit on the wire (default 8388608)
   --queue-batches N          batches queued for the store before 429 (default 256)
+  --config F                 JSON config: "detectors" (thresholds…, docs/detectors.md) and
+                             "alerts" ({ "webhook": { "url", "headers" }, "slack": { "url" }, "log": true })
+  --detect-interval S        run the detectors every S seconds (default 60; 0 turns them off)
+  --webhook URL              also POST new alerts as JSON to URL
+  --slack URL                also send new alerts to a Slack incoming webhook
+  --alerts-file F            where alerts are remembered (default: beside the database,
+                             ergometer.alerts.json for ./ergometer.duckdb)
 `;
 
 /** Runs `ergometer serve` until SIGTERM/SIGINT; resolves with the exit code. */
@@ -55,6 +68,11 @@ export async function serveCommand(
     'max-flag-keys': { type: 'string' },
     'max-body-bytes': { type: 'string' },
     'queue-batches': { type: 'string' },
+    config: { type: 'string' },
+    'detect-interval': { type: 'string' },
+    webhook: { type: 'string' },
+    slack: { type: 'string' },
+    'alerts-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help === true) {
@@ -81,6 +99,21 @@ export async function serveCommand(
   const maxBodyBytes = integerOption(values, 'max-body-bytes', 1024, 1 << 30);
   if (maxBodyBytes !== undefined) limits.maxBodyBytes = maxBodyBytes;
   const queueBatches = integerOption(values, 'queue-batches', 1, 1_000_000);
+  const detectIntervalS = integerOption(values, 'detect-interval', 0, 86_400) ?? 60;
+  const configFile = stringOption(values, 'config');
+  const detectorConfig: DetectorConfig = configFile ? loadDetectorConfig(configFile) : resolveDetectorConfig();
+  const sinkConfig: SinkConfig = configFile ? readSinkConfig(configFile) : {};
+  const webhook = stringOption(values, 'webhook');
+  if (webhook !== undefined) sinkConfig.webhook = { url: checkedUrl('--webhook', webhook) };
+  const slack = stringOption(values, 'slack');
+  if (slack !== undefined) sinkConfig.slack = { url: checkedUrl('--slack', slack) };
+  const alertsFile = path.resolve(
+    stringOption(values, 'alerts-file') ??
+      (dbPath
+        ? path.join(path.dirname(dbPath), `${path.basename(dbPath, '.duckdb')}.alerts.json`)
+        : 'ergometer.alerts.json'),
+  );
+  const book = new AlertBook(alertsFile);
 
   // The store first: a backend that cannot open should not leave a fresh token file behind.
   const store: Store = await openStore(clickhouse !== undefined ? { clickhouse } : { db: dbPath as string });
@@ -101,6 +134,7 @@ export async function serveCommand(
     readTokens: tokens.readTokens,
     limits,
     ...(queueBatches !== undefined ? { queue: { maxBatches: queueBatches } } : {}),
+    read: { alerts: { book, config: detectorConfig } },
   });
   let address: Awaited<ReturnType<typeof collector.listen>>;
   try {
@@ -126,6 +160,23 @@ export async function serveCommand(
   const stopRetention = scheduleRetention(store, retention, {
     log: (message) => out(`ergometer serve: ${message}\n`),
   });
+  const detectors =
+    detectIntervalS > 0
+      ? new DetectorScheduler({
+          store,
+          config: detectorConfig,
+          book,
+          sinks: createSinks(sinkConfig),
+          intervalMs: detectIntervalS * 1000,
+          log: (message) => out(`ergometer serve: ${message}\n`),
+        })
+      : undefined;
+  detectors?.start();
+  out(
+    detectors
+      ? `ergometer serve: detectors every ${detectIntervalS} s; alerts kept in ${alertsFile}\n`
+      : 'ergometer serve: detectors off (--detect-interval 0)\n',
+  );
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -139,6 +190,7 @@ export async function serveCommand(
       stopRetention();
       void (async () => {
         let code = 0;
+        await detectors?.stop();
         try {
           await collector.close();
         } catch (error) {
@@ -160,4 +212,62 @@ export async function serveCommand(
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+function checkedUrl(flag: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw usageError(`${flag}: expected an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw usageError(`${flag}: expected an http(s) URL`);
+  return value;
+}
+
+/** The "alerts" section of the config file: which sinks get new alerts. */
+function readSinkConfig(file: string): SinkConfig {
+  const parsed = JSON.parse(readFileSync(file, 'utf8')) as { alerts?: unknown };
+  const section = parsed.alerts;
+  if (section === undefined) return {};
+  if (typeof section !== 'object' || section === null) {
+    throw new ErgometerError('ERGOMETER_BAD_CONFIG', 1, `${file}: "alerts" must be an object`);
+  }
+  const config: SinkConfig = {};
+  const { webhook, slack, log } = section as Record<string, unknown>;
+  if (webhook !== undefined) {
+    const w = webhook as { url?: unknown; headers?: unknown };
+    if (typeof w.url !== 'string')
+      throw new ErgometerError('ERGOMETER_BAD_CONFIG', 1, `${file}: alerts.webhook.url must be a URL`);
+    config.webhook = { url: checkedUrl('alerts.webhook.url', w.url) };
+    if (w.headers !== undefined) {
+      if (
+        typeof w.headers !== 'object' ||
+        w.headers === null ||
+        Object.values(w.headers).some((v) => typeof v !== 'string')
+      )
+        throw new ErgometerError(
+          'ERGOMETER_BAD_CONFIG',
+          1,
+          `${file}: alerts.webhook.headers must map names to strings`,
+        );
+      config.webhook.headers = w.headers as Record<string, string>;
+    }
+  }
+  if (slack !== undefined) {
+    const url = (slack as { url?: unknown }).url;
+    if (typeof url !== 'string')
+      throw new ErgometerError('ERGOMETER_BAD_CONFIG', 1, `${file}: alerts.slack.url must be a URL`);
+    config.slack = { url: checkedUrl('alerts.slack.url', url) };
+  }
+  if (log !== undefined) {
+    if (typeof log !== 'boolean' && (typeof log !== 'object' || log === null))
+      throw new ErgometerError(
+        'ERGOMETER_BAD_CONFIG',
+        1,
+        `${file}: alerts.log must be true, false or { "json": true }`,
+      );
+    config.log = log as SinkConfig['log'];
+  }
+  return config;
 }

@@ -18,7 +18,7 @@ import { TokenSet } from './auth';
 import { readBody } from './body';
 import { CollectorMetrics, type RejectReason } from './metrics';
 import { QueryParams } from './query';
-import { answerRead } from './read-api';
+import { answerRead, type ReadContext } from './read-api';
 import { DEFAULT_QUEUE_OPTIONS, WriteQueue, type WriteQueueOptions } from './write-queue';
 
 export interface CollectorOptions {
@@ -35,6 +35,8 @@ export interface CollectorOptions {
   log?: (message: string) => void;
   /** Clock, ms since the epoch. Default Date.now. */
   now?: () => number;
+  /** The detectors' alerts, for GET /v1/alerts (without it that route answers 501). */
+  read?: ReadContext;
 }
 
 export interface Collector {
@@ -260,7 +262,7 @@ export function createCollector(options: CollectorOptions): Collector {
     }
     if (method === 'GET' || method === 'HEAD') {
       if (!readTokens.allows(req.headers.authorization)) throw unauthorized('read');
-      const answer = await answerRead(store, pathname, params, now());
+      const answer = await answerRead(store, pathname, params, now(), options.read);
       if (answer === undefined) {
         throw pathname === '/v1/samples' ? methodNotAllowed('POST') : notFound(pathname);
       }

@@ -3,7 +3,11 @@
  * calls. Aggregation happens in the store; here only the final per-row arithmetic (means,
  * quantiles from the mergeable histograms) is done.
  */
+import type { AlertBook } from '../alerts/state';
+import { compareGroups } from '../detect/compare';
+import type { DetectorConfig } from '../detect/config';
 import { badRequest, ErgometerError } from '../errors';
+import { benjaminiHochberg } from '../stats/multiple';
 import { quantile } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Store } from '../store/types';
 import { QueryParams } from './query';
@@ -62,11 +66,17 @@ export function toTimeseriesPoint(row: AggregateRow): TimeseriesPoint {
  * Answers one `GET /v1/...` read route. Returns the JSON value to send, a Buffer for a profile
  * download, or undefined when the path is not a read route.
  */
+/** What the read API needs beyond the store: the alerts the detectors keep (absent: 501). */
+export interface ReadContext {
+  alerts?: { book: AlertBook; config: DetectorConfig };
+}
+
 export async function answerRead(
   store: Store,
   pathname: string,
   params: URLSearchParams,
   now: number,
+  context: ReadContext = {},
 ): Promise<unknown | Buffer | undefined> {
   const q = new QueryParams(params);
   switch (pathname) {
@@ -92,13 +102,61 @@ export async function answerRead(
       if (commit !== undefined) query.commit = commit;
       return store.listProfiles(query);
     }
-    case '/v1/compare':
-    case '/v1/alerts':
+    case '/v1/compare': {
+      const service = q.name('service');
+      const base = q.name('base');
+      const head = q.name('head');
+      const endpoint = q.optionalName('endpoint');
+      const rows = (
+        await compareGroups(
+          store,
+          service,
+          { commit: base },
+          { commit: head },
+          {
+            minSamples: context.alerts?.config.minSamples ?? 30,
+          },
+        )
+      ).filter((c) => endpoint === undefined || c.endpoint === endpoint);
+      const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
+      return rows.map((c, i) => ({
+        endpoint: c.endpoint,
+        metric: c.metric,
+        n: c.n,
+        costMean: c.costMean,
+        changePct: c.changePct,
+        ci: c.ci,
+        pValue: adjusted[i],
+        pValueRaw: c.pValue,
+        hostClasses: c.hostClasses,
+        rank: c.rank ? { pValue: c.rank.pValue, probabilityOfSuperiority: c.rank.probabilityOfSuperiority } : null,
+      }));
+    }
+    case '/v1/alerts': {
+      if (!context.alerts) {
+        throw new ErgometerError('ERGOMETER_NOT_IMPLEMENTED', 501, 'this collector runs without detectors');
+      }
+      const service = q.optionalName('service');
+      const status = params.get('status');
+      if (status !== null && status !== 'open' && status !== 'resolved') {
+        throw badRequest('ERGOMETER_BAD_QUERY', `status: expected "open" or "resolved", got ${JSON.stringify(status)}`);
+      }
+      const filter: Parameters<AlertBook['list']>[0] = {};
+      if (service !== undefined) filter.service = service;
+      if (status !== null) filter.status = status;
+      return context.alerts.book.list(filter).map((r) => ({
+        ...r.alert,
+        status: r.status,
+        firstSeen: r.firstSeen,
+        lastSeen: r.lastSeen,
+        resolvedAt: r.resolvedAt,
+      }));
+    }
     case '/v1/profiles/diff':
       throw new ErgometerError(
         'ERGOMETER_NOT_IMPLEMENTED',
         501,
-        `${pathname} is not available in this build: it is served by the detectors, which have not landed yet`,
+        `${pathname} is not available in this build: it needs the profiler, which has not landed yet`,
       );
     default:
       break;

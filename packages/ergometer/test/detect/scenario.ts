@@ -23,10 +23,20 @@ export interface Phase {
  * detectors see realistic skewed costs with known injected changes.
  */
 export async function writeScenario(store: Store, service: string, phases: Phase[], seed: number): Promise<number> {
+  let written = 0;
+  for (const batch of scenarioBatches(service, phases, seed)) {
+    await store.ingest(batch);
+    written += batch.samples.length;
+  }
+  return written;
+}
+
+/** The scenario as batches (one per phase-hour and host class), without writing them. */
+export function scenarioBatches(service: string, phases: Phase[], seed: number): IngestBatch[] {
+  const batches: IngestBatch[] = [];
   const random = seededRandom(seed);
   const noise = logNormalSampler(random, 1, 0.5);
   let batchNo = 0;
-  let written = 0;
   for (const phase of phases) {
     for (let start = phase.from; start < phase.to; start += HOUR) {
       const end = Math.min(phase.to, start + HOUR);
@@ -63,7 +73,7 @@ export async function writeScenario(store: Store, service: string, phases: Phase
         }
       }
       for (const [hostClass, list] of batchesByClass) {
-        await store.ingest({
+        batches.push({
           batchId: `${service}-${seed}-${batchNo++}`,
           service,
           host: hostClass === 'A x2' ? 'web-1' : 'web-2',
@@ -79,9 +89,35 @@ export async function writeScenario(store: Store, service: string, phases: Phase
           counts: [],
           users: [],
         });
-        written += list.length;
       }
     }
   }
-  return written;
+  return batches;
+}
+
+/** An IngestBatch as the agent would send it (wire format v1, SPEC §4). */
+export function toWire(batch: IngestBatch): Record<string, unknown> {
+  return {
+    v: 1,
+    batchId: batch.batchId,
+    service: batch.service,
+    host: batch.host,
+    region: batch.region,
+    commit: batch.commit,
+    metric: batch.metric,
+    hostClass: batch.hostClass,
+    agent: { version: batch.agentVersion, runtime: batch.runtime, counter: 'task-clock', dropped: batch.dropped },
+    samples: batch.samples.map((s) => ({
+      ts: s.ts,
+      endpoint: s.endpoint,
+      status: s.status,
+      cost: s.cost,
+      wallMs: s.wallMs,
+      backend: { db: s.db, cache: s.cache, http: s.http },
+      flags: s.flags,
+      weight: s.weight,
+    })),
+    counts: batch.counts,
+    users: batch.users,
+  };
 }
