@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { benchAttribution } from './attribution';
 import { benchCounterRead } from './counter-read';
+import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower } from './detection/power';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
@@ -17,6 +18,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['throughput', benchThroughput],
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
+  ['false alerts', benchFalseAlerts],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

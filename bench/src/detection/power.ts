@@ -20,7 +20,8 @@ function seeded(seed: number): () => number {
 }
 
 const SIGMA = 0.5;
-const ALPHA = 0.01;
+// The detectors' default (src/detect/config.ts): a false regression per rollout at most ~α/2.
+const ALPHA = 0.001;
 
 function drawMoments(random: () => number, n: number, factor: number): { n: number; sum: number; sum2: number } {
   let sum = 0;

@@ -25,7 +25,7 @@ export type { Collector, CollectorOptions } from './server/collector';
 export { createCollector } from './server/collector';
 export type { WriteQueueOptions } from './server/write-queue';
 export { DEFAULT_QUEUE_OPTIONS } from './server/write-queue';
-export type { ChangePoint, Moments, RankTestResult, RatioEstimate } from './stats/index';
+export type { ChangePoint, Moments, RankTestResult, RatioEstimate, StratifiedEstimate, Stratum } from './stats/index';
 export {
   benjaminiHochberg,
   findChangePoints,
@@ -34,6 +34,7 @@ export {
   minimumDetectableChangePct,
   normalQuantile,
   ratioOfMeans,
+  stratifiedRatio,
 } from './stats/index';
 export type { DuckDbStoreOptions } from './store/duckdb/store';
 export { DEFAULT_DUCKDB_PATH, DuckDbStore, openDuckDbStore } from './store/duckdb/store';

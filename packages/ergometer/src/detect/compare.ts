@@ -1,6 +1,6 @@
-import { normalQuantile, normalTwoSidedP } from '../stats/distributions';
 import { mannWhitneyFromHistograms, type RankTestResult } from '../stats/rank';
-import { type Moments, ratioOfMeans } from '../stats/ratio';
+import type { Moments } from '../stats/ratio';
+import { stratifiedRatio } from '../stats/stratified';
 import { mergeHistogram } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Metric, Store } from '../store/types';
 
@@ -75,8 +75,8 @@ async function groupsOf(store: Store, service: string, sel: GroupSelector): Prom
 
 /**
  * Compares two groups of samples per endpoint, within each host class and metric, and combines
- * the classes by inverse-variance weighting of ln(ratio) (a stratified estimate: a shift of traffic
- * between CPU models is not a change in cost). Endpoints with fewer than `minSamples` on either
+ * the classes with {@link stratifiedRatio} (a shift of traffic between CPU models is not a change
+ * in cost). Endpoints with fewer than `minSamples` on either
  * side in every class are left out.
  */
 export async function compareGroups(
@@ -103,41 +103,21 @@ export async function compareGroups(
   const out: EndpointComparison[] = [];
   for (const [endpointKey, strata] of byEndpoint) {
     const [endpoint, metric] = endpointKey.split('\u0000') as [string, Metric];
-    const estimates = strata
-      .map((s) => ({ s, e: ratioOfMeans(s.b.moments, s.c.moments, confidence) }))
-      .filter((x): x is { s: (typeof strata)[number]; e: NonNullable<typeof x.e> } => x.e !== undefined);
-    if (estimates.length === 0) continue;
-    const nB = estimates.reduce((t, x) => t + x.s.b.moments.n, 0);
-    const nC = estimates.reduce((t, x) => t + x.s.c.moments.n, 0);
-    const sumB = estimates.reduce((t, x) => t + x.s.b.moments.sum, 0);
-    const sumC = estimates.reduce((t, x) => t + x.s.c.moments.sum, 0);
-    let changePct: number;
-    let ci: [number, number];
-    let pValue: number;
-    let se: number;
-    const only = estimates.length === 1 ? estimates[0] : undefined;
-    if (only) {
-      ({ changePct, ci, pValue } = only.e);
-      se = only.e.seLogRatio;
-    } else {
-      // Inverse-variance weighted ln(ratio) over host classes; normal reference (each class has ≥ minSamples).
-      let weightSum = 0;
-      let weighted = 0;
-      for (const { e } of estimates) {
-        const w = e.seLogRatio > 0 ? 1 / (e.seLogRatio * e.seLogRatio) : 1e12;
-        weightSum += w;
-        weighted += w * Math.log(e.ratio);
-      }
-      const logRatio = weighted / weightSum;
-      se = Math.sqrt(1 / weightSum);
-      const z = normalQuantile(1 - (1 - confidence) / 2);
-      changePct = (Math.exp(logRatio) - 1) * 100;
-      ci = [(Math.exp(logRatio - z * se) - 1) * 100, (Math.exp(logRatio + z * se) - 1) * 100];
-      pValue = se > 0 ? normalTwoSidedP(logRatio / se) : logRatio === 0 ? 1 : 0;
-    }
+    const estimate = stratifiedRatio(
+      strata.map((s) => ({ baseline: s.b.moments, candidate: s.c.moments })),
+      confidence,
+    );
+    if (!estimate) continue;
+    const usable = strata.filter((s) => s.b.moments.n >= 2 && s.c.moments.n >= 2);
+    const nB = usable.reduce((t, s) => t + s.b.moments.n, 0);
+    const nC = usable.reduce((t, s) => t + s.c.moments.n, 0);
+    const sumB = usable.reduce((t, s) => t + s.b.moments.sum, 0);
+    const sumC = usable.reduce((t, s) => t + s.c.moments.sum, 0);
+    const { changePct, ci, pValue } = estimate;
+    const se = estimate.seLogRatio;
     const histB = new Map<number, number>();
     const histC = new Map<number, number>();
-    for (const { s } of estimates) {
+    for (const s of usable) {
       mergeHistogram(histB, s.b.hist);
       mergeHistogram(histC, s.c.hist);
     }
@@ -150,7 +130,7 @@ export async function compareGroups(
       ci,
       pValue,
       seLogRatio: se,
-      hostClasses: estimates.map((x) => x.s.hostClass).sort(),
+      hostClasses: usable.map((s) => s.hostClass).sort(),
       rank: mannWhitneyFromHistograms(histB, histC),
     });
   }

@@ -8,7 +8,11 @@ export interface DetectorConfig {
   alpha: number;
   /** Confidence level of the reported intervals. */
   confidence: number;
-  /** Samples each side needs, per endpoint and host class, before it is tested. */
+  /**
+   * Samples each side needs, per endpoint and host class, before it is tested. Below ~300 the
+   * delta method's tail calibration on heavy-tailed costs degrades (a 5% slow path ×20 doubles the
+   * false-alarm rate at p < 0.001 with 300 a side, sextuples it with 100: docs/MATH.md).
+   */
   minSamples: number;
   /** Before/after rollouts: how much time on each side of the rollout is compared, ms. */
   rolloutWindowMs: number;
@@ -29,9 +33,9 @@ const DAY = 24 * HOUR;
 
 export const DEFAULT_DETECTOR_CONFIG: Readonly<DetectorConfig> = Object.freeze({
   minEffectPct: 1,
-  alpha: 0.01,
+  alpha: 0.001,
   confidence: 0.95,
-  minSamples: 100,
+  minSamples: 300,
   rolloutWindowMs: 6 * HOUR,
   minCanaryMs: 5 * 60_000,
   lookbackMs: 7 * DAY,

@@ -14,3 +14,5 @@ export type { RankTestResult } from './rank';
 export { mannWhitneyFromHistograms } from './rank';
 export type { Moments, RatioEstimate } from './ratio';
 export { addMoments, mean, minimumDetectableChangePct, ratioOfMeans, variance } from './ratio';
+export type { StratifiedEstimate, Stratum } from './stratified';
+export { stratifiedRatio } from './stratified';
