@@ -195,7 +195,11 @@ export function resolveOptions(options: AgentOptions = {}, env: Env = process.en
       60_000,
     ),
     userId: options.userId,
-    userHashKey: optionalName('userHashKey', 'ERGOMETER_USER_HASH_KEY', options.userHashKey ?? env.ERGOMETER_USER_HASH_KEY),
+    userHashKey: optionalName(
+      'userHashKey',
+      'ERGOMETER_USER_HASH_KEY',
+      options.userHashKey ?? env.ERGOMETER_USER_HASH_KEY,
+    ),
     sampleWindowMs: integer(
       'sampleWindowMs',
       'ERGOMETER_SAMPLE_WINDOW_MS',

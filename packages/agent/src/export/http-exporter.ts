@@ -191,7 +191,9 @@ export class HttpExporter implements Exporter {
           if (status >= 200 && status < 300) return settle({ kind: 'delivered', status });
           if (status === 408 || status === 429 || status >= 500) {
             const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
-            return settle(retryAfterMs === undefined ? { kind: 'retry', status } : { kind: 'retry', status, retryAfterMs });
+            return settle(
+              retryAfterMs === undefined ? { kind: 'retry', status } : { kind: 'retry', status, retryAfterMs },
+            );
           }
           settle({ kind: 'rejected', status, body: Buffer.concat(chunks).toString('utf8').slice(0, 1000) });
         });

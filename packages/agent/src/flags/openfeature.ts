@@ -49,7 +49,10 @@ export function createOpenFeatureHook(record: (key: string, variant: string) => 
     name: 'ergometer',
     after(hookContext, details) {
       const variant = details.variant;
-      record(details.flagKey ?? hookContext.flagKey, variant !== undefined && variant !== '' ? variant : variantOf(details.value));
+      record(
+        details.flagKey ?? hookContext.flagKey,
+        variant !== undefined && variant !== '' ? variant : variantOf(details.value),
+      );
     },
     error(hookContext) {
       record(hookContext.flagKey, variantOf(hookContext.defaultValue));

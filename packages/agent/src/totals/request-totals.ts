@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
-import type { WireCount, WireUsers } from '../export/wire';
 import { addUserHash, createUsersSketch, encodeUsersSketch, type UsersSketch } from '../export/users-sketch';
+import type { WireCount, WireUsers } from '../export/wire';
 
 const MINUTE_MS = 60_000;
 /**

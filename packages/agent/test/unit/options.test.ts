@@ -238,7 +238,10 @@ describe('each option and its environment variable', () => {
       () => resolveOptions({ maxBatchBytes: 1_000_000, maxQueuedBytes: 1_500_000 }, REQUIRED),
       /maxQueuedBytes \(ERGOMETER_MAX_QUEUED_BYTES\): must be at least twice maxBatchBytes \(1000000\)/,
     );
-    assert.equal(resolveOptions({ maxBatchBytes: 1_000_000, maxQueuedBytes: 2_000_000 }, REQUIRED).maxQueuedBytes, 2_000_000);
+    assert.equal(
+      resolveOptions({ maxBatchBytes: 1_000_000, maxQueuedBytes: 2_000_000 }, REQUIRED).maxQueuedBytes,
+      2_000_000,
+    );
   });
 
   for (const c of OPTION_CASES) {

@@ -44,7 +44,20 @@ const isFiniteNumber = (value: unknown): value is number => typeof value === 'nu
 export function assertWireBatch(value: unknown, header: BatchHeader = HEADER): WireBatch {
   const batch = assertKeys(
     value,
-    ['v', 'batchId', 'service', 'host', 'region', 'commit', 'hostClass', 'metric', 'agent', 'samples', 'counts', 'users'],
+    [
+      'v',
+      'batchId',
+      'service',
+      'host',
+      'region',
+      'commit',
+      'hostClass',
+      'metric',
+      'agent',
+      'samples',
+      'counts',
+      'users',
+    ],
     [],
     'batch',
   );
