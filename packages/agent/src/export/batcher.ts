@@ -132,8 +132,6 @@ export class Batcher {
   async flushWithin(timeoutMs: number): Promise<void> {
     const abort = this.abort;
     const deadline = setTimeout(() => {
-      // Later sends (after this flush) get a fresh signal.
-      this.abort = new AbortController();
       abort.abort(new ErgometerError('ERGOMETER_EXPORT_ABORTED', `ergometer: flush deadline of ${timeoutMs} ms`));
     }, timeoutMs);
     deadline.unref();
@@ -141,6 +139,8 @@ export class Batcher {
       await this.flush();
     } finally {
       clearTimeout(deadline);
+      // Every batch of this flush saw the aborted signal; sends after it get a fresh one.
+      if (abort.signal.aborted && this.abort === abort) this.abort = new AbortController();
     }
   }
 

@@ -214,6 +214,8 @@ export function parseRetryAfter(value: string | undefined, nowMs: number = Date.
   if (value === undefined) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // An HTTP-date names its day and month ("Fri, 27 Nov 2026 03:00:30 GMT"); Date.parse alone takes "-5".
+  if (!/[A-Za-z]{3}/.test(text)) return undefined;
   const at = Date.parse(text);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - nowMs);
