@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { benchAttribution } from './attribution';
 import { benchCounterRead } from './counter-read';
+import { benchExporter } from './exporter';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -15,6 +16,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['counter read', benchCounterRead],
   ['throughput', benchThroughput],
   ['attribution accuracy', benchAttribution],
+  ['exporter', benchExporter],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

@@ -9,9 +9,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import zlib from 'node:zlib';
+import fc from 'fast-check';
 import { currentRequest } from '../../src/context/request-context';
 import { Batcher } from '../../src/export/batcher';
-import { HttpExporter, isExporterRequest, parseRetryAfter } from '../../src/export/http-exporter';
+import { HttpExporter, isExporterRequest, parseRetryAfter, serializeAndCompress } from '../../src/export/http-exporter';
 import { FaultyCollector } from '../support/faulty-collector';
 import { FileAgent } from '../support/file-agent';
 import { HEADER, sample } from '../unit/support/wire';
@@ -44,6 +45,30 @@ describe('parseRetryAfter', () => {
     assert.equal(parseRetryAfter('soon', now), undefined);
     assert.equal(parseRetryAfter('-5', now), undefined);
     assert.equal(parseRetryAfter(undefined, now), undefined);
+  });
+});
+
+describe('serializeAndCompress', () => {
+  test('property: gunzip gives exactly JSON.stringify(batch), however many slices', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 700 }),
+        fc.array(fc.record({ minute: fc.nat(), endpoint: fc.string(), requests: fc.nat() }), { maxLength: 3 }),
+        async (n, counts) => {
+          const batch = {
+            ...HEADER,
+            batchId: 'b',
+            agent: { ...HEADER.agent, dropped: 3 },
+            samples: Array.from({ length: n }, (_, i) => sample(i, i % 3 === 0 ? { flags: { 'k"\\': 'v\n' } } : {})),
+            counts,
+            users: [{ minute: 0, sketch: 'AQQ=' }],
+          };
+          const json = zlib.gunzipSync(await serializeAndCompress(batch)).toString('utf8');
+          assert.equal(json, JSON.stringify(batch));
+        },
+      ),
+      { numRuns: 30 },
+    );
   });
 });
 
