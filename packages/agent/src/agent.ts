@@ -361,7 +361,8 @@ export class Agent {
     this.attributor.end(ctx);
     const wallMs = performance.now() - ctx.startedAtMonotonicMs;
     const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveSampledEndpoint(ctx, req));
-    const user = this.countTotals(req, endpoint);
+    // An outer layer that found the request unsampled (at a window's edge) counts it already.
+    const user = (req as InstrumentedRequest)[kCountedBy] === undefined ? this.countTotals(req, endpoint) : undefined;
     // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.
     const rate = this.options.endpointSampleRates.get(endpoint) ?? this.options.sampleRate;
     if (rate <= 0 || (rate < this.sampler.rate && Math.random() >= rate / this.sampler.rate)) return;
