@@ -10,6 +10,7 @@ import { benchAttribution } from './attribution';
 import { benchCounterRead } from './counter-read';
 import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower } from './detection/power';
+import { benchExporter } from './exporter';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -19,6 +20,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
   ['false alerts', benchFalseAlerts],
+  ['exporter', benchExporter],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

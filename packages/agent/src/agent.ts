@@ -7,11 +7,15 @@ import { currentRequest, MAX_FLAGS_PER_REQUEST, RequestContext, requestStorage }
 import { CpuAttributor } from './cpu/attributor';
 import { channels, publish } from './diagnostics';
 import { ErgometerError } from './errors';
+import { installExitFlush } from './exit-flush';
 import { Batcher } from './export/batcher';
 import { FileExporter } from './export/file-exporter';
+import { HttpExporter, type RetryPolicy } from './export/http-exporter';
 import type { Exporter, WireSample } from './export/wire';
-import { type AgentOptions, type ResolvedOptions, resolveOptions } from './options';
+import { createOpenFeatureHook, type OpenFeatureHook } from './flags/openfeature';
+import { type AgentOptions, detectHostClass, type ResolvedOptions, resolveOptions } from './options';
 import { WindowSampler } from './sampling/window-sampler';
+import { RequestTotals, userHashKeyFor } from './totals/request-totals';
 import { AGENT_VERSION } from './version';
 
 /**
@@ -24,8 +28,22 @@ export type RouteResolver<S = undefined> = (routeSource: S) => string | undefine
 const kRequestState = Symbol('ergometer.request');
 const ALREADY_RUNNING = Symbol('ergometer.already-running');
 
+/** On an unsampled request that is counted: the agent counting it, and the route resolver it was given. */
+const kCountedBy = Symbol('ergometer.counted-by');
+const kRouteResolver = Symbol('ergometer.route-resolver');
+const kRouteSource = Symbol('ergometer.route-source');
+
 interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
+  [kCountedBy]?: Agent;
+  [kRouteResolver]?: RouteResolver<unknown>;
+  [kRouteSource]?: unknown;
+}
+
+/** `close` listener of counted unsampled responses: one function for all, no closure per request. */
+function onUnsampledClose(this: ServerResponse): void {
+  const req = this.req as InstrumentedRequest | undefined;
+  req?.[kCountedBy]?.countFinished(req, req[kRouteResolver], req[kRouteSource]);
 }
 
 let runningAgent: Agent | undefined;
@@ -50,17 +68,20 @@ export class Agent {
   private readonly sampler: WindowSampler;
   private readonly batcher: Batcher;
   private readonly exporter: Exporter;
+  private readonly totals: RequestTotals;
+  private readonly uninstallExitFlush: () => void;
   private readonly endpoints = new EndpointCardinalityGuard();
   private running = true;
   private fastifyPluginInstance: ReturnType<typeof fastifyPlugin> | undefined;
 
   /**
    * @internal use {@link start}. `internals.counter` replaces the CPU counter: the exact-attribution
-   * test drives the agent with a counter that advances only when known work is done.
+   * test drives the agent with a counter that advances only when known work is done. `internals.retry`
+   * shrinks the HTTP exporter's backoff: the fault-injection tests compress a 10-minute outage.
    */
-  constructor(options: ResolvedOptions, internals: { counter?: Counter } = {}) {
+  constructor(options: ResolvedOptions, internals: { counter?: Counter; retry?: Partial<RetryPolicy> } = {}) {
     this.options = options;
-    this.exporter = createExporter(options.collector);
+    this.exporter = createExporter(options, internals.retry);
     this.cpu = internals.counter ?? openCounter({ prefer: options.counter });
     this.metric = this.cpu.metric;
     this.counter = { source: this.cpu.source, rdpmc: this.cpu.rdpmc, fallbacks: this.cpu.fallbacks };
@@ -76,6 +97,10 @@ export class Agent {
     this.attributor = new CpuAttributor(this.cpu);
     const highestRate = Math.max(options.sampleRate, ...options.endpointSampleRates.values());
     this.sampler = new WindowSampler(highestRate, options.sampleWindowMs);
+    this.totals = new RequestTotals(
+      options.userId === undefined ? undefined : userHashKeyFor(options.service, options.userHashKey),
+      () => this.batcher.notePending(),
+    );
     this.batcher = new Batcher(
       {
         v: 1,
@@ -85,10 +110,25 @@ export class Agent {
         commit: options.commit,
         metric: this.metric,
         agent: { version: AGENT_VERSION, runtime: `node ${process.version}`, counter: this.cpu.source },
+        hostClass: detectHostClass(),
       },
       this.exporter,
       options,
+      this.totals,
     );
+    const { batcher, totals } = this;
+    this.uninstallExitFlush =
+      options.exitFlushTimeoutMs > 0
+        ? installExitFlush(
+            {
+              get hasPending() {
+                return batcher.queuedBytes > 0 || totals.pending;
+              },
+              flushWithin: (timeoutMs) => batcher.flushWithin(timeoutMs),
+            },
+            options.exitFlushTimeoutMs,
+          )
+        : () => undefined;
   }
 
   /**
@@ -111,7 +151,11 @@ export class Agent {
   ): T {
     // A resolver given without a source takes `undefined` (S defaults to undefined).
     const ctx = this.decide(req, res, route, routeSource as S);
-    if (ctx === undefined || ctx === ALREADY_RUNNING) return handler();
+    if (ctx === undefined) {
+      this.countUnsampled(req, res, route, routeSource);
+      return handler();
+    }
+    if (ctx === ALREADY_RUNNING) return handler();
     return requestStorage.run(ctx, () => {
       this.attributor.begin(ctx);
       return handler();
@@ -172,6 +216,54 @@ export class Agent {
   }
 
   /**
+   * An OpenFeature server-SDK hook: `OpenFeature.addHooks(agent.openFeatureHook())` records every flag
+   * evaluated during a sampled request (key → variant, else the value as a string) through
+   * {@link flag}, with its cap. A failed evaluation records the default value the app received.
+   */
+  openFeatureHook(): OpenFeatureHook {
+    return createOpenFeatureHook((key, variant) => this.flag(key, variant));
+  }
+
+  /**
+   * @internal Counts a request the agent does not sample (wire `counts`, and `users` with a `userId`
+   * option) when its response closes. Two layers count it once; the inner one's route resolver wins.
+   */
+  countUnsampled<S>(req: IncomingMessage, res: ServerResponse, route?: RouteResolver<S>, routeSource?: S): void {
+    const counted = req as InstrumentedRequest;
+    if (route !== undefined) {
+      counted[kRouteResolver] = route as RouteResolver<unknown>;
+      counted[kRouteSource] = routeSource;
+    }
+    if (counted[kCountedBy] !== undefined || !this.running) return;
+    counted[kCountedBy] = this;
+    res.on('close', onUnsampledClose);
+  }
+
+  /** @internal The end of a counted unsampled request. */
+  countFinished(req: IncomingMessage, route: RouteResolver<unknown> | undefined, routeSource: unknown): void {
+    try {
+      const method = req.method ?? 'GET';
+      this.countTotals(req, this.endpoints.admit(method, this.resolveEndpoint(method, req, route, routeSource)));
+    } catch (error) {
+      publish(channels.internalError, { error });
+    }
+  }
+
+  /** Counts a finished request in the per-minute totals; returns its user's hash when users are counted. */
+  private countTotals(req: IncomingMessage, endpoint: string): string | undefined {
+    const nowMs = Date.now();
+    this.totals.countRequest(endpoint, nowMs);
+    if (this.options.userId === undefined) return undefined;
+    let id: string | undefined;
+    try {
+      id = this.options.userId(req);
+    } catch (error) {
+      publish(channels.internalError, { error });
+    }
+    return typeof id === 'string' && id !== '' ? this.totals.countUser(id, nowMs) : undefined;
+  }
+
+  /**
    * Names the endpoint of the current request (`route` is a template such as `/feed/:id`),
    * for servers without a router the agent knows. Outside a sampled request it does nothing.
    */
@@ -185,17 +277,26 @@ export class Agent {
     return this.batcher.queued;
   }
 
+  /** Estimated bytes of samples held in memory: waiting, and on their way (retries included). */
+  get queuedBytes(): number {
+    return this.batcher.queuedBytes;
+  }
+
   /** Writes every queued sample now. */
   flush(): Promise<void> {
     return this.batcher.flush();
   }
 
-  /** Stops sampling new requests, writes what is queued, and releases the counter. Safe to call twice. */
-  async shutdown(): Promise<void> {
+  /**
+   * Stops sampling new requests and writes what is queued, giving up after `timeoutMs` (default 10000):
+   * whatever the collector has not taken by then is counted dropped. Safe to call twice.
+   */
+  async shutdown(options: { timeoutMs?: number } = {}): Promise<void> {
     if (!this.running) return;
     this.running = false;
     if (runningAgent === this) runningAgent = undefined;
-    await this.batcher.flush();
+    this.uninstallExitFlush();
+    await this.batcher.flushWithin(options.timeoutMs ?? 10_000);
     await this.exporter.close();
   }
 
@@ -232,7 +333,10 @@ export class Agent {
     handler: (req: Req, res: Res) => R,
   ): (req: Req, res: Res) => R {
     return (req, res) => {
-      if (!this.wantsRequest(req)) return handler(req, res);
+      if (!this.wantsRequest(req)) {
+        this.countUnsampled(req, res);
+        return handler(req, res);
+      }
       return this.runRequest(req, res, () => handler(req, res));
     };
   }
@@ -256,7 +360,9 @@ export class Agent {
   private completeRequest(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, aborted: boolean): void {
     this.attributor.end(ctx);
     const wallMs = performance.now() - ctx.startedAtMonotonicMs;
-    const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveEndpoint(ctx, req));
+    const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveSampledEndpoint(ctx, req));
+    // An outer layer that found the request unsampled (at a window's edge) counts it already.
+    const user = (req as InstrumentedRequest)[kCountedBy] === undefined ? this.countTotals(req, endpoint) : undefined;
     // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.
     const rate = this.options.endpointSampleRates.get(endpoint) ?? this.options.sampleRate;
     if (rate <= 0 || (rate < this.sampler.rate && Math.random() >= rate / this.sampler.rate)) return;
@@ -269,11 +375,13 @@ export class Agent {
       weight: 1 / rate,
     };
     if (ctx.flags.size > 0) sample.flags = Object.fromEntries(ctx.flags);
+    if (ctx.flagsDropped > 0) sample.flagsDropped = ctx.flagsDropped;
+    if (user !== undefined) sample.user = user;
     if (aborted) sample.aborted = true;
     this.batcher.add(sample);
   }
 
-  private resolveEndpoint(ctx: RequestContext, req: IncomingMessage): string {
+  private resolveSampledEndpoint(ctx: RequestContext, req: IncomingMessage): string {
     if (ctx.hasRouteResolver) {
       let route: string | undefined;
       try {
@@ -283,26 +391,47 @@ export class Agent {
       }
       return endpointName(ctx.method, route);
     }
+    return this.resolveEndpoint(ctx.method, req, undefined, undefined);
+  }
+
+  /** The endpoint name of `req` from the framework's resolver, else Express's req.route, else its path. */
+  private resolveEndpoint(
+    method: string,
+    req: IncomingMessage,
+    route: RouteResolver<unknown> | undefined,
+    routeSource: unknown,
+  ): string {
+    if (route !== undefined) return endpointName(method, route(routeSource));
     // No framework adapter: an Express app instrumented only through node:http
     // (e.g. with --import @ergometer/agent/register) still leaves its route on req.
     const expressRoute = expressRouteOf(req);
-    if (expressRoute !== undefined) return endpointName(ctx.method, expressRoute);
-    return endpointName(ctx.method, req.url === undefined ? UNMATCHED : templateFromPath(req.url));
+    if (expressRoute !== undefined) return endpointName(method, expressRoute);
+    return endpointName(method, req.url === undefined ? UNMATCHED : templateFromPath(req.url));
   }
 }
 
-function createExporter(collector: string): Exporter {
+function createExporter(options: ResolvedOptions, retry: Partial<RetryPolicy> | undefined): Exporter {
+  const { collector } = options;
   if (collector.startsWith('file:')) return FileExporter.fromUrl(collector);
-  if (/^https?:/.test(collector)) {
-    throw new ErgometerError(
-      'ERGOMETER_UNSUPPORTED_COLLECTOR',
-      `ergometer: collector "${collector}": this version of the agent writes to file: collectors only ` +
-        '(e.g. ERGOMETER_COLLECTOR=file:./samples.ndjson); the HTTP exporter is not part of it yet.',
-    );
+  if (/^https?:\/\//.test(collector)) {
+    try {
+      return new HttpExporter(collector, {
+        token: options.token,
+        requestTimeoutMs: options.requestTimeoutMs,
+        ...(retry === undefined ? {} : { retry }),
+      });
+    } catch (error) {
+      if (error instanceof ErgometerError) throw error;
+      throw new ErgometerError(
+        'ERGOMETER_UNSUPPORTED_COLLECTOR',
+        `ergometer: collector (ERGOMETER_COLLECTOR) "${collector}" is not a valid URL: ${(error as Error).message}`,
+      );
+    }
   }
   throw new ErgometerError(
     'ERGOMETER_UNSUPPORTED_COLLECTOR',
-    `ergometer: collector (ERGOMETER_COLLECTOR) "${collector}" is not a URL the agent can send to; use file:./samples.ndjson`,
+    `ergometer: collector (ERGOMETER_COLLECTOR) "${collector}" is not a URL the agent can send to; ` +
+      'use http://host:port (the ergometer server) or file:./samples.ndjson',
   );
 }
 

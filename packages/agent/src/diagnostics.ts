@@ -10,7 +10,9 @@ export const channels = {
   samplesDropped: diagnosticsChannel.channel('ergometer:agent:samples-dropped'),
   /** `{ batchId, samples, error }`: a batch could not be written; its samples were dropped. */
   batchDropped: diagnosticsChannel.channel('ergometer:agent:batch-dropped'),
-  /** `{ batchId, samples, bytes }`: a batch was written to the collector. */
+  /** `{ batchId, attempt, status, error, delayMs }`: a batch failed for a reason that may pass; it is sent again after `delayMs`. */
+  batchRetry: diagnosticsChannel.channel('ergometer:agent:batch-retry'),
+  /** `{ batchId, samples }`: a batch was written to the collector. */
   batchSent: diagnosticsChannel.channel('ergometer:agent:batch-sent'),
   /** `{ source, metric, fallbacks }`: which counter the agent measures with, once at start. */
   counterSelected: diagnosticsChannel.channel('ergometer:agent:counter-selected'),

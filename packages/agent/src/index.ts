@@ -6,6 +6,19 @@ export { getAgent, start } from './agent';
 export { CHANNEL_NAMES } from './diagnostics';
 export type { ErgometerErrorCode } from './errors';
 export { ErgometerError } from './errors';
+export { isExporterRequest, kExporterRequest } from './export/http-exporter';
+export type { UsersSketch } from './export/users-sketch';
+export {
+  addUserHash,
+  createUsersSketch,
+  decodeUsersSketch,
+  encodeUsersSketch,
+  estimateDistinctUsers,
+  mergeUsersSketches,
+  USERS_SKETCH_LOG2_REGISTERS,
+  USERS_SKETCH_VERSION,
+} from './export/users-sketch';
 export type { Exporter, WireBatch, WireCount, WireSample, WireUsers } from './export/wire';
+export type { FlagEvaluationDetails, FlagHookContext, OpenFeatureHook } from './flags/openfeature';
 export type { AgentOptions } from './options';
 export { AGENT_VERSION } from './version';

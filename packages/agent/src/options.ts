@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import type { IncomingMessage } from 'node:http';
 import os from 'node:os';
 import { type CounterPreference, parsePreference } from '@ergometer/counters';
 import { ErgometerError } from './errors';
@@ -36,6 +37,39 @@ export interface AgentOptions {
   /** Samples kept in memory while the collector is slow; the oldest go first (`ERGOMETER_MAX_QUEUED_SAMPLES`). Default 20000. */
   maxQueuedSamples?: number;
   /**
+   * Most bytes of samples (estimated JSON size) in one batch (`ERGOMETER_MAX_BATCH_BYTES`). Default 524288
+   * (512 KiB); a batch is cut at whichever of this and `maxBatchSamples` comes first.
+   */
+  maxBatchBytes?: number;
+  /**
+   * Most bytes of samples (estimated JSON size) held in memory — waiting, and the batch on its way, retries
+   * included (`ERGOMETER_MAX_QUEUED_BYTES`). Default 4194304 (4 MiB); at least twice `maxBatchBytes`. When
+   * full, the oldest waiting samples are dropped and counted.
+   */
+  maxQueuedBytes?: number;
+  /**
+   * Longest one POST to an HTTP collector may take, connect to last byte of the answer, ms
+   * (`ERGOMETER_REQUEST_TIMEOUT_MS`). Default 10000. A hanging collector costs one socket for this long.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * On SIGTERM and `beforeExit`, how long the agent may hold the process to write what is queued, ms
+   * (`ERGOMETER_EXIT_FLUSH_TIMEOUT_MS`). Default 2000; 0 installs no handler. See docs/agent.md.
+   */
+  exitFlushTimeoutMs?: number;
+  /**
+   * Who made the request, called once per request when the response ends (so `req.user` set by an auth
+   * middleware is visible): a string, or undefined for anonymous requests. The id is hashed with
+   * HMAC-SHA256 before it leaves the process. Enables `users` (distinct users per minute) and `sample.user`.
+   */
+  userId?: (req: IncomingMessage) => string | undefined;
+  /**
+   * Secret key of the user-id HMAC (`ERGOMETER_USER_HASH_KEY`), the same on every process of the service
+   * so their sketches merge. Without it a key is derived from the service name: hashes are then only
+   * pseudonymous (anyone who knows the service name can test a guessed user id).
+   */
+  userHashKey?: string;
+  /**
    * Length of one sampling window, ms (`ERGOMETER_SAMPLE_WINDOW_MS`). Below a rate of 1 the agent samples
    * every request that starts inside short windows placed at random (exponential gaps), so that its
    * accounting hooks are enabled only around sampled requests. Default 50.
@@ -57,6 +91,12 @@ export interface ResolvedOptions {
   flushIntervalMs: number;
   maxBatchSamples: number;
   maxQueuedSamples: number;
+  maxBatchBytes: number;
+  maxQueuedBytes: number;
+  requestTimeoutMs: number;
+  exitFlushTimeoutMs: number;
+  userId: ((req: IncomingMessage) => string | undefined) | undefined;
+  userHashKey: string | undefined;
   sampleWindowMs: number;
 }
 
@@ -75,6 +115,33 @@ export function resolveOptions(options: AgentOptions = {}, env: Env = process.en
   }
   const service = requiredName('service', 'ERGOMETER_SERVICE', options.service ?? env.ERGOMETER_SERVICE);
   const collector = requiredName('collector', 'ERGOMETER_COLLECTOR', options.collector ?? env.ERGOMETER_COLLECTOR);
+  const maxBatchBytes = integer(
+    'maxBatchBytes',
+    'ERGOMETER_MAX_BATCH_BYTES',
+    options.maxBatchBytes ?? env.ERGOMETER_MAX_BATCH_BYTES,
+    512 * 1024,
+    1024,
+    64 * 1024 * 1024,
+  );
+  const maxQueuedBytes = integer(
+    'maxQueuedBytes',
+    'ERGOMETER_MAX_QUEUED_BYTES',
+    options.maxQueuedBytes ?? env.ERGOMETER_MAX_QUEUED_BYTES,
+    4 * 1024 * 1024,
+    2048,
+    1024 * 1024 * 1024,
+  );
+  if (maxQueuedBytes < 2 * maxBatchBytes) {
+    // One batch may be on its way while the next fills: the bound must hold both.
+    throw bad(
+      'maxQueuedBytes',
+      `must be at least twice maxBatchBytes (${maxBatchBytes}), got ${maxQueuedBytes}; raise it or lower maxBatchBytes (ERGOMETER_MAX_BATCH_BYTES)`,
+      'ERGOMETER_MAX_QUEUED_BYTES',
+    );
+  }
+  if (options.userId !== undefined && typeof options.userId !== 'function') {
+    throw bad('userId', `expected a function (req) => string | undefined, got ${describe(options.userId)}`);
+  }
   return {
     service,
     collector,
@@ -108,6 +175,30 @@ export function resolveOptions(options: AgentOptions = {}, env: Env = process.en
       20_000,
       1,
       10_000_000,
+    ),
+    maxBatchBytes,
+    maxQueuedBytes,
+    requestTimeoutMs: integer(
+      'requestTimeoutMs',
+      'ERGOMETER_REQUEST_TIMEOUT_MS',
+      options.requestTimeoutMs ?? env.ERGOMETER_REQUEST_TIMEOUT_MS,
+      10_000,
+      10,
+      600_000,
+    ),
+    exitFlushTimeoutMs: integer(
+      'exitFlushTimeoutMs',
+      'ERGOMETER_EXIT_FLUSH_TIMEOUT_MS',
+      options.exitFlushTimeoutMs ?? env.ERGOMETER_EXIT_FLUSH_TIMEOUT_MS,
+      2000,
+      0,
+      60_000,
+    ),
+    userId: options.userId,
+    userHashKey: optionalName(
+      'userHashKey',
+      'ERGOMETER_USER_HASH_KEY',
+      options.userHashKey ?? env.ERGOMETER_USER_HASH_KEY,
     ),
     sampleWindowMs: integer(
       'sampleWindowMs',
@@ -218,13 +309,19 @@ const COMMIT_VARIABLES = [
   'DRONE_COMMIT_SHA',
   'TRAVIS_COMMIT',
   'GIT_COMMIT', // Jenkins
+  'BUILD_SOURCEVERSION', // Azure Pipelines
+  'CODEBUILD_RESOLVED_SOURCE_VERSION', // AWS CodeBuild
+  'SEMAPHORE_GIT_SHA',
+  'APPVEYOR_REPO_COMMIT',
   'VERCEL_GIT_COMMIT_SHA',
   'RENDER_GIT_COMMIT',
   'RAILWAY_GIT_COMMIT_SHA',
-  'HEROKU_SLUG_COMMIT',
+  'CF_PAGES_COMMIT_SHA', // Cloudflare Pages
+  'KOYEB_GIT_SHA',
+  'HEROKU_SLUG_COMMIT', // Heroku dyno metadata
   'SOURCE_VERSION', // Heroku build, AWS CodeBuild
   'COMMIT_REF', // Netlify
-  'K_REVISION', // Cloud Run revision, when nothing better is set
+  'K_REVISION', // Cloud Run / Knative revision name (not a commit), when nothing better is set
 ] as const;
 
 /** The commit from the environment, else from `git rev-parse HEAD`, else `unknown`. */
@@ -244,4 +341,19 @@ export function detectCommit(env: Env = process.env): string {
     // Not a git checkout, or git is not installed: common in containers.
   }
   return 'unknown';
+}
+
+/**
+ * The host's class for cost comparisons: CPU model and count, e.g. `Intel Xeon Platinum 8375C x2`.
+ * Vendor marks, "CPU", "Processor" and the clock (`@ 2.90GHz`) are dropped; the model number stays.
+ */
+export function detectHostClass(cpus: readonly { model: string }[] = os.cpus()): string {
+  const raw = cpus[0]?.model ?? '';
+  const model = raw
+    .replace(/\((?:R|TM|tm)\)/g, '')
+    .replace(/@\s*[\d.]+\s*[GM]Hz/i, '')
+    .replace(/\b(?:CPU|Processor)\b/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return `${model === '' || model === 'unknown' ? `${os.arch()} unknown` : model} x${cpus.length}`;
 }

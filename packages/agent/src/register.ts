@@ -19,7 +19,9 @@ function instrumentServers(agent: Agent): void {
     const proto = Server.prototype as { emit: (event: string | symbol, ...args: unknown[]) => boolean };
     const originalEmit = proto.emit;
     proto.emit = function emitWithErgometer(this: unknown, event: string | symbol, ...args: unknown[]): boolean {
-      if (event !== 'request' || !agent.wantsRequest(args[0] as http.IncomingMessage)) {
+      if (event !== 'request') return originalEmit.call(this, event, ...args);
+      if (!agent.wantsRequest(args[0] as http.IncomingMessage)) {
+        agent.countUnsampled(args[0] as http.IncomingMessage, args[1] as http.ServerResponse);
         return originalEmit.call(this, event, ...args);
       }
       const [req, res] = args as [http.IncomingMessage, http.ServerResponse];
@@ -38,11 +40,8 @@ function register(): void {
     process.stderr.write(`ergometer: not instrumenting this process: ${message}\n`);
     return;
   }
+  // The agent itself writes what is queued on beforeExit and SIGTERM (exitFlushTimeoutMs).
   instrumentServers(agent);
-  // Write what is queued when the process is about to exit on its own.
-  process.once('beforeExit', () => {
-    agent.shutdown().catch(() => undefined);
-  });
 }
 
 register();

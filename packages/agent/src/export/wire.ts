@@ -18,6 +18,8 @@ export interface WireSample {
   weight: number;
   /** Present and true when the client went away before the response finished. */
   aborted?: boolean;
+  /** Flags evaluated beyond the cap of 64 per request, not in `flags`; an extension of v1. */
+  flagsDropped?: number;
 }
 
 export interface WireCount {
@@ -28,6 +30,7 @@ export interface WireCount {
 
 export interface WireUsers {
   minute: number;
+  /** Distinct-user sketch of this minute (users-sketch.ts): merge sketches of one minute, then estimate. */
   sketch: string;
 }
 
@@ -38,6 +41,11 @@ export interface WireBatch {
   host: string;
   region: string;
   commit: string;
+  /**
+   * CPU model and count of the host, e.g. `Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz x2`; an extension of
+   * v1. Instruction counts and CPU time differ between CPU models: the server compares costs only within one.
+   */
+  hostClass: string;
   metric: 'instructions' | 'cpu_ns';
   agent: {
     version: string;
@@ -52,8 +60,11 @@ export interface WireBatch {
   users: WireUsers[];
 }
 
-/** Sends one batch somewhere. Rejects when the batch could not be delivered. */
+/**
+ * Sends one batch somewhere. Rejects when the batch could not be delivered. `signal`, when aborted,
+ * asks the exporter to give up (retries included) and reject soon.
+ */
 export interface Exporter {
-  send(batch: WireBatch): Promise<void>;
+  send(batch: WireBatch, signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }

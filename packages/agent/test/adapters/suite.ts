@@ -192,9 +192,18 @@ export function adapterSuite(spec: AdapterSuiteSpec): void {
         assert.equal(batch.agent.counter, counter.source);
         assert.equal(batch.agent.dropped, 0);
         assert.ok(typeof batch.batchId === 'string' && batch.batchId.length > 0);
-        assert.deepEqual(batch.counts, []);
-        assert.deepEqual(batch.users, []);
+        assert.match(batch.hostClass, / x\d+$/);
+        assert.deepEqual(batch.users, [], 'no userId option, no users');
       }
+      // At sampleRate 1 the per-minute counts (over every request) match the samples, endpoint by endpoint.
+      const counted: Record<string, number> = {};
+      for (const c of measured.stopped.batches.flatMap((b) => b.counts)) {
+        assert.equal(c.minute % 60_000, 0);
+        counted[c.endpoint] = (counted[c.endpoint] ?? 0) + c.requests;
+      }
+      const sampled: Record<string, number> = {};
+      for (const sample of samplesOf(measured)) sampled[sample.endpoint] = (sampled[sample.endpoint] ?? 0) + 1;
+      assert.deepEqual(counted, sampled);
     });
 
     test('a flag recorded after an await appears on its own request only', () => {

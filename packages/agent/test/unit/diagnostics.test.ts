@@ -13,6 +13,7 @@ test('channel names are namespaced ergometer:agent:*', () => {
   assert.deepEqual(CHANNEL_NAMES, {
     samplesDropped: 'ergometer:agent:samples-dropped',
     batchDropped: 'ergometer:agent:batch-dropped',
+    batchRetry: 'ergometer:agent:batch-retry',
     batchSent: 'ergometer:agent:batch-sent',
     counterSelected: 'ergometer:agent:counter-selected',
     internalError: 'ergometer:agent:internal-error',

@@ -163,6 +163,51 @@ const OPTION_CASES: OptionCase[] = [
     fallback: 20_000,
   },
   {
+    option: 'maxBatchBytes',
+    envName: 'ERGOMETER_MAX_BATCH_BYTES',
+    envText: '65536',
+    fromEnv: 65_536,
+    optionValue: 131_072,
+    fromOption: 131_072,
+    fallback: 524_288,
+  },
+  {
+    option: 'maxQueuedBytes',
+    envName: 'ERGOMETER_MAX_QUEUED_BYTES',
+    envText: '8388608',
+    fromEnv: 8_388_608,
+    optionValue: 16_777_216,
+    fromOption: 16_777_216,
+    fallback: 4_194_304,
+  },
+  {
+    option: 'requestTimeoutMs',
+    envName: 'ERGOMETER_REQUEST_TIMEOUT_MS',
+    envText: '2500',
+    fromEnv: 2500,
+    optionValue: 5000,
+    fromOption: 5000,
+    fallback: 10_000,
+  },
+  {
+    option: 'exitFlushTimeoutMs',
+    envName: 'ERGOMETER_EXIT_FLUSH_TIMEOUT_MS',
+    envText: '0',
+    fromEnv: 0,
+    optionValue: 500,
+    fromOption: 500,
+    fallback: 2000,
+  },
+  {
+    option: 'userHashKey',
+    envName: 'ERGOMETER_USER_HASH_KEY',
+    envText: 'k-env',
+    fromEnv: 'k-env',
+    optionValue: 'k-opt',
+    fromOption: 'k-opt',
+    fallback: undefined,
+  },
+  {
     option: 'sampleWindowMs',
     envName: 'ERGOMETER_SAMPLE_WINDOW_MS',
     envText: '20',
@@ -174,8 +219,29 @@ const OPTION_CASES: OptionCase[] = [
 ];
 
 describe('each option and its environment variable', () => {
-  test('the table covers every resolved option', () => {
-    assert.deepEqual(OPTION_CASES.map((c) => c.option).sort(), Object.keys(resolveOptions({}, REQUIRED)).sort());
+  test('the table covers every resolved option (userId, a function, has no variable)', () => {
+    assert.deepEqual(
+      [...OPTION_CASES.map((c) => c.option), 'userId'].sort(),
+      Object.keys(resolveOptions({}, REQUIRED)).sort(),
+    );
+  });
+
+  test('userId: a function or nothing', () => {
+    const userId = () => 'u1';
+    assert.equal(resolveOptions({ userId }, REQUIRED).userId, userId);
+    assert.equal(resolveOptions({}, REQUIRED).userId, undefined);
+    rejects(() => resolveOptions({ userId: 'x-user' as never }, REQUIRED), /userId: expected a function/);
+  });
+
+  test('maxQueuedBytes must hold two batches', () => {
+    rejects(
+      () => resolveOptions({ maxBatchBytes: 1_000_000, maxQueuedBytes: 1_500_000 }, REQUIRED),
+      /maxQueuedBytes \(ERGOMETER_MAX_QUEUED_BYTES\): must be at least twice maxBatchBytes \(1000000\)/,
+    );
+    assert.equal(
+      resolveOptions({ maxBatchBytes: 1_000_000, maxQueuedBytes: 2_000_000 }, REQUIRED).maxQueuedBytes,
+      2_000_000,
+    );
   });
 
   for (const c of OPTION_CASES) {

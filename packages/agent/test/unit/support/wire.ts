@@ -10,6 +10,7 @@ export const HEADER: BatchHeader = {
   host: 'web-7',
   region: 'eu-1',
   commit: 'abc123',
+  hostClass: 'Intel Xeon Platinum 8375C x2',
   metric: 'cpu_ns',
   agent: { version: AGENT_VERSION, runtime: `node ${process.version}`, counter: 'thread-cputime' },
 };
@@ -43,13 +44,26 @@ const isFiniteNumber = (value: unknown): value is number => typeof value === 'nu
 export function assertWireBatch(value: unknown, header: BatchHeader = HEADER): WireBatch {
   const batch = assertKeys(
     value,
-    ['v', 'batchId', 'service', 'host', 'region', 'commit', 'metric', 'agent', 'samples', 'counts', 'users'],
+    [
+      'v',
+      'batchId',
+      'service',
+      'host',
+      'region',
+      'commit',
+      'hostClass',
+      'metric',
+      'agent',
+      'samples',
+      'counts',
+      'users',
+    ],
     [],
     'batch',
   );
   assert.equal(batch.v, 1);
   assert.match(String(batch.batchId), UUID, 'batchId');
-  for (const key of ['service', 'host', 'region', 'commit', 'metric'] as const) {
+  for (const key of ['service', 'host', 'region', 'commit', 'hostClass', 'metric'] as const) {
     assert.equal(batch[key], header[key], key);
   }
   assert.ok(batch.metric === 'instructions' || batch.metric === 'cpu_ns', 'metric');
@@ -66,7 +80,7 @@ export function assertWireBatch(value: unknown, header: BatchHeader = HEADER): W
     const fields = assertKeys(
       s,
       ['ts', 'endpoint', 'status', 'cost', 'wallMs', 'weight'],
-      ['backend', 'flags', 'user', 'aborted'],
+      ['backend', 'flags', 'user', 'aborted', 'flagsDropped'],
       where,
     );
     assert.ok(isFiniteNumber(fields.ts), `${where}.ts`);
@@ -85,6 +99,7 @@ export function assertWireBatch(value: unknown, header: BatchHeader = HEADER): W
     }
     if (fields.user !== undefined) assert.equal(typeof fields.user, 'string', `${where}.user`);
     if (fields.aborted !== undefined) assert.equal(fields.aborted, true, `${where}.aborted`);
+    if (fields.flagsDropped !== undefined) assert.ok(Number.isInteger(fields.flagsDropped), `${where}.flagsDropped`);
   }
   assert.ok(Array.isArray(batch.counts), 'counts');
   for (const c of batch.counts) {

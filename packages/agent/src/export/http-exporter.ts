@@ -1,0 +1,275 @@
+import http from 'node:http';
+import https from 'node:https';
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
+import zlib from 'node:zlib';
+import { requestStorage } from '../context/request-context';
+import { channels, publish } from '../diagnostics';
+import { ErgometerError } from '../errors';
+import { AGENT_VERSION } from '../version';
+import type { Exporter, WireBatch } from './wire';
+
+/**
+ * Marks the agent's own HTTP traffic. It is set on the exporter's `http.Agent` (so it is visible on
+ * `request.agent` already in `http.client.request.start`, which Node publishes inside the ClientRequest
+ * constructor) and on each ClientRequest. Backend timing must skip requests for which
+ * {@link isExporterRequest} is true. `Symbol.for`, so that two copies of the package agree.
+ */
+export const kExporterRequest: unique symbol = Symbol.for('ergometer.exporter-request') as never;
+
+/** Whether `request` (a node:http ClientRequest) is one the agent's exporter made. */
+export function isExporterRequest(request: unknown): boolean {
+  if (typeof request !== 'object' || request === null) return false;
+  const marked = request as { [kExporterRequest]?: unknown; agent?: { [kExporterRequest]?: unknown } | null };
+  return marked[kExporterRequest] === true || marked.agent?.[kExporterRequest] === true;
+}
+
+/** How a batch is retried. The fault-injection tests shrink these to compress a 10-minute outage. */
+export interface RetryPolicy {
+  /** Backoff ceiling of the first retry, ms; it doubles each attempt. */
+  initialDelayMs: number;
+  /** Largest backoff ceiling, ms. The wait is uniform in [0, ceiling] ("full jitter"). */
+  maxDelayMs: number;
+  /** Longest `Retry-After` obeyed, ms: a bogus header must not park the exporter for a day. */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
+  initialDelayMs: 500,
+  maxDelayMs: 30_000,
+  maxRetryAfterMs: 5 * 60_000,
+};
+
+export interface HttpExporterOptions {
+  token?: string | undefined;
+  /** Longest one POST may take, from the request to the last byte of the answer, ms. */
+  requestTimeoutMs: number;
+  retry?: Partial<RetryPolicy>;
+  /** Uniform [0, 1): the jitter. Tests pass a seeded one. */
+  random?: () => number;
+}
+
+/**
+ * Samples serialized per turn of the event loop. At ~10 µs per sample (measured on a 2-vCPU VM) a slice
+ * holds the loop for ~1 ms; a whole 512 KiB batch in one JSON.stringify held it for ~20 ms.
+ */
+const SAMPLES_PER_SLICE = 128;
+
+/**
+ * The batch as gzipped JSON, without stalling the event loop: serialized a slice of samples at a time
+ * with a turn of the loop between slices, and compressed by a gzip stream, whose work runs on the libuv
+ * threadpool (bench/src/exporter.ts compares this with gzipSync and with one JSON.stringify). The JSON is
+ * the same as JSON.stringify(batch), key order included.
+ */
+export async function serializeAndCompress(batch: WireBatch): Promise<Buffer> {
+  const gzipStream = zlib.createGzip();
+  const compressed: Buffer[] = [];
+  gzipStream.on('data', (chunk: Buffer) => compressed.push(chunk));
+  const finished = new Promise<void>((resolve, reject) => {
+    gzipStream.once('end', resolve);
+    gzipStream.once('error', reject);
+  });
+  const { samples, counts, users, ...header } = batch;
+  // `{"v":1,...,"agent":{...}` + `,"samples":[` … `],"counts":…,"users":…}`
+  gzipStream.write(`${JSON.stringify(header).slice(0, -1)},"samples":[`);
+  for (let from = 0; from < samples.length; from += SAMPLES_PER_SLICE) {
+    if (from > 0) await setImmediatePromise();
+    const slice = samples.slice(from, from + SAMPLES_PER_SLICE);
+    gzipStream.write(`${from > 0 ? ',' : ''}${JSON.stringify(slice).slice(1, -1)}`);
+  }
+  gzipStream.end(`],"counts":${JSON.stringify(counts)},"users":${JSON.stringify(users)}}`);
+  await finished;
+  return Buffer.concat(compressed);
+}
+
+/** Bytes of an answer the exporter reads; the rest is discarded (the body is never needed). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+type Outcome =
+  | { kind: 'delivered'; status: number }
+  | { kind: 'retry'; status?: number; retryAfterMs?: number; error?: unknown }
+  | { kind: 'rejected'; status: number; body: string };
+
+/**
+ * The `http:`/`https:` collector: POSTs each batch to `${collector}/v1/samples` as gzipped JSON with a
+ * bearer token, over one keep-alive connection. A batch that fails for a reason that may pass (network
+ * error, timeout, 408, 429, 5xx, an answer cut short) is retried with exponential backoff and full jitter,
+ * honouring `Retry-After`, always with the same body and so the same `batchId`, which the collector stores
+ * once. Other 4xx answers reject the batch for good. Retries go on until the batch is delivered or the
+ * caller's signal aborts (the batcher's flush deadline); meanwhile the batcher keeps newer samples within
+ * its byte bound. Serialization is sliced and compression runs on the libuv threadpool, so a large batch
+ * never stalls the event loop; sockets and timers never keep the process alive.
+ */
+export class HttpExporter implements Exporter {
+  readonly url: URL;
+  private readonly transport: typeof http | typeof https;
+  private readonly agent: http.Agent;
+  private readonly retry: RetryPolicy;
+  private readonly random: () => number;
+  private readonly headers: Record<string, string>;
+  private warnedRejection = false;
+
+  constructor(
+    collector: string,
+    private readonly options: HttpExporterOptions,
+  ) {
+    const base = new URL(collector);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new ErgometerError(
+        'ERGOMETER_UNSUPPORTED_COLLECTOR',
+        `ergometer: collector "${collector}" is not an http: or https: URL`,
+      );
+    }
+    this.url = new URL(`${base.pathname.replace(/\/+$/, '')}/v1/samples`, base);
+    this.transport = base.protocol === 'https:' ? https : http;
+    this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1 });
+    (this.agent as unknown as Record<symbol, unknown>)[kExporterRequest] = true;
+    this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.random = options.random ?? Math.random;
+    this.headers = {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+      'user-agent': `ergometer-agent/${AGENT_VERSION} node/${process.version}`,
+    };
+    if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
+  }
+
+  send(batch: WireBatch, signal?: AbortSignal): Promise<void> {
+    // Outside any sampled request: this is nobody's CPU and nobody's backend time.
+    return requestStorage.exit(() => this.deliver(batch, signal));
+  }
+
+  private async deliver(batch: WireBatch, signal: AbortSignal | undefined): Promise<void> {
+    const body = await serializeAndCompress(batch);
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw aborted(signal, batch, attempt);
+      const outcome = await this.post(body, signal);
+      if (outcome.kind === 'delivered') return;
+      if (outcome.kind === 'rejected') {
+        const error = new ErgometerError(
+          'ERGOMETER_COLLECTOR_REJECTED',
+          `ergometer: the collector at ${this.url.origin} refused batch ${batch.batchId} with HTTP ${outcome.status}` +
+            `${outcome.body === '' ? '' : ` (${outcome.body.slice(0, 200)})`}; its ${batch.samples.length} samples are dropped. ` +
+            (outcome.status === 401 || outcome.status === 403
+              ? 'Check the ingest token (ERGOMETER_TOKEN).'
+              : 'Check the collector URL and the agent and server versions.'),
+        );
+        if (!this.warnedRejection && (outcome.status === 401 || outcome.status === 403)) {
+          // A wrong token loses every batch: say so once where an operator looks.
+          this.warnedRejection = true;
+          process.emitWarning(error.message, { code: error.code });
+        }
+        throw error;
+      }
+      const ceilingMs = Math.min(this.retry.maxDelayMs, this.retry.initialDelayMs * 2 ** Math.min(attempt, 30));
+      let delayMs = this.random() * ceilingMs;
+      if (outcome.retryAfterMs !== undefined) {
+        delayMs = Math.max(delayMs, Math.min(outcome.retryAfterMs, this.retry.maxRetryAfterMs));
+      }
+      publish(channels.batchRetry, {
+        batchId: batch.batchId,
+        attempt: attempt + 1,
+        status: outcome.status,
+        error: outcome.error,
+        delayMs,
+      });
+      await sleep(delayMs, signal);
+    }
+  }
+
+  /** One POST. Never rejects: every failure becomes an outcome. */
+  private post(body: Buffer, signal: AbortSignal | undefined): Promise<Outcome> {
+    return new Promise<Outcome>((resolve) => {
+      let settled = false;
+      const settle = (outcome: Outcome) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timeout);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(outcome);
+      };
+      const request = this.transport.request(this.url, {
+        method: 'POST',
+        agent: this.agent,
+        headers: { ...this.headers, 'content-length': String(body.length) },
+      });
+      (request as unknown as Record<symbol, unknown>)[kExporterRequest] = true;
+      // One deadline for the whole exchange: a collector that accepts the connection and then trickles
+      // (or says nothing) must not hold the socket and the batch for longer than this.
+      const timeout = setTimeout(() => {
+        request.destroy(new Error(`no complete answer within ${this.options.requestTimeoutMs} ms`));
+      }, this.options.requestTimeoutMs);
+      timeout.unref();
+      const onAbort = () => request.destroy(new Error('flush deadline'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      request.on('socket', (socket) => socket.unref());
+      request.on('error', (error) => settle({ kind: 'retry', error }));
+      request.on('response', (response) => {
+        const status = response.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        let length = 0;
+        response.on('data', (chunk: Buffer) => {
+          if (length < MAX_ANSWER_BYTES) chunks.push(chunk);
+          length += chunk.length;
+        });
+        response.on('error', (error) => settle({ kind: 'retry', status, error }));
+        // 'aborted'/'close' before 'end': the answer was cut short; whether the batch was stored is
+        // unknown, and retrying with the same batchId is safe either way.
+        response.on('close', () => {
+          if (!response.complete) settle({ kind: 'retry', status, error: new Error('answer cut short') });
+        });
+        response.on('end', () => {
+          if (status >= 200 && status < 300) return settle({ kind: 'delivered', status });
+          if (status === 408 || status === 429 || status >= 500) {
+            const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
+            return settle(
+              retryAfterMs === undefined ? { kind: 'retry', status } : { kind: 'retry', status, retryAfterMs },
+            );
+          }
+          settle({ kind: 'rejected', status, body: Buffer.concat(chunks).toString('utf8').slice(0, 1000) });
+        });
+      });
+      if (signal?.aborted) onAbort();
+      request.end(body);
+    });
+  }
+
+  close(): Promise<void> {
+    this.agent.destroy();
+    return Promise.resolve();
+  }
+}
+
+/** `Retry-After` as ms from now: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); undefined if neither. */
+export function parseRetryAfter(value: string | undefined, nowMs: number = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // An HTTP-date names its day and month ("Fri, 27 Nov 2026 03:00:30 GMT"); Date.parse alone takes "-5".
+  if (!/[A-Za-z]{3}/.test(text)) return undefined;
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - nowMs);
+}
+
+function aborted(signal: AbortSignal, batch: WireBatch, attempts: number): ErgometerError {
+  return new ErgometerError(
+    'ERGOMETER_EXPORT_ABORTED',
+    `ergometer: batch ${batch.batchId} (${batch.samples.length} samples) given up after ${attempts} attempt(s): ` +
+      'the flush deadline passed before the collector took it.',
+    { cause: signal.reason },
+  );
+}
+
+/** Waits `ms` without keeping the process alive; resolves early (the caller then sees the abort) on abort. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
