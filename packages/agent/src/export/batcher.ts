@@ -134,7 +134,11 @@ export class Batcher {
     const deadline = setTimeout(() => {
       abort.abort(new ErgometerError('ERGOMETER_EXPORT_ABORTED', `ergometer: flush deadline of ${timeoutMs} ms`));
     }, timeoutMs);
-    deadline.unref();
+    // Ref'd on purpose: the exporter's sockets are unref'd so that background sends never keep
+    // the process alive, which means an explicit flush (shutdown(), the exit flush) must: without
+    // this timer an app that closed its server and awaits shutdown() would exit while the answer
+    // to the last batch is on its way, and lose it. Cleared as soon as the flush is done.
+    // (Regression: the integration test agent → collector lost every sample this way.)
     try {
       await this.flush();
     } finally {

@@ -6,6 +6,8 @@ export type { EndpointComparison, GroupSelector } from './compare';
 export { compareGroups } from './compare';
 export type { DetectorConfig } from './config';
 export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resolveDetectorConfig } from './config';
+export type { EfficiencyDay } from './efficiency';
+export { efficiencyByDay } from './efficiency';
 export { detectFlags } from './flag';
 export { detectRollouts, rolloutTime } from './rollout';
 export type { DetectionRun } from './run';

@@ -6,6 +6,7 @@
 import type { AlertBook } from '../alerts/state';
 import { compareGroups } from '../detect/compare';
 import type { DetectorConfig } from '../detect/config';
+import { efficiencyByDay } from '../detect/efficiency';
 import { badRequest, ErgometerError } from '../errors';
 import { benjaminiHochberg } from '../stats/multiple';
 import { quantile } from '../store/histogram';
@@ -151,6 +152,14 @@ export async function answerRead(
         lastSeen: r.lastSeen,
         resolvedAt: r.resolvedAt,
       }));
+    }
+    case '/v1/efficiency': {
+      // Default: the last 14 UTC days up to now.
+      const range = q.range();
+      const to = range.to ?? now + 1;
+      const from = range.from ?? to - 14 * 86_400_000;
+      if (from > to) throw badRequest('ERGOMETER_BAD_QUERY', `from (${from}) is after to (${to})`);
+      return efficiencyByDay(store, q.name('service'), { from, to });
     }
     case '/v1/profiles/diff':
       throw new ErgometerError(
