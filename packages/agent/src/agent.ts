@@ -2,6 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Counter, type CounterFallback, openCounter } from '@ergometer/counters';
 import { expressMiddleware, fastifyPlugin, honoMiddleware, koaMiddleware } from './adapters/frameworks';
 import { expressRouteOf } from './adapters/routes';
+import { backendRequestEnded, backendRequestStarted } from './backend/calls';
+import { installBackendInstrumentation, timeBackendCall } from './backend/instrumentation';
+import type { BackendKind } from './backend/times';
 import { EndpointCardinalityGuard, endpointName, templateFromPath, UNMATCHED } from './context/endpoint';
 import { currentRequest, MAX_FLAGS_PER_REQUEST, RequestContext, requestStorage } from './context/request-context';
 import { CpuAttributor } from './cpu/attributor';
@@ -74,6 +77,7 @@ export class Agent {
       );
     }
     this.attributor = new CpuAttributor(this.cpu);
+    installBackendInstrumentation(options.backend);
     const highestRate = Math.max(options.sampleRate, ...options.endpointSampleRates.values());
     this.sampler = new WindowSampler(highestRate, options.sampleWindowMs);
     this.batcher = new Batcher(
@@ -114,6 +118,7 @@ export class Agent {
     if (ctx === undefined || ctx === ALREADY_RUNNING) return handler();
     return requestStorage.run(ctx, () => {
       this.attributor.begin(ctx);
+      backendRequestStarted(ctx);
       return handler();
     });
   }
@@ -169,6 +174,17 @@ export class Agent {
       return;
     }
     ctx.flags.set(String(key), String(variant));
+  }
+
+  /**
+   * Runs `fn` and charges the wall time until it returns — or until the promise it
+   * returns settles — to the current request's `backend[kind]` (`'db'`, `'cache'`
+   * or `'http'`), overlapping calls counted once. For clients the agent does not
+   * instrument by itself. Returns what `fn` returns; outside a sampled request it
+   * only calls `fn`.
+   */
+  time<T>(kind: BackendKind, fn: () => T): T {
+    return timeBackendCall(kind, fn);
   }
 
   /**
@@ -255,7 +271,9 @@ export class Agent {
 
   private completeRequest(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, aborted: boolean): void {
     this.attributor.end(ctx);
-    const wallMs = performance.now() - ctx.startedAtMonotonicMs;
+    const endedAtMs = performance.now();
+    const wallMs = endedAtMs - ctx.startedAtMonotonicMs;
+    const backend = backendRequestEnded(ctx, endedAtMs);
     const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveEndpoint(ctx, req));
     // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.
     const rate = this.options.endpointSampleRates.get(endpoint) ?? this.options.sampleRate;
@@ -268,6 +286,7 @@ export class Agent {
       wallMs: Math.round(wallMs * 1000) / 1000,
       weight: 1 / rate,
     };
+    if (backend !== undefined) sample.backend = backend;
     if (ctx.flags.size > 0) sample.flags = Object.fromEntries(ctx.flags);
     if (aborted) sample.aborted = true;
     this.batcher.add(sample);
