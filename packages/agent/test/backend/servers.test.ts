@@ -201,12 +201,16 @@ describe('backend time against real servers', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-backend-'));
     const samplesFile = path.join(dir, 'samples.ndjson');
     const started: TestServer[] = [];
+    const track = <S extends TestServer>(server: S): S => {
+      started.push(server);
+      return server;
+    };
     try {
       const [postgres, redis, memcached, backend] = await Promise.all([
-        startPostgres().then((s) => (started.push(s), s)),
-        startRedis().then((s) => (started.push(s), s)),
-        startMemcached().then((s) => (started.push(s), s)),
-        startHttpBackend().then((s) => (started.push(s), s)),
+        startPostgres().then(track),
+        startRedis().then(track),
+        startMemcached().then(track),
+        startHttpBackend().then(track),
       ]);
       const agent = start({
         service: 'backend-test',
