@@ -233,7 +233,12 @@ export async function startPostgres(): Promise<PostgresServer> {
   return { ...server, url: `postgres://postgres@127.0.0.1:${port}/postgres` };
 }
 
-/** redis-server on a free port, no persistence, its working folder a temp folder. */
+/**
+ * redis-server on a free port, no persistence, its working folder a temp folder.
+ * `--hz 500`: Redis times out blocking commands (BLPOP with a timeout, which
+ * tests use as a server-side sleep) from its cron, 10 times a second by
+ * default, so a 30 ms BLPOP would return after up to 100 ms.
+ */
 export async function startRedis(): Promise<TestServer> {
   const command = onPath('redis-server', 'redis-server');
   const dir = tempDir('redis');
@@ -241,7 +246,10 @@ export async function startRedis(): Promise<TestServer> {
   return startServer(
     'redis-server',
     command,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    [
+      ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      ...['--dir', dir, '--hz', '500'],
+    ],
     dir,
     port,
     {},

@@ -1,0 +1,157 @@
+/**
+ * The backend instrumentations in real apps, one process per app: a CommonJS
+ * app that requires pg after start(), an ESM app started with
+ * `--import @ergometer/agent/register`, and an ESM app whose imports load pg
+ * before its body calls start(). Each serves GET /work (fixtures/common.cjs):
+ * a 50 ms PostgreSQL query, a 30 ms Redis BLPOP and a 20 ms fetch, in turn.
+ */
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import type { WireBatch, WireSample } from '../../src/export/wire';
+import { type PostgresServer, startHttpBackend, startPostgres, startRedis, type TestServer } from '../support/servers';
+
+/** Fixtures are plain JavaScript that tsc does not copy: run them from the source tree. */
+const FIXTURES = path.join(__dirname, '..', '..', '..', 'test', 'backend', 'fixtures');
+const PACKAGE_DIR = path.join(__dirname, '..', '..', '..');
+
+interface Servers {
+  postgres: PostgresServer;
+  redis: TestServer;
+  backend: TestServer & { url: string };
+}
+
+let servers: Servers | undefined;
+
+/** Requests per app: bounds below hold for each; bounds above for the median (a shared 2-CPU machine stalls now and then). */
+const REQUESTS = 3;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1]!;
+}
+
+type FixtureMessage = { type: 'listening'; port: number } | { type: 'fatal'; message: string };
+
+async function runApp(fixture: string, mode: 'start' | 'register'): Promise<WireSample[]> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-backend-app-'));
+  const file = path.join(dir, 'samples.ndjson');
+  const execArgv =
+    mode === 'register' ? ['--import', pathToFileURL(require.resolve('@ergometer/agent/register')).href] : [];
+  const { postgres, redis, backend } = servers!;
+  const child = fork(path.join(FIXTURES, fixture), [], {
+    cwd: PACKAGE_DIR,
+    execArgv,
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    env: {
+      PATH: process.env.PATH,
+      AGENT_MODE: mode,
+      PG_URL: postgres.url,
+      REDIS_PORT: String(redis.port),
+      BACKEND_URL: backend.url,
+      ERGOMETER_SERVICE: 'backend-fixture',
+      ERGOMETER_COLLECTOR: `file:${file}`,
+      ERGOMETER_SAMPLE_RATE: '1',
+      ERGOMETER_COMMIT: 'test',
+    },
+  });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const fatal: string[] = [];
+  const exited = once(child, 'exit');
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${fixture}: not listening after 15 s; stderr:\n${stderr}`)),
+        15_000,
+      );
+      child.on('message', (message: FixtureMessage) => {
+        if (message.type === 'listening') {
+          clearTimeout(timer);
+          resolve(message.port);
+        } else if (message.type === 'fatal') {
+          fatal.push(message.message);
+        }
+      });
+      void exited.then(() => reject(new Error(`${fixture} exited early; stderr:\n${stderr}\n${fatal.join('\n')}`)));
+    });
+    for (let i = 0; i < REQUESTS; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/work`);
+      assert.equal(await response.text(), 'ok');
+    }
+    child.send('stop');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const [code] = await exited;
+    clearTimeout(timer);
+    assert.deepEqual(fatal, [], `${fixture} reported errors`);
+    assert.equal(code, 0, `${fixture} exit code; stderr:\n${stderr}`);
+    assert.ok(existsSync(file), `${fixture} wrote no samples; stderr:\n${stderr}`);
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((line) => line !== '')
+      .flatMap((line) => (JSON.parse(line) as WireBatch).samples);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('backend time in ESM and CommonJS apps', () => {
+  before(async () => {
+    const started = await Promise.allSettled([startPostgres(), startRedis(), startHttpBackend()]);
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed !== undefined) {
+      await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.stop() : undefined)));
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    const [postgres, redis, backend] = started.map((s) => (s as PromiseFulfilledResult<TestServer>).value);
+    servers = {
+      postgres: postgres as PostgresServer,
+      redis: redis!,
+      backend: backend as TestServer & { url: string },
+    };
+  });
+
+  after(async () => {
+    if (servers === undefined) return;
+    await Promise.all([servers.postgres.stop(), servers.redis.stop(), servers.backend.stop()]);
+  });
+
+  for (const [fixture, mode, how] of [
+    ['app.cjs', 'start', 'CommonJS, require(pg) after start()'],
+    ['app.mjs', 'register', 'ESM, node --import @ergometer/agent/register'],
+    ['app.mjs', 'start', 'ESM, pg imported before start()'],
+  ] as const) {
+    test(`${how}: db, cache and http each show their call`, async () => {
+      const samples = await runApp(fixture, mode);
+      const work = samples.filter((s) => s.endpoint === 'GET /work').map((s) => s.backend!);
+      assert.equal(work.length, REQUESTS, JSON.stringify(samples));
+      for (const [kind, serverMs] of [
+        ['db', 50],
+        ['cache', 30],
+        ['http', 20],
+      ] as const) {
+        const measured = work.map((backend) => backend[kind]);
+        // Never below what the server took (minus timer slack): the call was timed to its end.
+        for (const ms of measured) assert.ok(ms >= serverMs * 0.9, `${kind} ${ms} ms, expected ≥ ${serverMs * 0.9}`);
+        // Not the whole request, nor the other calls: near the server's time.
+        const typical = median(measured);
+        assert.ok(
+          typical <= serverMs * 3,
+          `${kind}: median ${typical} ms of ${measured.join(', ')}, expected ~${serverMs}`,
+        );
+      }
+    });
+  }
+});
