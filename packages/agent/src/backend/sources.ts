@@ -35,7 +35,8 @@ function isSource(name: string): name is BackendSource {
 }
 
 function bad(message: string, fromEnv: boolean): ErgometerError {
-  const where = fromEnv ? 'ERGOMETER_BACKEND' : 'backend';
+  // Named like every other option's error: the option, and its variable.
+  const where = fromEnv ? 'backend (ERGOMETER_BACKEND)' : 'backend';
   return new ErgometerError(
     'ERGOMETER_BAD_OPTION',
     `ergometer: ${where}: ${message}; instrumentations: ${BACKEND_SOURCES.join(', ')}`,
