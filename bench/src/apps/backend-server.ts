@@ -39,7 +39,7 @@ async function serve(variant: BackendVariant): Promise<void> {
   let shutdown: () => Promise<void> = () => Promise.resolve();
   let instrument: import('express').RequestHandler | undefined;
   if (config !== undefined) {
-    const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
+    const { BACKEND_SOURCES, start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
     const agent = start({
       service: 'bench-backend',
       collector: process.env.BENCH_COLLECTOR,
@@ -48,7 +48,7 @@ async function serve(variant: BackendVariant): Promise<void> {
       backend:
         config.backend === 'all'
           ? true
-          : Object.fromEntries(SOURCES.map((s) => [s, config.backend.includes(s as never)])),
+          : Object.fromEntries(BACKEND_SOURCES.map((s) => [s, (config.backend as readonly string[]).includes(s)])),
     });
     instrument = agent.express();
     shutdown = () => agent.shutdown();
@@ -97,18 +97,6 @@ async function serve(variant: BackendVariant): Promise<void> {
   });
   process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
 }
-
-const SOURCES: readonly BackendSource[] = [
-  'http',
-  'undici',
-  'pg',
-  'mysql2',
-  'mongodb',
-  'ioredis',
-  'redis',
-  'memcached',
-  'memjs',
-];
 
 if (require.main === module) {
   const variant = process.env.BENCH_VARIANT;

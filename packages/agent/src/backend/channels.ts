@@ -175,12 +175,3 @@ export function setChannelSubscriptions(active: boolean): void {
     }
   }
 }
-
-/** Names of the channels the agent listens to while sampled requests are in flight, for docs and tests. */
-export const BACKEND_CHANNEL_NAMES: readonly string[] = [
-  HTTP_CLIENT_REQUEST_START,
-  UNDICI_REQUEST_CREATE,
-  UNDICI_REQUEST_TRAILERS,
-  UNDICI_REQUEST_ERROR,
-  ...TRACING_CHANNELS.flatMap(({ names }) => names.map((name) => `tracing:${name}:start`)),
-];
