@@ -180,8 +180,9 @@ export class Agent {
    * Runs `fn` and charges the wall time until it returns — or until the promise it
    * returns settles — to the current request's `backend[kind]` (`'db'`, `'cache'`
    * or `'http'`), overlapping calls counted once. For clients the agent does not
-   * instrument by itself. Returns what `fn` returns; outside a sampled request it
-   * only calls `fn`.
+   * instrument by itself. Returns what `fn` returns (inside a sampled request, a
+   * promise is handed back as one that settles the same way once timed); outside
+   * a sampled request it only calls `fn`.
    */
   time<T>(kind: BackendKind, fn: () => T): T {
     return timeBackendCall(kind, fn);

@@ -122,10 +122,33 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-/** Ends `call` when `result` settles, without touching what the caller sees of it. */
-export function endWhenSettled(call: BackendCall, result: unknown): void {
-  // The derived promise handles the rejection itself, so it adds no unhandled rejection;
-  // the caller still sees `result` reject.
-  if (isThenable(result)) result.then(call.end, call.end);
-  else call.end();
+/**
+ * What a timed function hands back to its caller: `result` itself when it is not
+ * a promise (the call ends now), else a promise that settles like it once the
+ * call has ended. Returning the derived promise, rather than attaching handlers
+ * to `result` and returning `result`, keeps the app's unhandled-rejection
+ * behaviour as it was: a rejection nobody handles is still reported, and one the
+ * app handles is not reported twice. (APM instrumentations of pg do the same.)
+ */
+export function endWhenSettled<T>(call: BackendCall, result: T): T {
+  if (!isThenable(result)) {
+    call.end();
+    return result;
+  }
+  try {
+    return result.then(
+      (value) => {
+        call.end();
+        return value;
+      },
+      (error: unknown) => {
+        call.end();
+        throw error;
+      },
+    ) as T;
+  } catch {
+    // A thenable whose then() throws: not a promise we can follow; leave it to the caller.
+    call.end();
+    return result;
+  }
 }

@@ -26,7 +26,9 @@ const warnedKinds = new Set<string>();
 /**
  * `agent.time(kind, fn)`: runs `fn` and, inside a sampled request, charges the
  * wall time until it returns — or until the promise it returns settles — to
- * `kind`. Returns what `fn` returns (the same promise); exceptions pass through.
+ * `kind`. Returns what `fn` returns; for a promise inside a sampled request, a
+ * promise that settles the same way once the call is timed (see endWhenSettled).
+ * Exceptions pass through.
  */
 export function timeBackendCall<T>(kind: BackendKind, fn: () => T): T {
   if (!BACKEND_KINDS.includes(kind)) {
@@ -50,6 +52,5 @@ export function timeBackendCall<T>(kind: BackendKind, fn: () => T): T {
     call.end();
     throw error;
   }
-  endWhenSettled(call, result);
-  return result;
+  return endWhenSettled(call, result);
 }

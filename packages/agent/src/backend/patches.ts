@@ -89,9 +89,7 @@ function timedPgQuery(original: AnyFunction): AnyFunction {
         }
       }
       // biome-ignore lint/complexity/noArguments: promise form, arguments untouched
-      const result = Reflect.apply(original, this, arguments);
-      endWhenSettled(call, result);
-      return result;
+      return endWhenSettled(call, Reflect.apply(original, this, arguments));
     } catch (error) {
       call.end();
       throw error;

@@ -148,7 +148,7 @@ test('with every instrumentation off, nothing subscribes and samples carry no ba
     assert.equal(
       agent.time('cache', () => promise),
       promise,
-      'the same promise comes back',
+      'outside a sampled request, the same promise comes back',
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
