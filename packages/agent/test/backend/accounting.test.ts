@@ -4,6 +4,7 @@
  * ERGOMETER_BACKEND; agent.time() outside requests; and what "off" means.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -164,6 +165,34 @@ test('with every instrumentation off, nothing subscribes and samples carry no ba
   } finally {
     await agent.shutdown();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('regression: a timed promise nobody handles is still an unhandled rejection, and a handled one is not', () => {
+  // Attaching the agent's handlers to the app's own promise would mark it handled and hide the first.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-backend-unhandled-'));
+  try {
+    const fixture = path.join(__dirname, '..', '..', '..', 'test', 'backend', 'fixtures', 'unhandled-rejection.cjs');
+    const output = execFileSync(process.execPath, [fixture], {
+      cwd: path.join(__dirname, '..', '..', '..'),
+      env: {
+        PATH: process.env.PATH,
+        ERGOMETER_SERVICE: 'unhandled',
+        ERGOMETER_COLLECTOR: `file:${path.join(dir, 'samples.ndjson')}`,
+        ERGOMETER_COMMIT: 'test',
+      },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.deepEqual(JSON.parse(output.trim()), ['nobody handles this one']);
+    const samples = readFileSync(path.join(dir, 'samples.ndjson'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((line) => JSON.parse(line).samples as { backend?: { db: number } }[]);
+    assert.equal(samples.length, 1);
+    assert.ok(samples[0]!.backend!.db >= 0, 'the request was sampled and timed');
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
