@@ -132,10 +132,34 @@ function tempDir(prefix: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `ergometer-${prefix}-`));
 }
 
+/**
+ * Servers not stopped yet. If the test process exits without stopping them (an
+ * uncaught exception, a test that forgot, a runner that gives up), they are
+ * killed and their folders removed on the way out, not left running.
+ */
+const running = new Map<ServerProcess, string>();
+let exitHookInstalled = false;
+
+function killOnExit(server: ServerProcess, dir: string): void {
+  running.set(server, dir);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const [leftover, leftoverDir] of running) {
+      leftover.child.kill('SIGKILL');
+      rmSync(leftoverDir, { recursive: true, force: true });
+    }
+  });
+}
+
 function stopper(server: ServerProcess, dir: string, signal: NodeJS.Signals): () => Promise<void> {
+  killOnExit(server, dir);
   let stopping: Promise<void> | undefined;
   return () => {
-    stopping ??= server.kill(signal).finally(() => rmSync(dir, { recursive: true, force: true }));
+    stopping ??= server.kill(signal).finally(() => {
+      running.delete(server);
+      rmSync(dir, { recursive: true, force: true });
+    });
     return stopping;
   };
 }
