@@ -225,6 +225,7 @@ function buildTable(runs: RunResult[], settings: BackendBenchOptions, pinning: b
       'tracing work (its trace context and wrapper promise) and each query one timer start/end — which is what the ' +
       'sampleRate 1 rows show per request.',
   );
+  notes.push(...noiseNotes(runs));
   const failed = runs.filter((r) => r.load.non2xx > 0 || r.load.errors > 0);
   if (failed.length > 0) {
     notes.push(
@@ -259,4 +260,36 @@ function buildTable(runs: RunResult[], settings: BackendBenchOptions, pinning: b
     rows,
     notes,
   };
+}
+
+/**
+ * How far to trust the table: the spread of the no-agent runs alone (a
+ * difference smaller than it is noise), and whether the app was the bottleneck
+ * (app CPU per request × req/s near one CPU). When it was not — the database,
+ * Redis or other processes on the machine held requests up — req/s says little
+ * about the agent and CPU µs/req is the figure to read.
+ */
+function noiseNotes(runs: RunResult[]): string[] {
+  const notes: string[] = [];
+  const none = runs.filter((r) => r.variant === 'none').map((r) => r.requestsPerSecond);
+  if (none.length > 1) {
+    const spread = Math.max(...none) / Math.min(...none) - 1;
+    notes.push(
+      `Noise: the no-agent runs alone spread over ${pct(spread)} (slowest to fastest); ` +
+        (spread > 0.1 ? '**differences in req/s smaller than that are not results.**' : 'differences beyond it are.'),
+    );
+  }
+  const busy = runs
+    .map((r) => (r.cpuMicrosPerRequest === undefined ? undefined : (r.cpuMicrosPerRequest * r.requestsPerSecond) / 1e6))
+    .filter((b): b is number => b !== undefined);
+  if (busy.length > 0) {
+    const low = Math.min(...busy);
+    notes.push(
+      `Bottleneck check: the app process used ${pct(low)}–${pct(Math.max(...busy))} of a CPU during the measured periods` +
+        (low < 0.8
+          ? '; below ~80% the app was waiting on PostgreSQL, Redis or a machine busy with other work, not on its own CPU, so req/s there reflects them, and CPU µs/req is the column that measures the agent.'
+          : ': the app was CPU-bound, so req/s follows its CPU per request.'),
+    );
+  }
+  return notes;
 }
