@@ -10,6 +10,21 @@ cd "$(dirname "$0")/.."
 # In CI a failed native build must fail loudly, not fall back silently.
 export ERGOMETER_COUNTERS_REQUIRE_NATIVE=1
 
+echo "== Debian packages the tests start servers from (the agent's backend tests)"
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else
+    echo "missing Debian packages: ${need[*]} — run: sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
 echo "== install"
 npm ci --no-audit --no-fund
 
