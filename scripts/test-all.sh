@@ -16,7 +16,7 @@ echo "== system packages"
 # instances on loopback with temporary data directories; the system services
 # are never used. Installed only when missing.
 need=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v memcached >/dev/null || need+=(memcached)
 [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server clickhouse-client)

@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { benchAttribution } from './attribution';
+import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
 import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower } from './detection/power';
@@ -17,6 +18,7 @@ import { benchThroughput } from './throughput';
 const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['counter read', benchCounterRead],
   ['throughput', benchThroughput],
+  ['backend instrumentation', benchBackend],
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
   ['false alerts', benchFalseAlerts],

@@ -58,8 +58,8 @@ const GOAL_SHARE_OF_OTEL_LOSS = 1 / 3;
 const NOISY_BACKGROUND = 0.1;
 
 const APPS_DIR = path.join(__dirname, 'apps');
-const SERVER_CPU = 0;
-const LOAD_CPU = 1;
+export const SERVER_CPU = 0;
+export const LOAD_CPU = 1;
 
 interface ProcSnapshot {
   cpuMicros: number;
@@ -161,13 +161,13 @@ function timeReads(read: () => number): number {
 }
 
 /** True when `taskset` works and there are two CPUs to give server and load generator one each. */
-function canPin(): boolean {
+export function canPin(): boolean {
   if (os.cpus().length < 2) return false;
   return spawnSync('taskset', ['-c', String(LOAD_CPU), 'true']).status === 0;
 }
 
 /** Starts `script` (in apps/) with an IPC channel, on `cpu` when pinning. */
-function startChild(
+export function startChild(
   script: string,
   env: NodeJS.ProcessEnv,
   cpu: number,
@@ -183,7 +183,7 @@ function startChild(
 }
 
 /** Resolves with the first message of `child`; rejects if it exits before sending one. */
-function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
+export function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) =>
       reject(new Error(`throughput: ${what} exited (code ${code}) before answering`));
@@ -287,7 +287,7 @@ const clockTicksPerSecond = (() => {
 })();
 
 /** CPU time of all threads of `pid` and its read(2) count, from /proc; undefined where there is no /proc. */
-function procSnapshot(pid: number): ProcSnapshot | undefined {
+export function procSnapshot(pid: number): ProcSnapshot | undefined {
   try {
     // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -332,7 +332,7 @@ function peakRss(pid: number): number | undefined {
 
 // ─── reporting ──────────────────────────────────────────────────────────────
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;

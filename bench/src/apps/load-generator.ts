@@ -9,6 +9,8 @@ import { WORKLOAD, type WorkloadRequest } from './workload';
 
 export interface LoadRequest {
   url: string;
+  /** One path requested over and over instead of the WORKLOAD mix (the backend benchmark). */
+  path?: string;
   connections: number;
   durationSeconds: number;
 }
@@ -33,7 +35,7 @@ interface AutocannonOptions {
   url: string;
   connections: number;
   duration: number;
-  requests: readonly WorkloadRequest[];
+  requests?: readonly WorkloadRequest[];
 }
 interface AutocannonHistogram {
   p50: number;
@@ -60,10 +62,10 @@ async function generateLoad(request: LoadRequest): Promise<LoadResult> {
   const cpuBefore = process.cpuUsage();
   const wallBefore = performance.now();
   const result = await autocannon({
-    url: request.url,
+    url: request.path === undefined ? request.url : `${request.url}${request.path}`,
     connections: request.connections,
     duration: request.durationSeconds,
-    requests: WORKLOAD,
+    ...(request.path === undefined ? { requests: WORKLOAD } : {}),
   });
   const cpu = process.cpuUsage(cpuBefore);
   const wallMs = performance.now() - wallBefore;

@@ -2,6 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Counter, type CounterFallback, openCounter } from '@ergometer/counters';
 import { expressMiddleware, fastifyPlugin, honoMiddleware, koaMiddleware } from './adapters/frameworks';
 import { expressRouteOf } from './adapters/routes';
+import { backendRequestEnded, backendRequestStarted } from './backend/calls';
+import { installBackendInstrumentation, timeBackendCall } from './backend/instrumentation';
+import type { BackendKind } from './backend/times';
 import { EndpointCardinalityGuard, endpointName, templateFromPath, UNMATCHED } from './context/endpoint';
 import { currentRequest, MAX_FLAGS_PER_REQUEST, RequestContext, requestStorage } from './context/request-context';
 import { CpuAttributor } from './cpu/attributor';
@@ -95,6 +98,7 @@ export class Agent {
       );
     }
     this.attributor = new CpuAttributor(this.cpu);
+    installBackendInstrumentation(options.backend);
     const highestRate = Math.max(options.sampleRate, ...options.endpointSampleRates.values());
     this.sampler = new WindowSampler(highestRate, options.sampleWindowMs);
     this.totals = new RequestTotals(
@@ -158,6 +162,7 @@ export class Agent {
     if (ctx === ALREADY_RUNNING) return handler();
     return requestStorage.run(ctx, () => {
       this.attributor.begin(ctx);
+      backendRequestStarted(ctx);
       return handler();
     });
   }
@@ -264,6 +269,18 @@ export class Agent {
   }
 
   /**
+   * Runs `fn` and charges the wall time until it returns — or until the promise it
+   * returns settles — to the current request's `backend[kind]` (`'db'`, `'cache'`
+   * or `'http'`), overlapping calls counted once. For clients the agent does not
+   * instrument by itself. Returns what `fn` returns (inside a sampled request, a
+   * promise is handed back as one that settles the same way once timed); outside
+   * a sampled request it only calls `fn`.
+   */
+  time<T>(kind: BackendKind, fn: () => T): T {
+    return timeBackendCall(kind, fn);
+  }
+
+  /**
    * Names the endpoint of the current request (`route` is a template such as `/feed/:id`),
    * for servers without a router the agent knows. Outside a sampled request it does nothing.
    */
@@ -359,7 +376,9 @@ export class Agent {
 
   private completeRequest(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, aborted: boolean): void {
     this.attributor.end(ctx);
-    const wallMs = performance.now() - ctx.startedAtMonotonicMs;
+    const endedAtMs = performance.now();
+    const wallMs = endedAtMs - ctx.startedAtMonotonicMs;
+    const backend = backendRequestEnded(ctx, endedAtMs);
     const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveSampledEndpoint(ctx, req));
     // An outer layer that found the request unsampled (at a window's edge) counts it already.
     const user = (req as InstrumentedRequest)[kCountedBy] === undefined ? this.countTotals(req, endpoint) : undefined;
@@ -374,6 +393,7 @@ export class Agent {
       wallMs: Math.round(wallMs * 1000) / 1000,
       weight: 1 / rate,
     };
+    if (backend !== undefined) sample.backend = backend;
     if (ctx.flags.size > 0) sample.flags = Object.fromEntries(ctx.flags);
     if (ctx.flagsDropped > 0) sample.flagsDropped = ctx.flagsDropped;
     if (user !== undefined) sample.user = user;

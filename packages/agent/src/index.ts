@@ -3,6 +3,9 @@
  */
 export type { Agent, RouteResolver } from './agent';
 export { getAgent, start } from './agent';
+export type { BackendOption, BackendSource } from './backend/sources';
+export { BACKEND_SOURCES } from './backend/sources';
+export type { BackendKind } from './backend/times';
 export { CHANNEL_NAMES } from './diagnostics';
 export type { ErgometerErrorCode } from './errors';
 export { ErgometerError } from './errors';

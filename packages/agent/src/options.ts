@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
 import os from 'node:os';
 import { type CounterPreference, parsePreference } from '@ergometer/counters';
+import { type BackendOption, type BackendSources, resolveBackendSources } from './backend/sources';
 import { ErgometerError } from './errors';
 
 /** Options of {@link start}. Each has an environment variable; an explicit option wins over it. */
@@ -75,6 +76,13 @@ export interface AgentOptions {
    * accounting hooks are enabled only around sampled requests. Default 50.
    */
   sampleWindowMs?: number;
+  /**
+   * Backend time per request (`backend.db`, `.cache`, `.http`): `true` (default) for every
+   * instrumentation, `false` for none, or per instrumentation (`{ mongodb: false }`), among
+   * http, undici, pg, mysql2, mongodb, ioredis, redis, memcached, memjs (`ERGOMETER_BACKEND`:
+   * `on`, `off`, `pg,ioredis` for only those, or `-mongodb` for all but those).
+   */
+  backend?: BackendOption;
 }
 
 /** Options after defaults, environment variables and validation. */
@@ -98,6 +106,7 @@ export interface ResolvedOptions {
   userId: ((req: IncomingMessage) => string | undefined) | undefined;
   userHashKey: string | undefined;
   sampleWindowMs: number;
+  backend: BackendSources;
 }
 
 type Env = Record<string, string | undefined>;
@@ -208,6 +217,7 @@ export function resolveOptions(options: AgentOptions = {}, env: Env = process.en
       1,
       60_000,
     ),
+    backend: resolveBackendSources(options.backend, env.ERGOMETER_BACKEND),
   };
 }
 

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { BackendTimes } from '../backend/times';
 
 /**
  * Everything the agent knows about one sampled request. Created only for
@@ -15,6 +16,8 @@ export class RequestContext {
   endpoint: string | undefined;
   /** Flags evaluated during the request, key → variant. */
   readonly flags = new Map<string, string>();
+  /** Wall time in db, cache and http calls; set when the request starts (backend/calls.ts). */
+  backend: BackendTimes | undefined;
   /** Flags refused because the request already had {@link MAX_FLAGS_PER_REQUEST}. */
   flagsDropped = 0;
   /** The framework's way to name the route once it has routed the request, and what it reads. */

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { BACKEND_SOURCES } from '../../src/backend/sources';
 import { ErgometerError } from '../../src/errors';
 import { type AgentOptions, type ResolvedOptions, resolveOptions } from '../../src/options';
 
@@ -52,6 +53,9 @@ interface OptionCase {
   /** The resolved value when neither is given; `required` when that is an error. */
   fallback: unknown;
 }
+
+/** Every backend instrumentation set to `on`. */
+const backendAll = (on: boolean) => Object.fromEntries(BACKEND_SOURCES.map((source) => [source, on]));
 
 const OPTION_CASES: OptionCase[] = [
   {
@@ -215,6 +219,15 @@ const OPTION_CASES: OptionCase[] = [
     optionValue: 30,
     fromOption: 30,
     fallback: 50,
+  },
+  {
+    option: 'backend',
+    envName: 'ERGOMETER_BACKEND',
+    envText: 'pg',
+    fromEnv: { ...backendAll(false), pg: true },
+    optionValue: { pg: false },
+    fromOption: { ...backendAll(true), pg: false },
+    fallback: backendAll(true),
   },
 ];
 
