@@ -40,7 +40,8 @@ interface Binary {
 /** Finds the server binary; throws with what to install when there is none. */
 export function findClickHouseBinary(): Binary {
   const override = process.env.ERGOMETER_CLICKHOUSE_BIN;
-  if (override) return override.endsWith('clickhouse') ? { file: override, args: ['server'] } : { file: override, args: [] };
+  if (override)
+    return override.endsWith('clickhouse') ? { file: override, args: ['server'] } : { file: override, args: [] };
   for (const file of ['/usr/bin/clickhouse', '/usr/local/bin/clickhouse']) {
     if (existsSync(file)) return { file, args: ['server'] };
   }
@@ -123,7 +124,9 @@ async function waitForPing(url: string, child: ChildProcess, dir: string, timeou
     if (child.exitCode !== null || child.signalCode !== null) {
       const errLog = path.join(dir, 'log', 'server.err.log');
       const tail = existsSync(errLog) ? readFileSync(errLog, 'utf8').slice(-2000) : '';
-      throw new Error(`clickhouse server exited (${child.exitCode ?? child.signalCode}) before answering /ping:\n${tail}`);
+      throw new Error(
+        `clickhouse server exited (${child.exitCode ?? child.signalCode}) before answering /ping:\n${tail}`,
+      );
     }
     try {
       const response = await fetch(`${url}/ping`);
@@ -131,7 +134,8 @@ async function waitForPing(url: string, child: ChildProcess, dir: string, timeou
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`clickhouse server at ${url} did not answer /ping within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`clickhouse server at ${url} did not answer /ping within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -151,7 +155,12 @@ async function startNode(
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   child.stderr?.resume();
-  const server: ClickHouseServer = { url: `http://127.0.0.1:${ports.http}`, httpPort: ports.http, tcpPort: ports.tcp, dir };
+  const server: ClickHouseServer = {
+    url: `http://127.0.0.1:${ports.http}`,
+    httpPort: ports.http,
+    tcpPort: ports.tcp,
+    dir,
+  };
   running.push({ server, child });
   // Last resort if the test process exits without teardown: never leave a server behind.
   const killAtExit = (): void => {

@@ -225,7 +225,9 @@ export function rowsOfBatch(batch: IngestBatch): BatchRows {
     if (s.ts > maxTs) maxTs = s.ts;
     const minute = minuteOf(s.ts);
     addTo('', '', s, minute);
-    flagKeys.forEach((key, i) => addTo(key, flagValues[i] ?? '', s, minute));
+    flagKeys.forEach((key, i) => {
+      addTo(key, flagValues[i] ?? '', s, minute);
+    });
   });
 
   const aggregates: AggRow[] = [...groups.values()].map(({ costHist, wallHist, ...rest }) => {

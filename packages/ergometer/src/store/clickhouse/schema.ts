@@ -22,6 +22,7 @@
  * a ZooKeeper-less 18.16 cluster does not have). Every statement is IF NOT EXISTS: init() is
  * idempotent and two collectors may run it at once.
  */
+import type { Column, ColumnType } from './rowbinary';
 import { ident, Sql, sql } from './sql';
 
 export const SCHEMA_VERSION = 1;
@@ -98,6 +99,14 @@ const TABLES: Record<TableName, TableDef> = {
     shardKey: 'cityHash64(id)',
   },
 };
+
+/** The columns of a table, in DDL order: what inserts encode. */
+export function columnsOf(table: TableName): Column[] {
+  return TABLES[table].columns.split(',').map((part) => {
+    const [name, type] = part.trim().split(/\s+/) as [string, ColumnType];
+    return [name, type] as const;
+  });
+}
 
 export function partitionOf(table: TableName): 'day' | 'month' {
   return TABLES[table].partition === 'day' ? 'day' : 'month';

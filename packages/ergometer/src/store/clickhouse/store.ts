@@ -17,7 +17,8 @@
  * and the IN (commit records) subquery runs against each shard's local table.
  */
 import { randomUUID } from 'node:crypto';
-import { type ClickHouseClient, type ClickHouseSettings, createClient } from '@clickhouse/client';
+import { Readable } from 'node:stream';
+import { type ClickHouseClient, ClickHouseLogLevel, type ClickHouseSettings, createClient } from '@clickhouse/client';
 import { quantile } from '../histogram';
 import type {
   AggregateQuery,
@@ -40,8 +41,9 @@ import type {
   UsersRow,
 } from '../types';
 import { ClickHouseStoreError } from './errors';
+import { encodeRowBinary } from './rowbinary';
 import { type BatchRows, rowsOfBatch, utcDay } from './rows';
-import { partitionOf, SCHEMA_VERSION, schemaStatements, type TableName } from './schema';
+import { columnsOf, partitionOf, SCHEMA_VERSION, schemaStatements, type TableName } from './schema';
 import { ident, int, join, type Sql, sql, str, strList } from './sql';
 
 /** Options of {@link openClickHouseStore}. */
@@ -139,6 +141,9 @@ class ClickHouseStore implements Store {
       request_timeout: this.options.requestTimeoutMs ?? 300_000,
       // 18.16 predates most settings the client could send; send none by default.
       clickhouse_settings: {},
+      // Every failure reaches the caller as a ClickHouseStoreError; the client's own log would
+      // print it a second time.
+      log: { level: ClickHouseLogLevel.OFF },
     });
   }
 
@@ -176,14 +181,8 @@ class ClickHouseStore implements Store {
   }
 
   private async insert(table: TableName, values: object[]): Promise<void> {
-    if (values.length === 0) return;
     try {
-      await this.client.insert({
-        table: this.t(table).text,
-        values,
-        format: 'JSONEachRow',
-        clickhouse_settings: this.insertSettings,
-      });
+      await insertRows(this.client, this.t(table), table, values, this.insertSettings);
     } catch (error) {
       throw this.wrap(error, `insert into ${table}`);
     }
@@ -281,7 +280,9 @@ class ClickHouseStore implements Store {
   }
 
   async recordDeploy(deploy: Deploy): Promise<void> {
-    await this.insert('deploys', [{ service: deploy.service, commit: deploy.commit, ts: deploy.ts, day: utcDay(deploy.ts) }]);
+    await this.insert('deploys', [
+      { service: deploy.service, commit: deploy.commit, ts: deploy.ts, day: utcDay(deploy.ts) },
+    ]);
   }
 
   async deploys(service: string, range: Range = {}): Promise<Deploy[]> {
@@ -319,20 +320,20 @@ class ClickHouseStore implements Store {
     if (q.from !== undefined) conditions.push(sql`to_ts > ${int(q.from)}`);
     if (q.to !== undefined) conditions.push(sql`from_ts < ${int(q.to)}`);
     const rows = await this.rows(
-      sql`SELECT id, any(service) AS service, any(commit) AS commit, any(host) AS host, any(metric) AS metric,
-            any(from_ts) AS from_ts, any(to_ts) AS to_ts, any(received_at) AS received_at, any(bytes) AS bytes
-          FROM ${this.t('profiles')} ${where(conditions)} GROUP BY id ORDER BY from_ts, received_at, id`,
+      sql`SELECT id, any(service) AS p_service, any(commit) AS p_commit, any(host) AS p_host, any(metric) AS p_metric,
+            any(from_ts) AS p_from, any(to_ts) AS p_to, any(received_at) AS p_received_at, any(bytes) AS p_bytes
+          FROM ${this.t('profiles')} ${where(conditions)} GROUP BY id ORDER BY p_from, p_received_at, id`,
     );
     return rows.map((r) => ({
       id: text(r.id),
-      service: text(r.service),
-      commit: text(r.commit),
-      host: text(r.host),
-      metric: text(r.metric) as Metric,
-      from: num(r.from_ts),
-      to: num(r.to_ts),
-      receivedAt: num(r.received_at),
-      bytes: num(r.bytes),
+      service: text(r.p_service),
+      commit: text(r.p_commit),
+      host: text(r.p_host),
+      metric: text(r.p_metric) as Metric,
+      from: num(r.p_from),
+      to: num(r.p_to),
+      receivedAt: num(r.p_received_at),
+      bytes: num(r.p_bytes),
     }));
   }
 
@@ -463,8 +464,8 @@ class ClickHouseStore implements Store {
     const [aggregates, countRows] = await Promise.all([
       this.aggregates(aggregateQuery),
       this.rows(
-        sql`SELECT endpoint, metric, sum(requests) AS requests
-            FROM (${this.dedupCounts(countConditions, q.service)}) GROUP BY endpoint, metric`,
+        sql`SELECT c_endpoint AS endpoint, c_metric AS metric, sum(c_requests) AS requests
+            FROM (${this.dedupCounts(countConditions, q.service)}) GROUP BY c_endpoint, c_metric`,
       ),
     ]);
     const counted = new Map(countRows.map((r) => [`${text(r.metric)}\u0000${text(r.endpoint)}`, num(r.requests)]));
@@ -494,12 +495,15 @@ class ClickHouseStore implements Store {
       const total = totals.get(s.metric) ?? 0;
       s.share = total > 0 ? (s.costMean * s.requests) / total : 0;
     }
-    return stats.sort((a, b) => b.share - a.share || a.endpoint.localeCompare(b.endpoint) || a.metric.localeCompare(b.metric));
+    return stats.sort(
+      (a, b) => b.share - a.share || a.endpoint.localeCompare(b.endpoint) || a.metric.localeCompare(b.metric),
+    );
   }
 
+  /** One row per (batch_id, idx) of committed batches. Aliases differ from column names: in ClickHouse an alias is visible in WHERE. */
   private dedupCounts(conditions: Sql[], service?: string): Sql {
-    return sql`SELECT batch_id, idx, any(minute) AS minute, any(endpoint) AS endpoint, any(metric) AS metric,
-        any(requests) AS requests
+    return sql`SELECT batch_id, idx, any(minute) AS c_minute, any(endpoint) AS c_endpoint, any(metric) AS c_metric,
+        any(requests) AS c_requests
       FROM ${this.t('counts')} ${where([...conditions, this.committed(service)])} GROUP BY batch_id, idx`;
   }
 
@@ -507,8 +511,9 @@ class ClickHouseStore implements Store {
     const conditions = [sql`service = ${str(q.service)}`, ...rangeOn(col('minute'), q)];
     if (q.endpoint !== undefined) conditions.push(sql`endpoint = ${str(q.endpoint)}`);
     const rows = await this.rows(
-      sql`SELECT minute, endpoint, sum(requests) AS requests FROM (${this.dedupCounts(conditions, q.service)})
-          GROUP BY minute, endpoint ORDER BY minute, endpoint`,
+      sql`SELECT c_minute AS minute, c_endpoint AS endpoint, sum(c_requests) AS requests
+          FROM (${this.dedupCounts(conditions, q.service)})
+          GROUP BY c_minute, c_endpoint ORDER BY c_minute, c_endpoint`,
     );
     return rows.map((r) => ({ minute: num(r.minute), endpoint: text(r.endpoint), requests: num(r.requests) }));
   }
@@ -516,15 +521,17 @@ class ClickHouseStore implements Store {
   async users(q: Range & { service: string }): Promise<UsersRow[]> {
     const conditions = [sql`service = ${str(q.service)}`, ...rangeOn(col('minute'), q), this.committed(q.service)];
     const rows = await this.rows(
-      sql`SELECT minute, groupArray(sketch) AS sketches FROM (
-            SELECT batch_id, idx, any(minute) AS minute, any(sketch) AS sketch FROM ${this.t('users')}
+      sql`SELECT u_minute AS minute, groupArray(u_sketch) AS sketches FROM (
+            SELECT batch_id, idx, any(minute) AS u_minute, any(sketch) AS u_sketch FROM ${this.t('users')}
             ${where(conditions)} GROUP BY batch_id, idx)
-          GROUP BY minute ORDER BY minute`,
+          GROUP BY u_minute ORDER BY u_minute`,
     );
     return rows.map((r) => ({ minute: num(r.minute), sketches: (r.sketches as string[]).map(text).sort() }));
   }
 
-  async samples(q: Range & { service: string; commit?: string; endpoint?: string; limit?: number }): Promise<StoredSample[]> {
+  async samples(
+    q: Range & { service: string; commit?: string; endpoint?: string; limit?: number },
+  ): Promise<StoredSample[]> {
     const limit = q.limit ?? DEFAULT_SAMPLES_LIMIT;
     const conditions = [sql`service = ${str(q.service)}`, ...rangeOn(col('ts'), q), this.committed(q.service)];
     if (q.commit !== undefined) conditions.push(sql`commit = ${str(q.commit)}`);
@@ -619,7 +626,8 @@ class ClickHouseStore implements Store {
 
   private async deleteOlder(client: ClickHouseClient, table: TableName, column: string, cutoff: number): Promise<void> {
     const day = utcDay(cutoff); // YYYY-MM-DD
-    const cutoffPartition = partitionOf(table) === 'day' ? Number(day.replaceAll('-', '')) : Number(day.slice(0, 7).replace('-', ''));
+    const cutoffPartition =
+      partitionOf(table) === 'day' ? Number(day.replaceAll('-', '')) : Number(day.slice(0, 7).replace('-', ''));
     const parts = await this.rows(
       sql`SELECT DISTINCT partition_id FROM system.parts
           WHERE database = ${str(this.database)} AND table = ${str(`${table}_local`)} AND active`,
@@ -662,6 +670,35 @@ class ClickHouseStore implements Store {
   async close(): Promise<void> {
     await Promise.all(this.nodeClients.map((c) => c.close()));
     if (!this.nodeClients.includes(this.client)) await this.client.close();
+  }
+}
+
+/**
+ * Inserts rows into `target` (a `table` or `table_local`) as RowBinary. Exported for tests that
+ * reproduce what a collector killed half-way leaves behind.
+ */
+export async function insertRows(
+  client: ClickHouseClient,
+  target: Sql,
+  table: TableName,
+  values: readonly object[],
+  settings: ClickHouseSettings = {},
+): Promise<void> {
+  if (values.length === 0) return;
+  const columns = columnsOf(table);
+  const body = encodeRowBinary(columns, values);
+  const names = join(
+    columns.map(([name]) => ident(name)),
+    ', ',
+  );
+  const result = await client.exec({
+    query: sql`INSERT INTO ${target} (${names}) FORMAT RowBinary`.text,
+    values: Readable.from([body]),
+    clickhouse_settings: settings,
+  });
+  // The answer is empty; drain it so the socket returns to the pool.
+  for await (const _ of result.stream) {
+    // nothing
   }
 }
 
