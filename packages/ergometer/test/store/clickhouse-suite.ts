@@ -5,15 +5,16 @@
  * numbers are computed here from the input with plain loops, never read back from the store.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { type ClickHouseSettings, createClient } from '@clickhouse/client';
 import fc from 'fast-check';
-import { ClickHouseStoreError, type ClickHouseStoreOptions, openClickHouseStore } from '../../src/index';
+import { type ClickHouseStoreOptions, openClickHouseStore, StoreError } from '../../src/index';
 import { rowsOfBatch } from '../../src/store/clickhouse/rows';
 import { ident, type Sql, sql, str } from '../../src/store/clickhouse/sql';
 import { insertRows } from '../../src/store/clickhouse/store';
 import { binOf, quantile } from '../../src/store/histogram';
 import type { AggregateRow, IngestBatch, Store } from '../../src/store/types';
+import type { OpenedStore } from './conformance';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -187,34 +188,52 @@ async function snapshot(store: Store): Promise<unknown> {
   };
 }
 
+/**
+ * A conformance-suite `open` for ClickHouse: a fresh database per call, dropped (on every node) by
+ * its cleanup.
+ */
+export function openFreshDatabase(target: () => Target, prefix: string): () => Promise<OpenedStore> {
+  let counter = 0;
+  return async () => {
+    const database = `${prefix}_${process.pid}_${++counter}`;
+    const store = openClickHouseStore(target().options(database));
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        for (const url of target().nodeUrls) {
+          const client = createClient({ url });
+          await client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+          await client.close();
+        }
+      },
+    };
+  };
+}
+
+/** `target` is called once the servers are up (in the test file's top-level before()). */
 export function clickHouseSuite(
   name: string,
-  setup: () => Promise<Target>,
-  teardown: () => Promise<void>,
-  /** Registers more tests inside the suite (servers are up when they run). */
+  target: () => Target,
+  /** Registers more tests inside the suite. */
   extraTests?: (target: () => Target) => void,
 ): void {
   describe(name, () => {
-    let target: Target;
     let dbCounter = 0;
     const opened: Store[] = [];
     const open = async (database = `t_${process.pid}_${++dbCounter}`): Promise<Store> => {
-      const store = openClickHouseStore(target.options(database));
+      const store = openClickHouseStore(target().options(database));
       opened.push(store);
       await store.init();
       return store;
     };
 
-    before(async () => {
-      target = await setup();
-    });
     after(async () => {
       await Promise.allSettled(opened.map((s) => s.close()));
-      await teardown();
     });
 
     test('string literals round-trip any input byte for byte (no escaping way out)', async () => {
-      const client = createClient({ url: target.nodeUrls[0] as string });
+      const client = createClient({ url: target().nodeUrls[0] as string });
       try {
         const hostile = [
           "'",
@@ -245,25 +264,25 @@ export function clickHouseSuite(
       const store = await open(database);
       await store.init();
       assert.equal(await store.sampleCount(), 0);
-      for (const url of target.nodeUrls) {
+      for (const url of target().nodeUrls) {
         const client = createClient({ url });
         await client.command({ query: `INSERT INTO ${database}.schema_version VALUES (99, 0)` });
         await client.close();
       }
-      const newer = openClickHouseStore(target.options(database));
+      const newer = openClickHouseStore(target().options(database));
       opened.push(newer);
       await assert.rejects(
         newer.init(),
-        (e: unknown) => e instanceof ClickHouseStoreError && e.code === 'ERGOMETER_STORE_SCHEMA_NEWER',
+        (e: unknown) => e instanceof StoreError && e.code === 'ERGOMETER_SCHEMA_TOO_NEW',
       );
     });
 
     test('reads before init say to call init()', async () => {
-      const store = openClickHouseStore(target.options(`t_${process.pid}_never`));
+      const store = openClickHouseStore(target().options(`t_${process.pid}_never`));
       opened.push(store);
       await assert.rejects(
         store.sampleCount(),
-        (e: unknown) => e instanceof ClickHouseStoreError && e.code === 'ERGOMETER_STORE_NOT_INITIALISED',
+        (e: unknown) => e instanceof StoreError && e.code === 'ERGOMETER_STORE_CLOSED',
       );
     });
 
@@ -352,7 +371,7 @@ export function clickHouseSuite(
     test('two collectors ingesting the same batches at the same moment: every read equals a single ingest', async () => {
       const database = `t_${process.pid}_race`;
       const a = await open(database);
-      const b = openClickHouseStore(target.options(database));
+      const b = openClickHouseStore(target().options(database));
       opened.push(b);
       await b.init();
       const batches = Array.from({ length: 24 }, (_, i) => makeBatch(100 + i, { n: 40 }));
@@ -384,9 +403,9 @@ export function clickHouseSuite(
       const batch = makeBatch(31);
       // What a collector killed between the row inserts and the commit record leaves behind.
       const rows = rowsOfBatch(batch);
-      const client = createClient({ url: target.nodeUrls[0] as string });
-      const suffix = target.nodeUrls.length > 1 ? '' : '_local';
-      const settings: ClickHouseSettings = target.nodeUrls.length > 1 ? { insert_distributed_sync: 1 } : {};
+      const client = createClient({ url: target().nodeUrls[0] as string });
+      const suffix = target().nodeUrls.length > 1 ? '' : '_local';
+      const settings: ClickHouseSettings = target().nodeUrls.length > 1 ? { insert_distributed_sync: 1 } : {};
       const table = (name: string): Sql => sql`${ident(database)}.${ident(name + suffix)}`;
       await insertRows(client, table('samples'), 'samples', rows.samples, settings);
       await insertRows(client, table('aggregates'), 'aggregates', rows.aggregates, settings);
@@ -532,6 +551,6 @@ export function clickHouseSuite(
       );
     });
 
-    extraTests?.(() => target);
+    extraTests?.(target);
   });
 }

@@ -4,10 +4,10 @@
  * not read back as it was sent; binary Float64 is exact. It is also cheaper for the server to parse.
  *
  * Only the column types the schema uses are supported; a row value that does not fit its column
- * (a fractional count, a negative unsigned) is refused with ERGOMETER_STORE_BAD_ROW rather than
+ * (a fractional count, a negative unsigned) is refused with ERGOMETER_STORE_QUERY_FAILED rather than
  * silently changed.
  */
-import { ClickHouseStoreError } from './errors';
+import { StoreError } from '../errors';
 
 export type ColumnType =
   | 'String'
@@ -88,8 +88,8 @@ class Writer {
 const UINT_MAX: Record<'UInt8' | 'UInt16' | 'UInt32', number> = { UInt8: 0xff, UInt16: 0xffff, UInt32: 0xffffffff };
 
 function bad(column: string, type: ColumnType, value: unknown): never {
-  throw new ClickHouseStoreError(
-    'ERGOMETER_STORE_BAD_ROW',
+  throw new StoreError(
+    'ERGOMETER_STORE_QUERY_FAILED',
     `column ${column} (${type}) cannot hold ${JSON.stringify(value)}: the batch should have been refused by validation`,
   );
 }

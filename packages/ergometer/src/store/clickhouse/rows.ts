@@ -35,6 +35,8 @@ export interface BatchRow {
   samples: number;
   min_ts: number;
   max_ts: number;
+  /** Newest time any row of the batch is filed under (sample ts, count and users minutes): retention drops the commit record only once all of them are gone. */
+  last_ms: number;
 }
 
 export interface SampleRow {
@@ -230,6 +232,12 @@ export function rowsOfBatch(batch: IngestBatch): BatchRows {
     });
   });
 
+  // An empty batch files nothing: its record ages with its receive time.
+  let lastMs = batch.samples.length > 0 ? maxTs : Number.NEGATIVE_INFINITY;
+  for (const c of batch.counts) lastMs = Math.max(lastMs, c.minute);
+  for (const u of batch.users) lastMs = Math.max(lastMs, u.minute);
+  if (lastMs === Number.NEGATIVE_INFINITY) lastMs = batch.receivedAt;
+
   const aggregates: AggRow[] = [...groups.values()].map(({ costHist, wallHist, ...rest }) => {
     const [cost_bins, cost_counts] = sortedHistogram(costHist);
     const [wall_bins, wall_counts] = sortedHistogram(wallHist);
@@ -246,10 +254,11 @@ export function rowsOfBatch(batch: IngestBatch): BatchRows {
       runtime: batch.runtime,
       dropped: batch.dropped,
       received_at: batch.receivedAt,
-      day: utcDay(batch.receivedAt),
+      day: utcDay(lastMs),
       samples: batch.samples.length,
       min_ts: batch.samples.length > 0 ? minTs : 0,
       max_ts: batch.samples.length > 0 ? maxTs : 0,
+      last_ms: lastMs,
     },
     samples,
     aggregates,

@@ -44,7 +44,7 @@ const TABLES: Record<TableName, TableDef> = {
   batches: {
     columns: `batch_id String, service String, commit String, host String, region String, host_class String,
       metric String, agent_version String, runtime String, dropped UInt64, received_at Int64, day Date,
-      samples UInt32, min_ts Int64, max_ts Int64`,
+      samples UInt32, min_ts Int64, max_ts Int64, last_ms Int64`,
     order: 'batch_id',
     partition: 'toYYYYMM(day)',
     shardKey: 'cityHash64(batch_id)',

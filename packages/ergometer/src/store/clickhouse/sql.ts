@@ -13,7 +13,7 @@
  * Inserts never build SQL from values: rows travel as JSONEachRow, parsed by the server as data.
  */
 
-import { ClickHouseStoreError } from './errors';
+import { StoreError } from '../errors';
 
 /** A fragment of SQL that is already safe (built only by the helpers in this file). */
 export class Sql {
@@ -38,7 +38,7 @@ export function str(value: string): Sql {
 /** An Int64 literal; throws on anything but a safe integer. */
 export function int(value: number): Sql {
   if (!Number.isSafeInteger(value)) {
-    throw new ClickHouseStoreError('ERGOMETER_STORE_BAD_QUERY', `expected an integer, got ${String(value)}`);
+    throw new StoreError('ERGOMETER_STORE_QUERY_FAILED', `expected an integer, got ${String(value)}`);
   }
   return new Sql(String(value));
 }
@@ -46,7 +46,7 @@ export function int(value: number): Sql {
 /** A Float64 literal; throws on NaN and ±∞. */
 export function float(value: number): Sql {
   if (!Number.isFinite(value)) {
-    throw new ClickHouseStoreError('ERGOMETER_STORE_BAD_QUERY', `expected a finite number, got ${String(value)}`);
+    throw new StoreError('ERGOMETER_STORE_QUERY_FAILED', `expected a finite number, got ${String(value)}`);
   }
   return new Sql(`toFloat64(${String(value)})`);
 }
@@ -56,7 +56,7 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** A backquoted identifier; only plain names are accepted (database and cluster names come from config). */
 export function ident(name: string): Sql {
   if (!IDENTIFIER.test(name)) {
-    throw new ClickHouseStoreError(
+    throw new StoreError(
       'ERGOMETER_STORE_BAD_CONFIG',
       `"${name}" is not a plain ClickHouse identifier: use letters, digits and _ (not starting with a digit)`,
     );
@@ -66,7 +66,7 @@ export function ident(name: string): Sql {
 
 /** `(a, b, c)` of string literals, for IN; never empty (an empty list matches nothing: `('')` would be wrong). */
 export function strList(values: readonly string[]): Sql {
-  if (values.length === 0) throw new ClickHouseStoreError('ERGOMETER_STORE_BAD_QUERY', 'empty IN list');
+  if (values.length === 0) throw new StoreError('ERGOMETER_STORE_QUERY_FAILED', 'empty IN list');
   return new Sql(`(${values.map((v) => str(v).text).join(', ')})`);
 }
 

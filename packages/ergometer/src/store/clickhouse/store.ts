@@ -19,6 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { type ClickHouseClient, ClickHouseLogLevel, type ClickHouseSettings, createClient } from '@clickhouse/client';
+import { StoreError } from '../errors';
 import { quantile } from '../histogram';
 import type {
   AggregateQuery,
@@ -40,7 +41,6 @@ import type {
   StoredSample,
   UsersRow,
 } from '../types';
-import { ClickHouseStoreError } from './errors';
 import { encodeRowBinary } from './rowbinary';
 import { type BatchRows, rowsOfBatch, utcDay } from './rows';
 import { columnsOf, partitionOf, SCHEMA_VERSION, schemaStatements, type TableName } from './schema';
@@ -119,7 +119,7 @@ class ClickHouseStore implements Store {
     if (options.cluster) {
       ident(options.cluster.name);
       if (options.cluster.shardUrls.length === 0) {
-        throw new ClickHouseStoreError(
+        throw new StoreError(
           'ERGOMETER_STORE_BAD_CONFIG',
           'cluster.shardUrls is empty: give the HTTP URL of every shard of the cluster',
         );
@@ -141,7 +141,7 @@ class ClickHouseStore implements Store {
       request_timeout: this.options.requestTimeoutMs ?? 300_000,
       // 18.16 predates most settings the client could send; send none by default.
       clickhouse_settings: {},
-      // Every failure reaches the caller as a ClickHouseStoreError; the client's own log would
+      // Every failure reaches the caller as a StoreError; the client's own log would
       // print it a second time.
       log: { level: ClickHouseLogLevel.OFF },
     });
@@ -188,23 +188,23 @@ class ClickHouseStore implements Store {
     }
   }
 
-  private wrap(error: unknown, what: string): ClickHouseStoreError {
-    if (error instanceof ClickHouseStoreError) return error;
+  private wrap(error: unknown, what: string): StoreError {
+    if (error instanceof StoreError) return error;
     const message = error instanceof Error ? error.message : String(error);
     const code = /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|socket hang up/i.test(message)
       ? 'ERGOMETER_STORE_UNAVAILABLE'
       : /timeout/i.test(message)
         ? 'ERGOMETER_STORE_TIMEOUT'
         : /doesn't exist|UNKNOWN_TABLE|Unknown table|Database .* doesn't exist/i.test(message)
-          ? 'ERGOMETER_STORE_NOT_INITIALISED'
-          : 'ERGOMETER_STORE_BAD_QUERY';
+          ? 'ERGOMETER_STORE_CLOSED'
+          : 'ERGOMETER_STORE_QUERY_FAILED';
     const hint =
       code === 'ERGOMETER_STORE_UNAVAILABLE'
         ? ` (is ClickHouse running at ${this.options.url}?)`
-        : code === 'ERGOMETER_STORE_NOT_INITIALISED'
+        : code === 'ERGOMETER_STORE_CLOSED'
           ? ' (call init() first, or run `ergometer serve` once to create the schema)'
           : '';
-    return new ClickHouseStoreError(code, `ClickHouse ${what} failed: ${message}${hint}`, { cause: error });
+    return new StoreError(code, `ClickHouse ${what} failed: ${message}${hint}`, { cause: error });
   }
 
   async init(): Promise<void> {
@@ -216,8 +216,8 @@ class ClickHouseStore implements Store {
       const [row] = await this.rows(sql`SELECT max(version) AS v FROM ${this.db}.schema_version`, client);
       const current = num(row?.v ?? 0);
       if (current > SCHEMA_VERSION) {
-        throw new ClickHouseStoreError(
-          'ERGOMETER_STORE_SCHEMA_NEWER',
+        throw new StoreError(
+          'ERGOMETER_SCHEMA_TOO_NEW',
           `ClickHouse database ${this.database} has schema version ${current}, this ergometer knows up to ${SCHEMA_VERSION}: upgrade ergometer`,
         );
       }
@@ -399,8 +399,8 @@ class ClickHouseStore implements Store {
   async aggregates(q: AggregateQuery): Promise<AggregateRow[]> {
     const bucketMs = q.bucketMs ?? 0;
     if (!Number.isSafeInteger(bucketMs) || bucketMs < 0 || bucketMs % 60_000 !== 0) {
-      throw new ClickHouseStoreError(
-        'ERGOMETER_STORE_BAD_QUERY',
+      throw new StoreError(
+        'ERGOMETER_STORE_QUERY_FAILED',
         `bucketMs must be 0 or a positive multiple of 60000, got ${String(bucketMs)}`,
       );
     }
@@ -596,7 +596,8 @@ class ClickHouseStore implements Store {
     const samplesCutoff = now - policy.samplesDays * DAY_MS;
     const aggregatesCutoff = now - policy.aggregatesDays * DAY_MS;
     const profilesCutoff = now - policy.profilesDays * DAY_MS;
-    // Commit records go only when neither the samples nor the aggregates of the batch are kept.
+    // Commit records go only when no row of their batch is kept (reads see rows of recorded
+    // batches only), and they are what recognises a late retry: kept as long as its aggregates.
     const batchesCutoff = Math.min(samplesCutoff, aggregatesCutoff);
 
     const [samplesDeleted, aggregatesRow, profilesRow] = await Promise.all([
@@ -612,7 +613,7 @@ class ClickHouseStore implements Store {
       ['users', 'minute', aggregatesCutoff],
       ['deploys', 'ts', aggregatesCutoff],
       ['profiles', 'received_at', profilesCutoff],
-      ['batches', 'received_at', batchesCutoff],
+      ['batches', 'last_ms', batchesCutoff],
     ];
     for (const client of this.nodeClients) {
       for (const [table, column, cutoff] of plan) await this.deleteOlder(client, table, column, cutoff);
@@ -658,7 +659,7 @@ class ClickHouseStore implements Store {
       );
       if (num(row?.n ?? 0) === 0) return;
       if (Date.now() > deadline) {
-        throw new ClickHouseStoreError(
+        throw new StoreError(
           'ERGOMETER_STORE_TIMEOUT',
           `retention: the DELETE mutation on ${this.database}.${table}_local is still running after ${MUTATION_WAIT_MS} ms; it continues in the background, run retention again later`,
         );

@@ -1,0 +1,181 @@
+/**
+ * Schema of the DuckDB file, as an ordered list of migrations. The file records the versions applied
+ * in `schema_version`; init() applies the missing ones in order, each in its own transaction together
+ * with its `schema_version` row, so a crash mid-migration leaves the file at the previous version.
+ *
+ * Never edit a released migration: append a new one. Column names avoid SQL keywords (`commit_id`,
+ * `user_id`) so that no statement needs quoting.
+ */
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { BIGINT, INTEGER } from '@duckdb/node-api';
+import { StoreError } from '../errors';
+
+export interface Migration {
+  version: number;
+  description: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'samples, batches, aggregates, counts, users, deploys',
+    statements: [
+      `CREATE TABLE batches (
+        batch_id VARCHAR PRIMARY KEY,
+        service VARCHAR NOT NULL,
+        host VARCHAR NOT NULL,
+        region VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        host_class VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        agent_version VARCHAR NOT NULL,
+        runtime VARCHAR NOT NULL,
+        dropped BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        samples INTEGER NOT NULL
+      )`,
+      `CREATE TABLE samples (
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        host VARCHAR NOT NULL,
+        region VARCHAR NOT NULL,
+        host_class VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        ts BIGINT NOT NULL,
+        endpoint VARCHAR NOT NULL,
+        status INTEGER NOT NULL,
+        cost DOUBLE NOT NULL,
+        wall_ms DOUBLE NOT NULL,
+        db_ms DOUBLE NOT NULL,
+        cache_ms DOUBLE NOT NULL,
+        http_ms DOUBLE NOT NULL,
+        flags MAP(VARCHAR, VARCHAR) NOT NULL,
+        user_id VARCHAR NOT NULL,
+        weight DOUBLE NOT NULL,
+        aborted BOOLEAN NOT NULL
+      )`,
+      // Partial aggregates: ingest appends one row per (batch, endpoint, minute, flag row); compaction
+      // merges rows of the same key into one (compacted = true). Queries always sum, so both are valid.
+      `CREATE TABLE aggregates (
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        endpoint VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        host_class VARCHAR NOT NULL,
+        flag_key VARCHAR NOT NULL,
+        flag_variant VARCHAR NOT NULL,
+        minute BIGINT NOT NULL,
+        n BIGINT NOT NULL,
+        weight DOUBLE NOT NULL,
+        sum_cost DOUBLE NOT NULL,
+        sum_cost2 DOUBLE NOT NULL,
+        sum_log_cost DOUBLE NOT NULL,
+        sum_log_cost2 DOUBLE NOT NULL,
+        sum_wall DOUBLE NOT NULL,
+        sum_db DOUBLE NOT NULL,
+        sum_cache DOUBLE NOT NULL,
+        sum_http DOUBLE NOT NULL,
+        min_ts BIGINT NOT NULL,
+        max_ts BIGINT NOT NULL,
+        cost_hist MAP(SMALLINT, INTEGER) NOT NULL,
+        wall_hist MAP(SMALLINT, INTEGER) NOT NULL,
+        compacted BOOLEAN NOT NULL
+      )`,
+      `CREATE TABLE counts (
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        host VARCHAR NOT NULL,
+        minute BIGINT NOT NULL,
+        endpoint VARCHAR NOT NULL,
+        requests BIGINT NOT NULL
+      )`,
+      `CREATE TABLE users (
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        host VARCHAR NOT NULL,
+        minute BIGINT NOT NULL,
+        sketch VARCHAR NOT NULL
+      )`,
+      `CREATE TABLE deploys (
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        ts BIGINT NOT NULL,
+        PRIMARY KEY (service, commit_id, ts)
+      )`,
+    ],
+  },
+  {
+    version: 2,
+    description: 'profiles (pprof bytes and what they cover)',
+    statements: [
+      `CREATE TABLE profiles (
+        id VARCHAR PRIMARY KEY,
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        host VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        pprof BLOB NOT NULL
+      )`,
+    ],
+  },
+];
+
+/** The schema version this code writes. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/** The highest schema version recorded in the file (0 for a new file). */
+export async function currentSchemaVersion(connection: DuckDBConnection): Promise<number> {
+  await connection.run(
+    'CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
+  );
+  const reader = await connection.runAndReadAll('SELECT coalesce(max(version), 0)::INTEGER AS v FROM schema_version');
+  return Number(reader.getRowObjectsJS()[0]?.v ?? 0);
+}
+
+/**
+ * Brings the file to `target` (default: the newest version), one transaction per migration.
+ * Throws ERGOMETER_SCHEMA_TOO_NEW when the file is newer than this code.
+ */
+export async function migrate(
+  connection: DuckDBConnection,
+  file: string,
+  target: number = SCHEMA_VERSION,
+): Promise<{ from: number; to: number }> {
+  const from = await currentSchemaVersion(connection);
+  if (from > SCHEMA_VERSION) {
+    throw new StoreError(
+      'ERGOMETER_SCHEMA_TOO_NEW',
+      `${file} has schema version ${from}, newer than the ${SCHEMA_VERSION} this ergometer knows: ` +
+        'upgrade ergometer to the version that wrote it (or point --db at another file).',
+    );
+  }
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= from || migration.version > target) continue;
+    await connection.run('BEGIN TRANSACTION');
+    try {
+      for (const statement of migration.statements) await connection.run(statement);
+      await connection.run(
+        'INSERT INTO schema_version (version, applied_at) VALUES ($version, $appliedAt)',
+        { version: migration.version, appliedAt: Date.now() },
+        { version: INTEGER, appliedAt: BIGINT },
+      );
+      await connection.run('COMMIT');
+    } catch (error) {
+      await connection.run('ROLLBACK').catch(() => undefined);
+      throw new StoreError(
+        'ERGOMETER_MIGRATION_FAILED',
+        `migrating ${file} to schema version ${migration.version} (${migration.description}) failed: ` +
+          `${error instanceof Error ? error.message : String(error)}. The file is unchanged at version ` +
+          `${migration.version - 1}; restore a backup if it is damaged, or report this error.`,
+        { cause: error },
+      );
+    }
+  }
+  return { from, to: Math.max(from, Math.min(target, SCHEMA_VERSION)) };
+}

@@ -1,0 +1,999 @@
+/**
+ * The embedded store: one DuckDB file, one writer process.
+ *
+ * Write path (ingest): one transaction per call. Inside it the batch ids are looked up, and for the
+ * new batches the raw samples, their partial aggregates (rolled up in JS, see ../rollup.ts), counts,
+ * users and the `batches` row are appended with DuckDB appenders, then COMMIT. DuckDB writes the
+ * commit to its WAL before COMMIT returns, so a resolved ingest survives a SIGKILL.
+ * Writes run one at a time through a queue on their own connection; reads use a second connection
+ * and see the last committed state (DuckDB MVCC), so queries never wait for an ingest.
+ *
+ * Partial aggregate rows (one per batch × endpoint × minute × flag row) are merged into one row per
+ * key by compact(), which ingest runs every `compactAfterRows` appended rows: queries always sum,
+ * compaction only keeps the table small.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import {
+  BIGINT,
+  BOOLEAN,
+  blobValue,
+  DOUBLE,
+  type DuckDBAppender,
+  type DuckDBConnection,
+  DuckDBDataChunk,
+  DuckDBInstance,
+  type DuckDBMapValue,
+  type DuckDBType,
+  type DuckDBValue,
+  INTEGER,
+  LIST,
+  listValue,
+  MAP,
+  mapValue,
+  SMALLINT,
+  VARCHAR,
+} from '@duckdb/node-api';
+import { StoreError } from '../errors';
+import { mergeHistogram, quantile } from '../histogram';
+import { type PartialAggregate, rollUpSamples } from '../rollup';
+import type {
+  AggregateQuery,
+  AggregateRow,
+  CommitInfo,
+  CountRow,
+  Deploy,
+  EndpointStats,
+  IngestBatch,
+  IngestResult,
+  Metric,
+  ProfileMeta,
+  Range,
+  RetentionPolicy,
+  RetentionResult,
+  ServiceInfo,
+  Store,
+  StoredProfile,
+  StoredSample,
+  UsersRow,
+} from '../types';
+import { migrate } from './migrations';
+
+/** Where `ergometer serve` keeps its data when no --db is given. */
+export const DEFAULT_DUCKDB_PATH = './ergometer.duckdb';
+
+export interface DuckDbStoreOptions {
+  /** Database file. Default `./ergometer.duckdb`; `':memory:'` for a store that is not kept. */
+  path?: string;
+  /** Merge partial aggregate rows once this many were appended since the last merge. Default 50 000. */
+  compactAfterRows?: number;
+  /** Worker threads DuckDB may use for queries. Default: DuckDB's own choice (all cores). */
+  threads?: number;
+  /** DuckDB memory limit, e.g. '1GB'. Default: DuckDB's (80% of RAM). */
+  memoryLimit?: string;
+}
+
+type Params = Record<string, DuckDBValue>;
+type ParamTypes = Record<string, DuckDBType>;
+
+// Appender column types, in table order (see migrations.ts).
+const SAMPLE_TYPES: DuckDBType[] = [
+  VARCHAR, // service
+  VARCHAR, // commit_id
+  VARCHAR, // host
+  VARCHAR, // region
+  VARCHAR, // host_class
+  VARCHAR, // metric
+  BIGINT, // ts
+  VARCHAR, // endpoint
+  INTEGER, // status
+  DOUBLE, // cost
+  DOUBLE, // wall_ms
+  DOUBLE, // db_ms
+  DOUBLE, // cache_ms
+  DOUBLE, // http_ms
+  MAP(VARCHAR, VARCHAR), // flags
+  VARCHAR, // user_id
+  DOUBLE, // weight
+  BOOLEAN, // aborted
+];
+const HIST_TYPE = MAP(SMALLINT, INTEGER);
+const AGGREGATE_TYPES: DuckDBType[] = [
+  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR], // service … flag_variant
+  BIGINT, // minute
+  BIGINT, // n
+  ...[DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE], // weight … sum_http
+  BIGINT, // min_ts
+  BIGINT, // max_ts
+  HIST_TYPE,
+  HIST_TYPE,
+  BOOLEAN, // compacted
+];
+const COUNT_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR, BIGINT];
+const USER_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR];
+const BATCH_TYPES: DuckDBType[] = [
+  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR],
+  BIGINT,
+  BIGINT,
+  INTEGER,
+];
+/** DuckDB's vector size: a data chunk holds at most this many rows. */
+const CHUNK_ROWS = 2048;
+const DAY_MS = 86_400_000;
+
+/** A full aggregate row key plus its partial sums, as stored. */
+interface StoredAggregate extends PartialAggregate {
+  service: string;
+  commit: string;
+  metric: string;
+  hostClass: string;
+}
+
+/** Runs async tasks one after another (DuckDB allows one open transaction per connection). */
+class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task, task);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+function histToMap(hist: ReadonlyMap<number, number>): DuckDBMapValue {
+  const entries: Array<{ key: DuckDBValue; value: DuckDBValue }> = [];
+  for (const [bin, count] of hist) entries.push({ key: bin, value: count });
+  return mapValue(entries);
+}
+
+function mapToHist(value: unknown): Map<number, number> {
+  const hist = new Map<number, number>();
+  if (Array.isArray(value)) {
+    for (const entry of value as Array<{ key: number; value: number }>)
+      hist.set(Number(entry.key), Number(entry.value));
+  }
+  return hist;
+}
+
+/** Appends column arrays to a table in chunks of at most CHUNK_ROWS rows. */
+function appendColumns(appender: DuckDBAppender, types: DuckDBType[], columns: DuckDBValue[][]): void {
+  const rows = columns[0]?.length ?? 0;
+  for (let start = 0; start < rows; start += CHUNK_ROWS) {
+    const end = Math.min(rows, start + CHUNK_ROWS);
+    const chunk = DuckDBDataChunk.create(types, end - start);
+    chunk.setColumns(start === 0 && end === rows ? columns : columns.map((c) => c.slice(start, end)));
+    appender.appendDataChunk(chunk);
+  }
+}
+
+function rangeSql(column: string, q: Range, params: Params, types: ParamTypes): string {
+  let sql = '';
+  if (q.from !== undefined) {
+    sql += ` AND ${column} >= $from`;
+    params.from = Math.floor(q.from);
+    types.from = BIGINT;
+  }
+  if (q.to !== undefined) {
+    sql += ` AND ${column} < $to`;
+    params.to = Math.ceil(q.to);
+    types.to = BIGINT;
+  }
+  return sql;
+}
+
+function isLockError(error: unknown): boolean {
+  return error instanceof Error && /Could not set lock on file|Conflicting lock/i.test(error.message);
+}
+
+/** The DuckDB implementation of {@link Store}. Create it with {@link openDuckDbStore}. */
+export class DuckDbStore implements Store {
+  readonly backend = 'duckdb' as const;
+  /** The database file this store writes. */
+  readonly path: string;
+  private readonly options: DuckDbStoreOptions;
+  private instance: DuckDBInstance | undefined;
+  private writer: DuckDBConnection | undefined;
+  private reader: DuckDBConnection | undefined;
+  private readonly writes = new SerialQueue();
+  private readonly reads = new SerialQueue();
+  private initialising: Promise<void> | undefined;
+  private uncompactedRows = 0;
+  private closed = false;
+
+  constructor(options: DuckDbStoreOptions = {}) {
+    this.options = options;
+    this.path = options.path ?? DEFAULT_DUCKDB_PATH;
+  }
+
+  /** Opens the file, takes its write lock and creates or migrates the schema. Idempotent. */
+  init(): Promise<void> {
+    if (this.closed) return Promise.reject(this.closedError());
+    this.initialising ??= this.open().catch((error: unknown) => {
+      this.initialising = undefined;
+      throw error;
+    });
+    return this.initialising;
+  }
+
+  private async open(): Promise<void> {
+    const config: Record<string, string> = {};
+    if (this.options.threads !== undefined) config.threads = String(this.options.threads);
+    if (this.options.memoryLimit !== undefined) config.memory_limit = this.options.memoryLimit;
+    let instance: DuckDBInstance;
+    try {
+      instance = await DuckDBInstance.create(this.path, config);
+    } catch (error) {
+      if (isLockError(error)) {
+        const pid = /PID (\d+)/.exec((error as Error).message)?.[1];
+        throw new StoreError(
+          'ERGOMETER_DB_LOCKED',
+          `another ergometer serve is using ${path.resolve(this.path)}${pid ? ` (process ${pid})` : ''}: ` +
+            'stop it, or give this one another --db file. DuckDB allows one writing process per file; ' +
+            'several collectors need ClickHouse (--clickhouse).',
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    try {
+      const writer = await instance.connect();
+      await migrate(writer, this.path);
+      const reader = await instance.connect();
+      const pending = await writer.runAndReadAll('SELECT count(*)::DOUBLE AS n FROM aggregates WHERE NOT compacted');
+      this.uncompactedRows = Number(pending.getRowObjectsJS()[0]?.n ?? 0);
+      this.instance = instance;
+      this.writer = writer;
+      this.reader = reader;
+    } catch (error) {
+      instance.closeSync();
+      throw error;
+    }
+  }
+
+  private closedError(): StoreError {
+    return new StoreError(
+      'ERGOMETER_STORE_CLOSED',
+      this.closed
+        ? `the store on ${this.path} is closed: open a new one`
+        : `call init() before using the store on ${this.path}`,
+    );
+  }
+
+  private async connections(): Promise<{ writer: DuckDBConnection; reader: DuckDBConnection }> {
+    if (this.closed) throw this.closedError();
+    if (this.initialising) await this.initialising;
+    if (!this.writer || !this.reader) throw this.closedError();
+    return { writer: this.writer, reader: this.reader };
+  }
+
+  private async write<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
+    const { writer } = await this.connections();
+    return this.writes.run(() => task(writer));
+  }
+
+  /** Runs `task` in one transaction on the write connection; rolls back if it throws. */
+  private transaction<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.write(async (connection) => {
+      await connection.run('BEGIN TRANSACTION');
+      try {
+        const result = await task(connection);
+        await connection.run('COMMIT');
+        return result;
+      } catch (error) {
+        await connection.run('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  private async query(sql: string, params: Params = {}, types: ParamTypes = {}): Promise<Record<string, unknown>[]> {
+    const { reader } = await this.connections();
+    return this.reads.run(async () => {
+      const result = await reader.runAndReadAll(sql, params, types);
+      return result.getRowObjectsJS() as Record<string, unknown>[];
+    });
+  }
+
+  ingest(batch: IngestBatch): Promise<IngestResult> {
+    return this.ingestMany([batch]).then((results) => results[0] as IngestResult);
+  }
+
+  async ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
+    if (batches.length === 0) return [];
+    const results = await this.transaction(async (connection) => {
+      const ids = [...new Set(batches.map((b) => b.batchId))];
+      const seen = await connection.runAndReadAll(
+        'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
+        { ids: listValue(ids) },
+        { ids: LIST(VARCHAR) },
+      );
+      const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
+      const fresh: IngestBatch[] = [];
+      const out: IngestResult[] = batches.map((batch) => {
+        if (known.has(batch.batchId)) return { stored: false, samples: batch.samples.length };
+        known.add(batch.batchId);
+        fresh.push(batch);
+        return { stored: true, samples: batch.samples.length };
+      });
+      if (fresh.length > 0) this.uncompactedRows += await this.appendBatches(connection, fresh);
+      return out;
+    });
+    if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
+    return results;
+  }
+
+  /** Appends the rows of new batches inside the caller's transaction; returns aggregate rows appended. */
+  private async appendBatches(connection: DuckDBConnection, batches: IngestBatch[]): Promise<number> {
+    const aggregateColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    const countColumns: DuckDBValue[][] = COUNT_TYPES.map(() => []);
+    const userColumns: DuckDBValue[][] = USER_TYPES.map(() => []);
+    const batchColumns: DuckDBValue[][] = BATCH_TYPES.map(() => []);
+    const column = (): DuckDBValue[] => [];
+    const [sService, sCommit, sHost, sRegion, sClass, sMetric, sTs, sEndpoint, sStatus] = SAMPLE_TYPES.map(column);
+    const [sCost, sWall, sDb, sCache, sHttp, sFlags, sUser, sWeight, sAborted] = SAMPLE_TYPES.map(column);
+    const sampleColumns = [
+      sService,
+      sCommit,
+      sHost,
+      sRegion,
+      sClass,
+      sMetric,
+      sTs,
+      sEndpoint,
+      sStatus,
+      sCost,
+      sWall,
+      sDb,
+      sCache,
+      sHttp,
+      sFlags,
+      sUser,
+      sWeight,
+      sAborted,
+    ] as DuckDBValue[][];
+    for (const b of batches) {
+      for (const s of b.samples) {
+        sService?.push(b.service);
+        sCommit?.push(b.commit);
+        sHost?.push(b.host);
+        sRegion?.push(b.region);
+        sClass?.push(b.hostClass);
+        sMetric?.push(b.metric);
+        sTs?.push(BigInt(Math.round(s.ts)));
+        sEndpoint?.push(s.endpoint);
+        sStatus?.push(s.status);
+        sCost?.push(s.cost);
+        sWall?.push(s.wallMs);
+        sDb?.push(s.db);
+        sCache?.push(s.cache);
+        sHttp?.push(s.http);
+        const entries: Array<{ key: DuckDBValue; value: DuckDBValue }> = [];
+        for (const key in s.flags) entries.push({ key, value: s.flags[key] as string });
+        sFlags?.push(mapValue(entries));
+        sUser?.push(s.user);
+        sWeight?.push(s.weight);
+        sAborted?.push(s.aborted);
+      }
+      for (const row of rollUpSamples(b.samples)) {
+        pushAggregate(
+          aggregateColumns,
+          { ...row, service: b.service, commit: b.commit, metric: b.metric, hostClass: b.hostClass },
+          false,
+        );
+      }
+      for (const c of b.counts) {
+        const values: DuckDBValue[] = [
+          b.service,
+          b.commit,
+          b.metric,
+          b.host,
+          BigInt(Math.round(c.minute)),
+          c.endpoint,
+          BigInt(Math.round(c.requests)),
+        ];
+        pushRow(countColumns, values);
+      }
+      for (const u of b.users) {
+        const values: DuckDBValue[] = [b.service, b.commit, b.host, BigInt(Math.round(u.minute)), u.sketch];
+        pushRow(userColumns, values);
+      }
+      const batchValues: DuckDBValue[] = [
+        b.batchId,
+        b.service,
+        b.host,
+        b.region,
+        b.commit,
+        b.hostClass,
+        b.metric,
+        b.agentVersion,
+        b.runtime,
+        BigInt(Math.round(b.dropped)),
+        BigInt(Math.round(b.receivedAt)),
+        b.samples.length,
+      ];
+      pushRow(batchColumns, batchValues);
+    }
+    await this.appendTo(connection, 'samples', SAMPLE_TYPES, sampleColumns);
+    await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, aggregateColumns);
+    await this.appendTo(connection, 'counts', COUNT_TYPES, countColumns);
+    await this.appendTo(connection, 'users', USER_TYPES, userColumns);
+    await this.appendTo(connection, 'batches', BATCH_TYPES, batchColumns);
+    return aggregateColumns[0]?.length ?? 0;
+  }
+
+  private async appendTo(
+    connection: DuckDBConnection,
+    table: string,
+    types: DuckDBType[],
+    columns: DuckDBValue[][],
+  ): Promise<void> {
+    if ((columns[0]?.length ?? 0) === 0) return;
+    const appender = await connection.createAppender(table);
+    try {
+      appendColumns(appender, types, columns);
+      appender.flushSync();
+    } finally {
+      appender.closeSync();
+    }
+  }
+
+  /**
+   * Merges the partial aggregate rows of every key that has rows appended since the last merge into
+   * one row per key, in one transaction. Ingest calls it every `compactAfterRows` rows; it is also
+   * safe to call at any time (queries give the same answers before and after).
+   */
+  async compact(): Promise<{ rowsBefore: number; rowsAfter: number }> {
+    const result = await this.transaction(async (connection) => {
+      // The keys to merge: those with uncompacted rows. All their rows (compacted or not) are read,
+      // deleted and written back merged; the single writer guarantees nothing changes in between.
+      await connection.run(`CREATE OR REPLACE TEMP TABLE compact_keys AS
+        SELECT DISTINCT service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute
+        FROM aggregates WHERE NOT compacted`);
+      const keyJoin = `USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute)`;
+      const reader = await connection.runAndReadAll(`SELECT a.service, a.commit_id, a.endpoint, a.metric, a.host_class,
+          a.flag_key, a.flag_variant, a.minute::DOUBLE AS minute, a.n::DOUBLE AS n, a.weight, a.sum_cost, a.sum_cost2,
+          a.sum_log_cost, a.sum_log_cost2, a.sum_wall, a.sum_db, a.sum_cache, a.sum_http, a.min_ts::DOUBLE AS min_ts,
+          a.max_ts::DOUBLE AS max_ts, a.cost_hist, a.wall_hist
+        FROM aggregates a SEMI JOIN compact_keys ${keyJoin}`);
+      const rows = reader.getRowObjectsJS();
+      const merged = new Map<string, StoredAggregate>();
+      for (const r of rows) {
+        const row = storedAggregateFromRow(r);
+        const key = JSON.stringify([
+          row.service,
+          row.commit,
+          row.endpoint,
+          row.metric,
+          row.hostClass,
+          row.flagKey,
+          row.flagVariant,
+          row.minute,
+        ]);
+        const acc = merged.get(key);
+        if (acc === undefined) merged.set(key, row);
+        else mergePartial(acc, row);
+      }
+      await connection.run(`DELETE FROM aggregates a WHERE EXISTS (SELECT 1 FROM compact_keys k
+        WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
+          AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
+          AND k.minute = a.minute)`);
+      const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+      for (const row of merged.values()) pushAggregate(columns, row, true);
+      await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+      await connection.run('DROP TABLE compact_keys');
+      return { rowsBefore: rows.length, rowsAfter: merged.size };
+    });
+    this.uncompactedRows = 0;
+    return result;
+  }
+
+  async recordDeploy(deploy: Deploy): Promise<void> {
+    await this.write((connection) =>
+      connection.run(
+        'INSERT INTO deploys (service, commit_id, ts) VALUES ($service, $commit, $ts) ON CONFLICT DO NOTHING',
+        { service: deploy.service, commit: deploy.commit, ts: Math.round(deploy.ts) },
+        { service: VARCHAR, commit: VARCHAR, ts: BIGINT },
+      ),
+    );
+  }
+
+  async deploys(service: string, range: Range = {}): Promise<Deploy[]> {
+    const params: Params = { service };
+    const types: ParamTypes = { service: VARCHAR };
+    const rows = await this.query(
+      `SELECT service, commit_id, ts::DOUBLE AS ts FROM deploys WHERE service = $service${rangeSql('ts', range, params, types)}
+       ORDER BY ts, commit_id`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({ service: String(r.service), commit: String(r.commit_id), ts: Number(r.ts) }));
+  }
+
+  async storeProfile(meta: ProfileMeta, pprof: Buffer, receivedAt: number): Promise<StoredProfile> {
+    const profile: StoredProfile = {
+      id: randomUUID(),
+      service: meta.service,
+      commit: meta.commit,
+      host: meta.host,
+      metric: meta.metric,
+      from: meta.from,
+      to: meta.to,
+      receivedAt,
+      bytes: pprof.length,
+    };
+    await this.write((connection) =>
+      connection.run(
+        `INSERT INTO profiles (id, service, commit_id, host, metric, from_ms, to_ms, received_at, bytes, pprof)
+         VALUES ($id, $service, $commit, $host, $metric, $from, $to, $receivedAt, $bytes, $pprof)`,
+        {
+          id: profile.id,
+          service: profile.service,
+          commit: profile.commit,
+          host: profile.host,
+          metric: profile.metric,
+          from: Math.round(profile.from),
+          to: Math.round(profile.to),
+          receivedAt: Math.round(receivedAt),
+          bytes: profile.bytes,
+          pprof: blobValue(new Uint8Array(pprof.buffer, pprof.byteOffset, pprof.byteLength)),
+        },
+        {
+          id: VARCHAR,
+          service: VARCHAR,
+          commit: VARCHAR,
+          host: VARCHAR,
+          metric: VARCHAR,
+          from: BIGINT,
+          to: BIGINT,
+          receivedAt: BIGINT,
+          bytes: BIGINT,
+        },
+      ),
+    );
+    return profile;
+  }
+
+  async listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]> {
+    const params: Params = { service: q.service };
+    const types: ParamTypes = { service: VARCHAR };
+    let where = 'service = $service';
+    if (q.commit !== undefined) {
+      where += ' AND commit_id = $commit';
+      params.commit = q.commit;
+      types.commit = VARCHAR;
+    }
+    where += rangeSql('from_ms', q, params, types);
+    const rows = await this.query(
+      `SELECT id, service, commit_id, host, metric, from_ms::DOUBLE AS from_ms, to_ms::DOUBLE AS to_ms,
+         received_at::DOUBLE AS received_at, bytes::DOUBLE AS bytes
+       FROM profiles WHERE ${where} ORDER BY from_ms, id`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({
+      id: String(r.id),
+      service: String(r.service),
+      commit: String(r.commit_id),
+      host: String(r.host),
+      metric: String(r.metric) as Metric,
+      from: Number(r.from_ms),
+      to: Number(r.to_ms),
+      receivedAt: Number(r.received_at),
+      bytes: Number(r.bytes),
+    }));
+  }
+
+  async getProfile(id: string): Promise<Buffer | undefined> {
+    const rows = await this.query('SELECT pprof FROM profiles WHERE id = $id', { id }, { id: VARCHAR });
+    const value = rows[0]?.pprof;
+    if (value === undefined) return undefined;
+    if (value instanceof Uint8Array) return Buffer.from(value);
+    return Buffer.alloc(0);
+  }
+
+  async services(): Promise<ServiceInfo[]> {
+    const rows = await this.query(
+      `SELECT service, min(min_ts)::DOUBLE AS first_seen, max(max_ts)::DOUBLE AS last_seen, sum(n)::DOUBLE AS samples,
+         list(DISTINCT metric ORDER BY metric) AS metrics
+       FROM aggregates WHERE flag_key = '' GROUP BY service ORDER BY service`,
+    );
+    return rows.map((r) => ({
+      service: String(r.service),
+      firstSeen: Number(r.first_seen),
+      lastSeen: Number(r.last_seen),
+      samples: Number(r.samples),
+      metrics: (r.metrics as string[]).map((m) => m as Metric),
+    }));
+  }
+
+  async commits(service: string, range: Range = {}): Promise<CommitInfo[]> {
+    const params: Params = { service };
+    const types: ParamTypes = { service: VARCHAR };
+    const rows = await this.query(
+      `WITH c AS (
+         SELECT commit_id, min(min_ts) AS first_seen, max(max_ts) AS last_seen, sum(n) AS samples, sum(weight) AS requests
+         FROM aggregates WHERE service = $service AND flag_key = ''${rangeSql('minute', range, params, types)}
+         GROUP BY commit_id),
+       d AS (SELECT commit_id, min(ts) AS deployed_at FROM deploys WHERE service = $service GROUP BY commit_id)
+       SELECT c.commit_id, c.first_seen::DOUBLE AS first_seen, c.last_seen::DOUBLE AS last_seen,
+         c.samples::DOUBLE AS samples, c.requests, d.deployed_at::DOUBLE AS deployed_at
+       FROM c LEFT JOIN d USING (commit_id) ORDER BY c.first_seen, c.commit_id`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({
+      commit: String(r.commit_id),
+      firstSeen: Number(r.first_seen),
+      lastSeen: Number(r.last_seen),
+      samples: Number(r.samples),
+      requests: Number(r.requests),
+      deployedAt: r.deployed_at === null || r.deployed_at === undefined ? null : Number(r.deployed_at),
+    }));
+  }
+
+  async endpoints(q: Range & { service: string; commit?: string; metric?: Metric }): Promise<EndpointStats[]> {
+    const query: AggregateQuery = { service: q.service, groupBy: ['endpoint'], flags: 'none' };
+    if (q.commit !== undefined) query.commit = q.commit;
+    if (q.metric !== undefined) query.metric = q.metric;
+    if (q.from !== undefined) query.from = q.from;
+    if (q.to !== undefined) query.to = q.to;
+    const aggregates = await this.aggregates(query);
+    const params: Params = { service: q.service };
+    const types: ParamTypes = { service: VARCHAR };
+    let where = 'service = $service';
+    if (q.commit !== undefined) {
+      where += ' AND commit_id = $commit';
+      params.commit = q.commit;
+      types.commit = VARCHAR;
+    }
+    if (q.metric !== undefined) {
+      where += ' AND metric = $metric';
+      params.metric = q.metric;
+      types.metric = VARCHAR;
+    }
+    where += rangeSql('minute', q, params, types);
+    const countRows = await this.query(
+      `SELECT endpoint, metric, sum(requests)::DOUBLE AS requests FROM counts WHERE ${where} GROUP BY endpoint, metric`,
+      params,
+      types,
+    );
+    const counted = new Map(countRows.map((r) => [`${r.metric}\u0000${r.endpoint}`, Number(r.requests)]));
+    const stats: EndpointStats[] = aggregates.map((a) => {
+      const requests = counted.get(`${a.metric}\u0000${a.endpoint}`) ?? a.weight;
+      return {
+        endpoint: a.endpoint,
+        metric: a.metric,
+        samples: a.n,
+        requests,
+        costMean: a.sumCost / a.n,
+        costP50: quantile(a.costHist, 0.5),
+        costP95: quantile(a.costHist, 0.95),
+        wallP50: quantile(a.wallHist, 0.5),
+        wallP95: quantile(a.wallHist, 0.95),
+        dbMs: a.sumDb / a.n,
+        cacheMs: a.sumCache / a.n,
+        httpMs: a.sumHttp / a.n,
+        share: 0,
+      };
+    });
+    // Share of the metric's total estimated cost (mean cost × requests); metrics are never mixed.
+    const totals = new Map<Metric, number>();
+    for (const s of stats) totals.set(s.metric, (totals.get(s.metric) ?? 0) + s.costMean * s.requests);
+    for (const s of stats) {
+      const total = totals.get(s.metric) ?? 0;
+      s.share = total > 0 ? (s.costMean * s.requests) / total : 0;
+    }
+    return stats.sort((a, b) => b.share - a.share || a.endpoint.localeCompare(b.endpoint));
+  }
+
+  async aggregates(q: AggregateQuery): Promise<AggregateRow[]> {
+    const params: Params = { service: q.service };
+    const types: ParamTypes = { service: VARCHAR };
+    let where = 'service = $service';
+    if (q.commit !== undefined) {
+      where += ' AND commit_id = $commit';
+      params.commit = q.commit;
+      types.commit = VARCHAR;
+    }
+    if (q.endpoint !== undefined) {
+      where += ' AND endpoint = $endpoint';
+      params.endpoint = q.endpoint;
+      types.endpoint = VARCHAR;
+    }
+    if (q.metric !== undefined) {
+      where += ' AND metric = $metric';
+      params.metric = q.metric;
+      types.metric = VARCHAR;
+    }
+    const flags = q.flags ?? 'none';
+    if (flags === 'none') where += " AND flag_key = ''";
+    else if (flags !== 'all') {
+      where += ' AND flag_key = $flagKey';
+      params.flagKey = flags.key;
+      types.flagKey = VARCHAR;
+    }
+    where += rangeSql('minute', q, params, types);
+    const groupBy = new Set(q.groupBy ?? ['commit', 'endpoint', 'hostClass', 'flag']);
+    let bucket = '0::BIGINT';
+    if (q.bucketMs !== undefined && q.bucketMs > 0) {
+      bucket = '(minute // $bucketMs) * $bucketMs';
+      params.bucketMs = Math.round(q.bucketMs);
+      types.bucketMs = BIGINT;
+    }
+    // Dropped dimensions become '' so that their rows merge.
+    const dims = [
+      groupBy.has('commit') ? 'commit_id' : "''",
+      groupBy.has('endpoint') ? 'endpoint' : "''",
+      'metric',
+      groupBy.has('hostClass') ? 'host_class' : "''",
+      groupBy.has('flag') ? 'flag_key' : "''",
+      groupBy.has('flag') ? 'flag_variant' : "''",
+      bucket,
+    ];
+    const select = `${dims[0]} AS g_commit, ${dims[1]} AS g_endpoint, metric AS g_metric, ${dims[3]} AS g_host_class,
+      ${dims[4]} AS g_flag_key, ${dims[5]} AS g_flag_variant, ${bucket} AS g_bucket`;
+    const groupCols = 'g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant, g_bucket';
+    // Sums in one pass; histograms merged in SQL (bins unnested and summed), then joined by group.
+    const rows = await this.query(
+      `WITH f AS (SELECT ${select}, * FROM aggregates WHERE ${where}),
+       sums AS (
+         SELECT ${groupCols}, sum(n)::DOUBLE AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost,
+           sum(sum_cost2) AS sum_cost2, sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2,
+           sum(sum_wall) AS sum_wall, sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http
+         FROM f GROUP BY ALL),
+       cost_bins AS (
+         SELECT ${groupCols}, e.key AS bin, sum(e.value)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_entries(cost_hist)) AS e FROM f) GROUP BY ALL),
+       cost AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS cost_hist FROM cost_bins GROUP BY ALL),
+       wall_bins AS (
+         SELECT ${groupCols}, e.key AS bin, sum(e.value)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_entries(wall_hist)) AS e FROM f) GROUP BY ALL),
+       wall AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS wall_hist FROM wall_bins GROUP BY ALL)
+       SELECT sums.*, g_bucket::DOUBLE AS bucket, cost.cost_hist, wall.wall_hist
+       FROM sums LEFT JOIN cost USING (${groupCols}) LEFT JOIN wall USING (${groupCols})
+       ORDER BY ${groupCols}`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({
+      service: q.service,
+      commit: String(r.g_commit),
+      endpoint: String(r.g_endpoint),
+      metric: String(r.g_metric) as Metric,
+      hostClass: String(r.g_host_class),
+      flagKey: String(r.g_flag_key),
+      flagVariant: String(r.g_flag_variant),
+      bucket: Number(r.bucket),
+      n: Number(r.n),
+      weight: Number(r.weight),
+      sumCost: Number(r.sum_cost),
+      sumCost2: Number(r.sum_cost2),
+      sumLogCost: Number(r.sum_log_cost),
+      sumLogCost2: Number(r.sum_log_cost2),
+      sumWall: Number(r.sum_wall),
+      sumDb: Number(r.sum_db),
+      sumCache: Number(r.sum_cache),
+      sumHttp: Number(r.sum_http),
+      costHist: mapToHist(r.cost_hist),
+      wallHist: mapToHist(r.wall_hist),
+    }));
+  }
+
+  async counts(q: Range & { service: string; endpoint?: string }): Promise<CountRow[]> {
+    const params: Params = { service: q.service };
+    const types: ParamTypes = { service: VARCHAR };
+    let where = 'service = $service';
+    if (q.endpoint !== undefined) {
+      where += ' AND endpoint = $endpoint';
+      params.endpoint = q.endpoint;
+      types.endpoint = VARCHAR;
+    }
+    where += rangeSql('minute', q, params, types);
+    const rows = await this.query(
+      `SELECT minute::DOUBLE AS minute, endpoint, sum(requests)::DOUBLE AS requests FROM counts WHERE ${where}
+       GROUP BY minute, endpoint ORDER BY minute, endpoint`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({ minute: Number(r.minute), endpoint: String(r.endpoint), requests: Number(r.requests) }));
+  }
+
+  async users(q: Range & { service: string }): Promise<UsersRow[]> {
+    const params: Params = { service: q.service };
+    const types: ParamTypes = { service: VARCHAR };
+    const rows = await this.query(
+      `SELECT minute::DOUBLE AS minute, list(sketch ORDER BY sketch) AS sketches FROM users
+       WHERE service = $service${rangeSql('minute', q, params, types)} GROUP BY minute ORDER BY minute`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({ minute: Number(r.minute), sketches: (r.sketches as unknown[]).map(String) }));
+  }
+
+  async samples(
+    q: Range & { service: string; commit?: string; endpoint?: string; limit?: number },
+  ): Promise<StoredSample[]> {
+    const params: Params = { service: q.service, limit: Math.max(0, Math.floor(q.limit ?? 1000)) };
+    const types: ParamTypes = { service: VARCHAR, limit: BIGINT };
+    let where = 'service = $service';
+    if (q.commit !== undefined) {
+      where += ' AND commit_id = $commit';
+      params.commit = q.commit;
+      types.commit = VARCHAR;
+    }
+    if (q.endpoint !== undefined) {
+      where += ' AND endpoint = $endpoint';
+      params.endpoint = q.endpoint;
+      types.endpoint = VARCHAR;
+    }
+    where += rangeSql('ts', q, params, types);
+    const rows = await this.query(
+      `SELECT service, commit_id, host, region, host_class, metric, ts::DOUBLE AS ts, endpoint, status, cost, wall_ms,
+         db_ms, cache_ms, http_ms, flags, user_id, weight, aborted
+       FROM samples WHERE ${where} ORDER BY ts DESC LIMIT $limit`,
+      params,
+      types,
+    );
+    return rows.map((r) => {
+      const flags: Record<string, string> = {};
+      for (const entry of (r.flags as Array<{ key: string; value: string }>) ?? []) flags[entry.key] = entry.value;
+      return {
+        service: String(r.service),
+        commit: String(r.commit_id),
+        host: String(r.host),
+        region: String(r.region),
+        hostClass: String(r.host_class),
+        metric: String(r.metric) as Metric,
+        ts: Number(r.ts),
+        endpoint: String(r.endpoint),
+        status: Number(r.status),
+        cost: Number(r.cost),
+        wallMs: Number(r.wall_ms),
+        db: Number(r.db_ms),
+        cache: Number(r.cache_ms),
+        http: Number(r.http_ms),
+        flags,
+        user: String(r.user_id),
+        weight: Number(r.weight),
+        aborted: Boolean(r.aborted),
+      };
+    });
+  }
+
+  async sampleCount(service?: string): Promise<number> {
+    const rows =
+      service === undefined
+        ? await this.query('SELECT count(*)::DOUBLE AS n FROM samples')
+        : await this.query(
+            'SELECT count(*)::DOUBLE AS n FROM samples WHERE service = $service',
+            { service },
+            { service: VARCHAR },
+          );
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async applyRetention(policy: RetentionPolicy, now: number): Promise<RetentionResult> {
+    const samplesBefore = Math.round(now - policy.samplesDays * DAY_MS);
+    const aggregatesBefore = Math.round(now - policy.aggregatesDays * DAY_MS);
+    const profilesBefore = Math.round(now - policy.profilesDays * DAY_MS);
+    const deleted = async (connection: DuckDBConnection, sql: string, before: number): Promise<number> => {
+      const result = await connection.run(sql, { before }, { before: BIGINT });
+      return Number(result.rowsChanged);
+    };
+    return this.transaction(async (connection) => {
+      const samplesDeleted = await deleted(connection, 'DELETE FROM samples WHERE ts < $before', samplesBefore);
+      const aggregatesDeleted = await deleted(
+        connection,
+        'DELETE FROM aggregates WHERE minute < $before',
+        aggregatesBefore,
+      );
+      await deleted(connection, 'DELETE FROM counts WHERE minute < $before', aggregatesBefore);
+      await deleted(connection, 'DELETE FROM users WHERE minute < $before', aggregatesBefore);
+      await deleted(connection, 'DELETE FROM deploys WHERE ts < $before', aggregatesBefore);
+      // Batch ids are kept as long as the aggregates they fed, so a late retry is still recognised.
+      await deleted(connection, 'DELETE FROM batches WHERE received_at < $before', aggregatesBefore);
+      const profilesDeleted = await deleted(connection, 'DELETE FROM profiles WHERE to_ms < $before', profilesBefore);
+      return { samplesDeleted, aggregatesDeleted, profilesDeleted };
+    });
+  }
+
+  /** Waits for queued writes, then closes the file (DuckDB checkpoints its WAL into it). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.initialising?.catch(() => undefined);
+    await this.writes.run(async () => undefined);
+    await this.reads.run(async () => undefined);
+    this.reader?.closeSync();
+    this.writer?.closeSync();
+    this.instance?.closeSync();
+    this.reader = undefined;
+    this.writer = undefined;
+    this.instance = undefined;
+  }
+}
+
+function pushAggregate(columns: DuckDBValue[][], row: StoredAggregate, compacted: boolean): void {
+  const values: DuckDBValue[] = [
+    row.service,
+    row.commit,
+    row.endpoint,
+    row.metric,
+    row.hostClass,
+    row.flagKey,
+    row.flagVariant,
+    BigInt(row.minute),
+    BigInt(row.n),
+    row.weight,
+    row.sumCost,
+    row.sumCost2,
+    row.sumLogCost,
+    row.sumLogCost2,
+    row.sumWall,
+    row.sumDb,
+    row.sumCache,
+    row.sumHttp,
+    BigInt(Math.round(row.minTs)),
+    BigInt(Math.round(row.maxTs)),
+    histToMap(row.costHist),
+    histToMap(row.wallHist),
+    compacted,
+  ];
+  pushRow(columns, values);
+}
+
+function pushRow(columns: DuckDBValue[][], values: readonly DuckDBValue[]): void {
+  for (let i = 0; i < values.length; i++) columns[i]?.push(values[i] as DuckDBValue);
+}
+
+function storedAggregateFromRow(r: Record<string, unknown>): StoredAggregate {
+  return {
+    service: String(r.service),
+    commit: String(r.commit_id),
+    endpoint: String(r.endpoint),
+    metric: String(r.metric),
+    hostClass: String(r.host_class),
+    flagKey: String(r.flag_key),
+    flagVariant: String(r.flag_variant),
+    minute: Number(r.minute),
+    n: Number(r.n),
+    weight: Number(r.weight),
+    sumCost: Number(r.sum_cost),
+    sumCost2: Number(r.sum_cost2),
+    sumLogCost: Number(r.sum_log_cost),
+    sumLogCost2: Number(r.sum_log_cost2),
+    sumWall: Number(r.sum_wall),
+    sumDb: Number(r.sum_db),
+    sumCache: Number(r.sum_cache),
+    sumHttp: Number(r.sum_http),
+    minTs: Number(r.min_ts),
+    maxTs: Number(r.max_ts),
+    costHist: mapToHist(r.cost_hist),
+    wallHist: mapToHist(r.wall_hist),
+  };
+}
+
+function mergePartial(into: StoredAggregate, from: StoredAggregate): void {
+  into.n += from.n;
+  into.weight += from.weight;
+  into.sumCost += from.sumCost;
+  into.sumCost2 += from.sumCost2;
+  into.sumLogCost += from.sumLogCost;
+  into.sumLogCost2 += from.sumLogCost2;
+  into.sumWall += from.sumWall;
+  into.sumDb += from.sumDb;
+  into.sumCache += from.sumCache;
+  into.sumHttp += from.sumHttp;
+  into.minTs = Math.min(into.minTs, from.minTs);
+  into.maxTs = Math.max(into.maxTs, from.maxTs);
+  mergeHistogram(into.costHist, from.costHist);
+  mergeHistogram(into.wallHist, from.wallHist);
+}
+
+/**
+ * A store on a DuckDB file (default `./ergometer.duckdb`). Call `init()` before use: it opens the
+ * file, fails with ERGOMETER_DB_LOCKED when another process has it open, and creates or migrates
+ * the schema (ERGOMETER_SCHEMA_TOO_NEW when the file is newer than this code).
+ */
+export function openDuckDbStore(options: DuckDbStoreOptions = {}): DuckDbStore {
+  return new DuckDbStore(options);
+}

@@ -1,0 +1,311 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
+import { DuckDBInstance, INTEGER } from '@duckdb/node-api';
+import { MIGRATIONS, migrate, SCHEMA_VERSION } from '../../src/store/duckdb/migrations';
+import { openDuckDbStore } from '../../src/store/duckdb/store';
+import { StoreError } from '../../src/store/errors';
+import { assertAggregatesEqual, expectedAggregates, runStoreConformance } from './conformance';
+import { generateDataset, seededRandom, T0_MS, toStored } from './dataset';
+
+const CHILD = path.join(__dirname, 'duckdb-child.js');
+
+function tempDir(): { dir: string; file: string; remove: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-duckdb-'));
+  return { dir, file: path.join(dir, 'ergometer.duckdb'), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+runStoreConformance('duckdb', async () => {
+  const { file, remove } = tempDir();
+  // A small compaction threshold so that the suite reads merged and unmerged rows together.
+  const store = openDuckDbStore({ path: file, compactAfterRows: 500 });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      remove();
+    },
+  };
+});
+
+/** Opens the file with DuckDB directly (no store) for tests that prepare an old or odd schema. */
+async function withRawFile<T>(
+  file: string,
+  task: (run: (sql: string) => Promise<void>, instance: DuckDBInstance) => Promise<T>,
+): Promise<T> {
+  const instance = await DuckDBInstance.create(file);
+  const connection = await instance.connect();
+  try {
+    return await task(async (sql) => {
+      await connection.run(sql);
+    }, instance);
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+}
+
+function rejectsWithCode(promise: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  return assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof StoreError, `a StoreError, got ${String(error)}`);
+    assert.equal(error.code, code);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+describe('duckdb store: schema versions and migrations', () => {
+  const temp = tempDir();
+  after(() => temp.remove());
+
+  it('migrates a file written at schema version 1 to the current version, keeping its data', async () => {
+    const file = path.join(temp.dir, 'v1.duckdb');
+    await withRawFile(file, async (run, instance) => {
+      const connection = await instance.connect();
+      assert.deepEqual(await migrate(connection, file, 1), { from: 0, to: 1 });
+      connection.closeSync();
+      await run(`INSERT INTO deploys VALUES ('api', 'old-commit', ${T0_MS})`);
+      await run(
+        `INSERT INTO batches VALUES ('old-batch', 'api', 'h', 'r', 'old-commit', '', 'cpu_ns', '0.0.1', 'node', 0, ${T0_MS}, 0)`,
+      );
+    });
+    assert.ok(SCHEMA_VERSION > 1, 'there is a migration after version 1 to test');
+    const store = openDuckDbStore({ path: file });
+    try {
+      await store.init();
+      assert.deepEqual(await store.deploys('api'), [{ service: 'api', commit: 'old-commit', ts: T0_MS }]);
+      // The batch recorded before the migration is still recognised.
+      const [batch] = generateDataset(3, 1).batches;
+      assert.ok(batch);
+      assert.equal((await store.ingest({ ...batch, batchId: 'old-batch' })).stored, false);
+      // Version 2 added profiles.
+      const profile = await store.storeProfile(
+        { service: 'api', commit: 'c', host: 'h', metric: 'cpu_ns', from: T0_MS, to: T0_MS + 1 },
+        Buffer.from('pprof'),
+        T0_MS,
+      );
+      assert.equal((await store.getProfile(profile.id))?.toString(), 'pprof');
+    } finally {
+      await store.close();
+    }
+    await withRawFile(file, async (_run, instance) => {
+      const connection = await instance.connect();
+      const rows = (await connection.runAndReadAll('SELECT version FROM schema_version ORDER BY version')).getRowsJS();
+      connection.closeSync();
+      assert.deepEqual(
+        rows.map((r) => r[0]),
+        MIGRATIONS.map((m) => m.version),
+      );
+    });
+  });
+
+  it('init() on an up-to-date file changes nothing (idempotent across restarts)', async () => {
+    const file = path.join(temp.dir, 'restart.duckdb');
+    for (let i = 0; i < 2; i++) {
+      const store = openDuckDbStore({ path: file });
+      await store.init();
+      await store.recordDeploy({ service: 's', commit: `c${i}`, ts: T0_MS + i });
+      await store.close();
+    }
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    assert.deepEqual(
+      (await store.deploys('s')).map((d) => d.commit),
+      ['c0', 'c1'],
+    );
+    await store.close();
+  });
+
+  it('refuses a file whose schema is newer than this code, and leaves it as it was', async () => {
+    const file = path.join(temp.dir, 'newer.duckdb');
+    await withRawFile(file, async (run, instance) => {
+      const connection = await instance.connect();
+      await migrate(connection, file);
+      await connection.run('INSERT INTO schema_version VALUES ($v, 0)', { v: SCHEMA_VERSION + 1 }, { v: INTEGER });
+      connection.closeSync();
+      await run('SELECT 1');
+    });
+    const store = openDuckDbStore({ path: file });
+    await rejectsWithCode(
+      store.init(),
+      'ERGOMETER_SCHEMA_TOO_NEW',
+      /newer than the \d+ this ergometer knows: upgrade ergometer/,
+    );
+    await store.close();
+    await withRawFile(file, async (_run, instance) => {
+      const connection = await instance.connect();
+      const rows = (await connection.runAndReadAll('SELECT max(version) FROM schema_version')).getRowsJS();
+      connection.closeSync();
+      assert.equal(rows[0]?.[0], SCHEMA_VERSION + 1);
+    });
+  });
+
+  it('a failing migration is rolled back whole and reported with its own code', async () => {
+    const file = path.join(temp.dir, 'conflict.duckdb');
+    await withRawFile(file, async (run, instance) => {
+      const connection = await instance.connect();
+      await migrate(connection, file, 1);
+      connection.closeSync();
+      // Someone created a table the next migration wants to create.
+      await run('CREATE TABLE profiles (x INTEGER)');
+    });
+    const store = openDuckDbStore({ path: file });
+    await rejectsWithCode(store.init(), 'ERGOMETER_MIGRATION_FAILED', /schema version 2 .*unchanged at version 1/);
+    await store.close();
+    await withRawFile(file, async (_run, instance) => {
+      const connection = await instance.connect();
+      const rows = (await connection.runAndReadAll('SELECT max(version) FROM schema_version')).getRowsJS();
+      connection.closeSync();
+      assert.equal(rows[0]?.[0], 1);
+    });
+  });
+
+  it('methods called after close() fail with ERGOMETER_STORE_CLOSED', async () => {
+    const store = openDuckDbStore({ path: path.join(temp.dir, 'closed.duckdb') });
+    await store.init();
+    await store.close();
+    await rejectsWithCode(store.sampleCount(), 'ERGOMETER_STORE_CLOSED', /closed/);
+    await rejectsWithCode(store.init(), 'ERGOMETER_STORE_CLOSED', /closed/);
+  });
+});
+
+interface Child {
+  process: ChildProcess;
+  lines: string[];
+  exited: Promise<number | null>;
+  waitFor: (predicate: (lines: string[]) => boolean) => Promise<void>;
+}
+
+function startChild(args: string[]): Child {
+  const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let stderr = '';
+  const waiters: Array<() => void> = [];
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    lines.push(line);
+    for (const w of waiters) w();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    process: child,
+    lines,
+    exited,
+    waitFor: (predicate) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (predicate(lines)) resolve();
+        };
+        waiters.push(check);
+        void exited.then(() => {
+          if (predicate(lines)) resolve();
+          else reject(new Error(`child exited before the expected output; stderr: ${stderr}`));
+        });
+        check();
+      }),
+  };
+}
+
+describe('duckdb store: one writer process per file', () => {
+  const temp = tempDir();
+  let child: Child | undefined;
+  after(async () => {
+    if (child && child.process.exitCode === null) {
+      child.process.kill('SIGKILL');
+      await child.exited;
+    }
+    temp.remove();
+  });
+
+  it('init() fails with ERGOMETER_DB_LOCKED while another process has the file, and works once it is gone', async () => {
+    child = startChild(['hold', temp.file]);
+    await child.waitFor((lines) => lines.includes('ready'));
+    const store = openDuckDbStore({ path: temp.file });
+    await rejectsWithCode(
+      store.init(),
+      'ERGOMETER_DB_LOCKED',
+      new RegExp(`another ergometer serve is using .*ergometer\\.duckdb \\(process ${child.process.pid}\\)`),
+    );
+    child.process.kill('SIGKILL');
+    await child.exited;
+    await store.init(); // the failed init can be retried
+    assert.equal(await store.sampleCount(), 0);
+    await store.close();
+  });
+});
+
+describe('duckdb store: an acknowledged ingest survives kill -9', () => {
+  const temp = tempDir();
+  let child: Child | undefined;
+  after(async () => {
+    if (child && child.process.exitCode === null) {
+      child.process.kill('SIGKILL');
+      await child.exited;
+    }
+    temp.remove();
+  });
+
+  it('after each SIGKILL, every acknowledged batch is there, with its aggregates, and nothing half-written', async () => {
+    const seed = 42;
+    const { batches } = generateDataset(seed, 400);
+    const random = seededRandom(7);
+    const acked = new Set<string>();
+    for (let round = 0; round < 4; round++) {
+      const killAfter = 5 + Math.floor(random() * 40);
+      const ackedBefore = acked.size;
+      child = startChild(['ingest', temp.file, String(seed)]);
+      await child.waitFor(
+        (lines) => lines.filter((l) => l.startsWith('ack ')).length >= killAfter || lines.includes('done'),
+      );
+      child.process.kill('SIGKILL');
+      await child.exited;
+      for (const line of child.lines) if (line.startsWith('ack ')) acked.add(line.slice(4));
+      assert.ok(acked.size > ackedBefore, `round ${round}: the writer acknowledged new batches`);
+
+      const store = openDuckDbStore({ path: temp.file });
+      await store.init();
+      try {
+        // Writes are serial, so what is stored is a prefix of the batch list: find it from the count.
+        const stored = await store.sampleCount();
+        let prefix = 0;
+        let samples = 0;
+        while (
+          prefix < batches.length &&
+          samples + (batches[prefix]?.samples.length ?? 0) <= stored &&
+          samples < stored
+        ) {
+          samples += batches[prefix]?.samples.length ?? 0;
+          prefix++;
+        }
+        assert.equal(samples, stored, `round ${round}: stored samples are exactly the first ${prefix} batches`);
+        const storedIds = new Set(batches.slice(0, prefix).map((b) => b.batchId));
+        for (const id of acked) assert.ok(storedIds.has(id), `round ${round}: acknowledged batch ${id} is stored`);
+        // At most the group in flight (three batches) was committed without its acknowledgement reaching us.
+        assert.ok(prefix - acked.size <= 3, `round ${round}: ${prefix} stored, ${acked.size} acknowledged`);
+        // Aggregates were committed with their samples: equal to the sums over the stored prefix.
+        const storedSamples = batches.slice(0, prefix).flatMap((b) => b.samples.map((s) => toStored(b, s)));
+        for (const service of ['api', 'web']) {
+          const q = { service, flags: 'all' as const };
+          assertAggregatesEqual(
+            await store.aggregates(q),
+            expectedAggregates(storedSamples, q),
+            `round ${round} ${service}`,
+          );
+        }
+        // Re-sending an acknowledged batch stores nothing.
+        const first = batches.find((b) => acked.has(b.batchId));
+        assert.ok(first);
+        assert.equal((await store.ingest(first)).stored, false);
+        assert.equal(await store.sampleCount(), stored);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+});
