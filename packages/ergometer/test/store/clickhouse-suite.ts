@@ -189,8 +189,9 @@ async function snapshot(store: Store): Promise<unknown> {
 }
 
 /**
- * A conformance-suite `open` for ClickHouse: a fresh database per call, dropped (on every node) by
- * its cleanup.
+ * A conformance-suite `open` for ClickHouse: a fresh database per call. Cleanup closes the store
+ * and leaves the database to the server's temp dir, removed with the server: on 18.16 a DROP
+ * DATABASE right after many inserts can block for minutes.
  */
 export function openFreshDatabase(target: () => Target, prefix: string): () => Promise<OpenedStore> {
   let counter = 0;
@@ -201,11 +202,6 @@ export function openFreshDatabase(target: () => Target, prefix: string): () => P
       store,
       cleanup: async () => {
         await store.close();
-        for (const url of target().nodeUrls) {
-          const client = createClient({ url });
-          await client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
-          await client.close();
-        }
       },
     };
   };
@@ -374,7 +370,7 @@ export function clickHouseSuite(
       const b = openClickHouseStore(target().options(database));
       opened.push(b);
       await b.init();
-      const batches = Array.from({ length: 24 }, (_, i) => makeBatch(100 + i, { n: 40 }));
+      const batches = Array.from({ length: 12 }, (_, i) => makeBatch(100 + i, { n: 40 }));
       const results = await Promise.all(
         batches.flatMap((batch) => [
           a.ingest(batch),
@@ -392,7 +388,7 @@ export function clickHouseSuite(
       }
       const single = await open();
       for (const batch of batches) await single.ingest(batch);
-      assert.equal(await a.sampleCount('api'), 24 * 40);
+      assert.equal(await a.sampleCount('api'), 12 * 40);
       assert.deepEqual(await snapshot(a), await snapshot(single));
       assert.deepEqual(await snapshot(b), await snapshot(single));
     });

@@ -4,19 +4,14 @@
  * reads deduplicate on (batch_id, index) or (aggregate key, batch_id). The rows of a batch are a
  * pure function of the batch, so two copies of a row are identical and any copy can be read.
  */
-import { binOf } from '../histogram';
+import { rollUpSamples } from '../rollup';
 import type { IngestBatch } from '../types';
 
-const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
 
 /** 'YYYY-MM-DD' (UTC) of a ms timestamp: the partition day, computed here so the server's time zone does not matter. */
 export function utcDay(ms: number): string {
   return new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
-}
-
-export function minuteOf(ms: number): number {
-  return Math.floor(ms / MINUTE_MS) * MINUTE_MS;
 }
 
 export interface BatchRow {
@@ -125,11 +120,6 @@ export interface BatchRows {
   users: UsersRowDb[];
 }
 
-interface AggAccumulator extends Omit<AggRow, 'cost_bins' | 'cost_counts' | 'wall_bins' | 'wall_counts'> {
-  costHist: Map<number, number>;
-  wallHist: Map<number, number>;
-}
-
 function sortedHistogram(hist: Map<number, number>): [number[], number[]] {
   const bins = [...hist.keys()].sort((a, b) => a - b);
   return [bins, bins.map((bin) => hist.get(bin) ?? 0)];
@@ -144,60 +134,8 @@ export function rowsOfBatch(batch: IngestBatch): BatchRows {
     metric: batch.metric,
   };
   const samples: SampleRow[] = [];
-  const groups = new Map<string, AggAccumulator>();
   let minTs = Number.POSITIVE_INFINITY;
   let maxTs = Number.NEGATIVE_INFINITY;
-
-  const addTo = (flagKey: string, flagVariant: string, s: IngestBatch['samples'][number], minute: number): void => {
-    const key = JSON.stringify([s.endpoint, minute, flagKey, flagVariant]);
-    let acc = groups.get(key);
-    if (!acc) {
-      acc = {
-        service: batch.service,
-        metric: batch.metric,
-        commit: batch.commit,
-        endpoint: s.endpoint,
-        host_class: batch.hostClass,
-        flag_key: flagKey,
-        flag_variant: flagVariant,
-        minute,
-        day: utcDay(minute),
-        batch_id: batch.batchId,
-        n: 0,
-        weight: 0,
-        sum_cost: 0,
-        sum_cost2: 0,
-        sum_log_cost: 0,
-        sum_log_cost2: 0,
-        sum_wall: 0,
-        sum_db: 0,
-        sum_cache: 0,
-        sum_http: 0,
-        min_ts: s.ts,
-        max_ts: s.ts,
-        costHist: new Map(),
-        wallHist: new Map(),
-      };
-      groups.set(key, acc);
-    }
-    const logCost = Math.log(Math.max(s.cost, 1));
-    acc.n += 1;
-    acc.weight += s.weight;
-    acc.sum_cost += s.cost;
-    acc.sum_cost2 += s.cost * s.cost;
-    acc.sum_log_cost += logCost;
-    acc.sum_log_cost2 += logCost * logCost;
-    acc.sum_wall += s.wallMs;
-    acc.sum_db += s.db;
-    acc.sum_cache += s.cache;
-    acc.sum_http += s.http;
-    if (s.ts < acc.min_ts) acc.min_ts = s.ts;
-    if (s.ts > acc.max_ts) acc.max_ts = s.ts;
-    const costBin = binOf(s.cost);
-    acc.costHist.set(costBin, (acc.costHist.get(costBin) ?? 0) + 1);
-    const wallBin = binOf(s.wallMs);
-    acc.wallHist.set(wallBin, (acc.wallHist.get(wallBin) ?? 0) + 1);
-  };
 
   batch.samples.forEach((s, idx) => {
     const flagKeys = Object.keys(s.flags).sort();
@@ -225,11 +163,6 @@ export function rowsOfBatch(batch: IngestBatch): BatchRows {
     });
     if (s.ts < minTs) minTs = s.ts;
     if (s.ts > maxTs) maxTs = s.ts;
-    const minute = minuteOf(s.ts);
-    addTo('', '', s, minute);
-    flagKeys.forEach((key, i) => {
-      addTo(key, flagValues[i] ?? '', s, minute);
-    });
   });
 
   // An empty batch files nothing: its record ages with its receive time.
@@ -238,10 +171,38 @@ export function rowsOfBatch(batch: IngestBatch): BatchRows {
   for (const u of batch.users) lastMs = Math.max(lastMs, u.minute);
   if (lastMs === Number.NEGATIVE_INFINITY) lastMs = batch.receivedAt;
 
-  const aggregates: AggRow[] = [...groups.values()].map(({ costHist, wallHist, ...rest }) => {
-    const [cost_bins, cost_counts] = sortedHistogram(costHist);
-    const [wall_bins, wall_counts] = sortedHistogram(wallHist);
-    return { ...rest, cost_bins, cost_counts, wall_bins, wall_counts };
+  // The same per-batch roll-up as the DuckDB backend (rollup.ts), one row per partial aggregate.
+  const aggregates: AggRow[] = rollUpSamples(batch.samples).map((p) => {
+    const [cost_bins, cost_counts] = sortedHistogram(p.costHist);
+    const [wall_bins, wall_counts] = sortedHistogram(p.wallHist);
+    return {
+      service: batch.service,
+      metric: batch.metric,
+      commit: batch.commit,
+      endpoint: p.endpoint,
+      host_class: batch.hostClass,
+      flag_key: p.flagKey,
+      flag_variant: p.flagVariant,
+      minute: p.minute,
+      day: utcDay(p.minute),
+      batch_id: batch.batchId,
+      n: p.n,
+      weight: p.weight,
+      sum_cost: p.sumCost,
+      sum_cost2: p.sumCost2,
+      sum_log_cost: p.sumLogCost,
+      sum_log_cost2: p.sumLogCost2,
+      sum_wall: p.sumWall,
+      sum_db: p.sumDb,
+      sum_cache: p.sumCache,
+      sum_http: p.sumHttp,
+      min_ts: p.minTs,
+      max_ts: p.maxTs,
+      cost_bins,
+      cost_counts,
+      wall_bins,
+      wall_counts,
+    };
   });
 
   return {

@@ -66,6 +66,8 @@ export interface ClickHouseStoreOptions {
 const DAY_MS = 86_400_000;
 const DEFAULT_SAMPLES_LIMIT = 1000;
 const MUTATION_WAIT_MS = 120_000;
+/** Most batches one group commit of ingest() writes (≈ 50 000 samples at the agent's default batch size). */
+const MAX_GROUP_BATCHES = 50;
 
 type Row = Record<string, unknown>;
 
@@ -232,9 +234,55 @@ class ClickHouseStore implements Store {
     }
   }
 
+  /**
+   * Group commit: batches handed to ingest() while a write is in flight are written together by
+   * the next write. Every MergeTree INSERT makes a part per table (and later merges), so ten
+   * 1000-sample batches in one INSERT cost the server a fraction of ten INSERTs.
+   */
   async ingest(batch: IngestBatch): Promise<IngestResult> {
-    const [result] = await this.ingestMany([batch]);
-    return result as IngestResult;
+    return new Promise<IngestResult>((resolve, reject) => {
+      this.pending.push({ batch, resolve, reject });
+      void this.drainPending();
+    });
+  }
+
+  private readonly pending: Array<{
+    batch: IngestBatch;
+    resolve: (result: IngestResult) => void;
+    reject: (error: unknown) => void;
+  }> = [];
+  private draining = false;
+
+  private async drainPending(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.pending.length > 0) {
+        const group = this.pending.splice(0, MAX_GROUP_BATCHES);
+        try {
+          const results = await this.ingestMany(group.map((g) => g.batch));
+          group.forEach((g, i) => {
+            g.resolve(results[i] as IngestResult);
+          });
+        } catch (error) {
+          if (group.length === 1) {
+            group[0]?.reject(error);
+            continue;
+          }
+          // One bad batch must not fail the others it was grouped with: write each on its own.
+          for (const g of group) {
+            try {
+              const [result] = await this.ingestMany([g.batch]);
+              g.resolve(result as IngestResult);
+            } catch (single) {
+              g.reject(single);
+            }
+          }
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
   }
 
   async ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
