@@ -502,7 +502,8 @@ export function clickHouseSuite(
       assert.equal(await store.getProfile('no such id'), undefined);
       assert.deepEqual(await store.listProfiles({ service: 'api' }), [profile]);
       assert.deepEqual(await store.listProfiles({ service: 'api', commit: 'def456' }), []);
-      assert.deepEqual(await store.listProfiles({ service: 'api', from: T0 + MINUTE }), []);
+      assert.deepEqual(await store.listProfiles({ service: 'api', from: T0 + 1 }), []);
+      assert.deepEqual(await store.listProfiles({ service: 'api', from: T0, to: T0 + 1 }), [profile]);
     });
 
     test('retention drops whole old partitions and deletes the rest of the cutoff day, counting what went', async () => {

@@ -11,8 +11,8 @@ import { generateDataset } from './dataset';
 async function main(): Promise<void> {
   const [mode, file, seed] = process.argv.slice(2);
   if (file === undefined) throw new Error('usage: duckdb-child.js hold|ingest FILE [SEED]');
-  // A small compaction threshold, so that some kills land during a compaction too.
-  const store = openDuckDbStore({ path: file, compactAfterRows: 300 });
+  // Small thresholds, so that kills land during aggregate flushes and compactions too.
+  const store = openDuckDbStore({ path: file, compactAfterRows: 300, aggregateFlushRows: 150 });
   await store.init();
   if (mode === 'hold') {
     process.stdout.write('ready\n');

@@ -353,7 +353,8 @@ class ClickHouseStore implements Store {
         from_ts: meta.from,
         to_ts: meta.to,
         received_at: receivedAt,
-        day: utcDay(receivedAt),
+        // Retention goes by the end of the time a profile covers: so does its partition.
+        day: utcDay(meta.to),
         bytes: pprof.length,
         pprof_base64: pprof.toString('base64'),
       },
@@ -364,9 +365,7 @@ class ClickHouseStore implements Store {
   async listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]> {
     const conditions = [sql`service = ${str(q.service)}`];
     if (q.commit !== undefined) conditions.push(sql`commit = ${str(q.commit)}`);
-    // A profile is listed when its time range overlaps the query's.
-    if (q.from !== undefined) conditions.push(sql`to_ts > ${int(q.from)}`);
-    if (q.to !== undefined) conditions.push(sql`from_ts < ${int(q.to)}`);
+    conditions.push(...rangeOn(col('from_ts'), q));
     const rows = await this.rows(
       sql`SELECT id, any(service) AS p_service, any(commit) AS p_commit, any(host) AS p_host, any(metric) AS p_metric,
             any(from_ts) AS p_from, any(to_ts) AS p_to, any(received_at) AS p_received_at, any(bytes) AS p_bytes
@@ -651,7 +650,7 @@ class ClickHouseStore implements Store {
     const [samplesDeleted, aggregatesRow, profilesRow] = await Promise.all([
       this.countSamples([sql`ts < ${int(samplesCutoff)}`]),
       this.rows(sql`SELECT count() AS n FROM (${this.dedupAggregates([sql`minute < ${int(aggregatesCutoff)}`])})`),
-      this.rows(sql`SELECT uniqExact(id) AS n FROM ${this.t('profiles')} WHERE received_at < ${int(profilesCutoff)}`),
+      this.rows(sql`SELECT uniqExact(id) AS n FROM ${this.t('profiles')} WHERE to_ts < ${int(profilesCutoff)}`),
     ]);
 
     const plan: Array<[TableName, string, number]> = [
@@ -660,7 +659,7 @@ class ClickHouseStore implements Store {
       ['counts', 'minute', aggregatesCutoff],
       ['users', 'minute', aggregatesCutoff],
       ['deploys', 'ts', aggregatesCutoff],
-      ['profiles', 'received_at', profilesCutoff],
+      ['profiles', 'to_ts', profilesCutoff],
       ['batches', 'last_ms', batchesCutoff],
     ];
     for (const client of this.nodeClients) {

@@ -21,8 +21,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     description: 'samples, batches, aggregates, counts, users, deploys',
     statements: [
+      // One row per stored batch: the batch id makes ingest idempotent; batch_seq (assigned in order by
+      // the single writer) ties raw samples to their batch's service, commit, host and metric.
       `CREATE TABLE batches (
         batch_id VARCHAR PRIMARY KEY,
+        batch_seq BIGINT NOT NULL,
         service VARCHAR NOT NULL,
         host VARCHAR NOT NULL,
         region VARCHAR NOT NULL,
@@ -35,13 +38,10 @@ export const MIGRATIONS: readonly Migration[] = [
         received_at BIGINT NOT NULL,
         samples INTEGER NOT NULL
       )`,
+      // Raw samples, narrow: the batch's fields live in batches (join on batch_seq). Flags are a JSON
+      // object (text): filter with json_extract_string(flags, '$.key') or (flags::JSON::MAP(VARCHAR, VARCHAR))['key'].
       `CREATE TABLE samples (
-        service VARCHAR NOT NULL,
-        commit_id VARCHAR NOT NULL,
-        host VARCHAR NOT NULL,
-        region VARCHAR NOT NULL,
-        host_class VARCHAR NOT NULL,
-        metric VARCHAR NOT NULL,
+        batch_seq BIGINT NOT NULL,
         ts BIGINT NOT NULL,
         endpoint VARCHAR NOT NULL,
         status INTEGER NOT NULL,
@@ -50,13 +50,18 @@ export const MIGRATIONS: readonly Migration[] = [
         db_ms DOUBLE NOT NULL,
         cache_ms DOUBLE NOT NULL,
         http_ms DOUBLE NOT NULL,
-        flags MAP(VARCHAR, VARCHAR) NOT NULL,
+        flags VARCHAR NOT NULL,
         user_id VARCHAR NOT NULL,
         weight DOUBLE NOT NULL,
         aborted BOOLEAN NOT NULL
       )`,
-      // Partial aggregates: ingest appends one row per (batch, endpoint, minute, flag row); compaction
-      // merges rows of the same key into one (compacted = true). Queries always sum, so both are valid.
+      // Aggregates are derived from samples and written in bulk (see store.ts); this row says up to
+      // which batch_seq they are written, so that init() can rebuild the rest after a crash.
+      `CREATE TABLE store_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)`,
+      `INSERT INTO store_state VALUES ('aggregated_through_seq', 0)`,
+      // Partial aggregates: each flush appends one row per (service, commit, endpoint, metric, host
+      // class, flag row, minute) it accumulated; compaction merges rows of the same key into one
+      // (compacted = true). Queries always sum, so both are valid.
       `CREATE TABLE aggregates (
         service VARCHAR NOT NULL,
         commit_id VARCHAR NOT NULL,

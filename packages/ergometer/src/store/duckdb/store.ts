@@ -1,16 +1,23 @@
 /**
  * The embedded store: one DuckDB file, one writer process.
  *
- * Write path (ingest): one transaction per call. Inside it the batch ids are looked up, and for the
- * new batches the raw samples, their partial aggregates (rolled up in JS, see ../rollup.ts), counts,
- * users and the `batches` row are appended with DuckDB appenders, then COMMIT. DuckDB writes the
- * commit to its WAL before COMMIT returns, so a resolved ingest survives a SIGKILL.
- * Writes run one at a time through a queue on their own connection; reads use a second connection
- * and see the last committed state (DuckDB MVCC), so queries never wait for an ingest.
+ * Write path (ingest): one transaction per call, in which the `batches` rows (whose primary key
+ * refuses a batch id seen before), raw samples, counts and users are appended with DuckDB
+ * appenders, then COMMIT: DuckDB has written the commit to its WAL when COMMIT returns, so a
+ * resolved ingest survives a SIGKILL.
  *
- * Partial aggregate rows (one per batch × endpoint × minute × flag row) are merged into one row per
- * key by compact(), which ingest runs every `compactAfterRows` appended rows: queries always sum,
- * compaction only keeps the table small.
+ * Aggregates are derived data. Each committed batch is rolled up in JS (../rollup.ts) into an
+ * in-memory accumulator that merges batches by key (service × commit × endpoint × metric × host class
+ * × flag row × minute); the accumulator is written in one transaction together with the watermark
+ * `aggregated_through_seq` (the highest batch_seq it covers) when it grows past
+ * `aggregateFlushRows`, every `aggregateFlushMs`, before any read of aggregates, and on close().
+ * After a crash, init() rebuilds the aggregates of the batches above the watermark from their raw
+ * samples, which were committed with them. Writing aggregates per batch instead cost about as much
+ * CPU as writing the samples themselves (measured: see docs/storage.md).
+ *
+ * Writes run one at a time through a queue on their own connection; reads use a second connection
+ * and see the last committed state (DuckDB MVCC). compact() merges the partial aggregate rows of a
+ * key into one row; queries always sum, so it only keeps the table small.
  */
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -67,6 +74,10 @@ export interface DuckDbStoreOptions {
   path?: string;
   /** Merge partial aggregate rows once this many were appended since the last merge. Default 50 000. */
   compactAfterRows?: number;
+  /** Write the in-memory aggregates once they hold this many rows. Default 20 000. */
+  aggregateFlushRows?: number;
+  /** Write the in-memory aggregates at least this often (ms). Default 5 000. */
+  aggregateFlushMs?: number;
   /** Worker threads DuckDB may use for queries. Default: DuckDB's own choice (all cores). */
   threads?: number;
   /** DuckDB memory limit, e.g. '1GB'. Default: DuckDB's (80% of RAM). */
@@ -78,12 +89,7 @@ type ParamTypes = Record<string, DuckDBType>;
 
 // Appender column types, in table order (see migrations.ts).
 const SAMPLE_TYPES: DuckDBType[] = [
-  VARCHAR, // service
-  VARCHAR, // commit_id
-  VARCHAR, // host
-  VARCHAR, // region
-  VARCHAR, // host_class
-  VARCHAR, // metric
+  BIGINT, // batch_seq
   BIGINT, // ts
   VARCHAR, // endpoint
   INTEGER, // status
@@ -92,7 +98,7 @@ const SAMPLE_TYPES: DuckDBType[] = [
   DOUBLE, // db_ms
   DOUBLE, // cache_ms
   DOUBLE, // http_ms
-  MAP(VARCHAR, VARCHAR), // flags
+  VARCHAR, // flags (JSON object)
   VARCHAR, // user_id
   DOUBLE, // weight
   BOOLEAN, // aborted
@@ -112,10 +118,12 @@ const AGGREGATE_TYPES: DuckDBType[] = [
 const COUNT_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR, BIGINT];
 const USER_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR];
 const BATCH_TYPES: DuckDBType[] = [
-  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR],
-  BIGINT,
-  BIGINT,
-  INTEGER,
+  VARCHAR, // batch_id
+  BIGINT, // batch_seq
+  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR], // service … runtime
+  BIGINT, // dropped
+  BIGINT, // received_at
+  INTEGER, // samples
 ];
 /** DuckDB's vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
@@ -180,6 +188,10 @@ function rangeSql(column: string, q: Range, params: Params, types: ParamTypes): 
   return sql;
 }
 
+function isDuplicateKeyError(error: unknown): boolean {
+  return error instanceof Error && /Duplicate key [\s\S]*violates primary key constraint/i.test(error.message);
+}
+
 function isLockError(error: unknown): boolean {
   return error instanceof Error && /Could not set lock on file|Conflicting lock/i.test(error.message);
 }
@@ -198,6 +210,13 @@ export class DuckDbStore implements Store {
   private initialising: Promise<void> | undefined;
   private uncompactedRows = 0;
   private closed = false;
+  /** Next batch_seq to assign (the single writer owns the sequence). */
+  private nextSeq = 1;
+  /** Aggregates of committed batches not yet written, by full key. */
+  private pending = new Map<string, StoredAggregate>();
+  /** The highest batch_seq whose aggregates are in `pending` (or already written). */
+  private pendingThroughSeq = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(options: DuckDbStoreOptions = {}) {
     this.options = options;
@@ -238,11 +257,22 @@ export class DuckDbStore implements Store {
       const writer = await instance.connect();
       await migrate(writer, this.path);
       const reader = await instance.connect();
-      const pending = await writer.runAndReadAll('SELECT count(*)::DOUBLE AS n FROM aggregates WHERE NOT compacted');
-      this.uncompactedRows = Number(pending.getRowObjectsJS()[0]?.n ?? 0);
+      const state = await writer.runAndReadAll(
+        `SELECT (SELECT count(*) FROM aggregates WHERE NOT compacted)::DOUBLE AS uncompacted,
+           (SELECT coalesce(max(batch_seq), 0) FROM batches)::DOUBLE AS max_seq`,
+      );
+      const row = state.getRowObjectsJS()[0] ?? {};
+      this.uncompactedRows = Number(row.uncompacted ?? 0);
+      this.nextSeq = Number(row.max_seq ?? 0) + 1;
+      await this.recoverAggregates(writer);
       this.instance = instance;
       this.writer = writer;
       this.reader = reader;
+      this.flushTimer = setInterval(() => {
+        // A failed flush keeps its rows in memory and is retried on the next tick or read.
+        this.flushAggregates().catch(() => undefined);
+      }, this.options.aggregateFlushMs ?? 5_000);
+      this.flushTimer.unref();
     } catch (error) {
       instance.closeSync();
       throw error;
@@ -299,89 +329,217 @@ export class DuckDbStore implements Store {
 
   async ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
     if (batches.length === 0) return [];
-    const results = await this.transaction(async (connection) => {
-      const ids = [...new Set(batches.map((b) => b.batchId))];
-      const seen = await connection.runAndReadAll(
-        'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
-        { ids: listValue(ids) },
-        { ids: LIST(VARCHAR) },
-      );
-      const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
-      const fresh: IngestBatch[] = [];
-      const out: IngestResult[] = batches.map((batch) => {
-        if (known.has(batch.batchId)) return { stored: false, samples: batch.samples.length };
-        known.add(batch.batchId);
-        fresh.push(batch);
-        return { stored: true, samples: batch.samples.length };
-      });
-      if (fresh.length > 0) this.uncompactedRows += await this.appendBatches(connection, fresh);
-      return out;
+    const results = await this.write(async (connection) => {
+      // Fast path: no lookup. The batches row is appended first and its primary key refuses a batch id
+      // stored before; only then (a retry: rare) are the ids looked up and the transaction redone.
+      let outcome: { fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] };
+      try {
+        outcome = await this.appendInTransaction(connection, batches, new Set());
+      } catch (error) {
+        if (!isDuplicateKeyError(error)) throw error;
+        const seen = await connection.runAndReadAll(
+          'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
+          { ids: listValue([...new Set(batches.map((b) => b.batchId))]) },
+          { ids: LIST(VARCHAR) },
+        );
+        const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
+        outcome = await this.appendInTransaction(connection, batches, known);
+      }
+      // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
+      for (const { batch, seq } of outcome.fresh) {
+        this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
+        this.pendingThroughSeq = seq;
+      }
+      return outcome.out;
     });
-    if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
+    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) await this.flushAggregates();
     return results;
   }
 
-  /** Appends the rows of new batches inside the caller's transaction; returns aggregate rows appended. */
-  private async appendBatches(connection: DuckDBConnection, batches: IngestBatch[]): Promise<number> {
-    const aggregateColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+  /** One transaction: appends the batches whose ids are not in `known` (nor repeated in the call). */
+  private async appendInTransaction(
+    connection: DuckDBConnection,
+    batches: IngestBatch[],
+    known: Set<string>,
+  ): Promise<{ fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] }> {
+    const fresh: Array<{ batch: IngestBatch; seq: number }> = [];
+    let seq = this.nextSeq;
+    const out = batches.map((batch) => {
+      if (known.has(batch.batchId)) return { stored: false, samples: batch.samples.length };
+      known.add(batch.batchId);
+      fresh.push({ batch, seq: seq++ });
+      return { stored: true, samples: batch.samples.length };
+    });
+    if (fresh.length === 0) return { fresh, out };
+    await connection.run('BEGIN TRANSACTION');
+    try {
+      await this.appendBatches(connection, fresh);
+      await connection.run('COMMIT');
+    } catch (error) {
+      await connection.run('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+    this.nextSeq = seq;
+    return { fresh, out };
+  }
+
+  /** Merges rolled-up rows of one batch into the in-memory accumulator. */
+  private accumulate(
+    service: string,
+    commit: string,
+    metric: string,
+    hostClass: string,
+    rows: PartialAggregate[],
+  ): void {
+    for (const row of rows) {
+      const key = JSON.stringify([
+        service,
+        commit,
+        metric,
+        hostClass,
+        row.endpoint,
+        row.flagKey,
+        row.flagVariant,
+        row.minute,
+      ]);
+      const acc = this.pending.get(key);
+      if (acc === undefined) this.pending.set(key, { ...row, service, commit, metric, hostClass });
+      else mergePartial(acc, row);
+    }
+  }
+
+  /**
+   * Writes the in-memory aggregates and moves the watermark, in one transaction. Called when the
+   * accumulator is full, on a timer, before reads of aggregates and on close(); safe to call any time.
+   */
+  async flushAggregates(): Promise<void> {
+    if (this.pending.size === 0) return;
+    await this.write(async (connection) => {
+      if (this.pending.size === 0) return;
+      const rows = this.pending;
+      const throughSeq = this.pendingThroughSeq;
+      const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+      for (const row of rows.values()) pushAggregate(columns, row, false);
+      await connection.run('BEGIN TRANSACTION');
+      try {
+        await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+        await connection.run(
+          "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
+          { seq: throughSeq },
+          { seq: BIGINT },
+        );
+        await connection.run('COMMIT');
+      } catch (error) {
+        await connection.run('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+      this.pending = new Map();
+      this.uncompactedRows += rows.size;
+    });
+    if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
+  }
+
+  /**
+   * After a crash, rebuilds the aggregates of the batches committed above the watermark from their
+   * raw samples (same roll-up code as ingest), and writes them with the new watermark.
+   */
+  private async recoverAggregates(connection: DuckDBConnection): Promise<void> {
+    const watermark = Number(
+      (
+        await connection.runAndReadAll(
+          "SELECT value::DOUBLE AS v FROM store_state WHERE name = 'aggregated_through_seq'",
+        )
+      ).getRowObjectsJS()[0]?.v ?? 0,
+    );
+    const through = this.nextSeq - 1;
+    if (through <= watermark) return;
+    const reader = await connection.runAndReadAll(
+      `SELECT b.batch_seq::DOUBLE AS batch_seq, b.service, b.commit_id, b.metric, b.host_class, s.ts::DOUBLE AS ts,
+         s.endpoint, s.status, s.cost, s.wall_ms, s.db_ms, s.cache_ms, s.http_ms, s.flags, s.user_id, s.weight, s.aborted
+       FROM samples s JOIN batches b USING (batch_seq) WHERE b.batch_seq > $watermark ORDER BY b.batch_seq`,
+      { watermark },
+      { watermark: BIGINT },
+    );
+    const byBatch = new Map<number, { head: Record<string, unknown>; samples: IngestBatch['samples'] }>();
+    for (const r of reader.getRowObjectsJS()) {
+      const seq = Number(r.batch_seq);
+      let entry = byBatch.get(seq);
+      if (entry === undefined) {
+        entry = { head: r, samples: [] };
+        byBatch.set(seq, entry);
+      }
+      entry.samples.push(sampleFromRow(r));
+    }
+    for (const { head, samples } of byBatch.values()) {
+      const rows = rollUpSamples(samples);
+      this.accumulate(String(head.service), String(head.commit_id), String(head.metric), String(head.host_class), rows);
+    }
+    this.pendingThroughSeq = through;
+    // Written with the writer connection directly: the store is not open for callers yet.
+    const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    for (const row of this.pending.values()) pushAggregate(columns, row, false);
+    await connection.run('BEGIN TRANSACTION');
+    try {
+      await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+      await connection.run(
+        "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
+        { seq: through },
+        { seq: BIGINT },
+      );
+      await connection.run('COMMIT');
+    } catch (error) {
+      await connection.run('ROLLBACK').catch(() => undefined);
+      this.pending = new Map();
+      throw error;
+    }
+    this.uncompactedRows += this.pending.size;
+    this.pending = new Map();
+  }
+
+  /** Appends the rows of new batches inside the caller's transaction. */
+  private async appendBatches(
+    connection: DuckDBConnection,
+    batches: Array<{ batch: IngestBatch; seq: number }>,
+  ): Promise<void> {
+    const sampleColumns: DuckDBValue[][] = SAMPLE_TYPES.map(() => []);
     const countColumns: DuckDBValue[][] = COUNT_TYPES.map(() => []);
     const userColumns: DuckDBValue[][] = USER_TYPES.map(() => []);
     const batchColumns: DuckDBValue[][] = BATCH_TYPES.map(() => []);
-    const column = (): DuckDBValue[] => [];
-    const [sService, sCommit, sHost, sRegion, sClass, sMetric, sTs, sEndpoint, sStatus] = SAMPLE_TYPES.map(column);
-    const [sCost, sWall, sDb, sCache, sHttp, sFlags, sUser, sWeight, sAborted] = SAMPLE_TYPES.map(column);
-    const sampleColumns = [
-      sService,
-      sCommit,
-      sHost,
-      sRegion,
-      sClass,
-      sMetric,
-      sTs,
-      sEndpoint,
-      sStatus,
-      sCost,
-      sWall,
-      sDb,
-      sCache,
-      sHttp,
-      sFlags,
-      sUser,
-      sWeight,
-      sAborted,
-    ] as DuckDBValue[][];
-    for (const b of batches) {
+    const [cSeq, cTs, cEndpoint, cStatus, cCost, cWall, cDb, cCache, cHttp, cFlags, cUser, cWeight, cAborted] =
+      sampleColumns as [
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+        DuckDBValue[],
+      ];
+    for (const { batch: b, seq } of batches) {
+      const seqValue = BigInt(seq);
       for (const s of b.samples) {
-        sService?.push(b.service);
-        sCommit?.push(b.commit);
-        sHost?.push(b.host);
-        sRegion?.push(b.region);
-        sClass?.push(b.hostClass);
-        sMetric?.push(b.metric);
-        sTs?.push(BigInt(Math.round(s.ts)));
-        sEndpoint?.push(s.endpoint);
-        sStatus?.push(s.status);
-        sCost?.push(s.cost);
-        sWall?.push(s.wallMs);
-        sDb?.push(s.db);
-        sCache?.push(s.cache);
-        sHttp?.push(s.http);
-        const entries: Array<{ key: DuckDBValue; value: DuckDBValue }> = [];
-        for (const key in s.flags) entries.push({ key, value: s.flags[key] as string });
-        sFlags?.push(mapValue(entries));
-        sUser?.push(s.user);
-        sWeight?.push(s.weight);
-        sAborted?.push(s.aborted);
-      }
-      for (const row of rollUpSamples(b.samples)) {
-        pushAggregate(
-          aggregateColumns,
-          { ...row, service: b.service, commit: b.commit, metric: b.metric, hostClass: b.hostClass },
-          false,
-        );
+        cSeq.push(seqValue);
+        cTs.push(BigInt(Math.round(s.ts)));
+        cEndpoint.push(s.endpoint);
+        cStatus.push(s.status);
+        cCost.push(s.cost);
+        cWall.push(s.wallMs);
+        cDb.push(s.db);
+        cCache.push(s.cache);
+        cHttp.push(s.http);
+        cFlags.push(flagsJson(s.flags));
+        cUser.push(s.user);
+        cWeight.push(s.weight);
+        cAborted.push(s.aborted);
       }
       for (const c of b.counts) {
-        const values: DuckDBValue[] = [
+        pushRow(countColumns, [
           b.service,
           b.commit,
           b.metric,
@@ -389,15 +547,14 @@ export class DuckDbStore implements Store {
           BigInt(Math.round(c.minute)),
           c.endpoint,
           BigInt(Math.round(c.requests)),
-        ];
-        pushRow(countColumns, values);
+        ]);
       }
       for (const u of b.users) {
-        const values: DuckDBValue[] = [b.service, b.commit, b.host, BigInt(Math.round(u.minute)), u.sketch];
-        pushRow(userColumns, values);
+        pushRow(userColumns, [b.service, b.commit, b.host, BigInt(Math.round(u.minute)), u.sketch]);
       }
-      const batchValues: DuckDBValue[] = [
+      pushRow(batchColumns, [
         b.batchId,
+        seqValue,
         b.service,
         b.host,
         b.region,
@@ -409,15 +566,13 @@ export class DuckDbStore implements Store {
         BigInt(Math.round(b.dropped)),
         BigInt(Math.round(b.receivedAt)),
         b.samples.length,
-      ];
-      pushRow(batchColumns, batchValues);
+      ]);
     }
+    // batches first: its primary key is what refuses a repeated batch id (see ingestMany).
+    await this.appendTo(connection, 'batches', BATCH_TYPES, batchColumns);
     await this.appendTo(connection, 'samples', SAMPLE_TYPES, sampleColumns);
-    await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, aggregateColumns);
     await this.appendTo(connection, 'counts', COUNT_TYPES, countColumns);
     await this.appendTo(connection, 'users', USER_TYPES, userColumns);
-    await this.appendTo(connection, 'batches', BATCH_TYPES, batchColumns);
-    return aggregateColumns[0]?.length ?? 0;
   }
 
   private async appendTo(
@@ -431,9 +586,18 @@ export class DuckDbStore implements Store {
     try {
       appendColumns(appender, types, columns);
       appender.flushSync();
-    } finally {
-      appender.closeSync();
+    } catch (error) {
+      // Discard the rows that failed (e.g. a duplicate batch id): left in the appender, they would be
+      // flushed again when it is closed or garbage-collected, into whatever transaction is open then.
+      try {
+        appender.clear();
+        appender.closeSync();
+      } catch {
+        // the caller rolls the transaction back
+      }
+      throw error;
     }
+    appender.closeSync();
   }
 
   /**
@@ -591,6 +755,7 @@ export class DuckDbStore implements Store {
   }
 
   async services(): Promise<ServiceInfo[]> {
+    await this.flushAggregates();
     const rows = await this.query(
       `SELECT service, min(min_ts)::DOUBLE AS first_seen, max(max_ts)::DOUBLE AS last_seen, sum(n)::DOUBLE AS samples,
          list(DISTINCT metric ORDER BY metric) AS metrics
@@ -606,6 +771,7 @@ export class DuckDbStore implements Store {
   }
 
   async commits(service: string, range: Range = {}): Promise<CommitInfo[]> {
+    await this.flushAggregates();
     const params: Params = { service };
     const types: ParamTypes = { service: VARCHAR };
     const rows = await this.query(
@@ -686,6 +852,7 @@ export class DuckDbStore implements Store {
   }
 
   async aggregates(q: AggregateQuery): Promise<AggregateRow[]> {
+    await this.flushAggregates();
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
     let where = 'service = $service';
@@ -814,49 +981,34 @@ export class DuckDbStore implements Store {
   ): Promise<StoredSample[]> {
     const params: Params = { service: q.service, limit: Math.max(0, Math.floor(q.limit ?? 1000)) };
     const types: ParamTypes = { service: VARCHAR, limit: BIGINT };
-    let where = 'service = $service';
+    let where = 'b.service = $service';
     if (q.commit !== undefined) {
-      where += ' AND commit_id = $commit';
+      where += ' AND b.commit_id = $commit';
       params.commit = q.commit;
       types.commit = VARCHAR;
     }
     if (q.endpoint !== undefined) {
-      where += ' AND endpoint = $endpoint';
+      where += ' AND s.endpoint = $endpoint';
       params.endpoint = q.endpoint;
       types.endpoint = VARCHAR;
     }
-    where += rangeSql('ts', q, params, types);
+    where += rangeSql('s.ts', q, params, types);
     const rows = await this.query(
-      `SELECT service, commit_id, host, region, host_class, metric, ts::DOUBLE AS ts, endpoint, status, cost, wall_ms,
-         db_ms, cache_ms, http_ms, flags, user_id, weight, aborted
-       FROM samples WHERE ${where} ORDER BY ts DESC LIMIT $limit`,
+      `SELECT b.service, b.commit_id, b.host, b.region, b.host_class, b.metric, s.ts::DOUBLE AS ts, s.endpoint, s.status,
+         s.cost, s.wall_ms, s.db_ms, s.cache_ms, s.http_ms, s.flags, s.user_id, s.weight, s.aborted
+       FROM samples s JOIN batches b USING (batch_seq) WHERE ${where} ORDER BY s.ts DESC LIMIT $limit`,
       params,
       types,
     );
-    return rows.map((r) => {
-      const flags: Record<string, string> = {};
-      for (const entry of (r.flags as Array<{ key: string; value: string }>) ?? []) flags[entry.key] = entry.value;
-      return {
-        service: String(r.service),
-        commit: String(r.commit_id),
-        host: String(r.host),
-        region: String(r.region),
-        hostClass: String(r.host_class),
-        metric: String(r.metric) as Metric,
-        ts: Number(r.ts),
-        endpoint: String(r.endpoint),
-        status: Number(r.status),
-        cost: Number(r.cost),
-        wallMs: Number(r.wall_ms),
-        db: Number(r.db_ms),
-        cache: Number(r.cache_ms),
-        http: Number(r.http_ms),
-        flags,
-        user: String(r.user_id),
-        weight: Number(r.weight),
-        aborted: Boolean(r.aborted),
-      };
-    });
+    return rows.map((r) => ({
+      service: String(r.service),
+      commit: String(r.commit_id),
+      host: String(r.host),
+      region: String(r.region),
+      hostClass: String(r.host_class),
+      metric: String(r.metric) as Metric,
+      ...sampleFromRow(r),
+    }));
   }
 
   async sampleCount(service?: string): Promise<number> {
@@ -864,7 +1016,8 @@ export class DuckDbStore implements Store {
       service === undefined
         ? await this.query('SELECT count(*)::DOUBLE AS n FROM samples')
         : await this.query(
-            'SELECT count(*)::DOUBLE AS n FROM samples WHERE service = $service',
+            `SELECT count(*)::DOUBLE AS n FROM samples
+             WHERE batch_seq IN (SELECT batch_seq FROM batches WHERE service = $service)`,
             { service },
             { service: VARCHAR },
           );
@@ -879,6 +1032,8 @@ export class DuckDbStore implements Store {
       const result = await connection.run(sql, { before }, { before: BIGINT });
       return Number(result.rowsChanged);
     };
+    // Aggregates of every stored batch are written first: samples deleted below can no longer feed them.
+    await this.flushAggregates();
     return this.transaction(async (connection) => {
       const samplesDeleted = await deleted(connection, 'DELETE FROM samples WHERE ts < $before', samplesBefore);
       const aggregatesDeleted = await deleted(
@@ -889,8 +1044,14 @@ export class DuckDbStore implements Store {
       await deleted(connection, 'DELETE FROM counts WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM users WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM deploys WHERE ts < $before', aggregatesBefore);
-      // Batch ids are kept as long as the aggregates they fed, so a late retry is still recognised.
-      await deleted(connection, 'DELETE FROM batches WHERE received_at < $before', aggregatesBefore);
+      // Batch ids are kept as long as the aggregates they fed, so a late retry is still recognised, and
+      // as long as any of their samples (which take service, commit and host from them).
+      await deleted(
+        connection,
+        `DELETE FROM batches b WHERE received_at < $before
+           AND NOT EXISTS (SELECT 1 FROM samples s WHERE s.batch_seq = b.batch_seq)`,
+        aggregatesBefore,
+      );
       const profilesDeleted = await deleted(connection, 'DELETE FROM profiles WHERE to_ms < $before', profilesBefore);
       return { samplesDeleted, aggregatesDeleted, profilesDeleted };
     });
@@ -899,8 +1060,11 @@ export class DuckDbStore implements Store {
   /** Waits for queued writes, then closes the file (DuckDB checkpoints its WAL into it). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
     await this.initialising?.catch(() => undefined);
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    // Not fatal: aggregates not written now are rebuilt from the samples by the next init().
+    if (this.writer) await this.flushAggregates().catch(() => undefined);
+    this.closed = true;
     await this.writes.run(async () => undefined);
     await this.reads.run(async () => undefined);
     this.reader?.closeSync();
@@ -941,6 +1105,30 @@ function pushAggregate(columns: DuckDBValue[][], row: StoredAggregate, compacted
   pushRow(columns, values);
 }
 
+/** Flags as a JSON object; '{}' (most samples) without calling JSON.stringify. */
+function flagsJson(flags: Record<string, string>): string {
+  for (const _key in flags) return JSON.stringify(flags);
+  return '{}';
+}
+
+/** The per-sample fields of a `samples` row (see migrations.ts). */
+function sampleFromRow(r: Record<string, unknown>): IngestBatch['samples'][number] {
+  return {
+    ts: Number(r.ts),
+    endpoint: String(r.endpoint),
+    status: Number(r.status),
+    cost: Number(r.cost),
+    wallMs: Number(r.wall_ms),
+    db: Number(r.db_ms),
+    cache: Number(r.cache_ms),
+    http: Number(r.http_ms),
+    flags: JSON.parse(String(r.flags)) as Record<string, string>,
+    user: String(r.user_id),
+    weight: Number(r.weight),
+    aborted: Boolean(r.aborted),
+  };
+}
+
 function pushRow(columns: DuckDBValue[][], values: readonly DuckDBValue[]): void {
   for (let i = 0; i < values.length; i++) columns[i]?.push(values[i] as DuckDBValue);
 }
@@ -972,7 +1160,7 @@ function storedAggregateFromRow(r: Record<string, unknown>): StoredAggregate {
   };
 }
 
-function mergePartial(into: StoredAggregate, from: StoredAggregate): void {
+function mergePartial(into: PartialAggregate, from: PartialAggregate): void {
   into.n += from.n;
   into.weight += from.weight;
   into.sumCost += from.sumCost;
