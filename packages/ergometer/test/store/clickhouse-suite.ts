@@ -364,6 +364,27 @@ export function clickHouseSuite(
       assert.equal(await store.sampleCount('api'), 100);
     });
 
+    test('concurrent ingest() calls are written together, and a bad batch among them fails alone', async () => {
+      const store = await open();
+      const good = [61, 62, 63, 64].map((seed) => makeBatch(seed, { n: 10 }));
+      // A fractional count cannot be written to its UInt64 column: refused, never rounded.
+      const bad = makeBatch(65, { n: 10, counts: [{ minute: T0, endpoint: 'GET /x', requests: 1.5 }] });
+      const outcomes = await Promise.allSettled(
+        [...good.slice(0, 2), bad, ...good.slice(2)].map((b) => store.ingest(b)),
+      );
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+      );
+      const refused = outcomes[2] as PromiseRejectedResult;
+      assert.ok(refused.reason instanceof StoreError && refused.reason.code === 'ERGOMETER_STORE_QUERY_FAILED');
+      assert.equal(await store.sampleCount('api'), 40);
+      assert.deepEqual(
+        (await store.counts({ service: 'api' })).filter((c) => c.endpoint === 'GET /x'),
+        [],
+      );
+    });
+
     test('two collectors ingesting the same batches at the same moment: every read equals a single ingest', async () => {
       const database = `t_${process.pid}_race`;
       const a = await open(database);
