@@ -111,8 +111,12 @@ export interface EndpointStats {
   endpoint: string;
   metric: Metric;
   samples: number;
-  /** Requests from `counts` (every request) when present in the range, else the sum of sample weights. */
+  /**
+   * Requests from `counts` (every request; same service, metric, commit if given, minute in range)
+   * when any count row exists for the endpoint, else the sum of sample weights.
+   */
   requests: number;
+  /** Mean cost per sample (unweighted); `dbMs`, `cacheMs`, `httpMs` are means per sample too. */
   costMean: number;
   costP50: number;
   costP95: number;
@@ -121,13 +125,18 @@ export interface EndpointStats {
   dbMs: number;
   cacheMs: number;
   httpMs: number;
-  /** This endpoint's share of the service's total cost (weighted mean × requests), 0..1. */
+  /** `costMean` × `requests` over the sum of that product across the endpoints of the same metric, 0..1. */
   share: number;
 }
 
 /**
  * The mergeable summary of a group of samples. `flagKey`/`flagVariant` are '' for the row over all
  * samples; a sample with flags also counts once in one row per (key, variant) it carries.
+ *
+ * All sums and both histograms are over samples, unweighted (so n, sumCost and sumCost2 give the
+ * sample mean and variance the detectors test); only `weight` sums the sample weights. A group
+ * dimension dropped by `groupBy` is returned as ''. Time ranges select minute buckets whose start is
+ * in [from, to). test/store/conformance.ts checks all of this against every backend.
  */
 export interface AggregateRow {
   service: string;
@@ -191,7 +200,7 @@ export interface RetentionPolicy {
   samplesDays: number;
   /** Aggregates, counts, users, deploys older than this are deleted. Default 400. */
   aggregatesDays: number;
-  /** Raw pprof profiles. Default 30. */
+  /** Raw pprof profiles (by the end of the time they cover). Default 30. */
   profilesDays: number;
 }
 
@@ -217,6 +226,7 @@ export interface Store {
   recordDeploy(deploy: Deploy): Promise<void>;
   deploys(service: string, range?: Range): Promise<Deploy[]>;
   storeProfile(meta: ProfileMeta, pprof: Buffer, receivedAt: number): Promise<StoredProfile>;
+  /** Profiles whose `from` is in the range, oldest first. */
   listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]>;
   getProfile(id: string): Promise<Buffer | undefined>;
 

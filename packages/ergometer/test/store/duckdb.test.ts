@@ -5,10 +5,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
-import { DuckDBInstance, INTEGER } from '@duckdb/node-api';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { type DuckDBConnection, DuckDBInstance, INTEGER } from '@duckdb/node-api';
 import { MIGRATIONS, migrate, SCHEMA_VERSION } from '../../src/store/duckdb/migrations';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import { StoreError } from '../../src/store/errors';
+import type { IngestBatch } from '../../src/store/types';
 import { assertAggregatesEqual, expectedAggregates, runStoreConformance } from './conformance';
 import { generateDataset, seededRandom, T0_MS, toStored } from './dataset';
 
@@ -162,6 +165,44 @@ describe('duckdb store: schema versions and migrations', () => {
       connection.closeSync();
       assert.equal(rows[0]?.[0], 1);
     });
+  });
+
+  it('regression: a refused duplicate batch does not abort a later write when its appender is collected', async () => {
+    // The duplicate batch id fails the batches appender; its buffered row used to stay in the
+    // appender and be flushed into the next transaction when the appender was garbage-collected.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const store = openDuckDbStore({ path: path.join(temp.dir, 'dup.duckdb') });
+    await store.init();
+    try {
+      const batches = generateDataset(5, 6).batches;
+      const [first] = batches as [IngestBatch];
+      assert.equal((await store.ingest(first)).stored, true);
+      // Refuse a duplicate, then collect garbage while a write transaction is open: the refused
+      // appender's finalizer must find nothing left to flush into it.
+      for (const batch of batches.slice(1)) {
+        assert.equal((await store.ingest(first)).stored, false);
+        const inTransaction = (
+          store as unknown as { transaction: (task: (c: DuckDBConnection) => Promise<void>) => Promise<void> }
+        ).transaction.bind(store);
+        await inTransaction(async (connection) => {
+          for (let i = 0; i < 3; i++) {
+            gc();
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+          await connection.run('SELECT 1'); // throws 'transaction is aborted' if a stale row was flushed
+        });
+        assert.equal((await store.ingest(batch)).stored, true);
+      }
+      const all = batches.flatMap((batch) => batch.samples.map((s) => toStored(batch, s)));
+      assert.equal(await store.sampleCount(), all.length);
+      for (const service of new Set(all.map((s) => s.service))) {
+        const q = { service, flags: 'all' as const };
+        assertAggregatesEqual(await store.aggregates(q), expectedAggregates(all, q), service);
+      }
+    } finally {
+      await store.close();
+    }
   });
 
   it('methods called after close() fail with ERGOMETER_STORE_CLOSED', async () => {

@@ -39,7 +39,7 @@ export const MIGRATIONS: readonly Migration[] = [
         samples INTEGER NOT NULL
       )`,
       // Raw samples, narrow: the batch's fields live in batches (join on batch_seq). Flags are a JSON
-      // object (text): filter with json_extract_string(flags, '$.key') or flags::JSON::MAP(VARCHAR, VARCHAR).
+      // object (text): filter with json_extract_string(flags, '$.key') or (flags::JSON::MAP(VARCHAR, VARCHAR))['key'].
       `CREATE TABLE samples (
         batch_seq BIGINT NOT NULL,
         ts BIGINT NOT NULL,

@@ -1,8 +1,8 @@
 /**
  * The embedded store: one DuckDB file, one writer process.
  *
- * Write path (ingest): one transaction per call. Inside it the batch ids are looked up, and for the
- * new batches the raw samples, counts, users and the `batches` row are appended with DuckDB
+ * Write path (ingest): one transaction per call, in which the `batches` rows (whose primary key
+ * refuses a batch id seen before), raw samples, counts and users are appended with DuckDB
  * appenders, then COMMIT: DuckDB has written the commit to its WAL when COMMIT returns, so a
  * resolved ingest survives a SIGKILL.
  *
@@ -188,6 +188,10 @@ function rangeSql(column: string, q: Range, params: Params, types: ParamTypes): 
   return sql;
 }
 
+function isDuplicateKeyError(error: unknown): boolean {
+  return error instanceof Error && /Duplicate key [\s\S]*violates primary key constraint/i.test(error.message);
+}
+
 function isLockError(error: unknown): boolean {
   return error instanceof Error && /Could not set lock on file|Conflicting lock/i.test(error.message);
 }
@@ -326,41 +330,57 @@ export class DuckDbStore implements Store {
   async ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
     if (batches.length === 0) return [];
     const results = await this.write(async (connection) => {
-      await connection.run('BEGIN TRANSACTION');
-      let fresh: Array<{ batch: IngestBatch; seq: number }>;
-      let out: IngestResult[];
+      // Fast path: no lookup. The batches row is appended first and its primary key refuses a batch id
+      // stored before; only then (a retry: rare) are the ids looked up and the transaction redone.
+      let outcome: { fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] };
       try {
-        const ids = [...new Set(batches.map((b) => b.batchId))];
+        outcome = await this.appendInTransaction(connection, batches, new Set());
+      } catch (error) {
+        if (!isDuplicateKeyError(error)) throw error;
         const seen = await connection.runAndReadAll(
           'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
-          { ids: listValue(ids) },
+          { ids: listValue([...new Set(batches.map((b) => b.batchId))]) },
           { ids: LIST(VARCHAR) },
         );
         const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
-        fresh = [];
-        let seq = this.nextSeq;
-        out = batches.map((batch) => {
-          if (known.has(batch.batchId)) return { stored: false, samples: batch.samples.length };
-          known.add(batch.batchId);
-          fresh.push({ batch, seq: seq++ });
-          return { stored: true, samples: batch.samples.length };
-        });
-        if (fresh.length > 0) await this.appendBatches(connection, fresh);
-        await connection.run('COMMIT');
-        this.nextSeq = seq;
-      } catch (error) {
-        await connection.run('ROLLBACK').catch(() => undefined);
-        throw error;
+        outcome = await this.appendInTransaction(connection, batches, known);
       }
       // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
-      for (const { batch, seq } of fresh) {
+      for (const { batch, seq } of outcome.fresh) {
         this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
         this.pendingThroughSeq = seq;
       }
-      return out;
+      return outcome.out;
     });
     if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) await this.flushAggregates();
     return results;
+  }
+
+  /** One transaction: appends the batches whose ids are not in `known` (nor repeated in the call). */
+  private async appendInTransaction(
+    connection: DuckDBConnection,
+    batches: IngestBatch[],
+    known: Set<string>,
+  ): Promise<{ fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] }> {
+    const fresh: Array<{ batch: IngestBatch; seq: number }> = [];
+    let seq = this.nextSeq;
+    const out = batches.map((batch) => {
+      if (known.has(batch.batchId)) return { stored: false, samples: batch.samples.length };
+      known.add(batch.batchId);
+      fresh.push({ batch, seq: seq++ });
+      return { stored: true, samples: batch.samples.length };
+    });
+    if (fresh.length === 0) return { fresh, out };
+    await connection.run('BEGIN TRANSACTION');
+    try {
+      await this.appendBatches(connection, fresh);
+      await connection.run('COMMIT');
+    } catch (error) {
+      await connection.run('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+    this.nextSeq = seq;
+    return { fresh, out };
   }
 
   /** Merges rolled-up rows of one batch into the in-memory accumulator. */
@@ -548,10 +568,11 @@ export class DuckDbStore implements Store {
         b.samples.length,
       ]);
     }
+    // batches first: its primary key is what refuses a repeated batch id (see ingestMany).
+    await this.appendTo(connection, 'batches', BATCH_TYPES, batchColumns);
     await this.appendTo(connection, 'samples', SAMPLE_TYPES, sampleColumns);
     await this.appendTo(connection, 'counts', COUNT_TYPES, countColumns);
     await this.appendTo(connection, 'users', USER_TYPES, userColumns);
-    await this.appendTo(connection, 'batches', BATCH_TYPES, batchColumns);
   }
 
   private async appendTo(
@@ -565,9 +586,18 @@ export class DuckDbStore implements Store {
     try {
       appendColumns(appender, types, columns);
       appender.flushSync();
-    } finally {
-      appender.closeSync();
+    } catch (error) {
+      // Discard the rows that failed (e.g. a duplicate batch id): left in the appender, they would be
+      // flushed again when it is closed or garbage-collected, into whatever transaction is open then.
+      try {
+        appender.clear();
+        appender.closeSync();
+      } catch {
+        // the caller rolls the transaction back
+      }
+      throw error;
     }
+    appender.closeSync();
   }
 
   /**
