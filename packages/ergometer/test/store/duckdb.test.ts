@@ -61,7 +61,7 @@ function rejectsWithCode(promise: Promise<unknown>, code: string, message: RegEx
   });
 }
 
-describe('duckdb store: schema versions and migrations', () => {
+describe('duckdb store: schema versions, migrations and the write path', () => {
   const temp = tempDir();
   after(() => temp.remove());
 
@@ -196,6 +196,31 @@ describe('duckdb store: schema versions and migrations', () => {
       }
       const all = batches.flatMap((batch) => batch.samples.map((s) => toStored(batch, s)));
       assert.equal(await store.sampleCount(), all.length);
+      for (const service of new Set(all.map((s) => s.service))) {
+        const q = { service, flags: 'all' as const };
+        assertAggregatesEqual(await store.aggregates(q), expectedAggregates(all, q), service);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a batch that cannot be written fails only its own call, not the others committed with it', async () => {
+    const store = openDuckDbStore({ path: path.join(temp.dir, 'group.duckdb') });
+    await store.init();
+    try {
+      const [a, bad, c] = generateDataset(6, 3).batches as [IngestBatch, IngestBatch, IngestBatch];
+      // A time that is not a number: the server's validation refuses it; the store must still isolate it.
+      const broken = { ...bad, samples: [{ ...(bad.samples[0] as IngestBatch['samples'][number]), ts: Number.NaN }] };
+      const outcomes = await Promise.allSettled([store.ingest(a), store.ingest(broken), store.ingest(c)]);
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.equal(await store.sampleCount(), a.samples.length + c.samples.length);
+      // Nothing of the refused batch was kept: sending it again, repaired, stores it.
+      assert.equal((await store.ingest(bad)).stored, true);
+      const all = [a, bad, c].flatMap((batch) => batch.samples.map((s) => toStored(batch, s)));
       for (const service of new Set(all.map((s) => s.service))) {
         const q = { service, flags: 'all' as const };
         assertAggregatesEqual(await store.aggregates(q), expectedAggregates(all, q), service);

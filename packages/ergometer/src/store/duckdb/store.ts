@@ -125,6 +125,8 @@ const BATCH_TYPES: DuckDBType[] = [
   BIGINT, // received_at
   INTEGER, // samples
 ];
+/** A group commit stops taking waiting calls once it holds this many samples. */
+const GROUP_COMMIT_MAX_SAMPLES = 100_000;
 /** DuckDB's vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
 const DAY_MS = 86_400_000;
@@ -217,6 +219,12 @@ export class DuckDbStore implements Store {
   /** The highest batch_seq whose aggregates are in `pending` (or already written). */
   private pendingThroughSeq = 0;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** ingest calls waiting for the writer; committed together (see ingestMany). */
+  private readonly ingestWaiting: Array<{
+    batches: IngestBatch[];
+    resolve: (results: IngestResult[]) => void;
+    reject: (error: unknown) => void;
+  }> = [];
 
   constructor(options: DuckDbStoreOptions = {}) {
     this.options = options;
@@ -327,33 +335,89 @@ export class DuckDbStore implements Store {
     return this.ingestMany([batch]).then((results) => results[0] as IngestResult);
   }
 
-  async ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
-    if (batches.length === 0) return [];
-    const results = await this.write(async (connection) => {
-      // Fast path: no lookup. The batches row is appended first and its primary key refuses a batch id
-      // stored before; only then (a retry: rare) are the ids looked up and the transaction redone.
-      let outcome: { fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] };
-      try {
-        outcome = await this.appendInTransaction(connection, batches, new Set());
-      } catch (error) {
-        if (!isDuplicateKeyError(error)) throw error;
-        const seen = await connection.runAndReadAll(
-          'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
-          { ids: listValue([...new Set(batches.map((b) => b.batchId))]) },
-          { ids: LIST(VARCHAR) },
-        );
-        const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
-        outcome = await this.appendInTransaction(connection, batches, known);
-      }
-      // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
-      for (const { batch, seq } of outcome.fresh) {
-        this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
-        this.pendingThroughSeq = seq;
-      }
-      return outcome.out;
+  /**
+   * Stores batches once each. Calls that arrive while the writer is busy are committed together in the
+   * next transaction (group commit: a commit costs a WAL sync and a few statements whatever its size);
+   * each call still resolves only once its own batches are committed, with its own results.
+   */
+  ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
+    if (batches.length === 0) return Promise.resolve([]);
+    return new Promise<IngestResult[]>((resolve, reject) => {
+      this.ingestWaiting.push({ batches, resolve, reject });
+      // The first caller to find nobody waiting schedules a drain; later ones ride along with it.
+      if (this.ingestWaiting.length === 1) void this.drainIngests();
     });
-    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) await this.flushAggregates();
-    return results;
+  }
+
+  private async drainIngests(): Promise<void> {
+    let writer: DuckDBConnection;
+    try {
+      ({ writer } = await this.connections());
+    } catch (error) {
+      for (const call of this.ingestWaiting.splice(0)) call.reject(error);
+      return;
+    }
+    await this.writes.run(async () => {
+      // Everything that arrived until the writer was free, up to a bound on one transaction's size.
+      let samples = 0;
+      let take = 0;
+      while (take < this.ingestWaiting.length && (take === 0 || samples < GROUP_COMMIT_MAX_SAMPLES)) {
+        for (const b of this.ingestWaiting[take]?.batches ?? []) samples += b.samples.length;
+        take++;
+      }
+      const group = this.ingestWaiting.splice(0, take);
+      if (this.ingestWaiting.length > 0) void this.drainIngests();
+      if (group.length === 0) return;
+      try {
+        const results = await this.ingestInTransaction(
+          writer,
+          group.flatMap((call) => call.batches),
+        );
+        let offset = 0;
+        for (const call of group) {
+          call.resolve(results.slice(offset, offset + call.batches.length));
+          offset += call.batches.length;
+        }
+      } catch (error) {
+        if (group.length === 1) {
+          group[0]?.reject(error);
+          return;
+        }
+        // One call's bad batch must not fail the others: each call alone, in its own transaction.
+        for (const call of group) {
+          await this.ingestInTransaction(writer, call.batches).then(call.resolve, call.reject);
+        }
+      }
+    });
+    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) {
+      // Errors are not the callers' (their batches are committed): the rows stay and are retried.
+      await this.flushAggregates().catch(() => undefined);
+    }
+  }
+
+  /** Stores the batches not seen before in one transaction; runs on the writer, inside the queue. */
+  private async ingestInTransaction(connection: DuckDBConnection, batches: IngestBatch[]): Promise<IngestResult[]> {
+    // Fast path: no lookup. The batches row is appended first and its primary key refuses a batch id
+    // stored before; only then (a retry: rare) are the ids looked up and the transaction redone.
+    let outcome: { fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] };
+    try {
+      outcome = await this.appendInTransaction(connection, batches, new Set());
+    } catch (error) {
+      if (!isDuplicateKeyError(error)) throw error;
+      const seen = await connection.runAndReadAll(
+        'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
+        { ids: listValue([...new Set(batches.map((b) => b.batchId))]) },
+        { ids: LIST(VARCHAR) },
+      );
+      const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
+      outcome = await this.appendInTransaction(connection, batches, known);
+    }
+    // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
+    for (const { batch, seq } of outcome.fresh) {
+      this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
+      this.pendingThroughSeq = seq;
+    }
+    return outcome.out;
   }
 
   /** One transaction: appends the batches whose ids are not in `known` (nor repeated in the call). */
@@ -1044,13 +1108,13 @@ export class DuckDbStore implements Store {
       await deleted(connection, 'DELETE FROM counts WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM users WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM deploys WHERE ts < $before', aggregatesBefore);
-      // Batch ids are kept as long as the aggregates they fed, so a late retry is still recognised, and
-      // as long as any of their samples (which take service, commit and host from them).
+      // Batch ids are remembered as long as raw samples (a retry comes minutes later, not weeks), and
+      // as long as any of their samples remain (samples take service, commit and host from them).
       await deleted(
         connection,
         `DELETE FROM batches b WHERE received_at < $before
            AND NOT EXISTS (SELECT 1 FROM samples s WHERE s.batch_seq = b.batch_seq)`,
-        aggregatesBefore,
+        samplesBefore,
       );
       const profilesDeleted = await deleted(connection, 'DELETE FROM profiles WHERE to_ms < $before', profilesBefore);
       return { samplesDeleted, aggregatesDeleted, profilesDeleted };
