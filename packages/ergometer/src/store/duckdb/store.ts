@@ -212,6 +212,7 @@ export class DuckDbStore implements Store {
   private initialising: Promise<void> | undefined;
   private uncompactedRows = 0;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Next batch_seq to assign (the single writer owns the sequence). */
   private nextSeq = 1;
   /** Aggregates of committed batches not yet written, by full key. */
@@ -1122,8 +1123,12 @@ export class DuckDbStore implements Store {
   }
 
   /** Waits for queued writes, then closes the file (DuckDB checkpoints its WAL into it). Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     await this.initialising?.catch(() => undefined);
     if (this.flushTimer) clearInterval(this.flushTimer);
     // Not fatal: aggregates not written now are rebuilt from the samples by the next init().
