@@ -87,6 +87,33 @@ export const MIGRATIONS: readonly Migration[] = [
         wall_hist MAP(SMALLINT, INTEGER) NOT NULL,
         compacted BOOLEAN NOT NULL
       )`,
+      // The same rows per hour (`minute` is the hour's start), written with the minute rows: queries
+      // read whole hours of their range here, 60 times fewer rows to merge.
+      `CREATE TABLE aggregates_hourly (
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        endpoint VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        host_class VARCHAR NOT NULL,
+        flag_key VARCHAR NOT NULL,
+        flag_variant VARCHAR NOT NULL,
+        minute BIGINT NOT NULL,
+        n BIGINT NOT NULL,
+        weight DOUBLE NOT NULL,
+        sum_cost DOUBLE NOT NULL,
+        sum_cost2 DOUBLE NOT NULL,
+        sum_log_cost DOUBLE NOT NULL,
+        sum_log_cost2 DOUBLE NOT NULL,
+        sum_wall DOUBLE NOT NULL,
+        sum_db DOUBLE NOT NULL,
+        sum_cache DOUBLE NOT NULL,
+        sum_http DOUBLE NOT NULL,
+        min_ts BIGINT NOT NULL,
+        max_ts BIGINT NOT NULL,
+        cost_hist MAP(SMALLINT, INTEGER) NOT NULL,
+        wall_hist MAP(SMALLINT, INTEGER) NOT NULL,
+        compacted BOOLEAN NOT NULL
+      )`,
       `CREATE TABLE counts (
         service VARCHAR NOT NULL,
         commit_id VARCHAR NOT NULL,

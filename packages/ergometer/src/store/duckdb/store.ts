@@ -130,6 +130,7 @@ const GROUP_COMMIT_MAX_SAMPLES = 100_000;
 /** DuckDB's vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
 
 /** A full aggregate row key plus its partial sums, as stored. */
 interface StoredAggregate extends PartialAggregate {
@@ -188,6 +189,44 @@ function rangeSql(column: string, q: Range, params: Params, types: ParamTypes): 
     types.to = BIGINT;
   }
   return sql;
+}
+
+/**
+ * The aggregate rows a query reads: whole hours of its range from `aggregates_hourly`, the minutes at
+ * the range's edges from `aggregates` (both tables hold the same data at two resolutions). Buckets
+ * that are not whole hours can only be read from minutes.
+ */
+function aggregateSource(filters: string, q: AggregateQuery, params: Params, types: ParamTypes): string {
+  const bucketMs = q.bucketMs ?? 0;
+  const minutesOnly = (): string => `SELECT * FROM aggregates WHERE ${filters}${rangeSql('minute', q, params, types)}`;
+  if (bucketMs % HOUR_MS !== 0) return minutesOnly();
+  const hourFrom = q.from === undefined ? undefined : Math.ceil(q.from / HOUR_MS) * HOUR_MS;
+  const hourTo = q.to === undefined ? undefined : Math.floor(q.to / HOUR_MS) * HOUR_MS;
+  if (hourFrom !== undefined && hourTo !== undefined && hourFrom >= hourTo) return minutesOnly();
+  let hours = `SELECT * FROM aggregates_hourly WHERE ${filters}`;
+  const edges: string[] = [];
+  if (hourFrom !== undefined && q.from !== undefined) {
+    hours += ' AND minute >= $hourFrom';
+    params.hourFrom = hourFrom;
+    types.hourFrom = BIGINT;
+    if (q.from < hourFrom) {
+      edges.push('(minute >= $from AND minute < $hourFrom)');
+      params.from = Math.floor(q.from);
+      types.from = BIGINT;
+    }
+  }
+  if (hourTo !== undefined && q.to !== undefined) {
+    hours += ' AND minute < $hourTo';
+    params.hourTo = hourTo;
+    types.hourTo = BIGINT;
+    if (q.to > hourTo) {
+      edges.push('(minute >= $hourTo AND minute < $to)');
+      params.to = Math.ceil(q.to);
+      types.to = BIGINT;
+    }
+  }
+  if (edges.length === 0) return hours;
+  return `${hours} UNION ALL SELECT * FROM aggregates WHERE ${filters} AND (${edges.join(' OR ')})`;
 }
 
 function isDuplicateKeyError(error: unknown): boolean {
@@ -483,11 +522,9 @@ export class DuckDbStore implements Store {
       if (this.pending.size === 0) return;
       const rows = this.pending;
       const throughSeq = this.pendingThroughSeq;
-      const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-      for (const row of rows.values()) pushAggregate(columns, row, false);
       await connection.run('BEGIN TRANSACTION');
       try {
-        await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+        await this.writeAggregateRows(connection, rows.values());
         await connection.run(
           "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
           { seq: throughSeq },
@@ -502,6 +539,34 @@ export class DuckDbStore implements Store {
       this.uncompactedRows += rows.size;
     });
     if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
+  }
+
+  /** Appends accumulated rows to the minute table and, merged per hour, to the hourly table. */
+  private async writeAggregateRows(connection: DuckDBConnection, rows: Iterable<StoredAggregate>): Promise<void> {
+    const minuteColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    const hourly = new Map<string, StoredAggregate>();
+    for (const row of rows) {
+      pushAggregate(minuteColumns, row, false);
+      const hour = Math.floor(row.minute / HOUR_MS) * HOUR_MS;
+      const key = JSON.stringify([
+        row.service,
+        row.commit,
+        row.metric,
+        row.hostClass,
+        row.endpoint,
+        row.flagKey,
+        row.flagVariant,
+        hour,
+      ]);
+      const acc = hourly.get(key);
+      if (acc === undefined) {
+        hourly.set(key, { ...row, minute: hour, costHist: new Map(row.costHist), wallHist: new Map(row.wallHist) });
+      } else mergePartial(acc, row);
+    }
+    const hourColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    for (const row of hourly.values()) pushAggregate(hourColumns, row, false);
+    await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, minuteColumns);
+    await this.appendTo(connection, 'aggregates_hourly', AGGREGATE_TYPES, hourColumns);
   }
 
   /**
@@ -541,11 +606,9 @@ export class DuckDbStore implements Store {
     }
     this.pendingThroughSeq = through;
     // Written with the writer connection directly: the store is not open for callers yet.
-    const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-    for (const row of this.pending.values()) pushAggregate(columns, row, false);
     await connection.run('BEGIN TRANSACTION');
     try {
-      await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+      await this.writeAggregateRows(connection, this.pending.values());
       await connection.run(
         "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
         { seq: through },
@@ -672,47 +735,56 @@ export class DuckDbStore implements Store {
    */
   async compact(): Promise<{ rowsBefore: number; rowsAfter: number }> {
     const result = await this.transaction(async (connection) => {
-      // The keys to merge: those with uncompacted rows. All their rows (compacted or not) are read,
-      // deleted and written back merged; the single writer guarantees nothing changes in between.
-      await connection.run(`CREATE OR REPLACE TEMP TABLE compact_keys AS
-        SELECT DISTINCT service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute
-        FROM aggregates WHERE NOT compacted`);
-      const keyJoin = `USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute)`;
-      const reader = await connection.runAndReadAll(`SELECT a.service, a.commit_id, a.endpoint, a.metric, a.host_class,
-          a.flag_key, a.flag_variant, a.minute::DOUBLE AS minute, a.n::DOUBLE AS n, a.weight, a.sum_cost, a.sum_cost2,
-          a.sum_log_cost, a.sum_log_cost2, a.sum_wall, a.sum_db, a.sum_cache, a.sum_http, a.min_ts::DOUBLE AS min_ts,
-          a.max_ts::DOUBLE AS max_ts, a.cost_hist, a.wall_hist
-        FROM aggregates a SEMI JOIN compact_keys ${keyJoin}`);
-      const rows = reader.getRowObjectsJS();
-      const merged = new Map<string, StoredAggregate>();
-      for (const r of rows) {
-        const row = storedAggregateFromRow(r);
-        const key = JSON.stringify([
-          row.service,
-          row.commit,
-          row.endpoint,
-          row.metric,
-          row.hostClass,
-          row.flagKey,
-          row.flagVariant,
-          row.minute,
-        ]);
-        const acc = merged.get(key);
-        if (acc === undefined) merged.set(key, row);
-        else mergePartial(acc, row);
-      }
-      await connection.run(`DELETE FROM aggregates a WHERE EXISTS (SELECT 1 FROM compact_keys k
-        WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
-          AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
-          AND k.minute = a.minute)`);
-      const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-      for (const row of merged.values()) pushAggregate(columns, row, true);
-      await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
-      await connection.run('DROP TABLE compact_keys');
-      return { rowsBefore: rows.length, rowsAfter: merged.size };
+      const minute = await this.compactTable(connection, 'aggregates');
+      const hour = await this.compactTable(connection, 'aggregates_hourly');
+      return { rowsBefore: minute.rowsBefore + hour.rowsBefore, rowsAfter: minute.rowsAfter + hour.rowsAfter };
     });
     this.uncompactedRows = 0;
     return result;
+  }
+
+  private async compactTable(
+    connection: DuckDBConnection,
+    table: 'aggregates' | 'aggregates_hourly',
+  ): Promise<{ rowsBefore: number; rowsAfter: number }> {
+    // The keys to merge: those with uncompacted rows. All their rows (compacted or not) are read,
+    // deleted and written back merged; the single writer guarantees nothing changes in between.
+    await connection.run(`CREATE OR REPLACE TEMP TABLE compact_keys AS
+        SELECT DISTINCT service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute
+        FROM ${table} WHERE NOT compacted`);
+    const keyJoin = `USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute)`;
+    const reader = await connection.runAndReadAll(`SELECT a.service, a.commit_id, a.endpoint, a.metric, a.host_class,
+          a.flag_key, a.flag_variant, a.minute::DOUBLE AS minute, a.n::DOUBLE AS n, a.weight, a.sum_cost, a.sum_cost2,
+          a.sum_log_cost, a.sum_log_cost2, a.sum_wall, a.sum_db, a.sum_cache, a.sum_http, a.min_ts::DOUBLE AS min_ts,
+          a.max_ts::DOUBLE AS max_ts, a.cost_hist, a.wall_hist
+        FROM ${table} a SEMI JOIN compact_keys ${keyJoin}`);
+    const rows = reader.getRowObjectsJS();
+    const merged = new Map<string, StoredAggregate>();
+    for (const r of rows) {
+      const row = storedAggregateFromRow(r);
+      const key = JSON.stringify([
+        row.service,
+        row.commit,
+        row.endpoint,
+        row.metric,
+        row.hostClass,
+        row.flagKey,
+        row.flagVariant,
+        row.minute,
+      ]);
+      const acc = merged.get(key);
+      if (acc === undefined) merged.set(key, row);
+      else mergePartial(acc, row);
+    }
+    await connection.run(`DELETE FROM ${table} a WHERE EXISTS (SELECT 1 FROM compact_keys k
+        WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
+          AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
+          AND k.minute = a.minute)`);
+    const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    for (const row of merged.values()) pushAggregate(columns, row, true);
+    await this.appendTo(connection, table, AGGREGATE_TYPES, columns);
+    await connection.run('DROP TABLE compact_keys');
+    return { rowsBefore: rows.length, rowsAfter: merged.size };
   }
 
   async recordDeploy(deploy: Deploy): Promise<void> {
@@ -824,7 +896,7 @@ export class DuckDbStore implements Store {
     const rows = await this.query(
       `SELECT service, min(min_ts)::DOUBLE AS first_seen, max(max_ts)::DOUBLE AS last_seen, sum(n)::DOUBLE AS samples,
          list(DISTINCT metric ORDER BY metric) AS metrics
-       FROM aggregates WHERE flag_key = '' GROUP BY service ORDER BY service`,
+       FROM aggregates_hourly WHERE flag_key = '' GROUP BY service ORDER BY service`,
     );
     return rows.map((r) => ({
       service: String(r.service),
@@ -842,7 +914,8 @@ export class DuckDbStore implements Store {
     const rows = await this.query(
       `WITH c AS (
          SELECT commit_id, min(min_ts) AS first_seen, max(max_ts) AS last_seen, sum(n) AS samples, sum(weight) AS requests
-         FROM aggregates WHERE service = $service AND flag_key = ''${rangeSql('minute', range, params, types)}
+         FROM ${range.from === undefined && range.to === undefined ? 'aggregates_hourly' : 'aggregates'}
+         WHERE service = $service AND flag_key = ''${rangeSql('minute', range, params, types)}
          GROUP BY commit_id),
        d AS (SELECT commit_id, min(ts) AS deployed_at FROM deploys WHERE service = $service GROUP BY commit_id)
        SELECT c.commit_id, c.first_seen::DOUBLE AS first_seen, c.last_seen::DOUBLE AS last_seen,
@@ -943,7 +1016,7 @@ export class DuckDbStore implements Store {
       params.flagKey = flags.key;
       types.flagKey = VARCHAR;
     }
-    where += rangeSql('minute', q, params, types);
+    const source = aggregateSource(where, q, params, types);
     const groupBy = new Set(q.groupBy ?? ['commit', 'endpoint', 'hostClass', 'flag']);
     let bucket = '0::BIGINT';
     if (q.bucketMs !== undefined && q.bucketMs > 0) {
@@ -966,19 +1039,21 @@ export class DuckDbStore implements Store {
     const groupCols = 'g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant, g_bucket';
     // Sums in one pass; histograms merged in SQL (bins unnested and summed), then joined by group.
     const rows = await this.query(
-      `WITH f AS (SELECT ${select}, * FROM aggregates WHERE ${where}),
+      `WITH f AS (SELECT ${select}, * FROM (${source})),
        sums AS (
          SELECT ${groupCols}, sum(n)::DOUBLE AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost,
            sum(sum_cost2) AS sum_cost2, sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2,
            sum(sum_wall) AS sum_wall, sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http
          FROM f GROUP BY ALL),
        cost_bins AS (
-         SELECT ${groupCols}, e.key AS bin, sum(e.value)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_entries(cost_hist)) AS e FROM f) GROUP BY ALL),
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(cost_hist)) AS bin, unnest(map_values(cost_hist)) AS count FROM f)
+         GROUP BY ALL),
        cost AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS cost_hist FROM cost_bins GROUP BY ALL),
        wall_bins AS (
-         SELECT ${groupCols}, e.key AS bin, sum(e.value)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_entries(wall_hist)) AS e FROM f) GROUP BY ALL),
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(wall_hist)) AS bin, unnest(map_values(wall_hist)) AS count FROM f)
+         GROUP BY ALL),
        wall AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS wall_hist FROM wall_bins GROUP BY ALL)
        SELECT sums.*, g_bucket::DOUBLE AS bucket, cost.cost_hist, wall.wall_hist
        FROM sums LEFT JOIN cost USING (${groupCols}) LEFT JOIN wall USING (${groupCols})
@@ -1101,11 +1176,11 @@ export class DuckDbStore implements Store {
     await this.flushAggregates();
     return this.transaction(async (connection) => {
       const samplesDeleted = await deleted(connection, 'DELETE FROM samples WHERE ts < $before', samplesBefore);
-      const aggregatesDeleted = await deleted(
-        connection,
-        'DELETE FROM aggregates WHERE minute < $before',
-        aggregatesBefore,
-      );
+      // Both resolutions up to the same whole hour, so that they keep holding the same data.
+      const aggregatesHour = Math.floor(aggregatesBefore / HOUR_MS) * HOUR_MS;
+      const aggregatesDeleted =
+        (await deleted(connection, 'DELETE FROM aggregates WHERE minute < $before', aggregatesHour)) +
+        (await deleted(connection, 'DELETE FROM aggregates_hourly WHERE minute < $before', aggregatesHour));
       await deleted(connection, 'DELETE FROM counts WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM users WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM deploys WHERE ts < $before', aggregatesBefore);
