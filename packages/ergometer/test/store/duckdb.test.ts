@@ -16,6 +16,7 @@ import { assertAggregatesEqual, expectedAggregates, runStoreConformance } from '
 import { generateDataset, seededRandom, T0_MS, toStored } from './dataset';
 
 const CHILD = path.join(__dirname, 'duckdb-child.js');
+const HOUR_MS_FOR_TEST = 3_600_000;
 
 function tempDir(): { dir: string; file: string; remove: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-duckdb-'));
@@ -104,6 +105,36 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
         MIGRATIONS.map((m) => m.version),
       );
     });
+  });
+
+  it('migration 3 fills the hourly aggregates from the minute rows of a version-2 file', async () => {
+    const file = path.join(temp.dir, 'v2.duckdb');
+    const data = generateDataset(11, 40);
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    await store.ingestMany(data.batches);
+    await store.close();
+    // Make it the file a version-2 ergometer left: minute rows only.
+    await withRawFile(file, async (run) => {
+      await run('DROP TABLE aggregates_hourly');
+      await run('DELETE FROM schema_version WHERE version >= 3');
+    });
+    const migrated = openDuckDbStore({ path: file });
+    await migrated.init();
+    try {
+      for (const service of ['api', 'web']) {
+        // Whole hours come from the hourly table, 5-minute buckets from the minute table: both must be right.
+        for (const q of [
+          { service, flags: 'all' as const },
+          { service, flags: 'all' as const, bucketMs: HOUR_MS_FOR_TEST },
+          { service, bucketMs: 5 * 60_000 },
+        ]) {
+          assertAggregatesEqual(await migrated.aggregates(q), expectedAggregates(data.samples, q), JSON.stringify(q));
+        }
+      }
+    } finally {
+      await migrated.close();
+    }
   });
 
   it('init() on an up-to-date file changes nothing (idempotent across restarts)', async () => {
