@@ -166,7 +166,14 @@ async function store(dir: string, batches: IngestBatch[], group: number): Promis
   await s.init();
   const result = await measure(async () => {
     if (group === 1) for (const b of batches) await s.ingest(b);
-    else for (let i = 0; i < batches.length; i += group) await s.ingestMany(batches.slice(i, i + group));
+    else if (group < 0) {
+      // -n: n concurrent callers of ingest(), one batch each at a time, as an HTTP server would call it.
+      let next = 0;
+      const caller = async (): Promise<void> => {
+        while (next < batches.length) await s.ingest(batches[next++] as IngestBatch);
+      };
+      await Promise.all(Array.from({ length: -group }, caller));
+    } else for (let i = 0; i < batches.length; i += group) await s.ingestMany(batches.slice(i, i + group));
     // Aggregates still in memory are part of the cost of ingesting: write them inside the measure.
     await s.flushAggregates();
   });
@@ -179,6 +186,7 @@ const VARIANTS: ReadonlyArray<readonly [string, (dir: string, batches: IngestBat
   ['DuckDB appender, bare table (ceiling), 1 batch per commit', (d, b) => ceiling(d, b, 1)],
   [`store.ingestMany, ${GROUP} batches per call`, (d, b) => store(d, b, GROUP)],
   ['store.ingest, 1 batch per call', (d, b) => store(d, b, 1)],
+  [`store.ingest, 1 batch per call, ${GROUP} concurrent callers (group commit)`, (d, b) => store(d, b, -GROUP)],
 ];
 
 /** The table for docs/benchmarks.md. */
@@ -205,7 +213,7 @@ export async function benchStoreIngest(): Promise<BenchTable> {
   const ceilingSingle = perCpu(VARIANTS[1]?.[0] as string);
   const rows = VARIANTS.map(([name], i) => {
     const m = best.get(name) as Measured;
-    const reference = i === 2 ? ceilingGroup : i === 3 ? ceilingSingle : undefined;
+    const reference = i === 2 || i === 4 ? ceilingGroup : i === 3 ? ceilingSingle : undefined;
     return [
       name,
       samples,

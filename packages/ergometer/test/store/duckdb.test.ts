@@ -16,6 +16,7 @@ import { assertAggregatesEqual, expectedAggregates, runStoreConformance } from '
 import { generateDataset, seededRandom, T0_MS, toStored } from './dataset';
 
 const CHILD = path.join(__dirname, 'duckdb-child.js');
+const HOUR_MS_FOR_TEST = 3_600_000;
 
 function tempDir(): { dir: string; file: string; remove: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-duckdb-'));
@@ -61,7 +62,7 @@ function rejectsWithCode(promise: Promise<unknown>, code: string, message: RegEx
   });
 }
 
-describe('duckdb store: schema versions and migrations', () => {
+describe('duckdb store: schema versions, migrations and the write path', () => {
   const temp = tempDir();
   after(() => temp.remove());
 
@@ -104,6 +105,36 @@ describe('duckdb store: schema versions and migrations', () => {
         MIGRATIONS.map((m) => m.version),
       );
     });
+  });
+
+  it('migration 3 fills the hourly aggregates from the minute rows of a version-2 file', async () => {
+    const file = path.join(temp.dir, 'v2.duckdb');
+    const data = generateDataset(11, 40);
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    await store.ingestMany(data.batches);
+    await store.close();
+    // Make it the file a version-2 ergometer left: minute rows only.
+    await withRawFile(file, async (run) => {
+      await run('DROP TABLE aggregates_hourly');
+      await run('DELETE FROM schema_version WHERE version >= 3');
+    });
+    const migrated = openDuckDbStore({ path: file });
+    await migrated.init();
+    try {
+      for (const service of ['api', 'web']) {
+        // Whole hours come from the hourly table, 5-minute buckets from the minute table: both must be right.
+        for (const q of [
+          { service, flags: 'all' as const },
+          { service, flags: 'all' as const, bucketMs: HOUR_MS_FOR_TEST },
+          { service, bucketMs: 5 * 60_000 },
+        ]) {
+          assertAggregatesEqual(await migrated.aggregates(q), expectedAggregates(data.samples, q), JSON.stringify(q));
+        }
+      }
+    } finally {
+      await migrated.close();
+    }
   });
 
   it('init() on an up-to-date file changes nothing (idempotent across restarts)', async () => {
@@ -196,6 +227,31 @@ describe('duckdb store: schema versions and migrations', () => {
       }
       const all = batches.flatMap((batch) => batch.samples.map((s) => toStored(batch, s)));
       assert.equal(await store.sampleCount(), all.length);
+      for (const service of new Set(all.map((s) => s.service))) {
+        const q = { service, flags: 'all' as const };
+        assertAggregatesEqual(await store.aggregates(q), expectedAggregates(all, q), service);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a batch that cannot be written fails only its own call, not the others committed with it', async () => {
+    const store = openDuckDbStore({ path: path.join(temp.dir, 'group.duckdb') });
+    await store.init();
+    try {
+      const [a, bad, c] = generateDataset(6, 3).batches as [IngestBatch, IngestBatch, IngestBatch];
+      // A time that is not a number: the server's validation refuses it; the store must still isolate it.
+      const broken = { ...bad, samples: [{ ...(bad.samples[0] as IngestBatch['samples'][number]), ts: Number.NaN }] };
+      const outcomes = await Promise.allSettled([store.ingest(a), store.ingest(broken), store.ingest(c)]);
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.equal(await store.sampleCount(), a.samples.length + c.samples.length);
+      // Nothing of the refused batch was kept: sending it again, repaired, stores it.
+      assert.equal((await store.ingest(bad)).stored, true);
+      const all = [a, bad, c].flatMap((batch) => batch.samples.map((s) => toStored(batch, s)));
       for (const service of new Set(all.map((s) => s.service))) {
         const q = { service, flags: 'all' as const };
         assertAggregatesEqual(await store.aggregates(q), expectedAggregates(all, q), service);

@@ -125,9 +125,12 @@ const BATCH_TYPES: DuckDBType[] = [
   BIGINT, // received_at
   INTEGER, // samples
 ];
+/** A group commit stops taking waiting calls once it holds this many samples. */
+const GROUP_COMMIT_MAX_SAMPLES = 100_000;
 /** DuckDB's vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
 
 /** A full aggregate row key plus its partial sums, as stored. */
 interface StoredAggregate extends PartialAggregate {
@@ -188,6 +191,44 @@ function rangeSql(column: string, q: Range, params: Params, types: ParamTypes): 
   return sql;
 }
 
+/**
+ * The aggregate rows a query reads: whole hours of its range from `aggregates_hourly`, the minutes at
+ * the range's edges from `aggregates` (both tables hold the same data at two resolutions). Buckets
+ * that are not whole hours can only be read from minutes.
+ */
+function aggregateSource(filters: string, q: AggregateQuery, params: Params, types: ParamTypes): string {
+  const bucketMs = q.bucketMs ?? 0;
+  const minutesOnly = (): string => `SELECT * FROM aggregates WHERE ${filters}${rangeSql('minute', q, params, types)}`;
+  if (bucketMs % HOUR_MS !== 0) return minutesOnly();
+  const hourFrom = q.from === undefined ? undefined : Math.ceil(q.from / HOUR_MS) * HOUR_MS;
+  const hourTo = q.to === undefined ? undefined : Math.floor(q.to / HOUR_MS) * HOUR_MS;
+  if (hourFrom !== undefined && hourTo !== undefined && hourFrom >= hourTo) return minutesOnly();
+  let hours = `SELECT * FROM aggregates_hourly WHERE ${filters}`;
+  const edges: string[] = [];
+  if (hourFrom !== undefined && q.from !== undefined) {
+    hours += ' AND minute >= $hourFrom';
+    params.hourFrom = hourFrom;
+    types.hourFrom = BIGINT;
+    if (q.from < hourFrom) {
+      edges.push('(minute >= $from AND minute < $hourFrom)');
+      params.from = Math.floor(q.from);
+      types.from = BIGINT;
+    }
+  }
+  if (hourTo !== undefined && q.to !== undefined) {
+    hours += ' AND minute < $hourTo';
+    params.hourTo = hourTo;
+    types.hourTo = BIGINT;
+    if (q.to > hourTo) {
+      edges.push('(minute >= $hourTo AND minute < $to)');
+      params.to = Math.ceil(q.to);
+      types.to = BIGINT;
+    }
+  }
+  if (edges.length === 0) return hours;
+  return `${hours} UNION ALL SELECT * FROM aggregates WHERE ${filters} AND (${edges.join(' OR ')})`;
+}
+
 function isDuplicateKeyError(error: unknown): boolean {
   return error instanceof Error && /Duplicate key [\s\S]*violates primary key constraint/i.test(error.message);
 }
@@ -210,6 +251,7 @@ export class DuckDbStore implements Store {
   private initialising: Promise<void> | undefined;
   private uncompactedRows = 0;
   private closed = false;
+  private closing: Promise<void> | undefined;
   /** Next batch_seq to assign (the single writer owns the sequence). */
   private nextSeq = 1;
   /** Aggregates of committed batches not yet written, by full key. */
@@ -217,6 +259,12 @@ export class DuckDbStore implements Store {
   /** The highest batch_seq whose aggregates are in `pending` (or already written). */
   private pendingThroughSeq = 0;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** ingest calls waiting for the writer; committed together (see ingestMany). */
+  private readonly ingestWaiting: Array<{
+    batches: IngestBatch[];
+    resolve: (results: IngestResult[]) => void;
+    reject: (error: unknown) => void;
+  }> = [];
 
   constructor(options: DuckDbStoreOptions = {}) {
     this.options = options;
@@ -327,33 +375,89 @@ export class DuckDbStore implements Store {
     return this.ingestMany([batch]).then((results) => results[0] as IngestResult);
   }
 
-  async ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
-    if (batches.length === 0) return [];
-    const results = await this.write(async (connection) => {
-      // Fast path: no lookup. The batches row is appended first and its primary key refuses a batch id
-      // stored before; only then (a retry: rare) are the ids looked up and the transaction redone.
-      let outcome: { fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] };
-      try {
-        outcome = await this.appendInTransaction(connection, batches, new Set());
-      } catch (error) {
-        if (!isDuplicateKeyError(error)) throw error;
-        const seen = await connection.runAndReadAll(
-          'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
-          { ids: listValue([...new Set(batches.map((b) => b.batchId))]) },
-          { ids: LIST(VARCHAR) },
-        );
-        const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
-        outcome = await this.appendInTransaction(connection, batches, known);
-      }
-      // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
-      for (const { batch, seq } of outcome.fresh) {
-        this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
-        this.pendingThroughSeq = seq;
-      }
-      return outcome.out;
+  /**
+   * Stores batches once each. Calls that arrive while the writer is busy are committed together in the
+   * next transaction (group commit: a commit costs a WAL sync and a few statements whatever its size);
+   * each call still resolves only once its own batches are committed, with its own results.
+   */
+  ingestMany(batches: IngestBatch[]): Promise<IngestResult[]> {
+    if (batches.length === 0) return Promise.resolve([]);
+    return new Promise<IngestResult[]>((resolve, reject) => {
+      this.ingestWaiting.push({ batches, resolve, reject });
+      // The first caller to find nobody waiting schedules a drain; later ones ride along with it.
+      if (this.ingestWaiting.length === 1) void this.drainIngests();
     });
-    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) await this.flushAggregates();
-    return results;
+  }
+
+  private async drainIngests(): Promise<void> {
+    let writer: DuckDBConnection;
+    try {
+      ({ writer } = await this.connections());
+    } catch (error) {
+      for (const call of this.ingestWaiting.splice(0)) call.reject(error);
+      return;
+    }
+    await this.writes.run(async () => {
+      // Everything that arrived until the writer was free, up to a bound on one transaction's size.
+      let samples = 0;
+      let take = 0;
+      while (take < this.ingestWaiting.length && (take === 0 || samples < GROUP_COMMIT_MAX_SAMPLES)) {
+        for (const b of this.ingestWaiting[take]?.batches ?? []) samples += b.samples.length;
+        take++;
+      }
+      const group = this.ingestWaiting.splice(0, take);
+      if (this.ingestWaiting.length > 0) void this.drainIngests();
+      if (group.length === 0) return;
+      try {
+        const results = await this.ingestInTransaction(
+          writer,
+          group.flatMap((call) => call.batches),
+        );
+        let offset = 0;
+        for (const call of group) {
+          call.resolve(results.slice(offset, offset + call.batches.length));
+          offset += call.batches.length;
+        }
+      } catch (error) {
+        if (group.length === 1) {
+          group[0]?.reject(error);
+          return;
+        }
+        // One call's bad batch must not fail the others: each call alone, in its own transaction.
+        for (const call of group) {
+          await this.ingestInTransaction(writer, call.batches).then(call.resolve, call.reject);
+        }
+      }
+    });
+    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) {
+      // Errors are not the callers' (their batches are committed): the rows stay and are retried.
+      await this.flushAggregates().catch(() => undefined);
+    }
+  }
+
+  /** Stores the batches not seen before in one transaction; runs on the writer, inside the queue. */
+  private async ingestInTransaction(connection: DuckDBConnection, batches: IngestBatch[]): Promise<IngestResult[]> {
+    // Fast path: no lookup. The batches row is appended first and its primary key refuses a batch id
+    // stored before; only then (a retry: rare) are the ids looked up and the transaction redone.
+    let outcome: { fresh: Array<{ batch: IngestBatch; seq: number }>; out: IngestResult[] };
+    try {
+      outcome = await this.appendInTransaction(connection, batches, new Set());
+    } catch (error) {
+      if (!isDuplicateKeyError(error)) throw error;
+      const seen = await connection.runAndReadAll(
+        'SELECT batch_id FROM batches WHERE batch_id IN (SELECT unnest($ids))',
+        { ids: listValue([...new Set(batches.map((b) => b.batchId))]) },
+        { ids: LIST(VARCHAR) },
+      );
+      const known = new Set(seen.getRowObjectsJS().map((row) => String(row.batch_id)));
+      outcome = await this.appendInTransaction(connection, batches, known);
+    }
+    // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
+    for (const { batch, seq } of outcome.fresh) {
+      this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
+      this.pendingThroughSeq = seq;
+    }
+    return outcome.out;
   }
 
   /** One transaction: appends the batches whose ids are not in `known` (nor repeated in the call). */
@@ -418,11 +522,9 @@ export class DuckDbStore implements Store {
       if (this.pending.size === 0) return;
       const rows = this.pending;
       const throughSeq = this.pendingThroughSeq;
-      const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-      for (const row of rows.values()) pushAggregate(columns, row, false);
       await connection.run('BEGIN TRANSACTION');
       try {
-        await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+        await this.writeAggregateRows(connection, rows.values());
         await connection.run(
           "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
           { seq: throughSeq },
@@ -437,6 +539,34 @@ export class DuckDbStore implements Store {
       this.uncompactedRows += rows.size;
     });
     if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
+  }
+
+  /** Appends accumulated rows to the minute table and, merged per hour, to the hourly table. */
+  private async writeAggregateRows(connection: DuckDBConnection, rows: Iterable<StoredAggregate>): Promise<void> {
+    const minuteColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    const hourly = new Map<string, StoredAggregate>();
+    for (const row of rows) {
+      pushAggregate(minuteColumns, row, false);
+      const hour = Math.floor(row.minute / HOUR_MS) * HOUR_MS;
+      const key = JSON.stringify([
+        row.service,
+        row.commit,
+        row.metric,
+        row.hostClass,
+        row.endpoint,
+        row.flagKey,
+        row.flagVariant,
+        hour,
+      ]);
+      const acc = hourly.get(key);
+      if (acc === undefined) {
+        hourly.set(key, { ...row, minute: hour, costHist: new Map(row.costHist), wallHist: new Map(row.wallHist) });
+      } else mergePartial(acc, row);
+    }
+    const hourColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    for (const row of hourly.values()) pushAggregate(hourColumns, row, false);
+    await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, minuteColumns);
+    await this.appendTo(connection, 'aggregates_hourly', AGGREGATE_TYPES, hourColumns);
   }
 
   /**
@@ -476,11 +606,9 @@ export class DuckDbStore implements Store {
     }
     this.pendingThroughSeq = through;
     // Written with the writer connection directly: the store is not open for callers yet.
-    const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-    for (const row of this.pending.values()) pushAggregate(columns, row, false);
     await connection.run('BEGIN TRANSACTION');
     try {
-      await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
+      await this.writeAggregateRows(connection, this.pending.values());
       await connection.run(
         "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
         { seq: through },
@@ -607,47 +735,56 @@ export class DuckDbStore implements Store {
    */
   async compact(): Promise<{ rowsBefore: number; rowsAfter: number }> {
     const result = await this.transaction(async (connection) => {
-      // The keys to merge: those with uncompacted rows. All their rows (compacted or not) are read,
-      // deleted and written back merged; the single writer guarantees nothing changes in between.
-      await connection.run(`CREATE OR REPLACE TEMP TABLE compact_keys AS
-        SELECT DISTINCT service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute
-        FROM aggregates WHERE NOT compacted`);
-      const keyJoin = `USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute)`;
-      const reader = await connection.runAndReadAll(`SELECT a.service, a.commit_id, a.endpoint, a.metric, a.host_class,
-          a.flag_key, a.flag_variant, a.minute::DOUBLE AS minute, a.n::DOUBLE AS n, a.weight, a.sum_cost, a.sum_cost2,
-          a.sum_log_cost, a.sum_log_cost2, a.sum_wall, a.sum_db, a.sum_cache, a.sum_http, a.min_ts::DOUBLE AS min_ts,
-          a.max_ts::DOUBLE AS max_ts, a.cost_hist, a.wall_hist
-        FROM aggregates a SEMI JOIN compact_keys ${keyJoin}`);
-      const rows = reader.getRowObjectsJS();
-      const merged = new Map<string, StoredAggregate>();
-      for (const r of rows) {
-        const row = storedAggregateFromRow(r);
-        const key = JSON.stringify([
-          row.service,
-          row.commit,
-          row.endpoint,
-          row.metric,
-          row.hostClass,
-          row.flagKey,
-          row.flagVariant,
-          row.minute,
-        ]);
-        const acc = merged.get(key);
-        if (acc === undefined) merged.set(key, row);
-        else mergePartial(acc, row);
-      }
-      await connection.run(`DELETE FROM aggregates a WHERE EXISTS (SELECT 1 FROM compact_keys k
-        WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
-          AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
-          AND k.minute = a.minute)`);
-      const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-      for (const row of merged.values()) pushAggregate(columns, row, true);
-      await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, columns);
-      await connection.run('DROP TABLE compact_keys');
-      return { rowsBefore: rows.length, rowsAfter: merged.size };
+      const minute = await this.compactTable(connection, 'aggregates');
+      const hour = await this.compactTable(connection, 'aggregates_hourly');
+      return { rowsBefore: minute.rowsBefore + hour.rowsBefore, rowsAfter: minute.rowsAfter + hour.rowsAfter };
     });
     this.uncompactedRows = 0;
     return result;
+  }
+
+  private async compactTable(
+    connection: DuckDBConnection,
+    table: 'aggregates' | 'aggregates_hourly',
+  ): Promise<{ rowsBefore: number; rowsAfter: number }> {
+    // The keys to merge: those with uncompacted rows. All their rows (compacted or not) are read,
+    // deleted and written back merged; the single writer guarantees nothing changes in between.
+    await connection.run(`CREATE OR REPLACE TEMP TABLE compact_keys AS
+        SELECT DISTINCT service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute
+        FROM ${table} WHERE NOT compacted`);
+    const keyJoin = `USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, minute)`;
+    const reader = await connection.runAndReadAll(`SELECT a.service, a.commit_id, a.endpoint, a.metric, a.host_class,
+          a.flag_key, a.flag_variant, a.minute::DOUBLE AS minute, a.n::DOUBLE AS n, a.weight, a.sum_cost, a.sum_cost2,
+          a.sum_log_cost, a.sum_log_cost2, a.sum_wall, a.sum_db, a.sum_cache, a.sum_http, a.min_ts::DOUBLE AS min_ts,
+          a.max_ts::DOUBLE AS max_ts, a.cost_hist, a.wall_hist
+        FROM ${table} a SEMI JOIN compact_keys ${keyJoin}`);
+    const rows = reader.getRowObjectsJS();
+    const merged = new Map<string, StoredAggregate>();
+    for (const r of rows) {
+      const row = storedAggregateFromRow(r);
+      const key = JSON.stringify([
+        row.service,
+        row.commit,
+        row.endpoint,
+        row.metric,
+        row.hostClass,
+        row.flagKey,
+        row.flagVariant,
+        row.minute,
+      ]);
+      const acc = merged.get(key);
+      if (acc === undefined) merged.set(key, row);
+      else mergePartial(acc, row);
+    }
+    await connection.run(`DELETE FROM ${table} a WHERE EXISTS (SELECT 1 FROM compact_keys k
+        WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
+          AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
+          AND k.minute = a.minute)`);
+    const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
+    for (const row of merged.values()) pushAggregate(columns, row, true);
+    await this.appendTo(connection, table, AGGREGATE_TYPES, columns);
+    await connection.run('DROP TABLE compact_keys');
+    return { rowsBefore: rows.length, rowsAfter: merged.size };
   }
 
   async recordDeploy(deploy: Deploy): Promise<void> {
@@ -759,7 +896,7 @@ export class DuckDbStore implements Store {
     const rows = await this.query(
       `SELECT service, min(min_ts)::DOUBLE AS first_seen, max(max_ts)::DOUBLE AS last_seen, sum(n)::DOUBLE AS samples,
          list(DISTINCT metric ORDER BY metric) AS metrics
-       FROM aggregates WHERE flag_key = '' GROUP BY service ORDER BY service`,
+       FROM aggregates_hourly WHERE flag_key = '' GROUP BY service ORDER BY service`,
     );
     return rows.map((r) => ({
       service: String(r.service),
@@ -777,7 +914,8 @@ export class DuckDbStore implements Store {
     const rows = await this.query(
       `WITH c AS (
          SELECT commit_id, min(min_ts) AS first_seen, max(max_ts) AS last_seen, sum(n) AS samples, sum(weight) AS requests
-         FROM aggregates WHERE service = $service AND flag_key = ''${rangeSql('minute', range, params, types)}
+         FROM ${range.from === undefined && range.to === undefined ? 'aggregates_hourly' : 'aggregates'}
+         WHERE service = $service AND flag_key = ''${rangeSql('minute', range, params, types)}
          GROUP BY commit_id),
        d AS (SELECT commit_id, min(ts) AS deployed_at FROM deploys WHERE service = $service GROUP BY commit_id)
        SELECT c.commit_id, c.first_seen::DOUBLE AS first_seen, c.last_seen::DOUBLE AS last_seen,
@@ -878,7 +1016,7 @@ export class DuckDbStore implements Store {
       params.flagKey = flags.key;
       types.flagKey = VARCHAR;
     }
-    where += rangeSql('minute', q, params, types);
+    const source = aggregateSource(where, q, params, types);
     const groupBy = new Set(q.groupBy ?? ['commit', 'endpoint', 'hostClass', 'flag']);
     let bucket = '0::BIGINT';
     if (q.bucketMs !== undefined && q.bucketMs > 0) {
@@ -901,19 +1039,21 @@ export class DuckDbStore implements Store {
     const groupCols = 'g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant, g_bucket';
     // Sums in one pass; histograms merged in SQL (bins unnested and summed), then joined by group.
     const rows = await this.query(
-      `WITH f AS (SELECT ${select}, * FROM aggregates WHERE ${where}),
+      `WITH f AS (SELECT ${select}, * FROM (${source})),
        sums AS (
          SELECT ${groupCols}, sum(n)::DOUBLE AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost,
            sum(sum_cost2) AS sum_cost2, sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2,
            sum(sum_wall) AS sum_wall, sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http
          FROM f GROUP BY ALL),
        cost_bins AS (
-         SELECT ${groupCols}, e.key AS bin, sum(e.value)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_entries(cost_hist)) AS e FROM f) GROUP BY ALL),
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(cost_hist)) AS bin, unnest(map_values(cost_hist)) AS count FROM f)
+         GROUP BY ALL),
        cost AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS cost_hist FROM cost_bins GROUP BY ALL),
        wall_bins AS (
-         SELECT ${groupCols}, e.key AS bin, sum(e.value)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_entries(wall_hist)) AS e FROM f) GROUP BY ALL),
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(wall_hist)) AS bin, unnest(map_values(wall_hist)) AS count FROM f)
+         GROUP BY ALL),
        wall AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS wall_hist FROM wall_bins GROUP BY ALL)
        SELECT sums.*, g_bucket::DOUBLE AS bucket, cost.cost_hist, wall.wall_hist
        FROM sums LEFT JOIN cost USING (${groupCols}) LEFT JOIN wall USING (${groupCols})
@@ -1036,21 +1176,21 @@ export class DuckDbStore implements Store {
     await this.flushAggregates();
     return this.transaction(async (connection) => {
       const samplesDeleted = await deleted(connection, 'DELETE FROM samples WHERE ts < $before', samplesBefore);
-      const aggregatesDeleted = await deleted(
-        connection,
-        'DELETE FROM aggregates WHERE minute < $before',
-        aggregatesBefore,
-      );
+      // Both resolutions up to the same whole hour, so that they keep holding the same data.
+      const aggregatesHour = Math.floor(aggregatesBefore / HOUR_MS) * HOUR_MS;
+      const aggregatesDeleted =
+        (await deleted(connection, 'DELETE FROM aggregates WHERE minute < $before', aggregatesHour)) +
+        (await deleted(connection, 'DELETE FROM aggregates_hourly WHERE minute < $before', aggregatesHour));
       await deleted(connection, 'DELETE FROM counts WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM users WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM deploys WHERE ts < $before', aggregatesBefore);
-      // Batch ids are kept as long as the aggregates they fed, so a late retry is still recognised, and
-      // as long as any of their samples (which take service, commit and host from them).
+      // Batch ids are remembered as long as raw samples (a retry comes minutes later, not weeks), and
+      // as long as any of their samples remain (samples take service, commit and host from them).
       await deleted(
         connection,
         `DELETE FROM batches b WHERE received_at < $before
            AND NOT EXISTS (SELECT 1 FROM samples s WHERE s.batch_seq = b.batch_seq)`,
-        aggregatesBefore,
+        samplesBefore,
       );
       const profilesDeleted = await deleted(connection, 'DELETE FROM profiles WHERE to_ms < $before', profilesBefore);
       return { samplesDeleted, aggregatesDeleted, profilesDeleted };
@@ -1058,8 +1198,12 @@ export class DuckDbStore implements Store {
   }
 
   /** Waits for queued writes, then closes the file (DuckDB checkpoints its WAL into it). Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     await this.initialising?.catch(() => undefined);
     if (this.flushTimer) clearInterval(this.flushTimer);
     // Not fatal: aggregates not written now are rebuilt from the samples by the next init().
