@@ -9,52 +9,7 @@ import { runDetectors } from '../../src/detect/run';
 import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { HOUR, type Phase, writeScenario } from './scenario';
-
-const NOW = Date.UTC(2026, 10, 20, 12);
-const T0 = NOW - 12 * HOUR;
-const BASE = { 'GET /feed/:id': 1_000_000, 'GET /profile/:id': 400_000, 'GET /search': 2_000_000 };
-
-/**
- * The story the demo tells, on a real DuckDB file:
- *   v1 (4 h) → v2 canary beside v1 for 1 h, then alone: GET /feed/:id +6% (a rollout regression)
- *   → v3 (before/after, no overlap): feed fixed; flag new_ranker "on" for 20% of requests makes
- *     GET /search 30% dearer for them (so +6% on the endpoint's mean at v3's rollout: one regression,
- *     reported once, as the flag's); and traffic moves to the dearer host class B (a mix shift
- *     that must not look like a regression) → v4: changes nothing.
- */
-function storyPhases(): Phase[] {
-  return [
-    // A 6% change needs a few thousand samples a side to be sure of (docs/MATH.md §1).
-    { commit: 'v1', from: T0, to: T0 + 4 * HOUR, endpoints: BASE, perHour: 3000, shareB: 0.3 },
-    {
-      commit: 'v2',
-      from: T0 + 3 * HOUR,
-      to: T0 + 6 * HOUR,
-      endpoints: { ...BASE, 'GET /feed/:id': BASE['GET /feed/:id'] * 1.06 },
-      perHour: 3000,
-      shareB: 0.3,
-    },
-    {
-      commit: 'v3',
-      from: T0 + 6 * HOUR,
-      to: T0 + 9 * HOUR,
-      endpoints: BASE,
-      perHour: 1500,
-      shareB: 0.7,
-      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.3 } },
-    },
-    {
-      commit: 'v4',
-      from: T0 + 9 * HOUR,
-      to: T0 + 12 * HOUR,
-      endpoints: BASE,
-      perHour: 1500,
-      shareB: 0.7,
-      flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.3 } },
-    },
-  ];
-}
+import { BASE, HOUR, NOW, type Phase, storyPhases, T0, writeScenario } from './scenario';
 
 describe('detectors on a real DuckDB store', () => {
   let dir: string;
