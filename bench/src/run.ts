@@ -10,7 +10,7 @@ import { benchAttribution } from './attribution';
 import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
 import { benchFalseAlerts } from './detection/false-alerts';
-import { benchDetectionPower } from './detection/power';
+import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchExporter } from './exporter';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
@@ -21,6 +21,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['backend instrumentation', benchBackend],
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
+  ['time to alert', benchTimeToAlert],
   ['false alerts', benchFalseAlerts],
   ['exporter', benchExporter],
 ];

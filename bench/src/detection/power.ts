@@ -45,6 +45,15 @@ function oracleSamples(pct: number, power: number): number {
   return Math.ceil(2 * ((z * SIGMA) / Math.log(1 + pct / 100)) ** 2);
 }
 
+/** The second table of this benchmark, filled by {@link benchDetectionPower}. */
+let timeToAlert: BenchTable | undefined;
+
+/** Time from rollout to alert, derived from the same power arithmetic (run after benchDetectionPower). */
+export async function benchTimeToAlert(): Promise<BenchTable> {
+  if (!timeToAlert) await benchDetectionPower();
+  return timeToAlert as BenchTable;
+}
+
 export async function benchDetectionPower(): Promise<BenchTable> {
   const quick = process.env.BENCH_QUICK === '1';
   const repetitions = quick ? 40 : 200;
@@ -75,6 +84,32 @@ export async function benchDetectionPower(): Promise<BenchTable> {
   const z = normalQuantile(1 - ALPHA / 2) + normalQuantile(0.9);
   const needed = Math.ceil(2 * ((z * cv) / Math.log(1.02)) ** 2);
   const oracle = oracleSamples(2, 0.9);
+  // Time to alert after a rollout: a canary compares both commits as traffic arrives, so the alert
+  // comes when each side has the samples 90% power needs. Per endpoint: requests/s × sample rate × share.
+  const timeRows: (string | number)[][] = [];
+  for (const pct of [1, 2, 5, 10]) {
+    const n = Math.ceil(2 * ((z * cv) / Math.log(1 + pct / 100)) ** 2);
+    const row: (string | number)[] = [`+${pct}%`, n.toLocaleString('en-US')];
+    for (const samplesPerSecond of [1, 10, 100]) {
+      // A 50/50 canary: each side gets half.
+      const minutes = (2 * n) / samplesPerSecond / 60;
+      row.push(minutes < 1 ? '< 1 min' : minutes < 60 ? `${minutes.toFixed(0)} min` : `${(minutes / 60).toFixed(1)} h`);
+    }
+    timeRows.push(row);
+  }
+  timeToAlert = {
+    title: 'Time from rollout to alert',
+    description:
+      'When the alert arrives (90% power, α = 0.001, log-normal σ = 0.5 costs) for one endpoint in a 50/50 canary, ' +
+      'given the sampled requests per second of that endpoint (its requests/s × sample rate). Detectors run every ' +
+      'minute in `ergometer serve`, so add up to a minute.',
+    columns: ['regression', 'samples per side', '1 sampled req/s', '10 sampled req/s', '100 sampled req/s'],
+    rows: timeRows,
+    notes: [
+      'Example: an endpoint at 1000 req/s sampled at 1% gives 10 sampled req/s: a 2% regression is alerted about ' +
+        `${((2 * Math.ceil(2 * ((z * cv) / Math.log(1.02)) ** 2)) / 10 / 60).toFixed(0)} minutes after the canary starts.`,
+    ],
+  };
   return {
     title: 'Detection power: rollout comparison vs injected regression',
     description:
