@@ -119,6 +119,18 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
       await run('DROP TABLE aggregates_hourly');
       await run('DELETE FROM schema_version WHERE version >= 3');
     });
+    await reopenAndCheck();
+    // A version-2 file that already has an (incomplete) hourly table, as an interim build left: refilled.
+    await withRawFile(file, async (run) => {
+      await run('DELETE FROM aggregates_hourly WHERE n % 2 = 0');
+      await run('DELETE FROM schema_version WHERE version >= 3');
+    });
+    await reopenAndCheck();
+  });
+
+  async function reopenAndCheck(): Promise<void> {
+    const file = path.join(temp.dir, 'v2.duckdb');
+    const data = generateDataset(11, 40);
     const migrated = openDuckDbStore({ path: file });
     await migrated.init();
     try {
@@ -135,7 +147,7 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
     } finally {
       await migrated.close();
     }
-  });
+  }
 
   it('init() on an up-to-date file changes nothing (idempotent across restarts)', async () => {
     const file = path.join(temp.dir, 'restart.duckdb');
