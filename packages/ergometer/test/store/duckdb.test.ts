@@ -273,6 +273,22 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
     }
   });
 
+  it('concurrent ingests of one batch: exactly one call answers stored: true (the writer is serial)', async () => {
+    const store = openDuckDbStore({ path: path.join(temp.dir, 'concurrent.duckdb') });
+    await store.init();
+    try {
+      const [a, b] = generateDataset(12, 2).batches as [IngestBatch, IngestBatch];
+      const results = await Promise.all([store.ingest(a), store.ingestMany([b, a]), store.ingest(a), store.ingest(b)]);
+      assert.deepEqual(
+        results.flat().map((r) => r.stored),
+        [true, true, false, false, false],
+      );
+      assert.equal(await store.sampleCount(), a.samples.length + b.samples.length);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('methods called after close() fail with ERGOMETER_STORE_CLOSED', async () => {
     const store = openDuckDbStore({ path: path.join(temp.dir, 'closed.duckdb') });
     await store.init();
