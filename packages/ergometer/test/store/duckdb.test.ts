@@ -119,6 +119,18 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
       await run('DROP TABLE aggregates_hourly');
       await run('DELETE FROM schema_version WHERE version >= 3');
     });
+    await reopenAndCheck();
+    // A version-2 file that already has an (incomplete) hourly table, as an interim build left: refilled.
+    await withRawFile(file, async (run) => {
+      await run('DELETE FROM aggregates_hourly WHERE n % 2 = 0');
+      await run('DELETE FROM schema_version WHERE version >= 3');
+    });
+    await reopenAndCheck();
+  });
+
+  async function reopenAndCheck(): Promise<void> {
+    const file = path.join(temp.dir, 'v2.duckdb');
+    const data = generateDataset(11, 40);
     const migrated = openDuckDbStore({ path: file });
     await migrated.init();
     try {
@@ -135,7 +147,7 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
     } finally {
       await migrated.close();
     }
-  });
+  }
 
   it('init() on an up-to-date file changes nothing (idempotent across restarts)', async () => {
     const file = path.join(temp.dir, 'restart.duckdb');
@@ -256,6 +268,22 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
         const q = { service, flags: 'all' as const };
         assertAggregatesEqual(await store.aggregates(q), expectedAggregates(all, q), service);
       }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('concurrent ingests of one batch: exactly one call answers stored: true (the writer is serial)', async () => {
+    const store = openDuckDbStore({ path: path.join(temp.dir, 'concurrent.duckdb') });
+    await store.init();
+    try {
+      const [a, b] = generateDataset(12, 2).batches as [IngestBatch, IngestBatch];
+      const results = await Promise.all([store.ingest(a), store.ingestMany([b, a]), store.ingest(a), store.ingest(b)]);
+      assert.deepEqual(
+        results.flat().map((r) => r.stored),
+        [true, true, false, false, false],
+      );
+      assert.equal(await store.sampleCount(), a.samples.length + b.samples.length);
     } finally {
       await store.close();
     }

@@ -134,8 +134,9 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'aggregates per hour beside the minute rows, filled from them',
     statements: [
       // The same rows per hour (`minute` is the hour's start), written with the minute rows: queries
-      // read whole hours of their range here, 60 times fewer rows to merge.
-      `CREATE TABLE aggregates_hourly (
+      // read whole hours of their range here, 60 times fewer rows to merge. IF NOT EXISTS and the
+      // DELETE below: for a while, main's version 1 created this table too; refilled from minutes here.
+      `CREATE TABLE IF NOT EXISTS aggregates_hourly (
         service VARCHAR NOT NULL,
         commit_id VARCHAR NOT NULL,
         endpoint VARCHAR NOT NULL,
@@ -160,6 +161,7 @@ export const MIGRATIONS: readonly Migration[] = [
         wall_hist MAP(SMALLINT, INTEGER) NOT NULL,
         compacted BOOLEAN NOT NULL
       )`,
+      'DELETE FROM aggregates_hourly',
       // Existing minute rows merged per hour: sums added, histogram bins added bin by bin.
       `INSERT INTO aggregates_hourly
        WITH a AS (SELECT *, (minute // 3600000) * 3600000 AS hour FROM aggregates),
