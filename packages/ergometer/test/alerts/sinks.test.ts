@@ -98,7 +98,7 @@ describe('alert sinks against a local HTTP receiver', () => {
     received.length = 0;
     await new SlackSink(url, 10).send([makeAlert('GET /<script>&'), makeAlert('GET /b')]);
     assert.equal(received.length, 1);
-    const text = (received[0]?.body as { text: string }).text;
+    const { text } = (received[0] as Received).body as { text: string };
     assert.match(text, /made 2 endpoints more expensive/);
     assert.match(text, /GET \/&lt;script&gt;&amp;/);
     assert.doesNotMatch(text, /<script>/);
