@@ -19,20 +19,10 @@ import {
   resolveDetectorConfig,
   runDetectors,
   type Stratum,
+  seededRandom,
   stratifiedRatio,
 } from 'ergometer';
 import type { BenchTable } from '../report';
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Shape = 'log-normal σ=1' | '5% slow path ×20';
 
@@ -48,7 +38,7 @@ function trafficOf(i: number, scale: number): number {
 }
 
 function statisticalRollouts(rollouts: number, shape: Shape, seed: number): number {
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const draw = costSampler(random, shape);
   const alpha = DEFAULT_DETECTOR_CONFIG.alpha;
   const threshold = DEFAULT_DETECTOR_CONFIG.minEffectPct;
@@ -102,7 +92,7 @@ async function throughIngest(
   const collector = createCollector({ store, ingestTokens: ['i'], readTokens: ['r'], log: () => undefined });
   const address: AddressInfo = await collector.listen(0, '127.0.0.1');
   const url = `http://127.0.0.1:${address.port}/v1/samples`;
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const draw = costSampler(random, 'log-normal σ=1');
   const now = Date.now();
   const hour = 3_600_000;

@@ -5,19 +5,8 @@
  * comparison is the one the detectors make (ratio of mean cost, delta method; alpha 0.01), and
  * "alert" also applies the default 1% minimum effect.
  */
-import { normalQuantile, ratioOfMeans } from 'ergometer';
+import { normalQuantile, ratioOfMeans, seededRandom } from 'ergometer';
 import type { BenchTable } from '../report';
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SIGMA = 0.5;
 // The detectors' default (src/detect/config.ts): a false regression per rollout at most ~α/2.
@@ -59,7 +48,7 @@ export async function benchDetectionPower(): Promise<BenchTable> {
   const repetitions = quick ? 40 : 200;
   const effects = [0, 0.5, 1, 2, 5, 10];
   const sizes = [5_000, 20_000, 50_000, 100_000];
-  const random = seeded(20261127);
+  const random = seededRandom(20261127);
   const rows: (string | number)[][] = [];
   for (const n of sizes) {
     const row: (string | number)[] = [n.toLocaleString('en-US')];

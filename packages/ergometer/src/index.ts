@@ -34,6 +34,7 @@ export {
   minimumDetectableChangePct,
   normalQuantile,
   ratioOfMeans,
+  seededRandom,
   stratifiedRatio,
 } from './stats/index';
 export type { ClickHouseStoreOptions } from './store/clickhouse/index';

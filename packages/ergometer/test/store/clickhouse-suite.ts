@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import { type ClickHouseSettings, createClient } from '@clickhouse/client';
 import fc from 'fast-check';
 import { type ClickHouseStoreOptions, openClickHouseStore, StoreError } from '../../src/index';
+import { seededRandom } from '../../src/stats/random';
 import { rowsOfBatch } from '../../src/store/clickhouse/rows';
 import { ident, type Sql, sql, str } from '../../src/store/clickhouse/sql';
 import { insertRows } from '../../src/store/clickhouse/store';
@@ -28,17 +29,7 @@ export interface Target {
   nodeUrls: string[];
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const ENDPOINTS = ['GET /feed/:id', 'POST /like', "GET /it's \\ \u00e9\u{1f600}"];
 

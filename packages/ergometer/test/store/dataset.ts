@@ -4,6 +4,7 @@
  * can generate the same batches without loading node:test.
  */
 import { randomBytes } from 'node:crypto';
+import { seededRandom } from '../../src/stats/random';
 import type { IngestBatch, Metric, StoredSample } from '../../src/store/types';
 
 export type WireSample = IngestBatch['samples'][number];
@@ -14,17 +15,7 @@ export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 86_400_000;
 
-/** mulberry32: small, seeded, good enough for test data. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 export function pick<T>(random: () => number, items: readonly T[]): T {
   return items[Math.floor(random() * items.length)] as T;
