@@ -14,21 +14,25 @@ function storeUrl(): string {
   return `${clickhouse.url}/ergometer_crash`;
 }
 
-crashTest({
-  name: 'clickhouse',
-  async setup() {
-    clickhouse = await startClickHouse();
-    const started = clickhouse;
-    return () => started.stop();
+crashTest(
+  {
+    name: 'clickhouse',
+    async setup() {
+      clickhouse = await startClickHouse();
+      const started = clickhouse;
+      return () => started.stop();
+    },
+    serveArgs: () => ['--clickhouse', storeUrl()],
+    async count(_dir, service) {
+      // The same door `serve` uses, so the count reads what the collector wrote, through its own dedup.
+      const store = await openStore({ clickhouse: storeUrl() });
+      try {
+        return await store.sampleCount(service);
+      } finally {
+        await store.close();
+      }
+    },
+    // A restart costs about a second here: more kills, more chances to land between a commit and its 200.
   },
-  serveArgs: () => ['--clickhouse', storeUrl()],
-  async count(_dir, service) {
-    // The same door `serve` uses, so the count reads what the collector wrote, through its own dedup.
-    const store = await openStore({ clickhouse: storeUrl() });
-    try {
-      return await store.sampleCount(service);
-    } finally {
-      await store.close();
-    }
-  },
-});
+  10,
+);
