@@ -17,6 +17,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createClient } from '@clickhouse/client';
 import { openStore } from '../../src/cli/open-store';
 import { type Collector, createCollector } from '../../src/server/collector';
 import type { IngestBatch, Store } from '../../src/store/types';
@@ -83,11 +84,6 @@ async function startCollector(store: Store): Promise<RunningCollector> {
   return { url: `http://127.0.0.1:${address.port}`, collector, store };
 }
 
-async function stopCollector(c: RunningCollector): Promise<void> {
-  await c.collector.close().catch(() => undefined);
-  await c.store.close().catch(() => undefined);
-}
-
 /** POSTs one batch; fails the test unless it is acknowledged in full. Returns whether it was a duplicate. */
 async function post(url: string, batch: IngestBatch, body: string): Promise<boolean> {
   const response = await fetch(`${url}/v1/samples`, {
@@ -111,6 +107,21 @@ async function get(url: string, route: string): Promise<unknown> {
   const text = await response.text();
   assert.equal(response.status, 200, `GET ${route} from ${url}: ${text}`);
   return JSON.parse(text) as unknown;
+}
+
+/** Rows in one shard's local samples table (duplicates of racing writes included). */
+async function localSamples(shardUrl: string): Promise<number> {
+  const client = createClient({ url: shardUrl });
+  try {
+    const result = await client.query({
+      query: 'SELECT count() AS n FROM ergometer_two.samples_local',
+      format: 'JSONEachRow',
+    });
+    const rows = await result.json<{ n: string }>();
+    return Number(rows[0]?.n);
+  } finally {
+    await client.close();
+  }
 }
 
 /** Runs `work` over `items` with at most `width` at a time (several agents posting at once). */
@@ -234,6 +245,13 @@ describe('two collectors in front of ClickHouse answer like one collector on Duc
   const running: RunningCollector[] = [];
   const setups = new Map<string, RunningCollector[]>();
   let reference: RunningCollector | undefined;
+  /** Every store opened, closed in `after` even when `before` failed half-way. */
+  const stores: Store[] = [];
+  const track = async (opening: Promise<Store>): Promise<Store> => {
+    const store = await opening;
+    stores.push(store);
+    return store;
+  };
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'ergometer-two-collectors-'));
@@ -241,19 +259,24 @@ describe('two collectors in front of ClickHouse answer like one collector on Duc
     single = await startClickHouse();
     cluster = await startClickHouseCluster(2, 'ergometer');
 
-    reference = await startCollector(await openStore({ db: path.join(dir, 'reference.duckdb') }));
+    reference = await startCollector(await track(openStore({ db: path.join(dir, 'reference.duckdb') })));
     running.push(reference);
 
     // Each collector has its own store object; both open (and create the schema) at the same time.
     const singleUrl = `${single.url}/ergometer_two`;
-    const onSingle = await Promise.all([openStore({ clickhouse: singleUrl }), openStore({ clickhouse: singleUrl })]);
+    const onSingle = await Promise.all([
+      track(openStore({ clickhouse: singleUrl })),
+      track(openStore({ clickhouse: singleUrl })),
+    ]);
     const shardUrls = cluster.shards.map((s) => s.url);
     // Collector i enters the cluster through shard i.
     const onCluster = await Promise.all(
       shardUrls.map((url) =>
-        openStore({
-          clickhouse: `${url}/ergometer_two?cluster=${cluster?.name}&shards=${shardUrls.join(',')}`,
-        }),
+        track(
+          openStore({
+            clickhouse: `${url}/ergometer_two?cluster=${cluster?.name}&shards=${shardUrls.join(',')}`,
+          }),
+        ),
       ),
     );
     const singleCollectors = [];
@@ -269,7 +292,8 @@ describe('two collectors in front of ClickHouse answer like one collector on Duc
   });
 
   after(async () => {
-    for (const c of running) await stopCollector(c);
+    for (const c of running) await c.collector.close().catch(() => undefined);
+    for (const store of stores) await store.close().catch(() => undefined);
     await single?.stop();
     await cluster?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -283,6 +307,13 @@ describe('two collectors in front of ClickHouse answer like one collector on Duc
       assert.equal(await reference?.store.sampleCount(), TOTAL_SAMPLES);
       assert.equal(await a.store.sampleCount(), TOTAL_SAMPLES, 'through collector A');
       assert.equal(await b.store.sampleCount(), TOTAL_SAMPLES, 'through collector B');
+      if (name === 'two-shard cluster') {
+        // Distributed for real: each shard holds part of the samples.
+        for (const shard of cluster?.shards ?? []) {
+          const stored = await localSamples(shard.url);
+          assert.ok(stored > 0 && stored < TOTAL_SAMPLES, `shard ${shard.url} holds ${stored} of ${TOTAL_SAMPLES}`);
+        }
+      }
     });
 
     test(`${name}: /v1/services, /v1/commits and /v1/endpoints from each collector equal DuckDB's`, async () => {
