@@ -35,6 +35,8 @@ export {
   normalQuantile,
   ratioOfMeans,
 } from './stats/index';
+export type { ClickHouseStoreOptions } from './store/clickhouse/index';
+export { openClickHouseStore } from './store/clickhouse/index';
 export type { DuckDbStoreOptions } from './store/duckdb/store';
 export { DEFAULT_DUCKDB_PATH, DuckDbStore, openDuckDbStore } from './store/duckdb/store';
 export type { StoreErrorCode } from './store/errors';

@@ -19,4 +19,12 @@ export type StoreErrorCode =
   /** A schema migration failed; the database was left at its previous version. */
   | 'ERGOMETER_MIGRATION_FAILED'
   /** A method was called before init() or after close(). */
-  | 'ERGOMETER_STORE_CLOSED';
+  | 'ERGOMETER_STORE_CLOSED'
+  /** Store options are unusable (e.g. a ClickHouse database name that is not a plain identifier). */
+  | 'ERGOMETER_STORE_BAD_CONFIG'
+  /** The database server cannot be reached (ClickHouse down, wrong URL). */
+  | 'ERGOMETER_STORE_UNAVAILABLE'
+  /** A request to the database server timed out. */
+  | 'ERGOMETER_STORE_TIMEOUT'
+  /** The database server refused a query or a value cannot be written as given. */
+  | 'ERGOMETER_STORE_QUERY_FAILED';

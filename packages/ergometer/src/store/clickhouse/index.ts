@@ -1,0 +1,2 @@
+export type { ClickHouseStoreOptions } from './store';
+export { openClickHouseStore } from './store';
