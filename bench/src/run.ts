@@ -9,6 +9,7 @@ import path from 'node:path';
 import { benchAttribution } from './attribution';
 import { benchCounterRead } from './counter-read';
 import { benchDetectionPower } from './detection/power';
+import { benchEndpointsLatency, benchIngest } from './ingest';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -17,6 +18,8 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['throughput', benchThroughput],
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
+  ['ingest', benchIngest],
+  ['endpoints latency', benchEndpointsLatency],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');
