@@ -190,6 +190,15 @@ interface Measured {
   cpuS: number;
   /** CPU of the ClickHouse server over the same window (ClickHouse only). */
   dbCpuS?: number;
+  /** Batches per store write (the collector's group commits; the ceiling's ingestMany calls). */
+  groupBatches?: number;
+}
+
+/** Store writes (group commits) the collector has made so far, from its /metrics. */
+async function storeWrites(port: number): Promise<number> {
+  const res = await request(port, 'GET', '/metrics', {});
+  const match = /^ergometer_insert_duration_seconds_count (\d+)/m.exec(res.body);
+  return Number(match?.[1] ?? Number.NaN);
 }
 
 /** Wire batches for one run: fresh ids (`run` is part of the seed), timestamps in the last hour. */
@@ -211,12 +220,14 @@ async function measureHttp(
     await sleep(SETTLE_MS);
     const cpu0 = procCpuSeconds(collector.child.pid as number);
     const db0 = dbPid === undefined ? 0 : procCpuSeconds(dbPid);
+    const writes0 = await storeWrites(collector.port);
     const t0 = performance.now();
     const samples = await sendAll(collector.port, bodies);
     const wallS = (performance.now() - t0) / 1000;
+    const writes = (await storeWrites(collector.port)) - writes0;
     await sleep(SETTLE_MS);
     const cpuS = procCpuSeconds(collector.child.pid as number) - cpu0;
-    const out: Measured = { samples, wallS, cpuS };
+    const out: Measured = { samples, wallS, cpuS, groupBatches: bodies.length / writes };
     if (dbPid !== undefined) out.dbCpuS = procCpuSeconds(dbPid) - db0;
     return out;
   } finally {
@@ -238,7 +249,12 @@ async function measureStore(store: Store, run: number, dbPid?: number): Promise<
   const t0 = performance.now();
   await ingestGroups(batches);
   const wallS = (performance.now() - t0) / 1000;
-  const out: Measured = { samples: batches.length * SAMPLES_PER_BATCH, wallS, cpuS: selfCpuSeconds() - cpu0 };
+  const out: Measured = {
+    samples: batches.length * SAMPLES_PER_BATCH,
+    wallS,
+    cpuS: selfCpuSeconds() - cpu0,
+    groupBatches: CONCURRENCY,
+  };
   if (dbPid !== undefined) out.dbCpuS = procCpuSeconds(dbPid) - db0;
   return out;
 }
@@ -395,6 +411,7 @@ function row(backend: string, pathName: string, m: Measured, reference?: Measure
     fmt(m.cpuS, 2),
     fmt(perCpu),
     m.dbCpuS === undefined ? '—' : fmt(m.samples / m.dbCpuS),
+    m.groupBatches === undefined ? '—' : fmt(m.groupBatches, 1),
     share,
   ];
 }
@@ -501,6 +518,7 @@ export async function benchIngest(): Promise<BenchTable> {
       'CPU s',
       'samples per CPU-s',
       'samples per ClickHouse CPU-s',
+      'batches per store write',
       '% of ceiling',
     ],
     rows,
