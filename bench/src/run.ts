@@ -2,7 +2,8 @@
  * `npm run bench`: every benchmark, side by side in one run on this machine;
  * prints each table as it completes and writes docs/benchmarks.md.
  * BENCH_QUICK=1 for a fast smoke run (fewer rounds; numbers not for the docs,
- * so the file is not written).
+ * so the file is not written). BENCH_ONLY=ingest,'endpoints latency' runs only the named
+ * benchmarks (comma-separated) and prints their tables without writing the file.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -28,7 +29,9 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const tables: BenchTable[] = [];
   const started = performance.now();
+  const only = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
   for (const [name, bench] of BENCHMARKS) {
+    if (only !== undefined && !only.includes(name)) continue;
     process.stderr.write(`== ${name}\n`);
     const benchStarted = performance.now();
     const table = await bench();
@@ -47,8 +50,8 @@ async function main(): Promise<void> {
     '',
     ...tables.map(renderTable),
   ].join('\n');
-  if (process.env.BENCH_QUICK === '1') {
-    process.stderr.write('BENCH_QUICK=1: not writing docs/benchmarks.md\n');
+  if (process.env.BENCH_QUICK === '1' || only !== undefined) {
+    process.stderr.write('BENCH_QUICK=1 or BENCH_ONLY: not writing docs/benchmarks.md\n');
     return;
   }
   writeFileSync(DOC_FILE, `${doc}\n`);
