@@ -21,6 +21,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { gunzipSync } from 'node:zlib';
 import {
   BIGINT,
   BOOLEAN,
@@ -31,7 +32,16 @@ import {
   INTEGER,
   VARCHAR,
 } from '@duckdb/node-api';
-import { type IngestBatch, openClickHouseStore, openDuckDbStore, type Store } from 'ergometer';
+import {
+  type IngestBatch,
+  jsonDepthExceeds,
+  openClickHouseStore,
+  openDuckDbStore,
+  resolveLimits,
+  rollUpSamples,
+  type Store,
+  validateBatch,
+} from 'ergometer';
 import type { ServerConfig } from './ingest/server';
 import { COMMITS, gzipBody, makeWireBatch, SAMPLES_PER_BATCH, SERVICE, toIngestBatch } from './ingest/workload';
 import type { BenchTable } from './report';
@@ -128,7 +138,26 @@ function freshAgent(): void {
   agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 }
 
-function request(
+/**
+ * One HTTP request; retried once when a kept-alive socket was closed by the collector meanwhile
+ * (safe: a POST /v1/samples retry is deduplicated by its batchId).
+ */
+async function request(
+  port: number,
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string | number>,
+  body?: Buffer,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  try {
+    return await requestOnce(port, method, pathAndQuery, headers, body);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ECONNRESET') throw error;
+    return requestOnce(port, method, pathAndQuery, headers, body);
+  }
+}
+
+function requestOnce(
   port: number,
   method: string,
   pathAndQuery: string,
@@ -679,5 +708,87 @@ export async function benchEndpointsLatency(): Promise<BenchTable> {
     ],
     rows,
     notes,
+  };
+}
+
+/**
+ * Where a sample's CPU goes on the DuckDB path, stage by stage, in this process (warm, after a
+ * first round): the floor any collector on this store design pays per sample.
+ */
+export async function benchIngestFloor(): Promise<BenchTable> {
+  const limits = resolveLimits();
+  const count = QUICK ? 40 : 200;
+  const wires = wireBatches(21, count);
+  const bodies = wires.map(gzipBody);
+  const stages = ['gunzip', 'JSON depth scan', 'UTF-8 decode', 'JSON.parse', 'validate', 'roll-up (aggregates in JS)'];
+  const cpuUs: number[] = stages.map(() => 0);
+  for (let round = 0; round < 2; round++) {
+    cpuUs.fill(0);
+    for (const body of bodies) {
+      const time = <T>(stage: number, run: () => T): T => {
+        const before = process.cpuUsage();
+        const value = run();
+        const used = process.cpuUsage(before);
+        cpuUs[stage] = (cpuUs[stage] as number) + used.user + used.system;
+        return value;
+      };
+      const raw = time(0, () => gunzipSync(body));
+      time(1, () => jsonDepthExceeds(raw, limits.maxJsonDepth));
+      const text = time(2, () => raw.toString('utf8'));
+      const parsed = time(3, () => JSON.parse(text) as unknown);
+      const batch = time(4, () => validateBatch(parsed, limits, Date.now()));
+      time(5, () => rollUpSamples(batch.samples));
+    }
+  }
+  const samples = count * SAMPLES_PER_BATCH;
+  const rows: (string | number)[][] = stages.map((stage, i) => [stage, fmt((cpuUs[i] as number) / samples, 2)]);
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-bench-floor-'));
+  try {
+    const batches = wires.map(toIngestBatch);
+    const storeUs = async (withAggregates: boolean): Promise<number> => {
+      const options = withAggregates
+        ? { path: path.join(dir, 'with.duckdb') }
+        : { path: path.join(dir, 'without.duckdb'), aggregateFlushRows: 1e12, aggregateFlushMs: 1e9 };
+      const store = openDuckDbStore(options);
+      await store.init();
+      try {
+        const warm = Math.min(32, batches.length / 4);
+        for (let i = 0; i < warm; i += CONCURRENCY) await store.ingestMany(batches.slice(i, i + CONCURRENCY));
+        if (withAggregates) await store.flushAggregates();
+        const cpu0 = selfCpuSeconds();
+        for (let i = warm; i < batches.length; i += CONCURRENCY) {
+          await store.ingestMany(batches.slice(i, Math.min(batches.length, i + CONCURRENCY)));
+        }
+        if (withAggregates) await store.flushAggregates();
+        return ((selfCpuSeconds() - cpu0) * 1e6) / ((batches.length - warm) * SAMPLES_PER_BATCH);
+      } finally {
+        await store.close();
+      }
+    };
+    const withAggregates = await storeUs(true);
+    const withoutAggregates = await storeUs(false);
+    rows.push([
+      'store.ingestMany without writing aggregates (samples, counts, users, batches; includes roll-up)',
+      fmt(withoutAggregates, 2),
+    ]);
+    rows.push([
+      'store: aggregate writes (flush of the in-memory accumulator)',
+      fmt(withAggregates - withoutAggregates, 2),
+    ]);
+    const raw = await measureRawDuckDb(dir, 21);
+    rows.push(['raw DuckDB appender of the sample rows (pre-built values)', fmt((raw.cpuS * 1e6) / raw.samples, 2)]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    title: 'Ingest floor: CPU per sample by stage (DuckDB)',
+    description:
+      `CPU µs per sample of each stage of \`POST /v1/samples\` on ${fmt(samples)} samples of the ingest workload, timed in one process ` +
+      '(process.cpuUsage, all threads; the parse stages on the second of two rounds), and of the DuckDB store with and without its aggregate writes. ' +
+      'A collector cannot go below the sum of the stages it runs; the HTTP row of the ingest table shows what it pays on top (HTTP, GC of the batches held ' +
+      'until their group commit, smaller groups).',
+    columns: ['stage', 'CPU µs per sample'],
+    rows,
   };
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { benchAttribution } from './attribution';
 import { benchCounterRead } from './counter-read';
 import { benchDetectionPower } from './detection/power';
-import { benchEndpointsLatency, benchIngest } from './ingest';
+import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -20,6 +20,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
   ['ingest', benchIngest],
+  ['ingest floor', benchIngestFloor],
   ['endpoints latency', benchEndpointsLatency],
 ];
 
