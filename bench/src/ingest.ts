@@ -231,18 +231,28 @@ async function storeWrites(port: number): Promise<number> {
 }
 
 /** Wire batches for one run: fresh ids (`run` is part of the seed), timestamps in the last hour. */
-function wireBatches(run: number, count: number): ReturnType<typeof makeWireBatch>[] {
+function wireBatches(
+  run: number,
+  count: number,
+  samplesPerBatch = SAMPLES_PER_BATCH,
+): ReturnType<typeof makeWireBatch>[] {
   const start = Date.now() - 3_600_000;
-  return Array.from({ length: count }, (_, i) => makeWireBatch(run, i, start + i * 5_000));
+  return Array.from({ length: count }, (_, i) => makeWireBatch(run, i, start + i * 5_000, samplesPerBatch));
 }
+
+/** Samples per batch of a small agent (1 % of 200 requests/s over the 10 s flush interval). */
+export const SMALL_BATCH_SAMPLES = 20;
 
 async function measureHttp(
   config: Omit<ServerConfig, 'ingestToken' | 'readToken'>,
   run: number,
   dbPid?: number,
+  samplesPerBatch = SAMPLES_PER_BATCH,
 ): Promise<Measured> {
-  const warm = wireBatches(run * 10 + 1, WARMUP_BATCHES).map(gzipBody);
-  const bodies = wireBatches(run * 10 + 2, BATCHES).map(gzipBody);
+  // Small batches: a fifth of the samples, in many more requests.
+  const scale = samplesPerBatch === SAMPLES_PER_BATCH ? 1 : SAMPLES_PER_BATCH / samplesPerBatch / 5;
+  const warm = wireBatches(run * 10 + 1, Math.round(WARMUP_BATCHES * scale), samplesPerBatch).map(gzipBody);
+  const bodies = wireBatches(run * 10 + 2, Math.round(BATCHES * scale), samplesPerBatch).map(gzipBody);
   const collector = await startCollector(config);
   try {
     await sendAll(collector.port, warm);
@@ -407,7 +417,8 @@ async function measureRawClickHouse(url: string, database: string, run: number, 
     }
     bodies.push(`${lines.join('\n')}\n`);
   }
-  const query = encodeURIComponent(`INSERT INTO ${database}.samples FORMAT TabSeparated`);
+  // The single-node store writes the `_local` tables directly (schema.ts).
+  const query = encodeURIComponent(`INSERT INTO ${database}.samples_local FORMAT TabSeparated`);
   const cpu0 = selfCpuSeconds();
   const db0 = procCpuSeconds(dbPid);
   const t0 = performance.now();
@@ -445,6 +456,26 @@ function row(backend: string, pathName: string, m: Measured, reference?: Measure
   ];
 }
 
+/** Bytes on disk of every table of `database` per row of its samples table, after merging the samples. */
+async function clickHouseBytesPerSample(url: string, database: string): Promise<number> {
+  const query = async (text: string): Promise<string> => {
+    const res = await fetch(`${url}/?query=${encodeURIComponent(text)}`, { method: 'POST' });
+    const body = await res.text();
+    if (!res.ok) throw new Error(`ClickHouse: ${res.status} ${body}`);
+    return body.trim();
+  };
+  await query(`OPTIMIZE TABLE ${database}.samples_local FINAL`);
+  const bytes = Number(
+    await query(`SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '${database}' AND active`),
+  );
+  const rows = Number(
+    await query(
+      `SELECT sum(rows) FROM system.parts WHERE database = '${database}' AND table = 'samples_local' AND active`,
+    ),
+  );
+  return bytes / rows;
+}
+
 function loadHarness(): ClickHouseHarness | undefined {
   const file = path.join(REPO, 'packages', 'ergometer', 'dist', 'test', 'support', 'clickhouse.js');
   if (!existsSync(file)) return undefined;
@@ -478,7 +509,22 @@ export async function benchIngest(): Promise<BenchTable> {
     }
     process.stderr.write('ingest: DuckDB raw appender\n');
     const duckRaw = await measureRawDuckDb(dir, 1);
+    let duckSmall: Measured | undefined;
+    if (process.env.BENCH_INGEST_SMALL !== '0') {
+      process.stderr.write(`ingest: DuckDB over HTTP, ${SMALL_BATCH_SAMPLES}-sample batches\n`);
+      duckSmall = await measureHttp(
+        { backend: 'duckdb', db: path.join(dir, 'small.duckdb') },
+        3,
+        undefined,
+        SMALL_BATCH_SAMPLES,
+      );
+    }
     rows.push(row('DuckDB', 'HTTP → collector (gzip JSON, validate, group commit)', duckHttp, duckStore));
+    if (duckSmall !== undefined) {
+      rows.push(
+        row('DuckDB', `HTTP → collector, small batches of ${SMALL_BATCH_SAMPLES} samples`, duckSmall, duckStore),
+      );
+    }
     rows.push(row('DuckDB', 'store.ingestMany (pre-validated batches)', duckStore, duckRaw));
     rows.push(row('DuckDB', 'raw appender, samples table only (ceiling)', duckRaw));
     const duckPerCpu = duckHttp.samples / duckHttp.cpuS;
@@ -508,15 +554,20 @@ export async function benchIngest(): Promise<BenchTable> {
         } finally {
           await chStoreHandle.close();
         }
+        rows.push(row('ClickHouse', 'HTTP → collector (gzip JSON, validate, RowBinary INSERTs)', chHttp, chStore));
+        rows.push(row('ClickHouse', 'store.ingestMany (pre-validated batches)', chStore));
         process.stderr.write('ingest: ClickHouse raw INSERT\n');
         const rawStore = openClickHouseStore({ url: server.url, database: 'bench_raw' });
         await rawStore.init();
         await rawStore.close();
         const chRaw = await measureRawClickHouse(server.url, 'bench_raw', 2, pid);
-        rows.push(row('ClickHouse', 'HTTP → collector (gzip JSON, validate, RowBinary INSERTs)', chHttp, chStore));
-        rows.push(row('ClickHouse', 'store.ingestMany (pre-validated batches)', chStore));
         rows.push(row('ClickHouse', 'raw INSERT … FORMAT TabSeparated, samples table only (ceiling)', chRaw));
         const chPerCpu = chHttp.samples / chHttp.cpuS;
+        const bytesPerSample = await clickHouseBytesPerSample(server.url, 'bench_http');
+        findings.clickhouseBytesPerSample = bytesPerSample;
+        notes.push(
+          `ClickHouse disk: ${fmt(bytesPerSample, 1)} bytes per stored sample (active parts of every table of the HTTP run's database, after OPTIMIZE … FINAL of the samples, ÷ samples stored).`,
+        );
         notes.push(
           `ClickHouse over HTTP: ${fmt(chPerCpu)} samples per collector CPU-second = ${fmt((100 * chPerCpu) / (chStore.samples / chStore.cpuS))} % of the store's own ceiling (client side); ` +
             `the ClickHouse server spent ${fmt(chHttp.samples / (chHttp.dbCpuS ?? 1))} samples per its CPU-second on the collector's inserts and ${fmt(chRaw.samples / (chRaw.dbCpuS ?? 1))} on the raw INSERT.`,
@@ -655,7 +706,7 @@ export async function benchEndpointsLatency(): Promise<BenchTable> {
         } finally {
           await chStore.close();
         }
-        await fetch(`${server.url}/?query=${encodeURIComponent('OPTIMIZE TABLE bench_fill.samples FINAL')}`, {
+        await fetch(`${server.url}/?query=${encodeURIComponent('OPTIMIZE TABLE bench_fill.samples_local FINAL')}`, {
           method: 'POST',
         });
         const sizeRes = await fetch(

@@ -95,17 +95,22 @@ export interface WireBatch {
  * Batch number `index` of a seeded fleet: its samples start at `startMs` and cover 10 s.
  * Endpoints follow a Zipf-like mix (a few hot routes, a long tail).
  */
-export function makeWireBatch(seed: number, index: number, startMs: number): WireBatch {
+export function makeWireBatch(
+  seed: number,
+  index: number,
+  startMs: number,
+  sampleCount = SAMPLES_PER_BATCH,
+): WireBatch {
   const random = seededRandom(seed * 1_000_003 + index);
   const hostNumber = index % 64;
   const commit = COMMITS[index % COMMITS.length] as string;
-  const samples: WireBatch['samples'] = new Array(SAMPLES_PER_BATCH);
-  for (let i = 0; i < SAMPLES_PER_BATCH; i++) {
+  const samples: WireBatch['samples'] = new Array(sampleCount);
+  for (let i = 0; i < sampleCount; i++) {
     const e = Math.min(ENDPOINTS.length - 1, Math.floor(ENDPOINTS.length * random() ** 2.2));
     const base = 3_000_000 * (1 + ((e * 7) % 11));
     const flagDraw = random();
     const sample: WireBatch['samples'][number] = {
-      ts: startMs + Math.floor((i / SAMPLES_PER_BATCH) * BATCH_SPAN_MS),
+      ts: startMs + Math.floor((i / sampleCount) * BATCH_SPAN_MS),
       endpoint: ENDPOINTS[e] as string,
       status: random() < 0.97 ? 200 : random() < 0.5 ? 404 : 500,
       cost: Math.round(base * Math.exp(0.6 * normal(random))),
