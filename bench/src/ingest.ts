@@ -236,8 +236,12 @@ function wireBatches(
   count: number,
   samplesPerBatch = SAMPLES_PER_BATCH,
 ): ReturnType<typeof makeWireBatch>[] {
+  // Spread over the last hour (the collector accepts up to an hour ahead of its clock, 30 days back).
   const start = Date.now() - 3_600_000;
-  return Array.from({ length: count }, (_, i) => makeWireBatch(run, i, start + i * 5_000, samplesPerBatch));
+  const stepMs = Math.min(5_000, 3_000_000 / count);
+  return Array.from({ length: count }, (_, i) =>
+    makeWireBatch(run, i, start + Math.floor(i * stepMs), samplesPerBatch),
+  );
 }
 
 /** Samples per batch of a small agent (1 % of 200 requests/s over the 10 s flush interval). */
