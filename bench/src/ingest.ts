@@ -139,7 +139,7 @@ function freshAgent(): void {
 }
 
 /**
- * One HTTP request; retried once when a kept-alive socket was closed by the collector meanwhile
+ * One HTTP request; retried when a kept-alive socket was closed by the collector meanwhile
  * (safe: a POST /v1/samples retry is deduplicated by its batchId).
  */
 async function request(
@@ -149,11 +149,13 @@ async function request(
   headers: Record<string, string | number>,
   body?: Buffer,
 ): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-  try {
-    return await requestOnce(port, method, pathAndQuery, headers, body);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ECONNRESET') throw error;
-    return requestOnce(port, method, pathAndQuery, headers, body);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await requestOnce(port, method, pathAndQuery, headers, body);
+    } catch (error) {
+      // Every idle socket of the pool may be stale: try each before giving up.
+      if ((error as NodeJS.ErrnoException).code !== 'ECONNRESET' || attempt > CONCURRENCY) throw error;
+    }
   }
 }
 
@@ -261,6 +263,7 @@ async function measureHttp(
   try {
     await sendAll(collector.port, warm);
     await sleep(SETTLE_MS);
+    freshAgent();
     const cpu0 = procCpuSeconds(collector.child.pid as number);
     const db0 = dbPid === undefined ? 0 : procCpuSeconds(dbPid);
     const writes0 = await storeWrites(collector.port);
