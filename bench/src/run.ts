@@ -2,7 +2,8 @@
  * `npm run bench`: every benchmark, side by side in one run on this machine;
  * prints each table as it completes and writes docs/benchmarks.md.
  * BENCH_QUICK=1 for a fast smoke run (fewer rounds; numbers not for the docs,
- * so the file is not written).
+ * so the file is not written). BENCH_ONLY=ingest,'endpoints latency' runs only the named
+ * benchmarks (comma-separated) and prints their tables without writing the file.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { benchCounterRead } from './counter-read';
 import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchExporter } from './exporter';
+import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -24,6 +26,9 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['time to alert', benchTimeToAlert],
   ['false alerts', benchFalseAlerts],
   ['exporter', benchExporter],
+  ['ingest', benchIngest],
+  ['ingest floor', benchIngestFloor],
+  ['endpoints latency', benchEndpointsLatency],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');
@@ -32,7 +37,9 @@ async function main(): Promise<void> {
   const machine = describeMachine();
   const tables: BenchTable[] = [];
   const started = performance.now();
+  const only = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
   for (const [name, bench] of BENCHMARKS) {
+    if (only !== undefined && !only.includes(name)) continue;
     process.stderr.write(`== ${name}\n`);
     const benchStarted = performance.now();
     const table = await bench();
@@ -51,8 +58,8 @@ async function main(): Promise<void> {
     '',
     ...tables.map(renderTable),
   ].join('\n');
-  if (process.env.BENCH_QUICK === '1') {
-    process.stderr.write('BENCH_QUICK=1: not writing docs/benchmarks.md\n');
+  if (process.env.BENCH_QUICK === '1' || only !== undefined) {
+    process.stderr.write('BENCH_QUICK=1 or BENCH_ONLY: not writing docs/benchmarks.md\n');
     return;
   }
   writeFileSync(DOC_FILE, `${doc}\n`);

@@ -18,6 +18,7 @@ export {
   runDetectors,
 } from './detect/index';
 export { ErgometerError } from './errors';
+export { jsonDepthExceeds } from './ingest/json-depth';
 export type { IngestLimits } from './ingest/limits';
 export { DEFAULT_LIMITS, resolveLimits } from './ingest/limits';
 export { parseJsonBody, validateBatch, validateDeploy } from './ingest/validate';

@@ -1,0 +1,852 @@
+/**
+ * Ingest benchmark (issue 4): samples per second ingested over HTTP into the collector, per core
+ * of the collector process, for DuckDB and ClickHouse, next to each backend's own bulk-insert
+ * ceiling measured in the same run; then `GET /v1/endpoints` latency over a store of 10 M samples.
+ *
+ * - HTTP: the real collector (ingest/server.ts → createCollector) runs in a child process; this
+ *   process is the client, sending pre-generated gzip batches of 1000 samples (varied batchIds)
+ *   over keep-alive connections. CPU of the collector comes from /proc/<pid>/stat, read before the
+ *   load and after it plus the settle time in which the store writes the deferred aggregates.
+ * - Store ceiling: the same batches, pre-validated (IngestBatch objects), through the store's own
+ *   `ingestMany` in groups as large as the collector's group commits, in this process
+ *   (process.cpuUsage covers DuckDB's threads).
+ * - Raw ceiling: the same sample rows, pre-encoded, through a bare DuckDB appender into a table of
+ *   the samples schema / one ClickHouse INSERT … FORMAT TabSeparated per group into the samples table.
+ * - ClickHouse server CPU is read from /proc for the server the test harness started.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { gunzipSync } from 'node:zlib';
+import {
+  BIGINT,
+  BOOLEAN,
+  DOUBLE,
+  DuckDBDataChunk,
+  DuckDBInstance,
+  type DuckDBValue,
+  INTEGER,
+  VARCHAR,
+} from '@duckdb/node-api';
+import {
+  type IngestBatch,
+  jsonDepthExceeds,
+  openClickHouseStore,
+  openDuckDbStore,
+  resolveLimits,
+  rollUpSamples,
+  type Store,
+  validateBatch,
+} from 'ergometer';
+import type { ServerConfig } from './ingest/server';
+import { COMMITS, gzipBody, makeWireBatch, SAMPLES_PER_BATCH, SERVICE, toIngestBatch } from './ingest/workload';
+import type { BenchTable } from './report';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+/** Batches sent per measured run (1000 samples each). */
+const BATCHES = QUICK ? 60 : 400;
+const WARMUP_BATCHES = QUICK ? 10 : 40;
+/** Concurrent uploads (agents) and the group size of the store ceiling (≈ the collector's group commits). */
+const CONCURRENCY = 16;
+/** Samples in the store for the /v1/endpoints latency measurement. */
+const FILL_SAMPLES = Number(process.env.BENCH_ENDPOINTS_SAMPLES ?? (QUICK ? 200_000 : 10_000_000));
+const LATENCY_REQUESTS = QUICK ? 40 : 200;
+/** The collector writes deferred aggregates at least every 5 s: CPU is counted until then. */
+const SETTLE_MS = 6_000;
+const INGEST_TOKEN = 'bench-ingest-token';
+const READ_TOKEN = 'bench-read-token';
+const CLK_TCK = 100;
+const REPO = path.join(__dirname, '..', '..', '..');
+const SERVER_JS = path.join(__dirname, 'ingest', 'server.js');
+
+interface ClickHouseHarness {
+  startClickHouse(): Promise<{ url: string; dir: string; stop(): Promise<void> }>;
+}
+
+/** CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat. */
+function procCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+function selfCpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
+/** The pid of the ClickHouse server whose command line names its temp dir. */
+function clickHousePid(dir: string): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) return Number(entry);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  throw new Error(`no ClickHouse process found for ${dir}`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+interface RunningCollector {
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function startCollector(config: Omit<ServerConfig, 'ingestToken' | 'readToken'>): Promise<RunningCollector> {
+  const execArgv = process.env.BENCH_INGEST_CPU_PROF
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_INGEST_CPU_PROF}`]
+    : [];
+  const child = spawn(
+    process.execPath,
+    [...execArgv, SERVER_JS, JSON.stringify({ ...config, ingestToken: INGEST_TOKEN, readToken: READ_TOKEN })],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`bench collector exited with ${code} before listening`)));
+    lines.once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
+  });
+  return {
+    child,
+    port,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * Keep-alive connections for one burst of requests. A fresh agent per burst: a socket left idle
+ * through a settle pause outlives the collector's keep-alive timeout and would be reset on reuse.
+ */
+let agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+function freshAgent(): void {
+  agent.destroy();
+  agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+}
+
+/**
+ * One HTTP request; retried when a kept-alive socket was closed by the collector meanwhile
+ * (safe: a POST /v1/samples retry is deduplicated by its batchId).
+ */
+async function request(
+  port: number,
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string | number>,
+  body?: Buffer,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await requestOnce(port, method, pathAndQuery, headers, body);
+    } catch (error) {
+      // Every idle socket of the pool may be stale: try each before giving up.
+      if ((error as NodeJS.ErrnoException).code !== 'ECONNRESET' || attempt > CONCURRENCY) throw error;
+    }
+  }
+}
+
+function requestOnce(
+  port: number,
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string | number>,
+  body?: Buffer,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: pathAndQuery, headers, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Sends every body once with CONCURRENCY uploads in flight; retries 429/503 after a short pause. */
+async function sendAll(port: number, bodies: readonly Buffer[]): Promise<number> {
+  freshAgent();
+  let next = 0;
+  let accepted = 0;
+  const worker = async (): Promise<void> => {
+    while (next < bodies.length) {
+      const body = bodies[next++] as Buffer;
+      for (;;) {
+        const res = await request(
+          port,
+          'POST',
+          '/v1/samples',
+          {
+            authorization: `Bearer ${INGEST_TOKEN}`,
+            'content-type': 'application/json',
+            'content-encoding': 'gzip',
+            'content-length': body.length,
+          },
+          body,
+        );
+        if (res.status === 200) {
+          accepted += (JSON.parse(res.body) as { accepted: number }).accepted;
+          break;
+        }
+        if (res.status !== 429 && res.status !== 503) throw new Error(`POST /v1/samples: ${res.status} ${res.body}`);
+        await sleep(20);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  return accepted;
+}
+
+interface Measured {
+  samples: number;
+  wallS: number;
+  /** CPU of the ingesting process: the collector for HTTP, this process for the ceilings. */
+  cpuS: number;
+  /** CPU of the ClickHouse server over the same window (ClickHouse only). */
+  dbCpuS?: number;
+  /** Batches per store write (the collector's group commits; the ceiling's ingestMany calls). */
+  groupBatches?: number;
+}
+
+/** Store writes (group commits) the collector has made so far, from its /metrics. */
+async function storeWrites(port: number): Promise<number> {
+  const res = await request(port, 'GET', '/metrics', {});
+  const match = /^ergometer_insert_duration_seconds_count (\d+)/m.exec(res.body);
+  return Number(match?.[1] ?? Number.NaN);
+}
+
+/** Wire batches for one run: fresh ids (`run` is part of the seed), timestamps in the last hour. */
+function wireBatches(
+  run: number,
+  count: number,
+  samplesPerBatch = SAMPLES_PER_BATCH,
+): ReturnType<typeof makeWireBatch>[] {
+  // Spread over the last hour (the collector accepts up to an hour ahead of its clock, 30 days back).
+  const start = Date.now() - 3_600_000;
+  const stepMs = Math.min(5_000, 3_000_000 / count);
+  return Array.from({ length: count }, (_, i) =>
+    makeWireBatch(run, i, start + Math.floor(i * stepMs), samplesPerBatch),
+  );
+}
+
+/** Samples per batch of a small agent (1 % of 200 requests/s over the 10 s flush interval). */
+export const SMALL_BATCH_SAMPLES = 20;
+
+async function measureHttp(
+  config: Omit<ServerConfig, 'ingestToken' | 'readToken'>,
+  run: number,
+  dbPid?: number,
+  samplesPerBatch = SAMPLES_PER_BATCH,
+): Promise<Measured> {
+  // Small batches: a fifth of the samples, in many more requests.
+  const scale = samplesPerBatch === SAMPLES_PER_BATCH ? 1 : SAMPLES_PER_BATCH / samplesPerBatch / 5;
+  const warm = wireBatches(run * 10 + 1, Math.round(WARMUP_BATCHES * scale), samplesPerBatch).map(gzipBody);
+  const bodies = wireBatches(run * 10 + 2, Math.round(BATCHES * scale), samplesPerBatch).map(gzipBody);
+  const collector = await startCollector(config);
+  try {
+    await sendAll(collector.port, warm);
+    await sleep(SETTLE_MS);
+    freshAgent();
+    const cpu0 = procCpuSeconds(collector.child.pid as number);
+    const db0 = dbPid === undefined ? 0 : procCpuSeconds(dbPid);
+    const writes0 = await storeWrites(collector.port);
+    const t0 = performance.now();
+    const samples = await sendAll(collector.port, bodies);
+    const wallS = (performance.now() - t0) / 1000;
+    const writes = (await storeWrites(collector.port)) - writes0;
+    await sleep(SETTLE_MS);
+    const cpuS = procCpuSeconds(collector.child.pid as number) - cpu0;
+    const out: Measured = { samples, wallS, cpuS, groupBatches: bodies.length / writes };
+    if (dbPid !== undefined) out.dbCpuS = procCpuSeconds(dbPid) - db0;
+    return out;
+  } finally {
+    await collector.stop();
+  }
+}
+
+/** The store's own ceiling: pre-validated batches through ingestMany, CONCURRENCY batches a call. */
+async function measureStore(store: Store, run: number, dbPid?: number): Promise<Measured> {
+  const warm = wireBatches(run * 10 + 1, WARMUP_BATCHES).map(toIngestBatch);
+  const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  const ingestGroups = async (list: IngestBatch[]): Promise<void> => {
+    for (let i = 0; i < list.length; i += CONCURRENCY) await store.ingestMany(list.slice(i, i + CONCURRENCY));
+    if ('flushAggregates' in store) await (store as { flushAggregates(): Promise<void> }).flushAggregates();
+  };
+  await ingestGroups(warm);
+  const cpu0 = selfCpuSeconds();
+  const db0 = dbPid === undefined ? 0 : procCpuSeconds(dbPid);
+  const t0 = performance.now();
+  await ingestGroups(batches);
+  const wallS = (performance.now() - t0) / 1000;
+  const out: Measured = {
+    samples: batches.length * SAMPLES_PER_BATCH,
+    wallS,
+    cpuS: selfCpuSeconds() - cpu0,
+    groupBatches: CONCURRENCY,
+  };
+  if (dbPid !== undefined) out.dbCpuS = procCpuSeconds(dbPid) - db0;
+  return out;
+}
+
+const RAW_SAMPLE_TYPES = [
+  BIGINT,
+  BIGINT,
+  VARCHAR,
+  INTEGER,
+  DOUBLE,
+  DOUBLE,
+  DOUBLE,
+  DOUBLE,
+  DOUBLE,
+  VARCHAR,
+  VARCHAR,
+  DOUBLE,
+  BOOLEAN,
+];
+
+/** Absolute DuckDB ceiling: the same sample rows, already in column arrays, through a bare appender. */
+async function measureRawDuckDb(dir: string, run: number): Promise<Measured> {
+  const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  const groups: DuckDBValue[][][] = [];
+  for (let g = 0; g < batches.length; g += CONCURRENCY) {
+    const columns: DuckDBValue[][] = RAW_SAMPLE_TYPES.map(() => []);
+    batches.slice(g, g + CONCURRENCY).forEach((b, k) => {
+      for (const s of b.samples) {
+        const row: DuckDBValue[] = [
+          BigInt(g + k + 1),
+          BigInt(s.ts),
+          s.endpoint,
+          s.status,
+          s.cost,
+          s.wallMs,
+          s.db,
+          s.cache,
+          s.http,
+          JSON.stringify(s.flags),
+          s.user,
+          s.weight,
+          s.aborted,
+        ];
+        for (let c = 0; c < row.length; c++) (columns[c] as DuckDBValue[]).push(row[c] as DuckDBValue);
+      }
+    });
+    groups.push(columns);
+  }
+  const instance = await DuckDBInstance.create(path.join(dir, 'raw.duckdb'));
+  const connection = await instance.connect();
+  await connection.run(`CREATE TABLE samples (batch_seq BIGINT NOT NULL, ts BIGINT NOT NULL, endpoint VARCHAR NOT NULL,
+    status INTEGER NOT NULL, cost DOUBLE NOT NULL, wall_ms DOUBLE NOT NULL, db_ms DOUBLE NOT NULL, cache_ms DOUBLE NOT NULL,
+    http_ms DOUBLE NOT NULL, flags VARCHAR NOT NULL, user_id VARCHAR NOT NULL, weight DOUBLE NOT NULL, aborted BOOLEAN NOT NULL)`);
+  const cpu0 = selfCpuSeconds();
+  const t0 = performance.now();
+  for (const columns of groups) {
+    await connection.run('BEGIN TRANSACTION');
+    const appender = await connection.createAppender('samples');
+    const rows = columns[0]?.length ?? 0;
+    for (let start = 0; start < rows; start += 2048) {
+      const end = Math.min(rows, start + 2048);
+      const chunk = DuckDBDataChunk.create(RAW_SAMPLE_TYPES, end - start);
+      chunk.setColumns(columns.map((c) => c.slice(start, end)));
+      appender.appendDataChunk(chunk);
+    }
+    appender.flushSync();
+    appender.closeSync();
+    await connection.run('COMMIT');
+  }
+  const wallS = (performance.now() - t0) / 1000;
+  const cpuS = selfCpuSeconds() - cpu0;
+  connection.closeSync();
+  instance.closeSync();
+  return { samples: batches.length * SAMPLES_PER_BATCH, wallS, cpuS };
+}
+
+function tsvString(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
+}
+
+function tsvArray(values: string[]): string {
+  return `[${values.map((v) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`).join(',')}]`;
+}
+
+/** Absolute ClickHouse ceiling: the same sample rows, pre-encoded as TSV, one INSERT per group. */
+async function measureRawClickHouse(url: string, database: string, run: number, dbPid: number): Promise<Measured> {
+  const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  const bodies: string[] = [];
+  for (let g = 0; g < batches.length; g += CONCURRENCY) {
+    const lines: string[] = [];
+    for (const b of batches.slice(g, g + CONCURRENCY)) {
+      b.samples.forEach((s, idx) => {
+        const day = new Date(s.ts).toISOString().slice(0, 10);
+        lines.push(
+          [
+            tsvString(b.batchId),
+            idx,
+            tsvString(b.service),
+            tsvString(b.commit),
+            tsvString(b.host),
+            tsvString(b.region),
+            tsvString(b.hostClass),
+            b.metric,
+            s.ts,
+            day,
+            tsvString(s.endpoint),
+            s.status,
+            s.cost,
+            s.wallMs,
+            s.db,
+            s.cache,
+            s.http,
+            tsvArray(Object.keys(s.flags)),
+            tsvArray(Object.values(s.flags)),
+            tsvString(s.user),
+            s.weight,
+            s.aborted ? 1 : 0,
+          ].join('\t'),
+        );
+      });
+    }
+    bodies.push(`${lines.join('\n')}\n`);
+  }
+  // The single-node store writes the `_local` tables directly (schema.ts).
+  const query = encodeURIComponent(`INSERT INTO ${database}.samples_local FORMAT TabSeparated`);
+  const cpu0 = selfCpuSeconds();
+  const db0 = procCpuSeconds(dbPid);
+  const t0 = performance.now();
+  for (const body of bodies) {
+    const res = await fetch(`${url}/?query=${query}`, { method: 'POST', body });
+    if (!res.ok) throw new Error(`raw ClickHouse INSERT: ${res.status} ${await res.text()}`);
+    await res.arrayBuffer();
+  }
+  const wallS = (performance.now() - t0) / 1000;
+  return {
+    samples: batches.length * SAMPLES_PER_BATCH,
+    wallS,
+    cpuS: selfCpuSeconds() - cpu0,
+    dbCpuS: procCpuSeconds(dbPid) - db0,
+  };
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function row(backend: string, pathName: string, m: Measured, reference?: Measured): (string | number)[] {
+  const perCpu = m.samples / m.cpuS;
+  const share = reference === undefined ? '—' : `${fmt((100 * perCpu) / (reference.samples / reference.cpuS))} %`;
+  return [
+    backend,
+    pathName,
+    fmt(m.samples),
+    fmt(m.samples / m.wallS),
+    fmt(m.cpuS, 2),
+    fmt(perCpu),
+    m.dbCpuS === undefined ? '—' : fmt(m.samples / m.dbCpuS),
+    m.groupBatches === undefined ? '—' : fmt(m.groupBatches, 1),
+    share,
+  ];
+}
+
+/** Bytes on disk of every table of `database` per row of its samples table, after merging the samples. */
+async function clickHouseBytesPerSample(url: string, database: string): Promise<number> {
+  const query = async (text: string): Promise<string> => {
+    const res = await fetch(`${url}/?query=${encodeURIComponent(text)}`, { method: 'POST' });
+    const body = await res.text();
+    if (!res.ok) throw new Error(`ClickHouse: ${res.status} ${body}`);
+    return body.trim();
+  };
+  await query(`OPTIMIZE TABLE ${database}.samples_local FINAL`);
+  const bytes = Number(
+    await query(`SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '${database}' AND active`),
+  );
+  const rows = Number(
+    await query(
+      `SELECT sum(rows) FROM system.parts WHERE database = '${database}' AND table = 'samples_local' AND active`,
+    ),
+  );
+  return bytes / rows;
+}
+
+function loadHarness(): ClickHouseHarness | undefined {
+  const file = path.join(REPO, 'packages', 'ergometer', 'dist', 'test', 'support', 'clickhouse.js');
+  if (!existsSync(file)) return undefined;
+  // The harness lives in the ergometer package's compiled tests (outside this package's rootDir).
+  return require(file) as ClickHouseHarness;
+}
+
+/** Results the latency and scaling tables reuse. */
+export interface IngestFindings {
+  duckdbBytesPerSample?: number;
+  clickhouseBytesPerSample?: number;
+}
+export const findings: IngestFindings = {};
+
+/** Side-by-side ingest throughput over HTTP vs each backend's ceilings. */
+export async function benchIngest(): Promise<BenchTable> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-bench-ingest-'));
+  const rows: (string | number)[][] = [];
+  const notes: string[] = [];
+  try {
+    process.stderr.write('ingest: DuckDB over HTTP\n');
+    const duckHttp = await measureHttp({ backend: 'duckdb', db: path.join(dir, 'http.duckdb') }, 1);
+    process.stderr.write('ingest: DuckDB store.ingestMany\n');
+    const store = openDuckDbStore({ path: path.join(dir, 'store.duckdb') });
+    await store.init();
+    let duckStore: Measured;
+    try {
+      duckStore = await measureStore(store, 1);
+    } finally {
+      await store.close();
+    }
+    process.stderr.write('ingest: DuckDB raw appender\n');
+    const duckRaw = await measureRawDuckDb(dir, 1);
+    let duckSmall: Measured | undefined;
+    if (process.env.BENCH_INGEST_SMALL !== '0') {
+      process.stderr.write(`ingest: DuckDB over HTTP, ${SMALL_BATCH_SAMPLES}-sample batches\n`);
+      duckSmall = await measureHttp(
+        { backend: 'duckdb', db: path.join(dir, 'small.duckdb') },
+        3,
+        undefined,
+        SMALL_BATCH_SAMPLES,
+      );
+    }
+    rows.push(row('DuckDB', 'HTTP → collector (gzip JSON, validate, group commit)', duckHttp, duckStore));
+    if (duckSmall !== undefined) {
+      rows.push(
+        row('DuckDB', `HTTP → collector, small batches of ${SMALL_BATCH_SAMPLES} samples`, duckSmall, duckStore),
+      );
+    }
+    rows.push(row('DuckDB', 'store.ingestMany (pre-validated batches)', duckStore, duckRaw));
+    rows.push(row('DuckDB', 'raw appender, samples table only (ceiling)', duckRaw));
+    const duckPerCpu = duckHttp.samples / duckHttp.cpuS;
+    notes.push(
+      `DuckDB over HTTP: ${fmt(duckPerCpu)} samples per collector CPU-second = ${fmt((100 * duckPerCpu) / (duckStore.samples / duckStore.cpuS))} % of the store's own ceiling ` +
+        `and ${fmt((100 * duckPerCpu) / (duckRaw.samples / duckRaw.cpuS))} % of the raw appender (goals: ≥ 50 % of the ceiling, ≥ 100,000 samples/s/core).`,
+    );
+
+    const harness = process.env.BENCH_INGEST_CLICKHOUSE === '0' ? undefined : loadHarness();
+    if (harness === undefined) {
+      notes.push(
+        'ClickHouse: not measured (BENCH_INGEST_CLICKHOUSE=0, or the test harness is not compiled: `npx tsc -b`).',
+      );
+    } else {
+      let server: Awaited<ReturnType<ClickHouseHarness['startClickHouse']>> | undefined;
+      try {
+        server = await harness.startClickHouse();
+        const pid = clickHousePid(server.dir);
+        process.stderr.write('ingest: ClickHouse over HTTP\n');
+        const chHttp = await measureHttp({ backend: 'clickhouse', url: server.url, database: 'bench_http' }, 2, pid);
+        process.stderr.write('ingest: ClickHouse store.ingestMany\n');
+        const chStoreHandle = openClickHouseStore({ url: server.url, database: 'bench_store' });
+        await chStoreHandle.init();
+        let chStore: Measured;
+        try {
+          chStore = await measureStore(chStoreHandle, 2, pid);
+        } finally {
+          await chStoreHandle.close();
+        }
+        rows.push(row('ClickHouse', 'HTTP → collector (gzip JSON, validate, RowBinary INSERTs)', chHttp, chStore));
+        rows.push(row('ClickHouse', 'store.ingestMany (pre-validated batches)', chStore));
+        process.stderr.write('ingest: ClickHouse raw INSERT\n');
+        const rawStore = openClickHouseStore({ url: server.url, database: 'bench_raw' });
+        await rawStore.init();
+        await rawStore.close();
+        const chRaw = await measureRawClickHouse(server.url, 'bench_raw', 2, pid);
+        rows.push(row('ClickHouse', 'raw INSERT … FORMAT TabSeparated, samples table only (ceiling)', chRaw));
+        const chPerCpu = chHttp.samples / chHttp.cpuS;
+        const bytesPerSample = await clickHouseBytesPerSample(server.url, 'bench_http');
+        findings.clickhouseBytesPerSample = bytesPerSample;
+        notes.push(
+          `ClickHouse disk: ${fmt(bytesPerSample, 1)} bytes per stored sample (active parts of every table of the HTTP run's database, after OPTIMIZE … FINAL of the samples, ÷ samples stored).`,
+        );
+        notes.push(
+          `ClickHouse over HTTP: ${fmt(chPerCpu)} samples per collector CPU-second = ${fmt((100 * chPerCpu) / (chStore.samples / chStore.cpuS))} % of the store's own ceiling (client side); ` +
+            `the ClickHouse server spent ${fmt(chHttp.samples / (chHttp.dbCpuS ?? 1))} samples per its CPU-second on the collector's inserts and ${fmt(chRaw.samples / (chRaw.dbCpuS ?? 1))} on the raw INSERT.`,
+        );
+      } catch (error) {
+        notes.push(`ClickHouse: not measured (${(error as Error).message.split('\n')[0]}).`);
+      } finally {
+        await server?.stop();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    title: 'Ingest: samples per second per core over HTTP vs the backend ceilings',
+    description:
+      `${BATCHES} gzip batches of ${SAMPLES_PER_BATCH} realistic samples (one service, 30 endpoints with a skewed mix, flags on 60 %, ` +
+      `user ids, per-minute counts and a users sketch; bench/src/ingest/workload.ts), ${CONCURRENCY} uploads in flight, after ${WARMUP_BATCHES} warm-up batches. ` +
+      'The collector (createCollector, as in `ergometer serve`) runs in its own process; its CPU time (user + system, all threads, /proc) is counted ' +
+      `until ${SETTLE_MS / 1000} s after the last answer, so the deferred aggregate writes are in. "Ceiling" rows run in the benchmark process on the same rows: ` +
+      `the store's \`ingestMany\` with ${CONCURRENCY} batches a call, and a bare DuckDB appender / ClickHouse INSERT of the sample rows alone. ` +
+      '"% of ceiling" compares samples per CPU-second with the row below it.',
+    columns: [
+      'backend',
+      'path',
+      'samples',
+      'samples/s (wall)',
+      'CPU s',
+      'samples per CPU-s',
+      'samples per ClickHouse CPU-s',
+      'batches per store write',
+      '% of ceiling',
+    ],
+    rows,
+    notes,
+  };
+}
+
+async function fillStore(store: Store, samples: number): Promise<number> {
+  const batchCount = Math.ceil(samples / SAMPLES_PER_BATCH);
+  // One day of traffic ending an hour ago.
+  const start = Date.now() - 25 * 3_600_000;
+  const step = (24 * 3_600_000) / batchCount;
+  const t0 = performance.now();
+  for (let g = 0; g < batchCount; g += 20) {
+    const group: IngestBatch[] = [];
+    for (let i = g; i < Math.min(batchCount, g + 20); i++)
+      group.push(toIngestBatch(makeWireBatch(7, i, start + Math.floor(i * step))));
+    await store.ingestMany(group);
+    if (g % 1000 === 0) process.stderr.write(`fill: ${g * SAMPLES_PER_BATCH} samples\n`);
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+function duBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name);
+    total += entry.isDirectory() ? duBytes(file) : statSync(file).size;
+  }
+  return total;
+}
+
+async function measureLatency(port: number): Promise<{ p50: number; p95: number; max: number; endpoints: number }> {
+  const now = Date.now();
+  const queries = [
+    `/v1/endpoints?service=${SERVICE}`,
+    `/v1/endpoints?service=${SERVICE}&from=${now - 24 * 3_600_000}&to=${now}`,
+    ...COMMITS.map((c) => `/v1/endpoints?service=${SERVICE}&commit=${c}`),
+    `/v1/endpoints?service=${SERVICE}&from=${now - 3_600_000 * 6}&to=${now}&metric=instructions`,
+  ];
+  const times: number[] = [];
+  let endpoints = 0;
+  freshAgent();
+  for (let i = 0; i < 5; i++)
+    await request(port, 'GET', queries[i % queries.length] as string, { authorization: `Bearer ${READ_TOKEN}` });
+  for (let i = 0; i < LATENCY_REQUESTS; i++) {
+    const t0 = performance.now();
+    const res = await request(port, 'GET', queries[i % queries.length] as string, {
+      authorization: `Bearer ${READ_TOKEN}`,
+    });
+    times.push(performance.now() - t0);
+    if (res.status !== 200) throw new Error(`GET /v1/endpoints: ${res.status} ${res.body}`);
+    endpoints = Math.max(endpoints, (JSON.parse(res.body) as unknown[]).length);
+  }
+  times.sort((a, b) => a - b);
+  const at = (q: number): number => times[Math.min(times.length - 1, Math.floor(q * times.length))] as number;
+  return { p50: at(0.5), p95: at(0.95), max: times[times.length - 1] as number, endpoints };
+}
+
+/** /v1/endpoints latency over a store of FILL_SAMPLES samples, and bytes per stored sample. */
+export async function benchEndpointsLatency(): Promise<BenchTable> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-bench-endpoints-'));
+  const rows: (string | number)[][] = [];
+  const notes: string[] = [];
+  try {
+    const file = path.join(dir, 'fill.duckdb');
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    let fillS: number;
+    try {
+      fillS = await fillStore(store, FILL_SAMPLES);
+      await store.flushAggregates();
+      await store.compact();
+    } finally {
+      await store.close();
+    }
+    const bytes = duBytes(dir);
+    findings.duckdbBytesPerSample = bytes / FILL_SAMPLES;
+    const collector = await startCollector({ backend: 'duckdb', db: file });
+    try {
+      const l = await measureLatency(collector.port);
+      rows.push([
+        'DuckDB',
+        fmt(FILL_SAMPLES),
+        fmt(FILL_SAMPLES / fillS),
+        fmt(bytes / FILL_SAMPLES, 1),
+        l.endpoints,
+        fmt(l.p50, 1),
+        fmt(l.p95, 1),
+        fmt(l.max, 1),
+      ]);
+    } finally {
+      await collector.stop();
+    }
+    const harness = process.env.BENCH_INGEST_CLICKHOUSE === '0' ? undefined : loadHarness();
+    if (harness !== undefined) {
+      let server: Awaited<ReturnType<ClickHouseHarness['startClickHouse']>> | undefined;
+      try {
+        server = await harness.startClickHouse();
+        const chStore = openClickHouseStore({ url: server.url, database: 'bench_fill' });
+        await chStore.init();
+        let chFillS: number;
+        try {
+          chFillS = await fillStore(chStore, FILL_SAMPLES);
+        } finally {
+          await chStore.close();
+        }
+        await fetch(`${server.url}/?query=${encodeURIComponent('OPTIMIZE TABLE bench_fill.samples_local FINAL')}`, {
+          method: 'POST',
+        });
+        const sizeRes = await fetch(
+          `${server.url}/?query=${encodeURIComponent("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'bench_fill' AND active")}`,
+        );
+        const chBytes = Number((await sizeRes.text()).trim());
+        findings.clickhouseBytesPerSample = chBytes / FILL_SAMPLES;
+        const collector2 = await startCollector({ backend: 'clickhouse', url: server.url, database: 'bench_fill' });
+        try {
+          const l = await measureLatency(collector2.port);
+          rows.push([
+            'ClickHouse (1 node)',
+            fmt(FILL_SAMPLES),
+            fmt(FILL_SAMPLES / chFillS),
+            fmt(chBytes / FILL_SAMPLES, 1),
+            l.endpoints,
+            fmt(l.p50, 1),
+            fmt(l.p95, 1),
+            fmt(l.max, 1),
+          ]);
+        } finally {
+          await collector2.stop();
+        }
+      } catch (error) {
+        notes.push(`ClickHouse: not measured (${(error as Error).message.split('\n')[0]}).`);
+      } finally {
+        await server?.stop();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    title: 'GET /v1/endpoints latency over a filled store',
+    description:
+      `The store is filled through its own \`ingestMany\` (20 batches a call) with ${fmt(FILL_SAMPLES)} samples: one day of the ingest workload ` +
+      `(one service, 4 commits, 30 endpoints), then compacted. Then the collector serves ${LATENCY_REQUESTS} sequential ` +
+      '`GET /v1/endpoints` requests over real HTTP with the read token, rotating through the whole history, the last 24 h, each commit and the last 6 h. ' +
+      'Bytes per sample: the database files (DuckDB) or the active parts of every table (ClickHouse, after OPTIMIZE of samples) divided by the samples stored; ' +
+      'it includes aggregates, counts and users.',
+    columns: [
+      'backend',
+      'samples stored',
+      'fill samples/s',
+      'bytes per sample',
+      'endpoints',
+      'p50 ms',
+      'p95 ms',
+      'max ms',
+    ],
+    rows,
+    notes,
+  };
+}
+
+/**
+ * Where a sample's CPU goes on the DuckDB path, stage by stage, in this process (warm, after a
+ * first round): the floor any collector on this store design pays per sample.
+ */
+export async function benchIngestFloor(): Promise<BenchTable> {
+  const limits = resolveLimits();
+  const count = QUICK ? 40 : 200;
+  const wires = wireBatches(21, count);
+  const bodies = wires.map(gzipBody);
+  const stages = ['gunzip', 'JSON depth scan', 'UTF-8 decode', 'JSON.parse', 'validate', 'roll-up (aggregates in JS)'];
+  const cpuUs: number[] = stages.map(() => 0);
+  for (let round = 0; round < 2; round++) {
+    cpuUs.fill(0);
+    for (const body of bodies) {
+      const time = <T>(stage: number, run: () => T): T => {
+        const before = process.cpuUsage();
+        const value = run();
+        const used = process.cpuUsage(before);
+        cpuUs[stage] = (cpuUs[stage] as number) + used.user + used.system;
+        return value;
+      };
+      const raw = time(0, () => gunzipSync(body));
+      time(1, () => jsonDepthExceeds(raw, limits.maxJsonDepth));
+      const text = time(2, () => raw.toString('utf8'));
+      const parsed = time(3, () => JSON.parse(text) as unknown);
+      const batch = time(4, () => validateBatch(parsed, limits, Date.now()));
+      time(5, () => rollUpSamples(batch.samples));
+    }
+  }
+  const samples = count * SAMPLES_PER_BATCH;
+  const rows: (string | number)[][] = stages.map((stage, i) => [stage, fmt((cpuUs[i] as number) / samples, 2)]);
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-bench-floor-'));
+  try {
+    const batches = wires.map(toIngestBatch);
+    const storeUs = async (withAggregates: boolean): Promise<number> => {
+      const options = withAggregates
+        ? { path: path.join(dir, 'with.duckdb') }
+        : { path: path.join(dir, 'without.duckdb'), aggregateFlushRows: 1e12, aggregateFlushMs: 1e9 };
+      const store = openDuckDbStore(options);
+      await store.init();
+      try {
+        const warm = Math.min(32, batches.length / 4);
+        for (let i = 0; i < warm; i += CONCURRENCY) await store.ingestMany(batches.slice(i, i + CONCURRENCY));
+        if (withAggregates) await store.flushAggregates();
+        const cpu0 = selfCpuSeconds();
+        for (let i = warm; i < batches.length; i += CONCURRENCY) {
+          await store.ingestMany(batches.slice(i, Math.min(batches.length, i + CONCURRENCY)));
+        }
+        if (withAggregates) await store.flushAggregates();
+        return ((selfCpuSeconds() - cpu0) * 1e6) / ((batches.length - warm) * SAMPLES_PER_BATCH);
+      } finally {
+        await store.close();
+      }
+    };
+    const withAggregates = await storeUs(true);
+    const withoutAggregates = await storeUs(false);
+    rows.push([
+      'store.ingestMany without writing aggregates (samples, counts, users, batches; includes roll-up)',
+      fmt(withoutAggregates, 2),
+    ]);
+    rows.push([
+      'store: aggregate writes (flush of the in-memory accumulator)',
+      fmt(withAggregates - withoutAggregates, 2),
+    ]);
+    const raw = await measureRawDuckDb(dir, 21);
+    rows.push(['raw DuckDB appender of the sample rows (pre-built values)', fmt((raw.cpuS * 1e6) / raw.samples, 2)]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    title: 'Ingest floor: CPU per sample by stage (DuckDB)',
+    description:
+      `CPU µs per sample of each stage of \`POST /v1/samples\` on ${fmt(samples)} samples of the ingest workload, timed in one process ` +
+      '(process.cpuUsage, all threads; the parse stages on the second of two rounds), and of the DuckDB store with and without its aggregate writes. ' +
+      'A collector cannot go below the sum of the stages it runs; the HTTP row of the ingest table shows what it pays on top (HTTP, GC of the batches held ' +
+      'until their group commit, smaller groups).',
+    columns: ['stage', 'CPU µs per sample'],
+    rows,
+  };
+}

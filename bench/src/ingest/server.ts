@@ -1,0 +1,54 @@
+/**
+ * Child process of the ingest benchmark: the real collector (createCollector, the code behind
+ * `ergometer serve`) on a DuckDB file or a ClickHouse server, listening on a free loopback port.
+ * Runs alone in its process so that the benchmark can read exactly its CPU time from /proc.
+ *
+ *   node server.js '{"backend":"duckdb","db":"/tmp/x.duckdb"}'
+ *   node server.js '{"backend":"clickhouse","url":"http://127.0.0.1:8123","database":"bench"}'
+ *
+ * Prints one JSON line `{"port": N}` once listening; SIGTERM closes the collector (writing
+ * everything queued) and the store, then exits.
+ */
+import { createCollector, openClickHouseStore, openDuckDbStore, type Store } from 'ergometer';
+
+export interface ServerConfig {
+  backend: 'duckdb' | 'clickhouse';
+  /** DuckDB file. */
+  db?: string;
+  /** ClickHouse HTTP URL. */
+  url?: string;
+  database?: string;
+  ingestToken: string;
+  readToken: string;
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.argv[2] ?? '{}') as ServerConfig;
+  let store: Store;
+  if (config.backend === 'duckdb') {
+    store = openDuckDbStore({ path: config.db as string });
+  } else {
+    store = openClickHouseStore({ url: config.url as string, database: config.database ?? 'ergometer' });
+  }
+  await store.init();
+  const collector = createCollector({
+    store,
+    ingestTokens: [config.ingestToken],
+    readTokens: [config.readToken],
+    log: (message) => process.stderr.write(`bench collector: ${message}\n`),
+  });
+  const address = await collector.listen(0, '127.0.0.1');
+  process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
+  process.once('SIGTERM', () => {
+    void (async () => {
+      await collector.close();
+      await store.close();
+      process.exit(0);
+    })();
+  });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench collector failed: ${(error as Error)?.stack ?? String(error)}\n`);
+  process.exit(1);
+});
