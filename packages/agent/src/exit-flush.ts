@@ -10,7 +10,8 @@
  *     signal, exit status 143 as seen by a shell), only up to `timeoutMs` later. A second SIGTERM during
  *     the flush ends it at once.
  *   - when the app (or another library) listens too, shutting down is its business: the agent only
- *     starts a flush and neither exits nor delays anything. An app that calls `process.exit()` from its
+ *     starts a flush and never exits (the flush holds the event loop until it is done, at most
+ *     `timeoutMs`, so an app that lets the loop run dry still delivers). An app that calls `process.exit()` from its
  *     own handler should `await agent.shutdown()` first; nothing asynchronous survives `process.exit()`.
  * - `SIGINT` is left alone: Ctrl-C in development should stay immediate.
  */
