@@ -67,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (NOT_YET.has(command)) {
     process.stderr.write(
-      `ergometer ${command}: not yet — this release ships the measurement core (@ergometer/counters, @ergometer/agent) the collector (ergometer serve) and the detectors (ergometer detect, compare).\n` +
+      `ergometer ${command}: not yet — this release ships the measurement core (@ergometer/counters, @ergometer/agent), the collector (ergometer serve) and the detectors (ergometer detect, compare).\n` +
         'See docs/agent.md to instrument a service and docs/operations.md to run the collector.\n',
     );
     return command === 'demo' ? 0 : 2;
