@@ -35,8 +35,8 @@ export class AlertBook {
   }
 
   /**
-   * Merges one run's alerts and returns those never seen before that are still open (for the
-   * sinks). An alert the run marks `resolvedBy` is resolved; an open alert the run did not find at
+   * Merges one run's alerts and returns those the sinks must hear about: never seen before and
+   * open, or resolved before and open again. An alert the run marks `resolvedBy` is resolved; an open alert the run did not find at
    * all any more (out of the lookback, or its evidence fell below significance) is resolved too.
    */
   merge(alerts: Alert[], now: number): Alert[] {
@@ -53,8 +53,10 @@ export class AlertBook {
           record.status = 'resolved';
           record.resolvedAt = now;
         } else if (!resolved && record.status === 'resolved') {
+          // Back after a fix (e.g. the same flag variant dear again on a later commit): tell the sinks again.
           record.status = 'open';
           record.resolvedAt = null;
+          fresh.push(alert);
         }
       } else {
         this.records.set(alert.id, {

@@ -151,6 +151,12 @@ describe('alert book: one regression, one alert', () => {
       assert.equal(resolved[0]?.alert.resolvedBy, 'fix789');
       assert.equal(resolved[0]?.resolvedAt, 3000);
       assert.ok(statSync(file).size > 0);
+      // The same regression back after its fix is news again.
+      assert.deepEqual(
+        reopened.merge([a, b], 4000).map((x) => x.id),
+        [b.id],
+      );
+      assert.deepEqual(reopened.merge([a, b], 5000), []);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
