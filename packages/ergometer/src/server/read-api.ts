@@ -114,9 +114,9 @@ export async function answerRead(
           service,
           { commit: base },
           { commit: head },
-          {
-            minSamples: context.alerts?.config.minSamples ?? 30,
-          },
+          // Descriptive, like `ergometer compare`: every endpoint with two samples a side, the
+          // interval saying how sure. Alerts apply the detectors' minSamples.
+          { minSamples: 2 },
         )
       ).filter((c) => endpoint === undefined || c.endpoint === endpoint);
       const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
