@@ -176,6 +176,14 @@ function appendColumns(appender: DuckDBAppender, types: DuckDBType[], columns: D
   }
 }
 
+/** ` AND column = $name` with its VARCHAR parameter when `value` is given, else ''. */
+function equalsSql(column: string, name: string, value: string | undefined, params: Params, types: ParamTypes): string {
+  if (value === undefined) return '';
+  params[name] = value;
+  types[name] = VARCHAR;
+  return ` AND ${column} = $${name}`;
+}
+
 function rangeSql(column: string, q: Range, params: Params, types: ParamTypes): string {
   let sql = '';
   if (q.from !== undefined) {
@@ -857,11 +865,7 @@ export class DuckDbStore implements Store {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
     let where = 'service = $service';
-    if (q.commit !== undefined) {
-      where += ' AND commit_id = $commit';
-      params.commit = q.commit;
-      types.commit = VARCHAR;
-    }
+    where += equalsSql('commit_id', 'commit', q.commit, params, types);
     where += rangeSql('from_ms', q, params, types);
     const rows = await this.query(
       `SELECT id, service, commit_id, host, metric, from_ms::DOUBLE AS from_ms, to_ms::DOUBLE AS to_ms,
@@ -944,16 +948,8 @@ export class DuckDbStore implements Store {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
     let where = 'service = $service';
-    if (q.commit !== undefined) {
-      where += ' AND commit_id = $commit';
-      params.commit = q.commit;
-      types.commit = VARCHAR;
-    }
-    if (q.metric !== undefined) {
-      where += ' AND metric = $metric';
-      params.metric = q.metric;
-      types.metric = VARCHAR;
-    }
+    where += equalsSql('commit_id', 'commit', q.commit, params, types);
+    where += equalsSql('metric', 'metric', q.metric, params, types);
     where += rangeSql('minute', q, params, types);
     const countRows = await this.query(
       `SELECT endpoint, metric, sum(requests)::DOUBLE AS requests FROM counts WHERE ${where} GROUP BY endpoint, metric`,
@@ -994,21 +990,9 @@ export class DuckDbStore implements Store {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
     let where = 'service = $service';
-    if (q.commit !== undefined) {
-      where += ' AND commit_id = $commit';
-      params.commit = q.commit;
-      types.commit = VARCHAR;
-    }
-    if (q.endpoint !== undefined) {
-      where += ' AND endpoint = $endpoint';
-      params.endpoint = q.endpoint;
-      types.endpoint = VARCHAR;
-    }
-    if (q.metric !== undefined) {
-      where += ' AND metric = $metric';
-      params.metric = q.metric;
-      types.metric = VARCHAR;
-    }
+    where += equalsSql('commit_id', 'commit', q.commit, params, types);
+    where += equalsSql('endpoint', 'endpoint', q.endpoint, params, types);
+    where += equalsSql('metric', 'metric', q.metric, params, types);
     const flags = q.flags ?? 'none';
     if (flags === 'none') where += " AND flag_key = ''";
     else if (flags !== 'all') {
@@ -1089,11 +1073,7 @@ export class DuckDbStore implements Store {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
     let where = 'service = $service';
-    if (q.endpoint !== undefined) {
-      where += ' AND endpoint = $endpoint';
-      params.endpoint = q.endpoint;
-      types.endpoint = VARCHAR;
-    }
+    where += equalsSql('endpoint', 'endpoint', q.endpoint, params, types);
     where += rangeSql('minute', q, params, types);
     const rows = await this.query(
       `SELECT minute::DOUBLE AS minute, endpoint, sum(requests)::DOUBLE AS requests FROM counts WHERE ${where}
@@ -1122,16 +1102,8 @@ export class DuckDbStore implements Store {
     const params: Params = { service: q.service, limit: Math.max(0, Math.floor(q.limit ?? 1000)) };
     const types: ParamTypes = { service: VARCHAR, limit: BIGINT };
     let where = 'b.service = $service';
-    if (q.commit !== undefined) {
-      where += ' AND b.commit_id = $commit';
-      params.commit = q.commit;
-      types.commit = VARCHAR;
-    }
-    if (q.endpoint !== undefined) {
-      where += ' AND s.endpoint = $endpoint';
-      params.endpoint = q.endpoint;
-      types.endpoint = VARCHAR;
-    }
+    where += equalsSql('b.commit_id', 'commit', q.commit, params, types);
+    where += equalsSql('s.endpoint', 'endpoint', q.endpoint, params, types);
     where += rangeSql('s.ts', q, params, types);
     const rows = await this.query(
       `SELECT b.service, b.commit_id, b.host, b.region, b.host_class, b.metric, s.ts::DOUBLE AS ts, s.endpoint, s.status,
