@@ -638,6 +638,31 @@ function duBytes(dir: string): number {
   return total;
 }
 
+/** One row of the latency table: a collector over the filled store, the latency of its /v1/endpoints. */
+async function latencyRow(
+  label: string,
+  config: Omit<ServerConfig, 'ingestToken' | 'readToken'>,
+  fillSeconds: number,
+  bytes: number,
+): Promise<(string | number)[]> {
+  const collector = await startCollector(config);
+  try {
+    const l = await measureLatency(collector.port);
+    return [
+      label,
+      fmt(FILL_SAMPLES),
+      fmt(FILL_SAMPLES / fillSeconds),
+      fmt(bytes / FILL_SAMPLES, 1),
+      l.endpoints,
+      fmt(l.p50, 1),
+      fmt(l.p95, 1),
+      fmt(l.max, 1),
+    ];
+  } finally {
+    await collector.stop();
+  }
+}
+
 async function measureLatency(port: number): Promise<{ p50: number; p95: number; max: number; endpoints: number }> {
   const now = Date.now();
   const queries = [
@@ -684,22 +709,7 @@ export async function benchEndpointsLatency(): Promise<BenchTable> {
     }
     const bytes = duBytes(dir);
     findings.duckdbBytesPerSample = bytes / FILL_SAMPLES;
-    const collector = await startCollector({ backend: 'duckdb', db: file });
-    try {
-      const l = await measureLatency(collector.port);
-      rows.push([
-        'DuckDB',
-        fmt(FILL_SAMPLES),
-        fmt(FILL_SAMPLES / fillS),
-        fmt(bytes / FILL_SAMPLES, 1),
-        l.endpoints,
-        fmt(l.p50, 1),
-        fmt(l.p95, 1),
-        fmt(l.max, 1),
-      ]);
-    } finally {
-      await collector.stop();
-    }
+    rows.push(await latencyRow('DuckDB', { backend: 'duckdb', db: file }, fillS, bytes));
     // Filling ClickHouse with 10 M samples through the store takes well over 20 minutes on a 2-vCPU
     // VM, so its latency row is opt-in (BENCH_LATENCY_CLICKHOUSE=1).
     const harness =
@@ -726,22 +736,14 @@ export async function benchEndpointsLatency(): Promise<BenchTable> {
         );
         const chBytes = Number((await sizeRes.text()).trim());
         findings.clickhouseBytesPerSample = chBytes / FILL_SAMPLES;
-        const collector2 = await startCollector({ backend: 'clickhouse', url: server.url, database: 'bench_fill' });
-        try {
-          const l = await measureLatency(collector2.port);
-          rows.push([
+        rows.push(
+          await latencyRow(
             'ClickHouse (1 node)',
-            fmt(FILL_SAMPLES),
-            fmt(FILL_SAMPLES / chFillS),
-            fmt(chBytes / FILL_SAMPLES, 1),
-            l.endpoints,
-            fmt(l.p50, 1),
-            fmt(l.p95, 1),
-            fmt(l.max, 1),
-          ]);
-        } finally {
-          await collector2.stop();
-        }
+            { backend: 'clickhouse', url: server.url, database: 'bench_fill' },
+            chFillS,
+            chBytes,
+          ),
+        );
       } catch (error) {
         notes.push(`ClickHouse: not measured (${(error as Error).message.split('\n')[0]}).`);
       } finally {
