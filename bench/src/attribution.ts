@@ -62,9 +62,9 @@ export async function benchAttribution(): Promise<BenchTable> {
     }),
     notes: [
       `The synchronous endpoint is the one place where the naive measure is ground truth (nothing can interleave ` +
-        `with it), so it shows how much the machine itself moved between phases: ours/naive for \`GET /light\` is ` +
-        `${(light.attributed.solo / light.naive.solo).toFixed(3)} solo and ${(light.attributed.load / light.naive.load).toFixed(3)} ` +
-        'under load (ours starts a little later than the naive middleware). On real CPU time the same code costs a few ' +
+        `with it), so it shows how much the machine itself moved between phases: median ours / median naive for \`GET /light\` is ` +
+        `${(light.median.attributed.solo / light.median.naive.solo).toFixed(3)} solo and ` +
+        `${(light.median.attributed.load / light.median.naive.load).toFixed(3)} under load (medians, which one GC pause cannot move; ours starts a little later than the naive middleware). On real CPU time the same code costs a few ` +
         'percent more or less under load (caches, GC with 64 requests alive, a noisy VM), differently for different code; ' +
         'the attribution logic itself is checked exactly, to the unit, by packages/agent/test/attribution/exact.test.ts ' +
         'with a deterministic counter (the role hardware instruction counters play) under concurrency 64.',

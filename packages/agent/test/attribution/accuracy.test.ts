@@ -105,12 +105,18 @@ test('each endpoint costs the same solo and under concurrency 64; the naive meas
   // 3b. For that synchronous endpoint the naive measure is ground truth in both
   //     phases, so ours must move with it: a within-phase ratio, free of machine
   //     drift, held to the 5% target on real CPU time. (Ours reads a little less:
-  //     the naive middleware starts earlier, before the agent's adapter.)
-  const trackSolo = lightNaive!.attributed.solo / lightNaive!.naive.solo;
-  const trackLoad = lightNaive!.attributed.load / lightNaive!.naive.load;
+  //     the naive middleware starts earlier, before the agent's adapter.) Medians,
+  //     not means: one GC pause that lands in that gap — in the naive figure, not
+  //     in ours — moves a mean over ~180 solo requests by 5–10% (seen in CI: 0.859
+  //     solo vs 0.953 under load), and says nothing about attribution.
+  const trackSolo = lightNaive!.median.attributed.solo / lightNaive!.median.naive.solo;
+  const trackLoad = lightNaive!.median.attributed.load / lightNaive!.median.naive.load;
+  console.log(
+    `synchronous endpoint, median ours/ground truth: ${trackSolo.toFixed(3)} solo, ${trackLoad.toFixed(3)} load`,
+  );
   assert.ok(
     Math.abs(trackLoad / trackSolo - 1) < 0.05,
-    `synchronous endpoint: ours/ground truth ${trackSolo.toFixed(3)} solo vs ${trackLoad.toFixed(3)} under load`,
+    `synchronous endpoint: median ours/ground truth ${trackSolo.toFixed(3)} solo vs ${trackLoad.toFixed(3)} under load`,
   );
 
   // 4. The endpoints' cost ratios match between conditions.

@@ -30,6 +30,12 @@ export interface EndpointAccuracy {
   known: Record<PhaseKind, number>;
   /** Mean of counter(finish) − counter(start): what a naive middleware would report. */
   naive: Record<PhaseKind, number>;
+  /**
+   * Medians of the attributed and of the naive figure. A single garbage-collection pause that lands
+   * between the naive middleware's start and the agent's moves a mean over ~150 requests by several
+   * percent; it cannot move a median.
+   */
+  median: { attributed: Record<PhaseKind, number>; naive: Record<PhaseKind, number> };
 }
 
 export interface AccuracyResult {
@@ -50,7 +56,7 @@ export interface AccuracyRunOptions {
 const FIXTURE = path.join(__dirname, '..', '..', '..', 'test', 'attribution', 'fixtures', 'three-endpoints.js');
 
 interface FixtureStats {
-  stats: Record<string, { requests: number; known: number; naive: number }>;
+  stats: Record<string, { requests: number; known: number; naive: number; naiveEach: number[] }>;
   threadCpu: number;
   metric: string;
 }
@@ -178,12 +184,17 @@ export async function measureAttributionAccuracy(options: AccuracyRunOptions): P
         return requests === 0 ? Number.NaN : sum / requests;
       };
       const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+      const naiveEach = (kind: PhaseKind) => inline[kind].flatMap((stats) => stats[endpoint.statsKey]?.naiveEach ?? []);
       return {
         endpoint: endpoint.name,
         samples: { solo: costs.solo.length, load: costs.load.length },
         attributed: { solo: mean(costs.solo), load: mean(costs.load) },
         known: { solo: inlineMean('solo', 'known'), load: inlineMean('load', 'known') },
         naive: { solo: inlineMean('solo', 'naive'), load: inlineMean('load', 'naive') },
+        median: {
+          attributed: { solo: median(costs.solo), load: median(costs.load) },
+          naive: { solo: median(naiveEach('solo')), load: median(naiveEach('load')) },
+        },
       };
     });
     return { metric, endpoints, loadAttributedShareOfThreadCpu: loadAttributed / loadThreadCpu };
@@ -191,6 +202,13 @@ export async function measureAttributionAccuracy(options: AccuracyRunOptions): P
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function median(values: number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**
