@@ -7,6 +7,7 @@ export type {
   DetectorConfig,
   EndpointComparison,
   GroupSelector,
+  RolloutLook,
   RootCause,
 } from './detect/index';
 export {
@@ -15,6 +16,7 @@ export {
   DetectorConfigError,
   loadDetectorConfig,
   resolveDetectorConfig,
+  rolloutLook,
   runDetectors,
 } from './detect/index';
 export { ErgometerError } from './errors';
