@@ -28,14 +28,18 @@ export type { Collector, CollectorOptions } from './server/collector';
 export { createCollector } from './server/collector';
 export type { WriteQueueOptions } from './server/write-queue';
 export { DEFAULT_QUEUE_OPTIONS } from './server/write-queue';
+export type { CostShape, Phase } from './sim/scenario';
+export { scenarioBatches, toWire } from './sim/scenario';
 export type { ChangePoint, Moments, RankTestResult, RatioEstimate, StratifiedEstimate, Stratum } from './stats/index';
 export {
   benjaminiHochberg,
   findChangePoints,
   holm,
+  logNormalSampler,
   mannWhitneyFromHistograms,
   minimumDetectableChangePct,
   normalQuantile,
+  normalSampler,
   ratioOfMeans,
   seededRandom,
   stratifiedRatio,

@@ -10,7 +10,7 @@ export {
   studentTwoSidedP,
 } from './distributions';
 export { benjaminiHochberg, holm } from './multiple';
-export { seededRandom } from './random';
+export { logNormalSampler, normalSampler, seededRandom } from './random';
 export type { RankTestResult } from './rank';
 export { mannWhitneyFromHistograms } from './rank';
 export type { Moments, RatioEstimate } from './ratio';
