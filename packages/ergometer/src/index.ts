@@ -33,6 +33,7 @@ export { scenarioBatches, toWire } from './sim/scenario';
 export type { ChangePoint, Moments, RankTestResult, RatioEstimate, StratifiedEstimate, Stratum } from './stats/index';
 export {
   benjaminiHochberg,
+  binomialUpperBound,
   findChangePoints,
   holm,
   logNormalSampler,

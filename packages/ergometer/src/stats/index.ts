@@ -2,6 +2,7 @@
 export type { ChangePoint, ChangePointOptions } from './changepoint';
 export { bestSplit, findChangePoints, PairwiseDistances, splitTest } from './changepoint';
 export {
+  binomialUpperBound,
   normalCdf,
   normalQuantile,
   normalTwoSidedP,
