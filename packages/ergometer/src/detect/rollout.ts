@@ -57,8 +57,8 @@ export function rolloutLook(elapsedMs: number, windowMs: number, endedAfterMs?: 
  * endpoint, with the commit it replaced (the one that started last before it).
  *  - canary: while both served at the same time for at least minCanaryMs, the concurrent window
  *    (same traffic, same hour of the day: the cleanest comparison there is);
- *  - before/after otherwise: rolloutWindowMs of the old commit before the rollout against the new
- *    commit after it.
+ *  - before/after otherwise, and for the looks that reach past the end of a canary: up to
+ *    rolloutWindowMs of the old commit before (and during) the rollout against the new commit.
  * The candidate's window grows in the steps of {@link rolloutLook} (a sequential test), not with
  * every run.
  */
@@ -75,30 +75,27 @@ export async function detectRollouts(
     const baseline = commits[i - 1] as CommitInfo;
     const start = rolloutTime(candidate);
     if (start < now - config.lookbackMs) continue;
-    const overlapEnd = Math.min(baseline.lastSeen, candidate.lastSeen, now) + 1;
-    const canary = overlapEnd - start >= config.minCanaryMs;
-    // The compared data is complete once the side that bounds it (the old commit of a canary, the
-    // new commit of a before/after that was itself replaced) has sent nothing for the shortest
-    // look's length: then the final look is at its end.
-    const bounding = canary ? baseline : candidate;
-    const ended = now - bounding.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
-    const look = rolloutLook(
-      now - start,
-      config.rolloutWindowMs,
-      ended ? (canary ? overlapEnd : candidate.lastSeen + 1) - start : undefined,
-    );
+    const overlapMs = Math.min(baseline.lastSeen, candidate.lastSeen, now) + 1 - start;
+    // The compared data is complete once the new commit has sent nothing for the shortest look's
+    // length (it was replaced in turn): then the final look is where its data stopped.
+    const ended = now - candidate.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+    const look = rolloutLook(now - start, config.rolloutWindowMs, ended ? candidate.lastSeen + 1 - start : undefined);
     if (!look) continue;
     const lookEnd = start + look.lengthMs;
     let base: GroupSelector;
     let cand: GroupSelector;
     let method: TestedChange['method'];
-    if (canary) {
+    if (overlapMs >= config.minCanaryMs && overlapMs >= look.lengthMs) {
+      // Both commits served through the whole look: the concurrent (canary) comparison.
       method = 'canary';
       base = { commit: baseline.commit, from: start, to: lookEnd };
       cand = { commit: candidate.commit, from: start, to: lookEnd };
     } else {
+      // No canary, or the look reaches past its end (the new commit took all the traffic): the old
+      // commit before and during the rollout against the new one, so a short canary on a small
+      // share is still followed by the comparison of the full rollout.
       method = 'before-after';
-      base = { commit: baseline.commit, from: start - config.rolloutWindowMs, to: start };
+      base = { commit: baseline.commit, from: start - config.rolloutWindowMs, to: lookEnd };
       cand = { commit: candidate.commit, from: start, to: lookEnd };
     }
     const comparisons = await compareGroups(store, service, base, cand, {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
+import { detectRollouts } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
 import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
@@ -38,7 +39,8 @@ describe('detectors on a real DuckDB store', () => {
     assert.equal(rollout.endpoint, 'GET /feed/:id');
     assert.equal(rollout.baseline.commit, 'v1');
     assert.equal(rollout.candidate.commit, 'v2');
-    assert.equal(rollout.comparison, 'canary');
+    // The last look (3 h, when v3 replaced v2) reaches past the hour of canary: before/after.
+    assert.equal(rollout.comparison, 'before-after');
     assert.ok(rollout.ci[0] < 6 && 6 < rollout.ci[1], `the interval ${rollout.ci} holds the injected +6%`);
     assert.equal(rollout.resolvedBy, 'v4', 'the fix in v3 resolves it (checked against the newest commit)');
     const flag = run.alerts.find((a) => a.kind === 'flag');
@@ -50,6 +52,15 @@ describe('detectors on a real DuckDB store', () => {
     assert.ok(open.includes(flag));
     assert.match(flag.summary, /when flag new_ranker is "on" instead of "off"/);
     assert.ok(flag.pValue <= 0.01 && flag.pValue >= flag.pValueRaw);
+  });
+
+  it('while the canary runs, its looks compare the two commits over the same minutes', async () => {
+    const during = await detectRollouts(store, 'shop', T0 + 3 * HOUR + 50 * 60_000, resolveDetectorConfig());
+    const feed = during.find((t) => t.candidate.commit === 'v2' && t.comparison.endpoint === 'GET /feed/:id');
+    assert.ok(feed);
+    assert.equal(feed.method, 'canary');
+    assert.deepEqual([feed.baseline.from, feed.baseline.to], [feed.candidate.from, feed.candidate.to]);
+    assert.equal((feed.candidate.to as number) - (feed.candidate.from as number), 45 * 60_000, 'the 45-minute look');
   });
 
   it('gives the same alerts with the same ids on a second run', async () => {
