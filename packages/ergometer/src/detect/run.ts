@@ -111,7 +111,8 @@ export async function runDetectors(
         a.service === trend.service &&
         a.endpoint === trend.endpoint &&
         a.metric === trend.metric &&
-        (a.candidate.from ?? 0) >= (trend.candidate.from ?? 0),
+        // Any rollout since the week the trend is measured against.
+        (a.candidate.from ?? 0) >= (trend.baseline.to ?? 0),
     );
   let kept = alerts.filter((a) => a.kind !== 'trend' || !explained(a));
   kept = await foldRolloutsExplainedByFlags(store, kept, config);
