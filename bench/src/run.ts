@@ -3,15 +3,17 @@
  * prints each table as it completes and writes docs/benchmarks.md.
  * BENCH_QUICK=1 for a fast smoke run (fewer rounds; numbers not for the docs,
  * so the file is not written). BENCH_ONLY=ingest,'endpoints latency' runs only the named
- * benchmarks (comma-separated) and prints their tables without writing the file.
+ * benchmarks (comma-separated) and prints their tables without writing the file; add
+ * BENCH_WRITE=1 to replace just their sections of docs/benchmarks.md (the rest is kept).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { benchAttribution } from './attribution';
 import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
 import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
+import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { type BenchTable, describeMachine, renderTable } from './report';
@@ -24,6 +26,8 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],
   ['time to alert', benchTimeToAlert],
+  ['simulated rollouts', benchSimulatedRollouts],
+  ['simulated flags and trends', benchSimulatedFlagsTrends],
   ['false alerts', benchFalseAlerts],
   ['exporter', benchExporter],
   ['ingest', benchIngest],
@@ -58,12 +62,54 @@ async function main(): Promise<void> {
     '',
     ...tables.map(renderTable),
   ].join('\n');
+  if (only !== undefined && process.env.BENCH_WRITE === '1' && process.env.BENCH_QUICK !== '1') {
+    writeFileSync(DOC_FILE, replaceSections(readFileSync(DOC_FILE, 'utf8'), tables));
+    process.stderr.write(`replaced ${tables.length} section(s) of ${DOC_FILE}\n`);
+    return;
+  }
   if (process.env.BENCH_QUICK === '1' || only !== undefined) {
     process.stderr.write('BENCH_QUICK=1 or BENCH_ONLY: not writing docs/benchmarks.md\n');
     return;
   }
   writeFileSync(DOC_FILE, `${doc}\n`);
   process.stderr.write(`wrote ${DOC_FILE}\n`);
+}
+
+/**
+ * The document with each table's section (from its `## title` to the next `## `) replaced by the
+ * new rendering; a table without a section yet goes before the next table of the run that has one
+ * (else after the previous one, else at the end).
+ */
+function replaceSections(doc: string, tables: BenchTable[]): string {
+  const sectionAt = (text: string, title: string): [number, number] | undefined => {
+    const start = text.indexOf(`## ${title}\n`);
+    if (start < 0) return undefined;
+    const next = text.indexOf('\n## ', start + 3);
+    return [start, next < 0 ? text.length : next + 1];
+  };
+  let out = doc;
+  for (const table of tables) {
+    const rendered = `${renderTable(table).trimEnd()}\n\n`;
+    const at = sectionAt(out, table.title);
+    if (at) {
+      out = out.slice(0, at[0]) + rendered + out.slice(at[1]);
+      continue;
+    }
+    // Before the next table of this run that has a section, else after the previous one, else at the end.
+    const later = tables
+      .slice(tables.indexOf(table) + 1)
+      .map((t) => sectionAt(out, t.title))
+      .find((x) => x !== undefined);
+    const earlier = tables
+      .slice(0, tables.indexOf(table))
+      .map((t) => sectionAt(out, t.title))
+      .filter((x) => x !== undefined)
+      .pop();
+    if (!later && !earlier) out = `${out.trimEnd()}\n\n`;
+    const insertAt = later ? later[0] : earlier ? earlier[1] : out.length;
+    out = `${out.slice(0, insertAt)}${rendered}${out.slice(insertAt)}`;
+  }
+  return `${out.trimEnd()}\n`;
 }
 
 main().catch((error: unknown) => {

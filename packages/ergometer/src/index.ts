@@ -7,6 +7,7 @@ export type {
   DetectorConfig,
   EndpointComparison,
   GroupSelector,
+  RolloutLook,
   RootCause,
 } from './detect/index';
 export {
@@ -15,6 +16,7 @@ export {
   DetectorConfigError,
   loadDetectorConfig,
   resolveDetectorConfig,
+  rolloutLook,
   runDetectors,
 } from './detect/index';
 export { ErgometerError } from './errors';
@@ -26,14 +28,19 @@ export type { Collector, CollectorOptions } from './server/collector';
 export { createCollector } from './server/collector';
 export type { WriteQueueOptions } from './server/write-queue';
 export { DEFAULT_QUEUE_OPTIONS } from './server/write-queue';
+export type { CostShape, Phase } from './sim/scenario';
+export { scenarioBatches, toWire } from './sim/scenario';
 export type { ChangePoint, Moments, RankTestResult, RatioEstimate, StratifiedEstimate, Stratum } from './stats/index';
 export {
   benjaminiHochberg,
+  binomialUpperBound,
   findChangePoints,
   holm,
+  logNormalSampler,
   mannWhitneyFromHistograms,
   minimumDetectableChangePct,
   normalQuantile,
+  normalSampler,
   ratioOfMeans,
   seededRandom,
   stratifiedRatio,

@@ -87,7 +87,7 @@ export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
     case 'flag':
       return `${a.service} ${a.endpoint}: ${change} when flag ${a.flag?.key} is "${a.flag?.variant}" instead of "${a.flag?.control}", on commit ${a.candidate.commit} (${means}).${cause}`;
     case 'trend':
-      return `${a.service} ${a.endpoint}: ${change} over the last week against the week before, still there today (${means}); no single rollout explains it.${cause}`;
+      return `${a.service} ${a.endpoint}: ${change} over the last two days against the week before the last seven, on each of both days (${means}); no single rollout explains it.${cause}`;
     default:
       return `${a.service} ${a.endpoint}: ${change}.${cause}`;
   }

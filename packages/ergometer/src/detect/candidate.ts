@@ -10,4 +10,9 @@ export interface TestedChange {
   candidate: Alert['candidate'];
   flag: Alert['flag'];
   method: Alert['comparison'];
+  /**
+   * Share of alpha this comparison may spend (a look of a sequential test: rollout.ts); its p-value
+   * is divided by it before the run's correction. Default 1.
+   */
+  alphaShare?: number;
 }

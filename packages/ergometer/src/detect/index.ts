@@ -9,7 +9,8 @@ export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resol
 export type { EfficiencyDay } from './efficiency';
 export { efficiencyByDay } from './efficiency';
 export { detectFlags } from './flag';
-export { detectRollouts, rolloutTime } from './rollout';
+export type { RolloutLook } from './rollout';
+export { detectRollouts, INTERIM_ALPHA_SHARE, INTERIM_LOOKS, rolloutLook, rolloutTime } from './rollout';
 export type { DetectionRun } from './run';
 export { runDetectors } from './run';
 export type { EndpointThreshold } from './thresholds';

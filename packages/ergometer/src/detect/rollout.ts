@@ -8,13 +8,59 @@ export function rolloutTime(commit: CommitInfo): number {
   return commit.deployedAt ?? commit.firstSeen;
 }
 
+/** Interim looks before the final one: the rollout window halved 1..INTERIM_LOOKS times. */
+export const INTERIM_LOOKS = 5;
+/** Share of alpha spent on all interim looks together; the final look gets the rest. */
+export const INTERIM_ALPHA_SHARE = 0.1;
+
+/** Which look of the sequential rollout test a detector run makes, if any yet. */
+export interface RolloutLook {
+  /** The candidate's window: this long after the rollout, ms. */
+  lengthMs: number;
+  final: boolean;
+  /** Share of alpha this look may spend: p-values are divided by it before correction. */
+  alphaShare: number;
+}
+
+/**
+ * The rollout test is a group-sequential test with at most INTERIM_LOOKS + 1 looks, whatever how
+ * often the detectors run (`serve` runs them every minute). A run compares the window up to the
+ * latest look time already passed, never the data up to "now": so every run between two look
+ * times repeats the same comparison on the same data, and a rollout is tested at most 6 times.
+ * Looks at windowMs/32, /16, /8, /4, /2 (interim) and at the full window (final: windowMs, or
+ * where the data stopped before it). Alpha is split Haybittle–Peto style: the interim looks
+ * share INTERIM_ALPHA_SHARE of it equally (a large regression is still caught in minutes), the
+ * final look gets the rest (so the power at the end is almost that of a single test). By
+ * Bonferroni over the looks a rollout without change alerts with probability ≤ alpha in all; a
+ * test repeated on growing data at full alpha every minute alerted 5–10× more often
+ * (docs/detectors.md, "Repeated looks").
+ *
+ * @param elapsedMs time since the rollout, ms
+ * @param windowMs the full window (config.rolloutWindowMs)
+ * @param endedAfterMs when the compared data stopped growing (a canary whose old commit stopped, a
+ *   before/after whose new commit was replaced): its length after the rollout, ms; the final look is there
+ */
+export function rolloutLook(elapsedMs: number, windowMs: number, endedAfterMs?: number): RolloutLook | undefined {
+  const full = Math.min(windowMs, endedAfterMs ?? windowMs);
+  if (elapsedMs >= full) return { lengthMs: full, final: true, alphaShare: 1 - INTERIM_ALPHA_SHARE };
+  for (let halvings = 1; halvings <= INTERIM_LOOKS; halvings++) {
+    const lengthMs = windowMs / 2 ** halvings;
+    if (lengthMs <= elapsedMs && lengthMs < full) {
+      return { lengthMs, final: false, alphaShare: INTERIM_ALPHA_SHARE / INTERIM_LOOKS };
+    }
+  }
+  return undefined;
+}
+
 /**
  * The rollout detector: every commit that started within the lookback is compared, endpoint by
  * endpoint, with the commit it replaced (the one that started last before it).
  *  - canary: while both served at the same time for at least minCanaryMs, the concurrent window
  *    (same traffic, same hour of the day: the cleanest comparison there is);
- *  - before/after otherwise: rolloutWindowMs of the old commit before the rollout against the same
- *    length of the new commit after it.
+ *  - before/after otherwise, and for the looks that reach past the end of a canary: up to
+ *    rolloutWindowMs of the old commit before (and during) the rollout against the new commit.
+ * The candidate's window grows in the steps of {@link rolloutLook} (a sequential test), not with
+ * every run.
  */
 export async function detectRollouts(
   store: Store,
@@ -29,18 +75,28 @@ export async function detectRollouts(
     const baseline = commits[i - 1] as CommitInfo;
     const start = rolloutTime(candidate);
     if (start < now - config.lookbackMs) continue;
-    const overlapEnd = Math.min(baseline.lastSeen, candidate.lastSeen) + 1;
+    const overlapMs = Math.min(baseline.lastSeen, candidate.lastSeen, now) + 1 - start;
+    // The compared data is complete once the new commit has sent nothing for the shortest look's
+    // length (it was replaced in turn): then the final look is where its data stopped.
+    const ended = now - candidate.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+    const look = rolloutLook(now - start, config.rolloutWindowMs, ended ? candidate.lastSeen + 1 - start : undefined);
+    if (!look) continue;
+    const lookEnd = start + look.lengthMs;
     let base: GroupSelector;
     let cand: GroupSelector;
     let method: TestedChange['method'];
-    if (overlapEnd - start >= config.minCanaryMs) {
+    if (overlapMs >= config.minCanaryMs && overlapMs >= look.lengthMs) {
+      // Both commits served through the whole look: the concurrent (canary) comparison.
       method = 'canary';
-      base = { commit: baseline.commit, from: start, to: overlapEnd };
-      cand = { commit: candidate.commit, from: start, to: overlapEnd };
+      base = { commit: baseline.commit, from: start, to: lookEnd };
+      cand = { commit: candidate.commit, from: start, to: lookEnd };
     } else {
+      // No canary, or the look reaches past its end (the new commit took all the traffic): the old
+      // commit before and during the rollout against the new one, so a short canary on a small
+      // share is still followed by the comparison of the full rollout.
       method = 'before-after';
-      base = { commit: baseline.commit, from: start - config.rolloutWindowMs, to: start };
-      cand = { commit: candidate.commit, from: start, to: Math.min(now, start + config.rolloutWindowMs) };
+      base = { commit: baseline.commit, from: start - config.rolloutWindowMs, to: lookEnd };
+      cand = { commit: candidate.commit, from: start, to: lookEnd };
     }
     const comparisons = await compareGroups(store, service, base, cand, {
       minSamples: config.minSamples,
@@ -55,6 +111,7 @@ export async function detectRollouts(
         candidate: { commit: candidate.commit, from: cand.from as number, to: cand.to as number },
         flag: null,
         method,
+        alphaShare: look.alphaShare,
       });
     }
   }

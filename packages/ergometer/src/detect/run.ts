@@ -20,7 +20,8 @@ export interface DetectionRun {
 /**
  * Runs every detector once over the store and returns the alerts. An alert needs both:
  *  - significance after Benjamini–Hochberg over every comparison of the run (all services,
- *    endpoints, rollouts and flag variants), at config.alpha; and
+ *    endpoints, rollouts and flag variants), at config.alpha, each rollout p-value first divided
+ *    by the share of alpha its look may spend (rolloutLook); and
  *  - a regression larger than the endpoint's threshold (configured, else the larger of the default
  *    and the one learnt from its noise).
  * Improvements are not alerts. Ids are stable, so re-running finds the same alerts with the same ids.
@@ -50,7 +51,8 @@ export async function runDetectors(
     tested.push(...(await detectTrends(store, service, now, config, (e) => threshold(e).pct)));
     for (const t of tested) threshold(t.comparison.endpoint);
   }
-  const adjusted = benjaminiHochberg(tested.map((t) => t.comparison.pValue));
+  // A look of the sequential rollout test that may spend only part of alpha counts as a larger p.
+  const adjusted = benjaminiHochberg(tested.map((t) => Math.min(1, t.comparison.pValue / (t.alphaShare ?? 1))));
   const alerts: Alert[] = [];
   tested.forEach((t, i) => {
     const pValue = adjusted[i] as number;
@@ -109,7 +111,8 @@ export async function runDetectors(
         a.service === trend.service &&
         a.endpoint === trend.endpoint &&
         a.metric === trend.metric &&
-        (a.candidate.from ?? 0) >= (trend.candidate.from ?? 0),
+        // Any rollout since the week the trend is measured against.
+        (a.candidate.from ?? 0) >= (trend.baseline.to ?? 0),
     );
   let kept = alerts.filter((a) => a.kind !== 'trend' || !explained(a));
   kept = await foldRolloutsExplainedByFlags(store, kept, config);

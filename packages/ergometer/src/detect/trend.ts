@@ -9,12 +9,16 @@ const HEAVY_SHARE = 0.8;
 const MAX_ENDPOINTS = 20;
 
 /**
- * The trend detector, for the endpoints that carry most of the cost: the last 7 days against the 7
- * before, across every commit (so a creep spread over many small rollouts, each below its own
- * threshold, adds up here). To be a trend the change must still be there: each of the last two
- * days on its own must be above the earlier week by more than the threshold, in the same
- * direction, and significant. A one-day spike, or a change that went away again, fails that.
- * The week-over-week comparison is the one tested for the alert (and corrected with the others).
+ * The trend detector, for the endpoints that carry most of the cost, across every commit (so a
+ * creep spread over many small rollouts, each below its own threshold, adds up here): where the
+ * endpoint is now — the last two days — against the week before the last seven. To be a trend the
+ * change must still be there: each of the last two days on its own must be above that week by more
+ * than the threshold, in the same direction, and significant. A one-day spike, or a change that
+ * went away again, fails that. The two-day comparison is the one tested for the alert (and
+ * corrected with the others). It is not the whole last week against the week before: a creep's
+ * weekly average is half of where it has got to (+0.3%/day averages +1.2% over its first week,
+ * +2.1% on the last day), so a +0.3%/day creep sat at the 1% threshold and was missed about one
+ * time in six (found by the detection simulator).
  */
 export async function detectTrends(
   store: Store,
@@ -34,8 +38,8 @@ export async function detectTrends(
   if (heavy.size === 0) return [];
   const options = { minSamples: config.minSamples, confidence: config.confidence };
   const previousWeek = { from: now - 14 * DAY, to: now - 7 * DAY };
-  const [weekly, yesterday, today] = await Promise.all([
-    compareGroups(store, service, previousWeek, { from: now - 7 * DAY, to: now }, options),
+  const [lastTwoDays, yesterday, today] = await Promise.all([
+    compareGroups(store, service, previousWeek, { from: now - 2 * DAY, to: now }, options),
     compareGroups(store, service, previousWeek, { from: now - 2 * DAY, to: now - DAY }, options),
     compareGroups(store, service, previousWeek, { from: now - DAY, to: now }, options),
   ]);
@@ -50,7 +54,7 @@ export async function detectTrends(
     );
   };
   const tested: TestedChange[] = [];
-  for (const comparison of weekly) {
+  for (const comparison of lastTwoDays) {
     if (!heavy.has(key(comparison))) continue;
     const threshold = thresholdPct(comparison.endpoint);
     // A change that is not there on each of the last two days is not a trend: test it as "no change".
@@ -60,7 +64,7 @@ export async function detectTrends(
       service,
       comparison: sustained ? comparison : { ...comparison, pValue: 1 },
       baseline: { commit: '*', from: previousWeek.from, to: previousWeek.to },
-      candidate: { commit: '*', from: now - 7 * DAY, to: now },
+      candidate: { commit: '*', from: now - 2 * DAY, to: now },
       flag: null,
       method: 'week-over-week',
     });

@@ -207,3 +207,22 @@ export function studentQuantile(p: number, df: number): number {
   const t = (lo + hi) / 2;
   return upper ? t : -t;
 }
+
+/**
+ * Exact (Clopper–Pearson) one-sided upper confidence bound of a binomial proportion: the largest p
+ * with P(X ≤ events | trials, p) ≥ 1 − confidence. With 0 events in n trials at 95% it is
+ * 1 − 0.05^(1/n) ≈ 3/n. Used to state a false-alert rate "at most …" from a finite simulation.
+ */
+export function binomialUpperBound(events: number, trials: number, confidence = 0.95): number {
+  if (!(trials > 0) || events < 0 || events > trials) return Number.NaN;
+  if (events === trials) return 1;
+  // P(X ≤ k | n, p) = 1 − I_p(k + 1, n − k); bisection on p (the CDF falls as p grows).
+  let lo = events / trials;
+  let hi = 1;
+  for (let i = 0; i < 200 && hi - lo > 1e-15; i++) {
+    const mid = (lo + hi) / 2;
+    if (1 - regularizedBeta(mid, events + 1, trials - events) > 1 - confidence) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -2,6 +2,7 @@
 export type { ChangePoint, ChangePointOptions } from './changepoint';
 export { bestSplit, findChangePoints, PairwiseDistances, splitTest } from './changepoint';
 export {
+  binomialUpperBound,
   normalCdf,
   normalQuantile,
   normalTwoSidedP,
@@ -10,7 +11,7 @@ export {
   studentTwoSidedP,
 } from './distributions';
 export { benjaminiHochberg, holm } from './multiple';
-export { seededRandom } from './random';
+export { logNormalSampler, normalSampler, seededRandom } from './random';
 export type { RankTestResult } from './rank';
 export { mannWhitneyFromHistograms } from './rank';
 export type { Moments, RatioEstimate } from './ratio';

@@ -13,3 +13,18 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Standard normal draws (Box–Muller, the cosine half) from a uniform generator. */
+export function normalSampler(random: () => number): () => number {
+  return () => {
+    const u = 1 - random();
+    const v = random();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  };
+}
+
+/** Log-normal costs with median `median` and log-sd `sigma` (request costs are roughly this shape). */
+export function logNormalSampler(random: () => number, median: number, sigma: number): () => number {
+  const normal = normalSampler(random);
+  return () => median * Math.exp(sigma * normal());
+}

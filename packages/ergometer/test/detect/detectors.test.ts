@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
+import { detectRollouts } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
 import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
@@ -38,7 +39,8 @@ describe('detectors on a real DuckDB store', () => {
     assert.equal(rollout.endpoint, 'GET /feed/:id');
     assert.equal(rollout.baseline.commit, 'v1');
     assert.equal(rollout.candidate.commit, 'v2');
-    assert.equal(rollout.comparison, 'canary');
+    // The last look (3 h, when v3 replaced v2) reaches past the hour of canary: before/after.
+    assert.equal(rollout.comparison, 'before-after');
     assert.ok(rollout.ci[0] < 6 && 6 < rollout.ci[1], `the interval ${rollout.ci} holds the injected +6%`);
     assert.equal(rollout.resolvedBy, 'v4', 'the fix in v3 resolves it (checked against the newest commit)');
     const flag = run.alerts.find((a) => a.kind === 'flag');
@@ -50,6 +52,15 @@ describe('detectors on a real DuckDB store', () => {
     assert.ok(open.includes(flag));
     assert.match(flag.summary, /when flag new_ranker is "on" instead of "off"/);
     assert.ok(flag.pValue <= 0.01 && flag.pValue >= flag.pValueRaw);
+  });
+
+  it('while the canary runs, its looks compare the two commits over the same minutes', async () => {
+    const during = await detectRollouts(store, 'shop', T0 + 3 * HOUR + 50 * 60_000, resolveDetectorConfig());
+    const feed = during.find((t) => t.candidate.commit === 'v2' && t.comparison.endpoint === 'GET /feed/:id');
+    assert.ok(feed);
+    assert.equal(feed.method, 'canary');
+    assert.deepEqual([feed.baseline.from, feed.baseline.to], [feed.candidate.from, feed.candidate.to]);
+    assert.equal((feed.candidate.to as number) - (feed.candidate.from as number), 45 * 60_000, 'the 45-minute look');
   });
 
   it('gives the same alerts with the same ids on a second run', async () => {
@@ -135,13 +146,14 @@ describe('learnt thresholds', () => {
     const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
     try {
       await store.init();
-      // 12 hours of one commit; /wander's level moves ±6% from hour to hour (mix changes), /steady's does not.
+      // 20 hours (10 disjoint pairs) of one commit; /wander's level moves ±6% from hour to hour (mix
+      // changes), /steady's does not.
       const phases: Phase[] = [];
-      for (let h = 0; h < 12; h++) {
+      for (let h = 0; h < 20; h++) {
         phases.push({
           commit: 'c1',
-          from: T0 + h * HOUR,
-          to: T0 + (h + 1) * HOUR,
+          from: NOW - (20 - h) * HOUR,
+          to: NOW - (19 - h) * HOUR,
           endpoints: { 'GET /wander': 1_000_000 * (h % 2 === 0 ? 1.06 : 0.94), 'GET /steady': 1_000_000 },
           perHour: 2000,
           shareB: 0,
@@ -156,6 +168,36 @@ describe('learnt thresholds', () => {
       const config = resolveDetectorConfig();
       assert.deepEqual(thresholdFor('learn', 'GET /wander', config, learnt), { pct: wander, source: 'learnt' });
       assert.deepEqual(thresholdFor('learn', 'GET /steady', config, learnt), { pct: 1, source: 'default' });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Regression: consecutive pairs that share an hour have correlated ln-ratios, so Cochran's Q had
+  // 1.5× the variance of the χ² it was tested against and pure noise learnt thresholds of ~3% in
+  // the detection simulator (bench/src/detection/simulator.ts), hiding a +0.3%/day creep.
+  it('learns from disjoint pairs of hours: a level that moves only between pairs teaches nothing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-pairs-'));
+    const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
+    try {
+      await store.init();
+      // Hours 0,1 at 1.0, hours 2,3 at 1.2, hours 4,5 at 1.0, …: within each disjoint pair (0,1), (2,3), …
+      // nothing moves; the overlapping pairs (1,2), (3,4), … would each see ±20%.
+      const phases: Phase[] = [];
+      for (let h = 0; h < 24; h++) {
+        phases.push({
+          commit: 'c1',
+          from: NOW - (24 - h) * HOUR,
+          to: NOW - (23 - h) * HOUR,
+          endpoints: { 'GET /paired': 1_000_000 * (Math.floor(h / 2) % 2 === 0 ? 1 : 1.2) },
+          perHour: 2000,
+          shareB: 0,
+        });
+      }
+      await writeScenario(store, 'pairs', phases, 6);
+      const learnt = await learnThresholds(store, 'pairs', NOW, resolveDetectorConfig());
+      assert.equal(learnt.get('GET /paired'), 0);
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

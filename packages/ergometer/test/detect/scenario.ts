@@ -1,22 +1,7 @@
-import type { IngestBatch, Store } from '../../src/store/types';
-import { logNormalSampler, seededRandom } from '../stats/random';
+import { HOUR, type Phase, scenarioBatches, toWire } from '../../src/sim/scenario';
+import type { Store } from '../../src/store/types';
 
-export const HOUR = 3_600_000;
-
-/** One stretch of traffic of one commit: which endpoints cost what, on which hosts, with which flags. */
-export interface Phase {
-  commit: string;
-  from: number;
-  to: number;
-  /** endpoint → median cost (ns) on host class A; class B costs 1.5× as much. */
-  endpoints: Record<string, number>;
-  /** Samples per endpoint per hour. */
-  perHour: number;
-  /** Share of traffic on host class B. */
-  shareB: number;
-  /** Flags: key → { share of requests that get `variant`, the other variant, cost factor per endpoint }. */
-  flag?: { key: string; variant: string; control: string; share: number; factor: Record<string, number> };
-}
+export { HOUR, type Phase, scenarioBatches, toWire };
 
 /**
  * Writes the phases through the real store's ingest (one batch per phase-hour), seeded, so the
@@ -29,97 +14,6 @@ export async function writeScenario(store: Store, service: string, phases: Phase
     written += batch.samples.length;
   }
   return written;
-}
-
-/** The scenario as batches (one per phase-hour and host class), without writing them. */
-export function scenarioBatches(service: string, phases: Phase[], seed: number): IngestBatch[] {
-  const batches: IngestBatch[] = [];
-  const random = seededRandom(seed);
-  const noise = logNormalSampler(random, 1, 0.5);
-  let batchNo = 0;
-  for (const phase of phases) {
-    for (let start = phase.from; start < phase.to; start += HOUR) {
-      const end = Math.min(phase.to, start + HOUR);
-      const count = Math.round((phase.perHour * (end - start)) / HOUR);
-      // Host class is per batch (per process), so samples are grouped by the class they ran on.
-      const batchesByClass = new Map<string, IngestBatch['samples']>();
-      for (const [endpoint, median] of Object.entries(phase.endpoints)) {
-        for (let i = 0; i < count; i++) {
-          const onB = random() < phase.shareB;
-          let cost = median * noise() * (onB ? 1.5 : 1);
-          const flags: Record<string, string> = {};
-          if (phase.flag) {
-            const on = random() < phase.flag.share;
-            flags[phase.flag.key] = on ? phase.flag.variant : phase.flag.control;
-            if (on) cost *= phase.flag.factor[endpoint] ?? 1;
-          }
-          const hostClass = onB ? 'B x4' : 'A x2';
-          const list = batchesByClass.get(hostClass) ?? [];
-          list.push({
-            ts: start + Math.floor(random() * (end - start)),
-            endpoint,
-            status: 200,
-            cost: Math.round(cost),
-            wallMs: cost / 1e6 + 1,
-            db: 0,
-            cache: 0,
-            http: 0,
-            flags,
-            user: '',
-            weight: 1,
-            aborted: false,
-          });
-          batchesByClass.set(hostClass, list);
-        }
-      }
-      for (const [hostClass, list] of batchesByClass) {
-        batches.push({
-          batchId: `${service}-${seed}-${batchNo++}`,
-          service,
-          host: hostClass === 'A x2' ? 'web-1' : 'web-2',
-          region: 'eu-1',
-          commit: phase.commit,
-          hostClass,
-          metric: 'cpu_ns',
-          agentVersion: 'test',
-          runtime: 'node test',
-          dropped: 0,
-          receivedAt: end,
-          samples: list,
-          counts: [],
-          users: [],
-        });
-      }
-    }
-  }
-  return batches;
-}
-
-/** An IngestBatch as the agent would send it (wire format v1, SPEC §4). */
-export function toWire(batch: IngestBatch): Record<string, unknown> {
-  return {
-    v: 1,
-    batchId: batch.batchId,
-    service: batch.service,
-    host: batch.host,
-    region: batch.region,
-    commit: batch.commit,
-    metric: batch.metric,
-    hostClass: batch.hostClass,
-    agent: { version: batch.agentVersion, runtime: batch.runtime, counter: 'task-clock', dropped: batch.dropped },
-    samples: batch.samples.map((s) => ({
-      ts: s.ts,
-      endpoint: s.endpoint,
-      status: s.status,
-      cost: s.cost,
-      wallMs: s.wallMs,
-      backend: { db: s.db, cache: s.cache, http: s.http },
-      flags: s.flags,
-      weight: s.weight,
-    })),
-    counts: batch.counts,
-    users: batch.users,
-  };
 }
 
 export const NOW = Date.UTC(2026, 10, 20, 12);

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalQuantile, normalTwoSidedP, studentQuantile, studentTwoSidedP } from '../../src/stats/distributions';
+import {
+  binomialUpperBound,
+  normalQuantile,
+  normalTwoSidedP,
+  studentQuantile,
+  studentTwoSidedP,
+} from '../../src/stats/distributions';
 
 // Golden values: SciPy 1.17 (stats.norm.ppf, 2*stats.norm.sf, 2*stats.t.sf, stats.t.ppf).
 function close(actual: number, expected: number, relative: number): void {
@@ -40,5 +46,14 @@ describe('distributions (golden values from SciPy)', () => {
     close(studentQuantile(0.995, 30), 2.7499956535672254, 1e-9);
     close(studentQuantile(0.9, 2), 1.8856180831641272, 1e-9);
     close(studentQuantile(0.1, 2), -1.8856180831641272, 1e-9);
+  });
+
+  it('Clopper–Pearson upper bound (golden: exact binomial sums in Python)', () => {
+    close(binomialUpperBound(0, 3000), 0.000998079011996611, 1e-9);
+    close(binomialUpperBound(3, 2000), 0.003872223150157505, 1e-9);
+    close(binomialUpperBound(10, 20000), 0.0008479633438665535, 1e-9);
+    close(binomialUpperBound(5, 40), 0.24503051264971193, 1e-9);
+    assert.equal(binomialUpperBound(4, 4), 1);
+    assert.ok(Number.isNaN(binomialUpperBound(1, 0)));
   });
 });
