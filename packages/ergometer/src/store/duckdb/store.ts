@@ -877,7 +877,7 @@ export class DuckDbStore implements Store {
         },
       );
       if (!summary) return;
-      const head = [profile.id, profile.service, profile.commit, profile.metric, from, to];
+      const head = [profile.id, profile.service, profile.commit, profile.metric, BigInt(from), BigInt(to)];
       const endpointColumns: DuckDBValue[][] = PROFILE_ENDPOINT_TYPES.map(() => []);
       for (const e of summary.endpoints) {
         [...head, e.endpoint, e.flagKey, e.flagVariant, e.samples, e.cost].forEach((v, i) => {
