@@ -267,20 +267,31 @@ async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], confi
     );
     for (const flagAlert of flagAlerts) {
       const flag = flagAlert.flag as NonNullable<Alert['flag']>;
-      const [control] = (
-        await compareGroups(
-          store,
-          rollout.service,
-          { commit: rollout.baseline.commit, from: rollout.baseline.from, to: rollout.baseline.to },
-          {
-            commit: rollout.candidate.commit,
-            from: rollout.candidate.from,
-            to: rollout.candidate.to,
-            flag: { key: flag.key, variant: flag.control },
-          },
-          { minSamples: config.minSamples, confidence: config.confidence },
-        )
-      ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric);
+      // Control against control when the baseline commit already had the flag (else its 'on'
+      // requests would weigh in the baseline and hide a regression of every request); against all
+      // of the baseline's requests when the flag is new with the candidate.
+      const controlChange = async (baselineFlag: { key: string; variant: string } | undefined) =>
+        (
+          await compareGroups(
+            store,
+            rollout.service,
+            {
+              commit: rollout.baseline.commit,
+              from: rollout.baseline.from,
+              to: rollout.baseline.to,
+              ...(baselineFlag ? { flag: baselineFlag } : {}),
+            },
+            {
+              commit: rollout.candidate.commit,
+              from: rollout.candidate.from,
+              to: rollout.candidate.to,
+              flag: { key: flag.key, variant: flag.control },
+            },
+            { minSamples: config.minSamples, confidence: config.confidence },
+          )
+        ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric)[0];
+      const control =
+        (await controlChange({ key: flag.key, variant: flag.control })) ?? (await controlChange(undefined));
       if (control && (control.changePct < rollout.threshold || control.pValue >= config.alpha)) {
         folded.add(rollout);
         flagAlert.summary += ` Turning it on with commit ${rollout.candidate.commit} raised the endpoint's mean by ${rollout.changePct.toFixed(2)}% (the requests with "${flag.control}" did not change).`;

@@ -6,7 +6,8 @@
  * ranking by self misses a change spread over a callee tree. The rule: among the functions whose
  * total-cost change explains at least {@link EXPLAIN_FRACTION} of the endpoint's change, take the
  * deepest (the one with the smallest total cost: a callee's total never exceeds its caller's); it
- * and its share lead the list. Then the functions with the largest self-cost increases follow.
+ * and its share lead the list. Then the functions with the largest self-cost increases follow, each
+ * explaining at least {@link MIN_FURTHER_FRACTION} of the change.
  * With EXPLAIN_FRACTION > ½, two functions on separate call paths cannot both qualify (their
  * changes would add up to more than the whole), so "deepest" is well defined.
  */
@@ -16,6 +17,8 @@ import { type DiffQuery, diffFunctions, type FunctionDiff, shortenFiles, sideCos
 
 /** A function must explain this fraction of the endpoint's change to be named its cause. */
 export const EXPLAIN_FRACTION = 0.6;
+/** Further entries (by self-cost increase) must explain at least this fraction of the change: noise stays out. */
+export const MIN_FURTHER_FRACTION = 0.1;
 /** Entries in an alert's rootCause. */
 export const ROOT_CAUSE_LIMIT = 5;
 
@@ -37,7 +40,7 @@ export function pickRootCause(functions: readonly FunctionDiff[], baseCost: numb
     out.push({ function: deepest.function, file: deepest.file, line: deepest.line, deltaPct: pct(deepest.deltaTotal) });
   }
   for (const f of [...functions].sort((a, b) => b.deltaSelf - a.deltaSelf)) {
-    if (out.length >= ROOT_CAUSE_LIMIT || !(f.deltaSelf > 0)) break;
+    if (out.length >= ROOT_CAUSE_LIMIT || !(f.deltaSelf >= MIN_FURTHER_FRACTION * change)) break;
     if (f === deepest) continue;
     out.push({ function: f.function, file: f.file, line: f.line, deltaPct: pct(f.deltaSelf) });
   }
