@@ -14,7 +14,7 @@ import { openStore, type StoreTarget } from './open-store';
 
 export const DETECT_USAGE = `Usage: ergometer detect [options]
 
-Runs every detector (rollout, flag, trend) once and prints the alerts.
+Runs every detector (rollout, flag, trend, function) once and prints the alerts.
 
   --db FILE            embedded DuckDB file (default ./ergometer.duckdb)
   --clickhouse URL     ClickHouse instead of DuckDB
