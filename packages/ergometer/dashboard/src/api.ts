@@ -41,11 +41,15 @@ export async function apiGet<T>(route: string, params: Record<string, string | n
   return apiGetWith<T>(getToken(), route, params);
 }
 
-/** GET with an explicit token (the login form checks a token before keeping it). */
+/**
+ * GET with an explicit token. The login form checks a token this way before keeping it, with
+ * `checkOnly` so that a 401 is its answer to show, not a reason to reset the page.
+ */
 export async function apiGetWith<T>(
   token: string | null,
   route: string,
   params: Record<string, string | number | undefined> = {},
+  checkOnly = false,
 ): Promise<T> {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params))
@@ -68,7 +72,7 @@ export async function apiGetWith<T>(
     } catch {
       // Not JSON: keep the status line.
     }
-    if (response.status === 401) onUnauthorized();
+    if (response.status === 401 && !checkOnly) onUnauthorized();
     throw new ApiError(response.status, code, message);
   }
   return (await response.json()) as T;

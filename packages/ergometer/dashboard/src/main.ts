@@ -54,7 +54,7 @@ function showLogin(message?: string): void {
     if (token === '') return;
     button.disabled = true;
     error.textContent = '';
-    apiGetWith<ServiceInfo[]>(token, '/v1/services').then(
+    apiGetWith<ServiceInfo[]>(token, '/v1/services', {}, true).then(
       () => {
         setToken(token);
         void render();
