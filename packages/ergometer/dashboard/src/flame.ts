@@ -1,6 +1,6 @@
 /**
  * A diff flame graph on canvas (icicle: root on top). A frame's width is the larger of its base and
- * head cost per request, so a function that shrank to nothing stays visible; its colour is the
+ * head cost per request (or of its children's widths), so a function that shrank to nothing stays visible; its colour is the
  * change: red for grown, blue for shrunk, grey for unchanged (the colour scale saturates at ±25%
  * of the frame's own base). Search dims every frame that does not match. Keyboard: arrows move
  * between frames, Enter zooms into the selected one, Escape zooms out. Names are drawn with
@@ -24,13 +24,17 @@ interface Frame {
 const ROW_PX = 18;
 
 function build(node: FlameNode, parent: Frame | null, depth: number, offset: number): Frame {
-  const frame: Frame = { node, parent, children: [], depth, size: Math.max(node.base, node.head), offset };
+  const frame: Frame = { node, parent, children: [], depth, size: 0, offset };
   let at = 0;
-  for (const child of [...node.children].sort((a, b) => a.name.localeCompare(b.name))) {
+  // Children in code-unit order of their names (the same layout in every browser and locale).
+  for (const child of [...node.children].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const built = build(child, frame, depth + 1, at);
     frame.children.push(built);
     at += built.size;
   }
+  // At least as wide as its children: one child may have grown while another shrank, so the
+  // children's larger sides can add up to more than the parent's larger side.
+  frame.size = Math.max(node.base, node.head, at);
   return frame;
 }
 
