@@ -35,14 +35,14 @@ intervals and p-values corrected for the number of endpoints (Benjamini–Hochbe
   --json                         print JSON
 `;
 
-function storeTarget(values: Record<string, string | boolean | undefined>): StoreTarget {
+export function storeTarget(values: Record<string, string | boolean | undefined>): StoreTarget {
   const clickhouse = stringOption(values, 'clickhouse');
   const db = stringOption(values, 'db');
   if (clickhouse !== undefined && db !== undefined) throw usageError('give either --db or --clickhouse, not both');
   return clickhouse !== undefined ? { clickhouse } : { db: path.resolve(db ?? 'ergometer.duckdb') };
 }
 
-async function withStore<T>(target: StoreTarget, use: (store: Store) => Promise<T>): Promise<T> {
+export async function withStore<T>(target: StoreTarget, use: (store: Store) => Promise<T>): Promise<T> {
   const store = await openStore(target);
   try {
     return await use(store);
