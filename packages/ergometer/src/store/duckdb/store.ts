@@ -877,7 +877,8 @@ export class DuckDbStore implements Store {
         },
       );
       if (!summary) return;
-      const head = [profile.id, profile.service, profile.commit, profile.metric, from, to];
+      // The appender wants BigInt for BIGINT columns (a plain number throws "Cannot convert … to a BigInt").
+      const head = [profile.id, profile.service, profile.commit, profile.metric, BigInt(from), BigInt(to)];
       const endpointColumns: DuckDBValue[][] = PROFILE_ENDPOINT_TYPES.map(() => []);
       for (const e of summary.endpoints) {
         [...head, e.endpoint, e.flagKey, e.flagVariant, e.samples, e.cost].forEach((v, i) =>
