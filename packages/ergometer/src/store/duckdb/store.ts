@@ -881,9 +881,9 @@ export class DuckDbStore implements Store {
       const head = [profile.id, profile.service, profile.commit, profile.metric, BigInt(from), BigInt(to)];
       const endpointColumns: DuckDBValue[][] = PROFILE_ENDPOINT_TYPES.map(() => []);
       for (const e of summary.endpoints) {
-        [...head, e.endpoint, e.flagKey, e.flagVariant, e.samples, e.cost].forEach((v, i) =>
-          endpointColumns[i]?.push(v),
-        );
+        [...head, e.endpoint, e.flagKey, e.flagVariant, e.samples, e.cost].forEach((v, i) => {
+          endpointColumns[i]?.push(v);
+        });
       }
       const functionColumns: DuckDBValue[][] = PROFILE_FUNCTION_TYPES.map(() => []);
       for (const f of summary.functions) {
@@ -899,7 +899,9 @@ export class DuckDbStore implements Store {
           f.selfCost,
           f.totalSamples,
           f.totalCost,
-        ].forEach((v, i) => functionColumns[i]?.push(v));
+        ].forEach((v, i) => {
+          functionColumns[i]?.push(v);
+        });
       }
       await this.appendTo(connection, 'profile_endpoints', PROFILE_ENDPOINT_TYPES, endpointColumns);
       await this.appendTo(connection, 'profile_functions', PROFILE_FUNCTION_TYPES, functionColumns);
