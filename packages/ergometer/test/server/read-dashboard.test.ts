@@ -182,6 +182,9 @@ describe('read routes for the dashboard', () => {
     assert.equal(page.headers.get('x-frame-options'), 'DENY');
     assert.match(html, /<script defer src="\/assets\/app\.js"><\/script>/);
     assert.equal((await fetch(`${c.url}/`, { method: 'POST' })).status, 405);
+    // API answers carry names from the network: never sniffed as HTML.
+    assert.equal((await c.get('/v1/services')).headers.get('x-content-type-options'), 'nosniff');
+    assert.equal((await c.get('/v1/services', { token: null })).headers.get('x-content-type-options'), 'nosniff');
     assert.equal((await fetch(`${c.url}/assets/nothing.js`)).status, 404);
 
     const empty = await mkdtemp(path.join(tmpdir(), 'ergometer-no-dashboard-'));
