@@ -109,7 +109,7 @@ function profileQuery(q: DiffQuery, side: DiffSide, metric?: Metric): ProfileQue
  * Mean cost per request and requests of each endpoint on one side, from the request aggregates
  * (all host classes merged, as the profile merges them).
  */
-async function endpointMeans(
+export async function endpointMeans(
   store: Store,
   q: DiffQuery,
   side: DiffSide,

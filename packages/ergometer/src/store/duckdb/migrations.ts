@@ -194,7 +194,7 @@ export const MIGRATIONS: readonly Migration[] = [
     statements: [
       // One row per (profile, endpoint, flag key, flag variant); flag_key '' is the row over all samples.
       // The profile's fields are repeated so that reads need no join; from_ms selects, to_ms retains.
-      `CREATE TABLE profile_endpoints (
+      `CREATE TABLE IF NOT EXISTS profile_endpoints (
         profile_id VARCHAR NOT NULL,
         service VARCHAR NOT NULL,
         commit_id VARCHAR NOT NULL,
@@ -207,7 +207,7 @@ export const MIGRATIONS: readonly Migration[] = [
         samples DOUBLE NOT NULL,
         cost DOUBLE NOT NULL
       )`,
-      `CREATE TABLE profile_functions (
+      `CREATE TABLE IF NOT EXISTS profile_functions (
         profile_id VARCHAR NOT NULL,
         service VARCHAR NOT NULL,
         commit_id VARCHAR NOT NULL,

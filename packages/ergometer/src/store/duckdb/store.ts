@@ -877,7 +877,6 @@ export class DuckDbStore implements Store {
         },
       );
       if (!summary) return;
-      // The appender wants BigInt for BIGINT columns (a plain number throws "Cannot convert … to a BigInt").
       const head = [profile.id, profile.service, profile.commit, profile.metric, BigInt(from), BigInt(to)];
       const endpointColumns: DuckDBValue[][] = PROFILE_ENDPOINT_TYPES.map(() => []);
       for (const e of summary.endpoints) {
