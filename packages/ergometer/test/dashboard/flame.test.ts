@@ -104,16 +104,7 @@ describe('diff flame graph in the Compare view', () => {
     serve = await startServe();
     const t0 = Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR;
     const endpoints = { [FEED]: 1_000_000 };
-    for (const batch of agentLikeBatches(
-      'shop',
-      [
-        { commit: 'v1', from: t0, to: t0 + HOUR, endpoints, perHour: 200, shareB: 0 },
-        { commit: 'v2', from: t0 + HOUR, to: t0 + 2 * HOUR, endpoints: { [FEED]: 1_500_000 }, perHour: 200, shareB: 0 },
-      ],
-      5,
-    )) {
-      await postBatch(serve.url, batch);
-    }
+    // Profiles first, near the rollout, so the detectors' first look at the samples finds them.
     // v1 → v2: renderFeed grows, rankItems shrinks, a new function appears (its name and file hostile).
     const handler: [string, string] = ['handleFeed', 'src/app.js'];
     const render: [string, string] = ['renderFeed', 'src/feed.js'];
@@ -123,7 +114,7 @@ describe('diff flame graph in the Compare view', () => {
       await postProfile(
         serve,
         'v1',
-        t0 + i * 60_000,
+        t0 + HOUR - (i + 1) * 300_000,
         pprof([
           { frames: [handler, render], costNs: 400_000_000 },
           { frames: [handler, rank], costNs: 600_000_000 },
@@ -132,13 +123,23 @@ describe('diff flame graph in the Compare view', () => {
       await postProfile(
         serve,
         'v2',
-        t0 + HOUR + i * 60_000,
+        t0 + HOUR + i * 300_000,
         pprof([
           { frames: [handler, render], costNs: 900_000_000 },
           { frames: [handler, rank], costNs: 300_000_000 },
           { frames: [handler, evil], costNs: 300_000_000 },
         ]),
       );
+    }
+    for (const batch of agentLikeBatches(
+      'shop',
+      [
+        { commit: 'v1', from: t0, to: t0 + HOUR, endpoints, perHour: 600, shareB: 0 },
+        { commit: 'v2', from: t0 + HOUR, to: t0 + 2 * HOUR, endpoints: { [FEED]: 1_500_000 }, perHour: 600, shareB: 0 },
+      ],
+      5,
+    )) {
+      await postBatch(serve.url, batch);
     }
     browser = await launchChromium();
   });
@@ -215,6 +216,47 @@ describe('diff flame graph in the Compare view', () => {
       assert.match((await page.locator('#flame-matches').textContent()) ?? '', /^1 frame match, /);
       await page.locator('#flame-search').fill('');
       await screenshot(page, 'compare-flame');
+      assert.deepEqual(watch.dialogs, []);
+      assert.deepEqual(watch.pageErrors, []);
+      assert.deepEqual(watch.consoleErrors, []);
+    } finally {
+      await close();
+    }
+  });
+
+  it('Alerts: the root-cause functions the detectors found in the profiles, as /v1/alerts gives them', async () => {
+    const url = (serve as Serve).url;
+    type Cause = { function: string; file: string; line: number; deltaPct: number };
+    let alert: { id: string; rootCause: Cause[] } | undefined;
+    const deadline = Date.now() + 60_000;
+    while (!alert) {
+      const alerts = await readApi<Array<{ id: string; endpoint: string; rootCause: Cause[] }>>(url, '/v1/alerts', {
+        service: 'shop',
+      });
+      alert = alerts.find((a) => a.endpoint === FEED && a.rootCause.length > 0);
+      if (!alert) {
+        assert.ok(
+          Date.now() < deadline,
+          `no alert with a root cause after 60 s: ${JSON.stringify(alerts)}\n${(serve as Serve).output()}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    const { page, watch, close } = await watchedPage(browser as Browser);
+    try {
+      await signIn(page, url, '#/alerts?service=shop&status=all');
+      const causes = page.locator(`article[data-alert="${alert.id}"] ol.root-cause li`);
+      assert.deepEqual(
+        await causes.locator('code').allTextContents(),
+        alert.rootCause.map((c) => c.function),
+      );
+      for (const [i, c] of alert.rootCause.entries()) {
+        const text = (await causes.nth(i).textContent()) ?? '';
+        assert.ok(text.includes(`${c.file}:${c.line}`), text);
+        assert.ok(text.endsWith(`${c.deltaPct > 0 ? '+' : ''}${c.deltaPct.toFixed(2)}%`), text);
+      }
+      assert.equal(await page.locator('main img, main script').count(), 0);
+      await screenshot(page, 'alerts-root-cause');
       assert.deepEqual(watch.dialogs, []);
       assert.deepEqual(watch.pageErrors, []);
       assert.deepEqual(watch.consoleErrors, []);
