@@ -21,7 +21,7 @@ import { openStore } from './open-store';
 
 export const SERVE_USAGE = `Usage: ergometer serve [options]
 
-Ingest, query API (and, as they land, detectors and dashboard).
+Ingest, query API, detectors, alerts, and the dashboard at / (sign in with a read token).
 
   --port N                   port to listen on (default 7070; 0 picks a free one)
   --host H                   address to bind (default 127.0.0.1)
@@ -151,6 +151,7 @@ export async function serveCommand(
   out(
     `ergometer serve: listening on http://${shownHost}:${address.port} (store: ${clickhouse !== undefined ? 'clickhouse' : `duckdb ${dbPath}`})\n`,
   );
+  out(`ergometer serve: dashboard at http://${shownHost}:${address.port}/ (sign in with a read token)\n`);
   if (tokens.file !== null) {
     out(
       `ergometer serve: tokens ${tokens.generated ? 'generated and stored' : 'read from'} ${tokens.file} (mode 0600)\n`,

@@ -9,6 +9,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DashboardAssets } from '../dashboard/assets';
 import { badRequest, ErgometerError } from '../errors';
 import { CardinalityGuard } from '../ingest/cardinality';
 import { type IngestLimits, resolveLimits } from '../ingest/limits';
@@ -39,6 +40,8 @@ export interface CollectorOptions {
   now?: () => number;
   /** The detectors' alerts, for GET /v1/alerts (without it that route answers 501). */
   read?: ReadContext;
+  /** Directory of the built dashboard (index.html, app.js, app.css). Default: dist/dashboard of this package. */
+  dashboardDir?: string;
 }
 
 export interface Collector {
@@ -70,7 +73,13 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body), ...headers });
+  // nosniff: names from the network are in these bodies; a browser must never read them as HTML.
+  res.writeHead(status, {
+    'content-type': JSON_TYPE,
+    'content-length': Buffer.byteLength(body),
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  });
   res.end(body);
 }
 
@@ -105,6 +114,7 @@ export function createCollector(options: CollectorOptions): Collector {
   const writeQueue = queue;
   const guard = new CardinalityGuard(limits.maxEndpointsPerService, limits.maxFlagKeysPerService);
   const seeding = new Map<string, Promise<void>>();
+  const dashboard = new DashboardAssets(options.dashboardDir);
   let closing = false;
   let inFlight = 0;
   let idle: (() => void) | null = null;
@@ -250,6 +260,15 @@ export function createCollector(options: CollectorOptions): Collector {
       res.end(text);
       return;
     }
+    if (dashboard.has(pathname)) {
+      // The page shell and its script carry no data: they answer without a token and show the
+      // login; every number then comes from the read API, which needs the read token.
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed('GET');
+      const asset = await dashboard.answer(pathname);
+      res.writeHead(asset.status, { ...asset.headers, 'content-length': asset.body.length });
+      res.end(method === 'HEAD' ? undefined : asset.body);
+      return;
+    }
     if (!pathname.startsWith('/v1/')) throw notFound(pathname);
     if (closing) {
       throw new ErgometerError('ERGOMETER_SHUTTING_DOWN', 503, 'the collector is shutting down; retry shortly', {
@@ -337,7 +356,9 @@ export function createCollector(options: CollectorOptions): Collector {
 }
 
 function isReadRoute(pathname: string): boolean {
-  return /^\/v1\/(services|endpoints|commits|timeseries|deploys|profiles|compare|alerts)(\/|$)/.test(pathname);
+  return /^\/v1\/(services|endpoints|commits|timeseries|deploys|profiles|compare|alerts|efficiency|breakdown|distribution)(\/|$)/.test(
+    pathname,
+  );
 }
 
 function notFound(pathname: string): ErgometerError {

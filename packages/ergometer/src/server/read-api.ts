@@ -13,6 +13,7 @@ import { benjaminiHochberg } from '../stats/multiple';
 import { quantile } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Store } from '../store/types';
 import { QueryParams } from './query';
+import { breakdown, compareSides, distribution, timeseriesGroupBy } from './read-breakdown';
 
 /**
  * One point of `GET /v1/timeseries`. Costs in the metric's units, times in ms; means per sample.
@@ -106,15 +107,14 @@ export async function answerRead(
     }
     case '/v1/compare': {
       const service = q.name('service');
-      const base = q.name('base');
-      const head = q.name('head');
+      const [baseSide, headSide] = compareSides(q);
       const endpoint = q.optionalName('endpoint');
       const rows = (
         await compareGroups(
           store,
           service,
-          { commit: base },
-          { commit: head },
+          baseSide,
+          headSide,
           // Descriptive, like `ergometer compare`: every endpoint with two samples a side, the
           // interval saying how sure. Alerts apply the detectors' minSamples.
           { minSamples: 2 },
@@ -154,6 +154,10 @@ export async function answerRead(
         resolvedAt: r.resolvedAt,
       }));
     }
+    case '/v1/breakdown':
+      return breakdown(store, q);
+    case '/v1/distribution':
+      return distribution(store, q);
     case '/v1/efficiency': {
       // Default: the last 14 UTC days up to now.
       const range = q.range();
@@ -245,6 +249,8 @@ async function timeseries(
   const query: AggregateQuery = { service, from, to, bucketMs, groupBy: ['commit', 'endpoint', 'hostClass'] };
   if (endpoint !== undefined) query.endpoint = endpoint;
   else query.groupBy = ['commit', 'hostClass'];
+  const groupBy = timeseriesGroupBy(q);
+  if (groupBy !== undefined) query.groupBy = groupBy;
   if (commit !== undefined) query.commit = commit;
   if (metric !== undefined) query.metric = metric;
   const rows = await store.aggregates(query);

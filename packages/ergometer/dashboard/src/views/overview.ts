@@ -1,0 +1,165 @@
+/**
+ * Overview of one service: every endpoint's cost per request, share of the service's cost,
+ * requests, wall and backend times, a sparkline of cost per request with rollouts marked; then
+ * the efficiency figure (cost per active user at the peak minute) and its daily trend.
+ */
+import { apiGet, type EfficiencyDay, type EndpointStats, type Timeseries } from '../api';
+import { COLORS, sparkline, timeChart } from '../chart';
+import type { ViewContext } from '../context';
+import { h, hashHref, numberCell, replaceChildren } from '../dom';
+import { axisUnit, formatCost, formatCount, formatMs, formatPct, formatShare, formatTime } from '../format';
+import { chartWidth, rollouts, section } from './common';
+
+/** Sparklines are drawn for the endpoints with the largest share; beyond, the row has none (keeps the page light). */
+const SPARKLINE_ENDPOINTS = 60;
+
+export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promise<void> {
+  const { service, metric, from, to } = ctx;
+  const range = { from, to };
+  const [endpoints, series, roll, efficiency] = await Promise.all([
+    apiGet<EndpointStats[]>('/v1/endpoints', { service, metric, ...range }),
+    apiGet<Timeseries>('/v1/timeseries', { service, metric, groupBy: 'endpoint', ...range }),
+    rollouts(ctx),
+    apiGet<EfficiencyDay[]>('/v1/efficiency', { service, from: Math.min(from, to - 14 * 86_400_000), to }),
+  ]);
+  if (!ctx.current()) return;
+  const rows = endpoints.filter((e) => metric === undefined || e.metric === metric).sort((a, b) => b.share - a.share);
+  const byEndpoint = new Map<string, Array<{ x: number; y: number }>>();
+  for (const p of series.points) {
+    const list = byEndpoint.get(p.endpoint) ?? [];
+    list.push({ x: p.bucket, y: p.costMean });
+    byEndpoint.set(p.endpoint, list);
+  }
+
+  const table = h(
+    'table',
+    { class: 'data', id: 'endpoints' },
+    h(
+      'caption',
+      {},
+      `${rows.length} endpoint${rows.length === 1 ? '' : 's'} of ${service}, ${formatTime(from)} to ${formatTime(to)}; cost per request in ${metric === 'instructions' ? 'instructions' : 'CPU time'}`,
+    ),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'col' }, 'endpoint'),
+        h('th', { scope: 'col', class: 'num' }, 'cost / request'),
+        h('th', { scope: 'col', class: 'num' }, 'share'),
+        h('th', { scope: 'col', class: 'num' }, 'requests'),
+        h('th', { scope: 'col', class: 'num' }, 'wall p50'),
+        h('th', { scope: 'col', class: 'num' }, 'wall p95'),
+        h('th', { scope: 'col', class: 'num' }, 'db'),
+        h('th', { scope: 'col', class: 'num' }, 'cache'),
+        h('th', { scope: 'col', class: 'num' }, 'http'),
+        h('th', { scope: 'col' }, 'cost / request over time'),
+      ),
+    ),
+  );
+  const body = h('tbody', {});
+  rows.forEach((e, index) => {
+    const link = h(
+      'a',
+      {
+        href: hashHref('endpoint', {
+          service,
+          endpoint: e.endpoint,
+          metric: ctx.params.get('metric') ?? undefined,
+          range: ctx.params.get('range') ?? undefined,
+          from: ctx.params.get('from') ?? undefined,
+          to: ctx.params.get('to') ?? undefined,
+        }),
+        class: 'endpoint-link',
+      },
+      e.endpoint,
+    );
+    const points = byEndpoint.get(e.endpoint) ?? [];
+    const spark =
+      index < SPARKLINE_ENDPOINTS && points.length > 0
+        ? sparkline(points, roll.markers, from, to, { label: `cost per request of ${e.endpoint} over time` })
+        : null;
+    body.append(
+      h(
+        'tr',
+        { 'data-endpoint': e.endpoint },
+        h('th', { scope: 'row', class: 'endpoint' }, link),
+        numberCell(formatCost(e.costMean, e.metric), e.costMean, { 'data-col': 'costMean' }),
+        numberCell(formatShare(e.share), e.share, { 'data-col': 'share' }),
+        numberCell(formatCount(e.requests), e.requests, { 'data-col': 'requests' }),
+        numberCell(formatMs(e.wallP50), e.wallP50, { 'data-col': 'wallP50' }),
+        numberCell(formatMs(e.wallP95), e.wallP95, { 'data-col': 'wallP95' }),
+        numberCell(formatMs(e.dbMs), e.dbMs, { 'data-col': 'dbMs' }),
+        numberCell(formatMs(e.cacheMs), e.cacheMs, { 'data-col': 'cacheMs' }),
+        numberCell(formatMs(e.httpMs), e.httpMs, { 'data-col': 'httpMs' }),
+        h('td', { class: 'spark' }, spark),
+      ),
+    );
+  });
+  table.append(body);
+
+  const rolloutList = h('ul', { class: 'rollouts' });
+  for (const m of roll.markers.filter((m) => m.ts >= from && m.ts < to)) {
+    rolloutList.append(h('li', {}, h('span', { class: 'commit' }, m.label), ` ${formatTime(m.ts)}`));
+  }
+
+  const days = efficiency.filter((d) => metric === undefined || d.metric === metric);
+  const last = days[days.length - 1];
+  const effBody = h('div', { class: 'efficiency' });
+  if (!last) {
+    effBody.append(
+      h(
+        'p',
+        { class: 'empty' },
+        'No active-user counts in this range: the agent sends them when userId is configured (docs/agent.md).',
+      ),
+    );
+  } else {
+    effBody.append(
+      h(
+        'p',
+        { class: 'figure', id: 'efficiency-figure', 'data-value': String(last.costPerUser) },
+        h('strong', {}, formatCost(last.costPerUser, last.metric)),
+        ` per active user at the peak minute of ${formatTime(last.day).slice(0, 10)} (${formatCount(last.activeUsers)} users, ${formatCount(last.requests)} requests that minute)`,
+        last.changePct === null ? '' : `, ${formatPct(last.changePct)} on the day before`,
+      ),
+    );
+    if (days.length > 1) {
+      const target = h('div', { class: 'chart', id: 'efficiency-chart' });
+      effBody.append(target);
+      const unit = axisUnit(last.metric);
+      queueMicrotask(() =>
+        timeChart(target, {
+          width: chartWidth(main),
+          height: 180,
+          xs: days.map((d) => d.day),
+          series: [
+            {
+              label: 'cost per active user',
+              color: COLORS.mean,
+              values: days.map((d) => d.costPerUser / unit.divisor),
+            },
+          ],
+          yLabel: unit.label,
+        }),
+      );
+    }
+  }
+
+  replaceChildren(
+    main,
+    h('h1', {}, service),
+    section(
+      'Endpoints',
+      'overview-endpoints',
+      rows.length === 0 ? h('p', { class: 'empty' }, 'No samples in this range. Choose a longer range above.') : table,
+    ),
+    section(
+      'Rollouts in range',
+      'overview-rollouts',
+      rolloutList.childElementCount ? rolloutList : h('p', { class: 'empty' }, 'None.'),
+    ),
+    section('Efficiency: CPU per active user', 'overview-efficiency', effBody),
+  );
+}
