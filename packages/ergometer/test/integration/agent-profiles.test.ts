@@ -50,7 +50,7 @@ describe('agent profiler → collector', () => {
       collector: collector.url,
       token: INGEST_TOKEN,
       exitFlushTimeoutMs: 0,
-      profile: { enabled: true, periodMs: 1000, intervalMicros: 2000 },
+      profile: { enabled: true, dutyCycle: 1, periodMs: 1000, intervalMicros: 2000 },
     };
     const child: ChildProcess = fork(APP, [], {
       env: { ...env, FIXTURE_CONFIG: JSON.stringify({ options }) },
