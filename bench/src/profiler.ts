@@ -97,7 +97,7 @@ export async function benchProfiler(): Promise<BenchTable> {
   const pairedRatio = median(paired);
   for (const [label, own] of [
     ['agent, sampleRate 0.01, profiler off', base],
-    ['agent, sampleRate 0.01, profiler on (defaults)', profiled],
+    ['agent, sampleRate 0.01, profiler recording (dutyCycle 1)', profiled],
   ] as const) {
     const rps = own.map((r) => r.requestsPerSecond);
     const cpu = own.map((r) => r.cpuMicrosPerRequest).filter((v): v is number => v !== undefined);
@@ -115,7 +115,7 @@ export async function benchProfiler(): Promise<BenchTable> {
   return {
     title: `Profiler: throughput on vs off, and one minute of profile data (Node ${process.version})`,
     description:
-      "bench/src/profiler.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, profiler off and on at its " +
+      "bench/src/profiler.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, profiler off and " +
       `recording continuously (dutyCycle 1; otherwise defaults: 100 Hz, processFraction 1), alternating in each of ${settings.rounds} rounds of ` +
       `${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up, server and autocannon pinned to one CPU each` +
       `${pinning ? '' : ' (pinning unavailable here)'}, ${settings.connections} connections. ` +
