@@ -16,6 +16,7 @@ import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
+import { benchProfiler } from './profiler';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -33,6 +34,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['ingest', benchIngest],
   ['ingest floor', benchIngestFloor],
   ['endpoints latency', benchEndpointsLatency],
+  ['profiler', benchProfiler],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');
