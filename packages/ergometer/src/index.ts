@@ -24,6 +24,11 @@ export { jsonDepthExceeds } from './ingest/json-depth';
 export type { IngestLimits } from './ingest/limits';
 export { DEFAULT_LIMITS, resolveLimits } from './ingest/limits';
 export { parseJsonBody, validateBatch, validateDeploy } from './ingest/validate';
+export type { DecodedProfile, DecodedSample, ProfileLimits } from './profile/decode';
+export { DEFAULT_PROFILE_LIMITS, decodeProfile, summarizeProfile } from './profile/decode';
+export type { DiffQuery, DiffSide, FlameNode, FunctionDiff, ProfileDiff } from './profile/diff';
+export { profileDiff } from './profile/diff';
+export { pickRootCause, rootCauseOf } from './profile/root-cause';
 export type { Collector, CollectorOptions } from './server/collector';
 export { createCollector } from './server/collector';
 export type { WriteQueueOptions } from './server/write-queue';
@@ -61,10 +66,17 @@ export type {
   CountRow,
   Deploy,
   EndpointStats,
+  FunctionId,
   IngestBatch,
   IngestResult,
   Metric,
+  ProfileEndpointRow,
+  ProfileEndpointSum,
+  ProfileFunctionRow,
+  ProfileFunctionSum,
   ProfileMeta,
+  ProfileQuery,
+  ProfileSummary,
   Range,
   RetentionPolicy,
   RetentionResult,
