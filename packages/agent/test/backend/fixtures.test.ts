@@ -144,11 +144,13 @@ describe('backend time in ESM and CommonJS apps', () => {
       const work = samples.filter((s) => s.endpoint === 'GET /work').sort((a, b) => a.ts - b.ts);
       assert.equal(work.length, REQUESTS, JSON.stringify(samples));
       for (const [i, sample] of work.entries()) {
-        // Below: the server's own time (Redis times a BLPOP out against a cached clock, a few
-        // ms stale on a busy machine: 30 ms can come back in less). Above: what the app saw.
+        // Below: the server's own time (Redis times a BLPOP out against a cached clock, stale on a
+        // busy machine: a 30 ms timeout came back after 16.9 ms with the load average at 13 on 2
+        // cores, so its bound is a third of it — the call was seen, not missed). Above: what the
+        // app saw.
         for (const [kind, serverMinMs] of [
           ['db', 50],
-          ['cache', 18],
+          ['cache', 10],
           ['http', 20],
         ] as const) {
           const ms = sample.backend![kind];
