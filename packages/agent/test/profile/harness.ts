@@ -110,6 +110,15 @@ export class ProfiledApp {
     return report as AppReport;
   }
 
+  /** SIGTERM, as a process manager stops a service; resolves with how the process ended. */
+  async terminate(): Promise<NodeJS.Signals | number | null> {
+    const ended = new Promise<NodeJS.Signals | number | null>((resolve) =>
+      this.child.once('exit', (code, signal) => resolve(signal ?? code)),
+    );
+    this.child.kill('SIGTERM');
+    return ended;
+  }
+
   exited(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
     return new Promise((resolve) => this.child.once('exit', () => resolve()));

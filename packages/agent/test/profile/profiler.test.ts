@@ -146,6 +146,31 @@ describe('profiler in an Express app', () => {
     });
   }
 
+  it('sends the window so far when the process gets SIGTERM (exit flush)', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-sigterm-'));
+    let app: ProfiledApp | undefined;
+    t.after(() => {
+      app?.kill();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    app = await ProfiledApp.start({
+      service: 'shop',
+      commit: 'c1',
+      collector: `file:${path.join(dir, 'samples.ndjson')}`,
+      exitFlushTimeoutMs: 5000,
+      // A period far longer than the test: only the exit flush can write this profile.
+      profile: { enabled: true, dutyCycle: 1, periodMs: 600_000, intervalMicros: 2000 },
+    });
+    await app.load(10, 2, 1000);
+    assert.equal(await app.terminate(), 'SIGTERM', 'the process ends as it would without the agent');
+    const { index, profiles } = readProfiles(dir);
+    assert.equal(index.length, 1, app.stderr);
+    assert.ok(
+      profiles[0]!.samples.some((s) => has(s, 'heavyPrimeSieve') && s.labels.endpoint === 'GET /heavy/:id'),
+      'the heavy endpoint was profiled',
+    );
+  });
+
   it('loads nothing of the profiler when it is off', async (t) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-off-'));
     let app: ProfiledApp | undefined;
