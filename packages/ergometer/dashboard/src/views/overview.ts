@@ -16,11 +16,17 @@ const SPARKLINE_ENDPOINTS = 60;
 export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promise<void> {
   const { service, metric, from, to } = ctx;
   const range = { from, to };
+  // Sparklines need a few dozen points: about 48 buckets whatever the range (one series per
+  // endpoint and bucket is the costly part of this view over millions of samples).
+  const sparkBucketMs = Math.max(60_000, Math.ceil((to - from) / 48 / 60_000) * 60_000);
   const [endpoints, series, roll, efficiency] = await Promise.all([
     apiGet<EndpointStats[]>('/v1/endpoints', { service, metric, ...range }),
-    apiGet<Timeseries>('/v1/timeseries', { service, metric, groupBy: 'endpoint', ...range }),
+    apiGet<Timeseries>('/v1/timeseries', { service, metric, groupBy: 'endpoint', bucketMs: sparkBucketMs, ...range }),
     rollouts(ctx),
-    apiGet<EfficiencyDay[]>('/v1/efficiency', { service, from: Math.min(from, to - 14 * 86_400_000), to }),
+    // The efficiency panel is optional: its failure must not take the endpoint table with it.
+    apiGet<EfficiencyDay[]>('/v1/efficiency', { service, from: Math.min(from, to - 14 * 86_400_000), to }).catch(
+      (caught: unknown) => (caught instanceof Error ? caught : new Error(String(caught))),
+    ),
   ]);
   if (!ctx.current()) return;
   const rows = endpoints.filter((e) => metric === undefined || e.metric === metric).sort((a, b) => b.share - a.share);
@@ -104,10 +110,12 @@ export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promi
     rolloutList.append(h('li', {}, h('span', { class: 'commit' }, m.label), ` ${formatTime(m.ts)}`));
   }
 
-  const days = efficiency.filter((d) => metric === undefined || d.metric === metric);
+  const days = efficiency instanceof Error ? [] : efficiency.filter((d) => metric === undefined || d.metric === metric);
   const last = days[days.length - 1];
   const effBody = h('div', { class: 'efficiency' });
-  if (!last) {
+  if (efficiency instanceof Error) {
+    effBody.append(h('p', { class: 'error' }, `Could not compute the efficiency figure: ${efficiency.message}`));
+  } else if (!last) {
     effBody.append(
       h(
         'p',
