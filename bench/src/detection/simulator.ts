@@ -291,13 +291,22 @@ export async function runWorld(
   let ingestMs = 0;
   let detectMs = 0;
   const post = async (body: string) => {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: { authorization: 'Bearer sim-ingest', 'content-type': 'application/json' },
-      body,
-    });
-    const text = await response.text();
-    if (response.status !== 200) throw new Error(`ingest answered ${response.status}: ${text}`);
+    // As the agent does: a batch whose connection was reset is sent again (its batchId makes that
+    // safe). Keep-alive sockets left idle through a long detector run can be closed under a request.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { authorization: 'Bearer sim-ingest', 'content-type': 'application/json' },
+          body,
+        });
+        const text = await response.text();
+        if (response.status !== 200) throw new Error(`ingest answered ${response.status}: ${text}`);
+        return;
+      } catch (error) {
+        if (attempt >= 3 || (error as Error).message.startsWith('ingest answered')) throw error;
+      }
+    }
   };
   try {
     let slice = 0;
@@ -450,9 +459,9 @@ export function simulateOnce(): Promise<SimulationReport> {
 
 async function simulate(quick: boolean): Promise<SimulationReport> {
   const endMs = Date.UTC(2026, 10, 20);
-  const hours = quick ? 18 : 36;
+  const hours = quick ? 18 : 30;
   const services = rolloutWorld({
-    services: quick ? 2 : 4,
+    services: quick ? 2 : 3,
     hours,
     endMs,
     seed: 20261127,
