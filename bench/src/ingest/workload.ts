@@ -4,8 +4,8 @@
  * on part of the traffic, user ids, per-minute request counts and a users sketch per minute.
  * Seeded, so every run sends the same bytes.
  */
-import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { addUserHash, createUsersSketch, encodeUsersSketch } from '@ergometer/agent/users-sketch';
 import type { IngestBatch } from 'ergometer';
 
 export const SAMPLES_PER_BATCH = 1000;
@@ -151,9 +151,20 @@ export function makeWireBatch(
     agent: { version: '0.1.0', runtime: 'node v20.20.2', counter: 'instructions', dropped: 0 },
     samples,
     counts: [...counts.values()],
-    // A HyperLogLog-sized sketch (SPEC §4: base64), one per minute the batch covers.
-    users: minutes.map((minute) => ({ minute, sketch: randomBytes(96).toString('base64') })),
+    // The agent's users sketch (HyperLogLog, 4096 registers), one per minute the batch covers.
+    users: minutes.map((minute) => ({ minute, sketch: usersSketch(random, 200) })),
   };
+}
+
+/** A real users sketch of `users` distinct random user hashes, as the agent encodes it. */
+function usersSketch(random: () => number, users: number): string {
+  const sketch = createUsersSketch();
+  const hash = new Uint8Array(8);
+  for (let u = 0; u < users; u++) {
+    for (let b = 0; b < hash.length; b++) hash[b] = Math.floor(random() * 256);
+    addUserHash(sketch, hash);
+  }
+  return encodeUsersSketch(sketch);
 }
 
 /** The gzip request body of a wire batch, as the agent sends it. */

@@ -37,8 +37,16 @@ export async function efficiencyByDay(
     const users = await store.users({ service, from: day, to: day + DAY });
     let peak: { minute: number; users: number } | undefined;
     for (const row of users) {
-      if (row.sketches.length === 0) continue;
-      const sketches = row.sketches.map(decodeUsersSketch);
+      // Sketches are decoded at ingest; one stored before that check (or by another writer) that
+      // does not decode is left out of its minute rather than failing the whole answer.
+      const sketches = row.sketches.flatMap((text) => {
+        try {
+          return [decodeUsersSketch(text)];
+        } catch {
+          return [];
+        }
+      });
+      if (sketches.length === 0) continue;
       const merged = mergeUsersSketches(sketches[0] as (typeof sketches)[number], ...sketches.slice(1));
       const estimate = estimateDistinctUsers(merged);
       if (!peak || estimate > peak.users) peak = { minute: row.minute, users: estimate };

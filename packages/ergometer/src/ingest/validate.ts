@@ -10,6 +10,7 @@
  * Unknown fields are ignored (newer agents may send more), but their nesting is bounded by the
  * raw-byte depth scan that runs before JSON.parse.
  */
+import { decodeUsersSketch } from '@ergometer/agent/users-sketch';
 import { badRequest, ErgometerError } from '../errors';
 import type { Deploy, IngestBatch, Metric } from '../store/types';
 import { jsonDepthExceeds } from './json-depth';
@@ -214,6 +215,13 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
     const sketch = row.sketch;
     if (typeof sketch !== 'string' || sketch.length > limits.maxSketchLength || !BASE64.test(sketch)) {
       fail(code, `users[${i}].sketch`, `a base64 string of at most ${limits.maxSketchLength} characters`, sketch);
+    }
+    // Decoded once here, so that one bad sketch is refused with its batch instead of failing every
+    // later read of its service's active users (/v1/efficiency).
+    try {
+      decodeUsersSketch(sketch);
+    } catch (error) {
+      fail(code, `users[${i}].sketch`, `a users sketch (${(error as Error).message})`, sketch);
     }
     users[i] = { minute: minute - (minute % MINUTE_MS), sketch };
   }

@@ -115,6 +115,11 @@ test('each bad field is named in the message', () => {
     'counts[0].requests',
   );
   rejects({ ...wireBatch(1, { now: NOW }), users: [{ minute: NOW, sketch: 'not base64!' }] }, 'users[0].sketch');
+  // Base64, but not a users sketch (random bytes): refused with its batch, not stored to fail reads later.
+  rejects(
+    { ...wireBatch(1, { now: NOW }), users: [{ minute: NOW, sketch: 'q83vEjRWeJCrze8SNFZ4kA==' }] },
+    'users[0].sketch',
+  );
   rejects([], 'body: expected a JSON object');
   rejects(null, 'body');
 });

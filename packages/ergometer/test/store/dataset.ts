@@ -4,6 +4,7 @@
  * can generate the same batches without loading node:test.
  */
 import { randomBytes } from 'node:crypto';
+import { addUserHash, createUsersSketch, encodeUsersSketch } from '@ergometer/agent/users-sketch';
 import { seededRandom } from '../../src/stats/random';
 import type { IngestBatch, Metric, StoredSample } from '../../src/store/types';
 
@@ -141,7 +142,12 @@ export function generateDataset(seed: number, batchCount: number, startMs = T0_M
       receivedAt: batchStart + 4 * MINUTE_MS,
       samples: wire,
       counts: [...countMap.values()],
-      users: minutes.map((minute) => ({ minute, sketch: randomBytes(12).toString('base64') })),
+      // Real (small: 2^4 registers) users sketches: the collector decodes them at ingest.
+      users: minutes.map((minute) => {
+        const sketch = createUsersSketch(4);
+        for (let u = 0; u < 5; u++) addUserHash(sketch, randomBytes(8));
+        return { minute, sketch: encodeUsersSketch(sketch) };
+      }),
     };
     batches.push(batch);
     for (const s of wire) samples.push(toStored(batch, s));
