@@ -587,6 +587,9 @@ export async function benchSimulatedRollouts(): Promise<BenchTable> {
       `Unchanged endpoints: ${aa.length} rollouts changed nothing; ${aa.filter((r) => r.falseAlerts.length > 0).length} of them raised an alert. ` +
         `Of the ${report.rollouts.length - aa.length} rollouts with a regression, ${falseOnChanged} also raised an alert on an endpoint that did not change. ` +
         'The false-alert rate itself needs far more rollouts than a run of this size holds: see the false-alerts table.',
+      'Power follows the samples: at the few hundred to few thousand sampled requests per hour of these endpoints, the 3 h of a ' +
+        'commit (until the next rollout replaces it) hold too few samples for 1–5%; the detection power table gives the samples each ' +
+        'size needs.',
       'Time to alert is the end of the look that raised the alert: the rollout test looks at 11, 22, 45, 90, 180 and 360 minutes ' +
         '(docs/detectors.md), or where the new commit was replaced (here after 3 h), so a large regression on a busy endpoint is caught ' +
         'at an early look and a small one only at the last. With hourly runs the 11- and 22-minute looks are seen as the 45-minute ' +
