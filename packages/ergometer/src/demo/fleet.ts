@@ -16,6 +16,8 @@ export interface FleetOptions {
   service: string;
   /** Where service processes write their stderr (crashes are reported with it). */
   onStderr: (host: string, text: string) => void;
+  /** Warms a new process up before it takes traffic (JIT, caches), given its port. */
+  warmUp: (port: number) => Promise<void>;
 }
 
 export interface HostProcess {
@@ -42,9 +44,11 @@ export class Fleet {
   /** Starts `host` on `version` (replacing what it ran, after the new process is ready). */
   async deploy(host: string, version: DemoVersion, commit: string): Promise<void> {
     const next = await this.startProcess(host, version, commit);
+    await this.options.warmUp(next.port);
     const previous = this.hosts.get(host);
     this.hosts.set(host, next);
-    if (previous) await stopProcess(previous.child);
+    // Requests already sent to the old process are answered before it stops.
+    if (previous) await sleep(500).then(() => stopProcess(previous.child));
   }
 
   async stopAll(): Promise<void> {
@@ -113,4 +117,8 @@ function stopProcess(child: ChildProcess): Promise<void> {
     });
     child.kill('SIGTERM');
   });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

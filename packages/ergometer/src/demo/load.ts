@@ -50,7 +50,11 @@ export class LoadGenerator {
     while (this.running) {
       const hosts = this.hosts();
       const target = hosts[this.next++ % hosts.length];
-      if (!target) return;
+      if (!target) {
+        // No host serves yet (the first deploy is warming up).
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
       const { path, route, viewer } = this.pickRequest();
       const ok = await this.get(target.port, path, viewer);
       this.stats.requests++;
@@ -64,13 +68,13 @@ export class LoadGenerator {
   private pickRequest(): { path: string; route: string; viewer: number } {
     const r = this.random();
     const viewer = 1 + Math.floor(DEMO_USERS * this.random() ** 2);
-    if (r < 0.35) return { path: `/feed/${viewer}`, route: 'GET /feed/:userId', viewer };
-    if (r < 0.7) {
+    if (r < 0.25) return { path: `/feed/${viewer}`, route: 'GET /feed/:userId', viewer };
+    if (r < 0.65) {
       const word = () => DEMO_SEARCH_WORDS[Math.floor(this.random() * DEMO_SEARCH_WORDS.length)] as string;
       const q = this.random() < 0.5 ? word() : `${word()} ${word()}`;
       return { path: `/search?q=${encodeURIComponent(q)}`, route: 'GET /search', viewer };
     }
-    if (r < 0.85) {
+    if (r < 0.825) {
       const profile = 1 + Math.floor(DEMO_USERS * this.random() ** 3);
       return { path: `/profile/${profile}`, route: 'GET /profile/:userId', viewer };
     }
@@ -78,10 +82,24 @@ export class LoadGenerator {
     return { path: `/posts/${post}/comments`, route: 'GET /posts/:id/comments', viewer };
   }
 
-  private get(port: number, path: string, viewer: number): Promise<boolean> {
-    const user = String(viewer);
+  /** Sends `requests` warm-up requests (the same mix, marked as warm-up) to a process not yet in rotation. */
+  async warmUp(port: number, requests: number): Promise<void> {
+    let left = requests;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (left-- > 0) {
+          const { path, viewer } = this.pickRequest();
+          await this.get(port, path, viewer, true);
+        }
+      }),
+    );
+  }
+
+  private get(port: number, path: string, viewer: number, warmUp = false): Promise<boolean> {
+    const headers: Record<string, string> = { 'x-user-id': String(viewer) };
+    if (warmUp) headers['x-demo-warmup'] = '1';
     return new Promise<boolean>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path, agent: this.agent, headers: { 'x-user-id': user } }, (res) => {
+      const req = http.get({ host: '127.0.0.1', port, path, agent: this.agent, headers }, (res) => {
         res.resume();
         res.on('end', () => resolve((res.statusCode ?? 500) < 500));
         res.on('error', () => resolve(false));

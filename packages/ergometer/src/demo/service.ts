@@ -57,6 +57,7 @@ const agentOptions: AgentOptions = {
   service: process.env.ERGOMETER_SERVICE ?? 'social',
   sampleRate: 1,
   flushIntervalMs: 500,
+  endpointSampleRates: { 'GET /warmup': 0 },
   userId: (req) => {
     const user = req.headers['x-user-id'];
     return typeof user === 'string' ? user : undefined;
@@ -185,7 +186,7 @@ function scoreSearchResults(rows: SearchRow[]): SearchRow[] {
  * each result, ordered by cosine similarity. Real work, as an embedding lookup would be.
  */
 export function rerankSemantic(rows: SearchRow[], query: string): SearchRow[] {
-  const DIM = 128;
+  const DIM = 256;
   const embed = (text: string): Float64Array => {
     const v = new Float64Array(DIM);
     const words = text.split(' ');
@@ -245,23 +246,27 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse): Prom
   const url = new URL(req.url ?? '/', 'http://demo');
   const parts = url.pathname.split('/').filter((p) => p !== '');
   const viewer = Number(req.headers['x-user-id'] ?? 0);
+  // Warm-up traffic (sent before a new process takes real traffic, as a readiness check would) runs
+  // the real code paths but is named GET /warmup, which the agent counts but does not sample.
+  const warmUp = req.headers['x-demo-warmup'] === '1';
+  const setRoute = (route: string) => agent.setRoute(warmUp ? '/warmup' : route);
   const send = (status: number, body: string) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(body);
   };
   if (req.method === 'GET' && parts[0] === 'feed' && parts.length === 2) {
-    agent.setRoute('/feed/:userId');
+    setRoute('/feed/:userId');
     const userId = Number(parts[1]);
     const rows = feedQuery.all(userId) as FeedRow[];
     send(200, JSON.stringify({ items: rankFeedItems(rows, viewer, Date.now()) }));
   } else if (req.method === 'GET' && parts[0] === 'profile' && parts.length === 2) {
-    agent.setRoute('/profile/:userId');
+    setRoute('/profile/:userId');
     const id = Number(parts[1]);
     const body = agent.time('cache', () => profileCache.getOrLoad(String(id), () => renderProfile(id) ?? ''));
     if (body === '') send(404, '{"error":"no such user"}');
     else send(200, body);
   } else if (req.method === 'GET' && parts[0] === 'search' && parts.length === 1) {
-    agent.setRoute('/search');
+    setRoute('/search');
     const q = (url.searchParams.get('q') ?? '').replace(/[^a-z ]/g, '').trim();
     if (q === '') return send(400, '{"error":"q is required"}');
     let results = searchQuery.all(q.split(' ').join(' OR ')) as SearchRow[];
@@ -271,7 +276,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse): Prom
     results = scoreSearchResults(results);
     send(200, JSON.stringify({ results: results.map((r) => ({ id: r.id, title: r.title })) }));
   } else if (req.method === 'GET' && parts[0] === 'posts' && parts[2] === 'comments' && parts.length === 3) {
-    agent.setRoute('/posts/:id/comments');
+    setRoute('/posts/:id/comments');
     const rows = commentsQuery.all(Number(parts[1])) as CommentRow[];
     send(200, JSON.stringify({ thread: buildCommentThread(rows) }));
   } else {
@@ -309,8 +314,9 @@ async function main(): Promise<void> {
   const address = server.address() as { port: number };
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
   const stop = () => {
+    // Stop accepting; keep-alive connections close once their request is answered.
     server.close();
-    server.closeAllConnections();
+    server.closeIdleConnections();
     void agent
       .shutdown()
       .catch(() => undefined)
