@@ -1,10 +1,10 @@
 #!/usr/bin/env node
+import { DEMO_USAGE, demoCommand } from '../demo/run';
 /**
  * `ergometer` command line. The profiler's `profile diff` lands with its issue, and until then that
  * command says so plainly instead of pretending.
  */
 import { VERSION } from '../version';
-import { DEMO_USAGE, demoCommand } from '../demo/run';
 import { DEPLOY_USAGE, deployCommand } from './deploy';
 import { COMPARE_USAGE, compareCommand, DETECT_USAGE, detectCommand } from './detect';
 import { SERVE_USAGE, serveCommand } from './serve';

@@ -43,9 +43,17 @@ export interface DemoVerdict {
  * Checks every alert the run raised (open or resolved): one rollout alert on the feed for v2 against
  * v1, one flag alert on search for `search_rerank=on`, and nothing else (in particular nothing for the
  * quiet rollout v4). With `requireRootCause`, the v2 alert's top root cause must be rankFeedItems.
+ * The `quiet` story (v3 then the v4 canary only) must raise no alert at all.
  */
-export function checkDemoAlerts(records: readonly AlertRecord[], options: { requireRootCause: boolean }): DemoVerdict {
+export function checkDemoAlerts(
+  records: readonly AlertRecord[],
+  options: { requireRootCause: boolean; story?: 'full' | 'quiet' },
+): DemoVerdict {
   const problems: string[] = [];
+  if (options.story === 'quiet') {
+    for (const { alert: a } of records) problems.push(`unexpected ${a.kind} alert on ${a.endpoint}: ${a.summary}`);
+    return { ok: problems.length === 0, problems };
+  }
   const alerts = records.map((r) => r.alert);
   const isRollout = (a: AlertRecord['alert']) =>
     a.kind === 'rollout' &&
@@ -62,7 +70,9 @@ export function checkDemoAlerts(records: readonly AlertRecord[], options: { requ
   const rollout = alerts.filter(isRollout);
   const flag = alerts.filter(isFlag);
   if (rollout.length !== 1)
-    problems.push(`expected one rollout alert on ${REGRESSED_ENDPOINT} for commit ${DEMO_COMMITS.v2}, got ${rollout.length}`);
+    problems.push(
+      `expected one rollout alert on ${REGRESSED_ENDPOINT} for commit ${DEMO_COMMITS.v2}, got ${rollout.length}`,
+    );
   if (flag.length !== 1)
     problems.push(
       `expected one flag alert on ${FLAGGED_ENDPOINT} for ${DEMO_FLAG.key}=${DEMO_FLAG.variant}, got ${flag.length}`,

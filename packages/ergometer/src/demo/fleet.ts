@@ -83,7 +83,9 @@ export class Fleet {
       const onExit = (code: number | null, signal: string | null) => {
         reject(
           Object.assign(
-            new Error(`the sample service on ${host} (${version}) exited (${signal ?? code}) before it was ready:\n${stderr}`),
+            new Error(
+              `the sample service on ${host} (${version}) exited (${signal ?? code}) before it was ready:\n${stderr}`,
+            ),
             { code: 'ERGOMETER_DEMO_SERVICE_FAILED' },
           ),
         );

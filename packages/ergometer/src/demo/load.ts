@@ -8,7 +8,6 @@ import { seededRandom } from '../stats/random';
 import type { HostProcess } from './fleet';
 import { DEMO_SEARCH_WORDS, DEMO_USERS } from './seed';
 
-
 export interface LoadStats {
   requests: number;
   errors: number;

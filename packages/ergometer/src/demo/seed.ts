@@ -52,7 +52,7 @@ export function seedDemoDatabase(file: string): void {
   const Database = loadSqlite();
   const db = new Database(file);
   const random = seededRandom(42);
-    const word = () => WORDS[Math.floor(WORDS.length * random() ** 3)] as string;
+  const word = () => WORDS[Math.floor(WORDS.length * random() ** 3)] as string;
   const sentence = (n: number) => Array.from({ length: n }, word).join(' ');
   try {
     db.pragma('journal_mode = WAL');
