@@ -14,9 +14,12 @@ import { installExitFlush } from './exit-flush';
 import { Batcher } from './export/batcher';
 import { FileExporter } from './export/file-exporter';
 import { HttpExporter, type RetryPolicy } from './export/http-exporter';
-import type { Exporter, WireSample } from './export/wire';
+import type { Exporter, ProfileUpload, WireSample } from './export/wire';
 import { createOpenFeatureHook, type OpenFeatureHook } from './flags/openfeature';
 import { type AgentOptions, detectHostClass, type ResolvedOptions, resolveOptions } from './options';
+import { ProfileLabels } from './profile/labels';
+import type { CollectedProfile, ContextPath, Profiler } from './profile/profiler';
+import { ProfileShipper } from './profile/shipper';
 import { WindowSampler } from './sampling/window-sampler';
 import { RequestTotals, userHashKeyFor } from './totals/request-totals';
 import { AGENT_VERSION } from './version';
@@ -35,12 +38,15 @@ const ALREADY_RUNNING = Symbol('ergometer.already-running');
 const kCountedBy = Symbol('ergometer.counted-by');
 const kRouteResolver = Symbol('ergometer.route-resolver');
 const kRouteSource = Symbol('ergometer.route-source');
+/** The profiler's labels of a request, while the profiler runs. */
+const kProfileLabels = Symbol('ergometer.profile-labels');
 
 interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
   [kCountedBy]?: Agent;
   [kRouteResolver]?: RouteResolver<unknown>;
   [kRouteSource]?: unknown;
+  [kProfileLabels]?: ProfileLabels;
 }
 
 /** `close` listener of counted unsampled responses: one function for all, no closure per request. */
@@ -76,6 +82,9 @@ export class Agent {
   private readonly endpoints = new EndpointCardinalityGuard();
   private running = true;
   private fastifyPluginInstance: ReturnType<typeof fastifyPlugin> | undefined;
+  /** Undefined unless `profile.enabled` (and this process drew its `processFraction`): then nothing of it is loaded. */
+  private readonly profiler: Profiler | undefined;
+  private readonly profiles: ProfileShipper | undefined;
 
   /**
    * @internal use {@link start}. `internals.counter` replaces the CPU counter: the exact-attribution
@@ -120,15 +129,23 @@ export class Agent {
       options,
       this.totals,
     );
+    if (options.profile.enabled && Math.random() < options.profile.processFraction) {
+      this.profiles = new ProfileShipper(this.exporter);
+      this.profiler = startProfiler(options, this.profiles);
+    }
     const { batcher, totals } = this;
+    const profilesPending = () => this.profiler?.active === true || this.profiles?.pending === true;
     this.uninstallExitFlush =
       options.exitFlushTimeoutMs > 0
         ? installExitFlush(
             {
               get hasPending() {
-                return batcher.queuedBytes > 0 || totals.pending;
+                return batcher.queuedBytes > 0 || totals.pending || profilesPending();
               },
-              flushWithin: (timeoutMs) => batcher.flushWithin(timeoutMs),
+              // The process is ending: the profile of the window so far goes too.
+              flushWithin: async (timeoutMs) => {
+                await Promise.all([batcher.flushWithin(timeoutMs), this.flushProfiles(timeoutMs)]);
+              },
             },
             options.exitFlushTimeoutMs,
           )
@@ -153,6 +170,30 @@ export class Agent {
     route?: RouteResolver<S>,
     routeSource?: S,
   ): T {
+    const profiler = this.profiler;
+    if (profiler?.active === true) {
+      const labelled = req as InstrumentedRequest;
+      const existing = labelled[kProfileLabels];
+      if (existing === undefined) {
+        // Every request is labelled while the profiler runs, sampled or not: a profile's shares per
+        // endpoint need them all. The labels are finished where the request's endpoint is known.
+        const labels = new ProfileLabels(req.method ?? 'GET');
+        if (route !== undefined) labels.setRouteResolver(route, routeSource as S);
+        labelled[kProfileLabels] = labels;
+        return profiler.runLabelled(labels, () => this.measureRequest(req, res, handler, route, routeSource));
+      }
+      if (route !== undefined) existing.setRouteResolver(route, routeSource as S);
+    }
+    return this.measureRequest(req, res, handler, route, routeSource);
+  }
+
+  private measureRequest<T, S>(
+    req: IncomingMessage,
+    res: ServerResponse,
+    handler: () => T,
+    route: RouteResolver<S> | undefined,
+    routeSource: S | undefined,
+  ): T {
     // A resolver given without a source takes `undefined` (S defaults to undefined).
     const ctx = this.decide(req, res, route, routeSource as S);
     if (ctx === undefined) {
@@ -169,7 +210,10 @@ export class Agent {
 
   /** @internal Cheap pre-check for adapters: false means "not measured, skip the agent entirely". */
   wantsRequest(req: IncomingMessage): boolean {
-    return (req as InstrumentedRequest)[kRequestState] !== undefined || (this.running && this.sampler.shouldSample());
+    return (
+      (req as InstrumentedRequest)[kRequestState] !== undefined ||
+      (this.running && (this.sampler.shouldSample() || this.profiler?.active === true))
+    );
   }
 
   /**
@@ -211,6 +255,7 @@ export class Agent {
    * request it does nothing. At most 64 flags per request are kept; more are counted.
    */
   flag(key: string, variant: string | boolean | number): void {
+    if (this.profiler !== undefined) this.labelFlag(this.profiler, key, variant);
     const ctx = currentRequest();
     if (ctx === undefined || ctx.ended) return;
     if (ctx.flags.size >= MAX_FLAGS_PER_REQUEST && !ctx.flags.has(key)) {
@@ -218,6 +263,47 @@ export class Agent {
       return;
     }
     ctx.flags.set(String(key), String(variant));
+  }
+
+  /** Adds the flag to the profiler's labels of the running request, with the same cap as the sample's flags. */
+  private labelFlag(profiler: Profiler, key: string, variant: string | boolean | number): void {
+    try {
+      const labels = profiler.currentLabels();
+      if (labels === undefined) return;
+      labels.flags ??= new Map();
+      if (labels.flags.size >= MAX_FLAGS_PER_REQUEST && !labels.flags.has(key)) return;
+      labels.flags.set(String(key), String(variant));
+    } catch (error) {
+      publish(channels.internalError, { error });
+    }
+  }
+
+  /**
+   * Where the profiler stands: undefined when it is off (or this process was not drawn by
+   * `profile.processFraction`); else whether a profile is being recorded now and how request labels
+   * follow async work (`async-context-frame` on Node 24, `async-hooks` on Node 20).
+   */
+  get profiling(): { readonly recording: boolean; readonly contextPath: ContextPath } | undefined {
+    const profiler = this.profiler;
+    return profiler === undefined ? undefined : { recording: profiler.active, contextPath: profiler.contextPath };
+  }
+
+  /** Stops the profiler and sends the profile of the window so far with what is queued, within `timeoutMs`. */
+  private async flushProfiles(timeoutMs: number): Promise<void> {
+    if (this.profiler === undefined || this.profiles === undefined) return;
+    try {
+      const last = await this.profiler.shutdown();
+      if (last !== undefined) this.profiles.add(this.profileUpload(last));
+    } catch (error) {
+      publish(channels.internalError, { error });
+    }
+    await this.profiles.flushWithin(timeoutMs);
+  }
+
+  /** @internal */
+  profileUpload(profile: CollectedProfile): ProfileUpload {
+    const { service, commit, host } = this.options;
+    return { service, commit, host, metric: profile.metric, from: profile.from, to: profile.to, pprof: profile.pprof };
   }
 
   /**
@@ -248,7 +334,9 @@ export class Agent {
   countFinished(req: IncomingMessage, route: RouteResolver<unknown> | undefined, routeSource: unknown): void {
     try {
       const method = req.method ?? 'GET';
-      this.countTotals(req, this.endpoints.admit(method, this.resolveEndpoint(method, req, route, routeSource)));
+      const endpoint = this.endpoints.admit(method, this.resolveEndpoint(method, req, route, routeSource));
+      (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
+      this.countTotals(req, endpoint);
     } catch (error) {
       publish(channels.internalError, { error });
     }
@@ -313,7 +401,8 @@ export class Agent {
     this.running = false;
     if (runningAgent === this) runningAgent = undefined;
     this.uninstallExitFlush();
-    await this.batcher.flushWithin(options.timeoutMs ?? 10_000);
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    await Promise.all([this.batcher.flushWithin(timeoutMs), this.flushProfiles(timeoutMs)]);
     await this.exporter.close();
   }
 
@@ -380,6 +469,7 @@ export class Agent {
     const wallMs = endedAtMs - ctx.startedAtMonotonicMs;
     const backend = backendRequestEnded(ctx, endedAtMs);
     const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveSampledEndpoint(ctx, req));
+    (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
     // An outer layer that found the request unsampled (at a window's edge) counts it already.
     const user = (req as InstrumentedRequest)[kCountedBy] === undefined ? this.countTotals(req, endpoint) : undefined;
     // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.
@@ -427,6 +517,28 @@ export class Agent {
     const expressRoute = expressRouteOf(req);
     if (expressRoute !== undefined) return endpointName(method, expressRoute);
     return endpointName(method, req.url === undefined ? UNMATCHED : templateFromPath(req.url));
+  }
+}
+
+/**
+ * Loads and starts the profiler. Required here, not imported at the top: a process with the profiler
+ * off never loads @datadog/pprof and its native addon. A profiler that cannot start (no prebuilt addon
+ * for this platform, another copy of @datadog/pprof holding SIGPROF) is reported once; the agent runs on.
+ */
+function startProfiler(options: ResolvedOptions, shipper: ProfileShipper): Profiler | undefined {
+  try {
+    const { Profiler } = require('./profile/profiler') as typeof import('./profile/profiler');
+    const { service, commit, host } = options;
+    const profiler = new Profiler(options.profile, (profile) => shipper.add({ service, commit, host, ...profile }));
+    profiler.start();
+    return profiler;
+  } catch (error) {
+    process.emitWarning(
+      `the profiler could not start, so no profiles are sent (the agent runs on without it): ${(error as Error).message}`,
+      { code: 'ERGOMETER_PROFILER_UNAVAILABLE' },
+    );
+    publish(channels.internalError, { error });
+    return undefined;
   }
 }
 

@@ -16,6 +16,10 @@ export const channels = {
   batchSent: diagnosticsChannel.channel('ergometer:agent:batch-sent'),
   /** `{ source, metric, fallbacks }`: which counter the agent measures with, once at start. */
   counterSelected: diagnosticsChannel.channel('ergometer:agent:counter-selected'),
+  /** `{ from, to, bytes }`: a profile (gzipped pprof of the window from..to, ms) reached the collector. */
+  profileSent: diagnosticsChannel.channel('ergometer:agent:profile-sent'),
+  /** `{ from, to, reason, error }`: a profile was thrown away (queue full, export failed, flush deadline). */
+  profileDropped: diagnosticsChannel.channel('ergometer:agent:profile-dropped'),
   /** `{ error }`: an internal error the agent swallowed to protect the host app. */
   internalError: diagnosticsChannel.channel('ergometer:agent:internal-error'),
 } as const;

@@ -83,6 +83,40 @@ export interface AgentOptions {
    * `on`, `off`, `pg,ioredis` for only those, or `-mongodb` for all but those).
    */
   backend?: BackendOption;
+  /**
+   * The function-level profiler (docs/agent.md, "Profiler"): labelled, CPU-weighted stack samples shipped
+   * as pprof. Off by default; `ERGOMETER_PROFILE=1` turns it on. When off, nothing of it is loaded.
+   */
+  profile?: ProfileOptions;
+}
+
+/** Options of the profiler (`profile: { enabled: true }`). Each has an environment variable. */
+export interface ProfileOptions {
+  /** Turns the profiler on (`ERGOMETER_PROFILE=1`). Default false. */
+  enabled?: boolean;
+  /**
+   * Fraction of processes that profile, 0..1 (`ERGOMETER_PROFILE_PROCESS_FRACTION`); each process draws once
+   * at start. Default 1. Cost per request comes from shares within an endpoint, so a subset of processes is enough.
+   */
+  processFraction?: number;
+  /**
+   * Fraction of each period during which the profiler runs, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): it profiles
+   * the first `dutyCycle × periodMs` of each period and rests for the remainder. Default 1.
+   */
+  dutyCycle?: number;
+  /** Length of one profile, ms (`ERGOMETER_PROFILE_PERIOD_MS`); one profile is shipped per period. Default 60000. */
+  periodMs?: number;
+  /** Mean time between two stack samples, µs (`ERGOMETER_PROFILE_INTERVAL_US`). Default 10000 (100 Hz). */
+  intervalMicros?: number;
+}
+
+/** Profiler options after defaults, environment variables and validation. */
+export interface ResolvedProfileOptions {
+  enabled: boolean;
+  processFraction: number;
+  dutyCycle: number;
+  periodMs: number;
+  intervalMicros: number;
 }
 
 /** Options after defaults, environment variables and validation. */
@@ -107,6 +141,7 @@ export interface ResolvedOptions {
   userHashKey: string | undefined;
   sampleWindowMs: number;
   backend: BackendSources;
+  profile: ResolvedProfileOptions;
 }
 
 type Env = Record<string, string | undefined>;
@@ -218,7 +253,66 @@ export function resolveOptions(options: AgentOptions = {}, env: Env = process.en
       60_000,
     ),
     backend: resolveBackendSources(options.backend, env.ERGOMETER_BACKEND),
+    profile: profileOptions(options.profile, env),
   };
+}
+
+function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
+  if (value !== undefined && (value === null || typeof value !== 'object')) {
+    throw bad('profile', `expected an object such as { enabled: true }, got ${describe(value)}`);
+  }
+  const options = (value ?? {}) as ProfileOptions;
+  const periodMs = integer(
+    'profile.periodMs',
+    'ERGOMETER_PROFILE_PERIOD_MS',
+    options.periodMs ?? env.ERGOMETER_PROFILE_PERIOD_MS,
+    60_000,
+    100,
+    3_600_000,
+  );
+  const intervalMicros = integer(
+    'profile.intervalMicros',
+    'ERGOMETER_PROFILE_INTERVAL_US',
+    options.intervalMicros ?? env.ERGOMETER_PROFILE_INTERVAL_US,
+    10_000,
+    100,
+    1_000_000,
+  );
+  if (intervalMicros >= periodMs * 1000) {
+    throw bad(
+      'profile.intervalMicros',
+      `must be shorter than profile.periodMs (${periodMs} ms), got ${intervalMicros} µs`,
+      'ERGOMETER_PROFILE_INTERVAL_US',
+    );
+  }
+  return {
+    enabled: flag('profile.enabled', 'ERGOMETER_PROFILE', options.enabled ?? env.ERGOMETER_PROFILE, false),
+    processFraction: rate(
+      'profile.processFraction',
+      'ERGOMETER_PROFILE_PROCESS_FRACTION',
+      options.processFraction ?? env.ERGOMETER_PROFILE_PROCESS_FRACTION,
+      1,
+    ),
+    dutyCycle: rate(
+      'profile.dutyCycle',
+      'ERGOMETER_PROFILE_DUTY_CYCLE',
+      options.dutyCycle ?? env.ERGOMETER_PROFILE_DUTY_CYCLE,
+      1,
+    ),
+    periodMs,
+    intervalMicros,
+  };
+}
+
+function flag(option: string, envName: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === '') return fallback;
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string') {
+    const text = value.trim().toLowerCase();
+    if (['1', 'true', 'on', 'yes'].includes(text)) return true;
+    if (['0', 'false', 'off', 'no'].includes(text)) return false;
+  }
+  throw bad(option, `expected true or false (1/0, on/off), got ${describe(value)}`, envName);
 }
 
 function bad(option: string, message: string, envName?: string): ErgometerError {

@@ -70,7 +70,7 @@ export class Batcher {
 
   constructor(
     private readonly header: BatchHeader,
-    private readonly exporter: Exporter,
+    private readonly exporter: Pick<Exporter, 'send' | 'close'>,
     private readonly limits: BatchLimits,
     private readonly totals?: TotalsSource,
   ) {

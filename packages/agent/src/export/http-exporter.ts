@@ -6,7 +6,7 @@ import { requestStorage } from '../context/request-context';
 import { channels, publish } from '../diagnostics';
 import { ErgometerError } from '../errors';
 import { AGENT_VERSION } from '../version';
-import type { Exporter, WireBatch } from './wire';
+import type { Exporter, ProfileUpload, WireBatch } from './wire';
 
 /**
  * Marks the agent's own HTTP traffic. It is set on the exporter's `http.Agent` (so it is visible on
@@ -101,11 +101,14 @@ type Outcome =
  */
 export class HttpExporter implements Exporter {
   readonly url: URL;
+  /** `${collector}/v1/profiles`, without its query. */
+  readonly profilesUrl: URL;
   private readonly transport: typeof http | typeof https;
   private readonly agent: http.Agent;
   private readonly retry: RetryPolicy;
   private readonly random: () => number;
   private readonly headers: Record<string, string>;
+  private readonly profileHeaders: Record<string, string>;
   private warnedRejection = false;
 
   constructor(
@@ -120,6 +123,7 @@ export class HttpExporter implements Exporter {
       );
     }
     this.url = new URL(`${base.pathname.replace(/\/+$/, '')}/v1/samples`, base);
+    this.profilesUrl = new URL(`${base.pathname.replace(/\/+$/, '')}/v1/profiles`, base);
     this.transport = base.protocol === 'https:' ? https : http;
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1 });
     (this.agent as unknown as Record<symbol, unknown>)[kExporterRequest] = true;
@@ -131,24 +135,63 @@ export class HttpExporter implements Exporter {
       'user-agent': `ergometer-agent/${AGENT_VERSION} node/${process.version}`,
     };
     if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
+    // The pprof is gzipped as a file (`.pb.gz`), not as a transfer encoding: the collector stores it as is.
+    const { 'content-type': _json, 'content-encoding': _gzip, ...common } = this.headers;
+    this.profileHeaders = { ...common, 'content-type': 'application/octet-stream' };
   }
 
   send(batch: WireBatch, signal?: AbortSignal): Promise<void> {
     // Outside any sampled request: this is nobody's CPU and nobody's backend time.
-    return requestStorage.exit(() => this.deliver(batch, signal));
+    return requestStorage.exit(async () => {
+      const body = await serializeAndCompress(batch);
+      await this.deliver(
+        this.url,
+        body,
+        this.headers,
+        { id: batch.batchId, what: `batch ${batch.batchId}`, lost: `its ${batch.samples.length} samples are dropped` },
+        signal,
+      );
+    });
   }
 
-  private async deliver(batch: WireBatch, signal: AbortSignal | undefined): Promise<void> {
-    const body = await serializeAndCompress(batch);
+  /**
+   * POSTs one profile to `${collector}/v1/profiles?service=…&commit=…&host=…&metric=…&from=…&to=…`
+   * (PROFILE-CONTRACT.md), with the same token, retries and deadline as batches. The body is already
+   * gzipped pprof, sent as `application/octet-stream` (the collector checks the gzip magic).
+   */
+  sendProfile(profile: ProfileUpload, signal?: AbortSignal): Promise<void> {
+    const url = new URL(this.profilesUrl);
+    url.search = new URLSearchParams({
+      service: profile.service,
+      commit: profile.commit,
+      host: profile.host,
+      metric: profile.metric,
+      from: String(profile.from),
+      to: String(profile.to),
+    }).toString();
+    const id = `profile ${profile.from}-${profile.to}`;
+    return requestStorage.exit(() =>
+      this.deliver(url, profile.pprof, this.profileHeaders, { id, what: id, lost: 'it is dropped' }, signal),
+    );
+  }
+
+  /** Sends `body` until it is delivered, refused for good, or `signal` aborts. */
+  private async deliver(
+    url: URL,
+    body: Buffer,
+    headers: Record<string, string>,
+    item: { id: string; what: string; lost: string },
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw aborted(signal, batch, attempt);
-      const outcome = await this.post(body, signal);
+      if (signal?.aborted) throw aborted(signal, item.what, attempt);
+      const outcome = await this.post(url, body, headers, signal);
       if (outcome.kind === 'delivered') return;
       if (outcome.kind === 'rejected') {
         const error = new ErgometerError(
           'ERGOMETER_COLLECTOR_REJECTED',
-          `ergometer: the collector at ${this.url.origin} refused batch ${batch.batchId} with HTTP ${outcome.status}` +
-            `${outcome.body === '' ? '' : ` (${outcome.body.slice(0, 200)})`}; its ${batch.samples.length} samples are dropped. ` +
+          `ergometer: the collector at ${url.origin} refused ${item.what} with HTTP ${outcome.status}` +
+            `${outcome.body === '' ? '' : ` (${outcome.body.slice(0, 200)})`}; ${item.lost}. ` +
             (outcome.status === 401 || outcome.status === 403
               ? 'Check the ingest token (ERGOMETER_TOKEN).'
               : 'Check the collector URL and the agent and server versions.'),
@@ -166,7 +209,7 @@ export class HttpExporter implements Exporter {
         delayMs = Math.max(delayMs, Math.min(outcome.retryAfterMs, this.retry.maxRetryAfterMs));
       }
       publish(channels.batchRetry, {
-        batchId: batch.batchId,
+        batchId: item.id,
         attempt: attempt + 1,
         status: outcome.status,
         error: outcome.error,
@@ -177,7 +220,12 @@ export class HttpExporter implements Exporter {
   }
 
   /** One POST. Never rejects: every failure becomes an outcome. */
-  private post(body: Buffer, signal: AbortSignal | undefined): Promise<Outcome> {
+  private post(
+    url: URL,
+    body: Buffer,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<Outcome> {
     return new Promise<Outcome>((resolve) => {
       let settled = false;
       const settle = (outcome: Outcome) => {
@@ -187,10 +235,10 @@ export class HttpExporter implements Exporter {
         signal?.removeEventListener('abort', onAbort);
         resolve(outcome);
       };
-      const request = this.transport.request(this.url, {
+      const request = this.transport.request(url, {
         method: 'POST',
         agent: this.agent,
-        headers: { ...this.headers, 'content-length': String(body.length) },
+        headers: { ...headers, 'content-length': String(body.length) },
       });
       (request as unknown as Record<symbol, unknown>)[kExporterRequest] = true;
       // One deadline for the whole exchange: a collector that accepts the connection and then trickles
@@ -251,10 +299,10 @@ export function parseRetryAfter(value: string | undefined, nowMs: number = Date.
   return Math.max(0, at - nowMs);
 }
 
-function aborted(signal: AbortSignal, batch: WireBatch, attempts: number): ErgometerError {
+function aborted(signal: AbortSignal, what: string, attempts: number): ErgometerError {
   return new ErgometerError(
     'ERGOMETER_EXPORT_ABORTED',
-    `ergometer: batch ${batch.batchId} (${batch.samples.length} samples) given up after ${attempts} attempt(s): ` +
+    `ergometer: ${what} given up after ${attempts} attempt(s): ` +
       'the flush deadline passed before the collector took it.',
     { cause: signal.reason },
   );

@@ -60,11 +60,27 @@ export interface WireBatch {
   users: WireUsers[];
 }
 
+/** One profile for `POST /v1/profiles` (PROFILE-CONTRACT.md): gzipped pprof and what it covers. */
+export interface ProfileUpload {
+  service: string;
+  commit: string;
+  host: string;
+  /** Unit of the cost column; the agent's profiler always measures `cpu_ns`. */
+  metric: 'instructions' | 'cpu_ns';
+  /** The window the profile covers, ms since the epoch. */
+  from: number;
+  to: number;
+  /** The pprof `Profile` protobuf, gzip-compressed. */
+  pprof: Buffer;
+}
+
 /**
  * Sends one batch somewhere. Rejects when the batch could not be delivered. `signal`, when aborted,
  * asks the exporter to give up (retries included) and reject soon.
  */
 export interface Exporter {
   send(batch: WireBatch, signal?: AbortSignal): Promise<void>;
+  /** Sends one profile; rejects when it could not be delivered. `signal` as for {@link send}. */
+  sendProfile(profile: ProfileUpload, signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }

@@ -16,6 +16,8 @@ test('channel names are namespaced ergometer:agent:*', () => {
     batchRetry: 'ergometer:agent:batch-retry',
     batchSent: 'ergometer:agent:batch-sent',
     counterSelected: 'ergometer:agent:counter-selected',
+    profileSent: 'ergometer:agent:profile-sent',
+    profileDropped: 'ergometer:agent:profile-dropped',
     internalError: 'ergometer:agent:internal-error',
   });
   for (const [key, channel] of Object.entries(channels)) {

@@ -229,7 +229,49 @@ const OPTION_CASES: OptionCase[] = [
     fromOption: { ...backendAll(true), pg: false },
     fallback: backendAll(true),
   },
+  {
+    option: 'profile',
+    envName: 'ERGOMETER_PROFILE',
+    envText: '1',
+    fromEnv: { enabled: true, processFraction: 1, dutyCycle: 1, periodMs: 60_000, intervalMicros: 10_000 },
+    optionValue: { enabled: false, dutyCycle: 0.5 },
+    fromOption: { enabled: false, processFraction: 1, dutyCycle: 0.5, periodMs: 60_000, intervalMicros: 10_000 },
+    fallback: { enabled: false, processFraction: 1, dutyCycle: 1, periodMs: 60_000, intervalMicros: 10_000 },
+  },
 ];
+
+describe('profile options', () => {
+  test('each has its environment variable, and a bad one is named', () => {
+    const env = {
+      ...REQUIRED,
+      ERGOMETER_PROFILE: 'on',
+      ERGOMETER_PROFILE_PROCESS_FRACTION: '0.25',
+      ERGOMETER_PROFILE_DUTY_CYCLE: '0.5',
+      ERGOMETER_PROFILE_PERIOD_MS: '30000',
+      ERGOMETER_PROFILE_INTERVAL_US: '5000',
+    };
+    assert.deepEqual(resolveOptions({}, env).profile, {
+      enabled: true,
+      processFraction: 0.25,
+      dutyCycle: 0.5,
+      periodMs: 30_000,
+      intervalMicros: 5000,
+    });
+    rejects(
+      () => resolveOptions({}, { ...REQUIRED, ERGOMETER_PROFILE: 'maybe' }),
+      /profile.enabled \(ERGOMETER_PROFILE\)/,
+    );
+    rejects(
+      () => resolveOptions({ profile: { dutyCycle: 2 } }, REQUIRED),
+      /profile.dutyCycle \(ERGOMETER_PROFILE_DUTY_CYCLE\)/,
+    );
+    rejects(
+      () => resolveOptions({ profile: { periodMs: 1000, intervalMicros: 1_000_000 } }, REQUIRED),
+      /profile.intervalMicros .*shorter than profile.periodMs/,
+    );
+    rejects(() => resolveOptions({ profile: true as never }, REQUIRED), /profile: expected an object/);
+  });
+});
 
 describe('each option and its environment variable', () => {
   test('the table covers every resolved option (userId, a function, has no variable)', () => {

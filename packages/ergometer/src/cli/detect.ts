@@ -14,7 +14,7 @@ import { openStore, type StoreTarget } from './open-store';
 
 export const DETECT_USAGE = `Usage: ergometer detect [options]
 
-Runs every detector (rollout, flag, trend) once and prints the alerts.
+Runs every detector (rollout, flag, trend, function) once and prints the alerts.
 
   --db FILE            embedded DuckDB file (default ./ergometer.duckdb)
   --clickhouse URL     ClickHouse instead of DuckDB
@@ -35,14 +35,14 @@ intervals and p-values corrected for the number of endpoints (Benjamini–Hochbe
   --json                         print JSON
 `;
 
-function storeTarget(values: Record<string, string | boolean | undefined>): StoreTarget {
+export function storeTarget(values: Record<string, string | boolean | undefined>): StoreTarget {
   const clickhouse = stringOption(values, 'clickhouse');
   const db = stringOption(values, 'db');
   if (clickhouse !== undefined && db !== undefined) throw usageError('give either --db or --clickhouse, not both');
   return clickhouse !== undefined ? { clickhouse } : { db: path.resolve(db ?? 'ergometer.duckdb') };
 }
 
-async function withStore<T>(target: StoreTarget, use: (store: Store) => Promise<T>): Promise<T> {
+export async function withStore<T>(target: StoreTarget, use: (store: Store) => Promise<T>): Promise<T> {
   const store = await openStore(target);
   try {
     return await use(store);

@@ -7,6 +7,7 @@ import { DEMO_USAGE, demoCommand } from '../demo/run';
 import { VERSION } from '../version';
 import { DEPLOY_USAGE, deployCommand } from './deploy';
 import { COMPARE_USAGE, compareCommand, DETECT_USAGE, detectCommand } from './detect';
+import { PROFILE_USAGE, profileCommand } from './profile';
 import { SERVE_USAGE, serveCommand } from './serve';
 
 const USAGE = `ergometer ${VERSION}
@@ -17,7 +18,7 @@ Commands:
   serve     ingest and query API on an embedded DuckDB file
   detect    run every detector once and print the alerts
   compare   per-endpoint change between two commits, with confidence intervals
-  profile   function-level profile diff                          (not available yet)
+  profile   function-level profile diff (profile diff --service S --base C1 --head C2)
   deploy    record a rollout
   demo      the whole story on the embedded store: a sample service, rollouts, a flag, alerts
   version   print the version
@@ -25,13 +26,14 @@ Commands:
 Run \`ergometer <command> --help\` for a command's options.
 `;
 
-const NOT_YET = new Set(['profile']);
+const NOT_YET = new Set<string>();
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   serve: { run: (argv) => serveCommand(argv, process.env, out), usage: SERVE_USAGE },
   deploy: { run: (argv) => deployCommand(argv, process.env, out), usage: DEPLOY_USAGE },
   detect: { run: (argv) => detectCommand(argv, out), usage: DETECT_USAGE },
   compare: { run: (argv) => compareCommand(argv, out), usage: COMPARE_USAGE },
+  profile: { run: (argv) => profileCommand(argv, out), usage: PROFILE_USAGE },
   demo: { run: (argv) => demoCommand(argv), usage: DEMO_USAGE },
 };
 

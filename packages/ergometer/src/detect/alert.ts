@@ -88,6 +88,12 @@ export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
       return `${a.service} ${a.endpoint}: ${change} when flag ${a.flag?.key} is "${a.flag?.variant}" instead of "${a.flag?.control}", on commit ${a.candidate.commit} (${means}).${cause}`;
     case 'trend':
       return `${a.service} ${a.endpoint}: ${change} over the last week against the week before, still there today (${means}); no single rollout explains it.${cause}`;
+    case 'function': {
+      const f = a.rootCause[0];
+      const share = f ? `, ${formatPct(f.deltaPct)} of the endpoint` : '';
+      const fnChange = `${formatPct(a.changePct)} (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}${share})`;
+      return `${a.service} ${a.endpoint}: function ${f?.function} (${f?.file}:${f?.line}) costs ${fnChange} per request since commit ${a.candidate.commit} replaced ${a.baseline.commit} (self cost ${Math.round(a.costMean.baseline)} → ${Math.round(a.costMean.candidate)} ${unit}). Next: ergometer profile diff --service ${a.service} --base ${a.baseline.commit} --head ${a.candidate.commit} --endpoint '${a.endpoint}'`;
+    }
     default:
       return `${a.service} ${a.endpoint}: ${change}.${cause}`;
   }

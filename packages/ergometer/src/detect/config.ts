@@ -26,6 +26,14 @@ export interface DetectorConfig {
   thresholds: Record<string, Record<string, number>>;
   /** Learn each endpoint's threshold from its own window-to-window noise (never below minEffectPct). */
   learnThresholds: boolean;
+  /** Function detector: profiles of the endpoint each side needs (they are the replicates of the variance). */
+  minProfiles: number;
+  /** Function detector: self samples a function needs on one side at least to be tested. */
+  minFunctionSamples: number;
+  /** Function detector: smallest increase worth an alert, % of the function's own base cost per request. */
+  minFunctionEffectPct: number;
+  /** Function detector: and at least this much of the endpoint's base cost per request, %. */
+  minFunctionSharePct: number;
 }
 
 const HOUR = 3_600_000;
@@ -42,6 +50,10 @@ export const DEFAULT_DETECTOR_CONFIG: Readonly<DetectorConfig> = Object.freeze({
   flagWindowMs: DAY,
   thresholds: {},
   learnThresholds: true,
+  minProfiles: 2,
+  minFunctionSamples: 20,
+  minFunctionEffectPct: 5,
+  minFunctionSharePct: 0.1,
 });
 
 export class DetectorConfigError extends Error {

@@ -1,10 +1,13 @@
+import { shortenFiles } from '../profile/diff';
+import { rootCauseOf } from '../profile/root-cause';
 import { benjaminiHochberg } from '../stats/multiple';
 import type { Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
 import { compareGroups } from './compare';
-import type { DetectorConfig } from './config';
+import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from './config';
 import { detectFlags } from './flag';
+import { type FunctionTest, isFunctionRegression, testFunctions } from './function';
 import { detectRollouts, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 import { detectTrends } from './trend';
@@ -101,6 +104,18 @@ export async function runDetectors(
     if (previous < 0) alerts.push(alert);
     else if ((alerts[previous]?.candidate.to ?? 0) < (alert.candidate.to ?? 0)) alerts[previous] = alert;
   });
+  // Root cause: the functions that explain each rollout and flag alert, where profiles exist.
+  for (const alert of alerts) {
+    if (alert.kind !== 'rollout' && alert.kind !== 'flag') continue;
+    alert.rootCause = await rootCauseOf(store, alert);
+    if (alert.rootCause.length > 0) alert.summary = describeAlert(alert);
+  }
+  // The function detector: every function of every rollout comparison, its own multiple-testing family.
+  const functionTests: FunctionTest[] = [];
+  for (const t of tested) {
+    if (t.kind === 'rollout') functionTests.push(...(await testFunctions(store, t, config)));
+  }
+  alerts.push(...functionAlerts(functionTests, config, now));
   // A trend that one rollout explains is that rollout's alert, not a second one.
   const explained = (trend: Alert) =>
     alerts.some(
@@ -116,6 +131,61 @@ export async function runDetectors(
   await markResolved(store, kept, tested, config, now);
   kept.sort((a, b) => b.changePct - a.changePct);
   return { alerts: kept, tested: tested.length, services };
+}
+
+/**
+ * Function alerts: Benjamini–Hochberg over every function tested in the run, then the minimum
+ * effects and the cost-shift filter (isFunctionRegression).
+ */
+function functionAlerts(tests: FunctionTest[], config: DetectorConfig, now: number): Alert[] {
+  const adjusted = benjaminiHochberg(tests.map((t) => t.change.pValue));
+  const shorten = shortenFiles(tests.map((t) => t.file));
+  const out: Alert[] = [];
+  tests.forEach((test, i) => {
+    const pValue = adjusted[i] as number;
+    if (!(pValue < config.alpha) || !isFunctionRegression(test, config)) return;
+    const r = test.rollout;
+    // Change in % of the function's own base cost; for a function new in the candidate, of the endpoint's.
+    const scale = test.base > 0 ? test.base : test.endpointBase;
+    const file = shorten(test.file);
+    const body: Omit<Alert, 'summary' | 'id'> = {
+      kind: 'function',
+      service: r.service,
+      endpoint: r.comparison.endpoint,
+      metric: r.comparison.metric,
+      baseline: r.baseline,
+      candidate: r.candidate,
+      flag: null,
+      changePct: (test.change.delta / scale) * 100,
+      ci: [(test.change.ci[0] / scale) * 100, (test.change.ci[1] / scale) * 100],
+      pValue,
+      pValueRaw: test.change.pValue,
+      n: test.samples,
+      threshold: config.minFunctionEffectPct,
+      thresholdSource:
+        config.minFunctionEffectPct === DEFAULT_DETECTOR_CONFIG.minFunctionEffectPct ? 'default' : 'config',
+      comparison: r.method,
+      costMean: { baseline: test.base, candidate: test.head },
+      hostClasses: r.comparison.hostClasses,
+      rootCause: [
+        { function: test.function, file, line: test.line, deltaPct: (test.change.delta / test.endpointBase) * 100 },
+      ],
+      detectedAt: now,
+    };
+    const id = alertId([
+      'function',
+      r.service,
+      r.comparison.endpoint,
+      r.comparison.metric,
+      r.baseline.commit,
+      r.candidate.commit,
+      test.function,
+      test.file,
+      test.line,
+    ]);
+    out.push({ id, ...body, summary: describeAlert(body) });
+  });
+  return out;
 }
 
 /**
@@ -197,20 +267,31 @@ async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], confi
     );
     for (const flagAlert of flagAlerts) {
       const flag = flagAlert.flag as NonNullable<Alert['flag']>;
-      const [control] = (
-        await compareGroups(
-          store,
-          rollout.service,
-          { commit: rollout.baseline.commit, from: rollout.baseline.from, to: rollout.baseline.to },
-          {
-            commit: rollout.candidate.commit,
-            from: rollout.candidate.from,
-            to: rollout.candidate.to,
-            flag: { key: flag.key, variant: flag.control },
-          },
-          { minSamples: config.minSamples, confidence: config.confidence },
-        )
-      ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric);
+      // Control against control when the baseline commit already had the flag (else its 'on'
+      // requests would weigh in the baseline and hide a regression of every request); against all
+      // of the baseline's requests when the flag is new with the candidate.
+      const controlChange = async (baselineFlag: { key: string; variant: string } | undefined) =>
+        (
+          await compareGroups(
+            store,
+            rollout.service,
+            {
+              commit: rollout.baseline.commit,
+              from: rollout.baseline.from,
+              to: rollout.baseline.to,
+              ...(baselineFlag ? { flag: baselineFlag } : {}),
+            },
+            {
+              commit: rollout.candidate.commit,
+              from: rollout.candidate.from,
+              to: rollout.candidate.to,
+              flag: { key: flag.key, variant: flag.control },
+            },
+            { minSamples: config.minSamples, confidence: config.confidence },
+          )
+        ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric)[0];
+      const control =
+        (await controlChange({ key: flag.key, variant: flag.control })) ?? (await controlChange(undefined));
       if (control && (control.changePct < rollout.threshold || control.pValue >= config.alpha)) {
         folded.add(rollout);
         flagAlert.summary += ` Turning it on with commit ${rollout.candidate.commit} raised the endpoint's mean by ${rollout.changePct.toFixed(2)}% (the requests with "${flag.control}" did not change).`;

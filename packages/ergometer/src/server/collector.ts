@@ -6,12 +6,14 @@
  * → validation → cardinality guard → write queue (group commit) → `200 {"accepted": n}` once the
  * store has made it durable. Any refusal before the queue stores nothing.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { badRequest, ErgometerError } from '../errors';
 import { CardinalityGuard } from '../ingest/cardinality';
 import { type IngestLimits, resolveLimits } from '../ingest/limits';
 import { parseJsonBody, validateBatch, validateDeploy } from '../ingest/validate';
+import { decodeProfile, summarizeProfile } from '../profile/decode';
 import type { Store } from '../store/types';
 import { VERSION } from '../version';
 import { TokenSet } from './auth';
@@ -214,7 +216,10 @@ export function createCollector(options: CollectorOptions): Collector {
     const pprof = await readUpload(req, limits.maxProfileBytes, limits.maxProfileBytes);
     if (pprof.length === 0)
       throw badRequest('ERGOMETER_BAD_PROFILE', 'body: empty; send the pprof file as the request body');
-    const stored = await store.storeProfile({ service, commit, host, metric, from, to }, pprof, receivedAt);
+    // Decoded before anything is stored: a profile the server cannot read is refused (400 naming
+    // the problem), never kept silently as bytes nobody can aggregate.
+    const summary = summarizeProfile(decodeProfile(pprof, metric));
+    const stored = await store.storeProfile({ service, commit, host, metric, from, to }, pprof, receivedAt, summary);
     metrics.profilesAccepted++;
     sendJson(res, 200, stored);
   }

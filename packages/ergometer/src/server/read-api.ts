@@ -8,6 +8,7 @@ import { compareGroups } from '../detect/compare';
 import type { DetectorConfig } from '../detect/config';
 import { efficiencyByDay } from '../detect/efficiency';
 import { badRequest, ErgometerError } from '../errors';
+import { type DiffQuery, profileDiff } from '../profile/diff';
 import { benjaminiHochberg } from '../stats/multiple';
 import { quantile } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Store } from '../store/types';
@@ -162,11 +163,7 @@ export async function answerRead(
       return efficiencyByDay(store, q.name('service'), { from, to });
     }
     case '/v1/profiles/diff':
-      throw new ErgometerError(
-        'ERGOMETER_NOT_IMPLEMENTED',
-        501,
-        `${pathname} is not available in this build: it needs the profiler, which has not landed yet`,
-      );
+      return profileDiff(store, diffQueryFrom(q));
     default:
       break;
   }
@@ -189,6 +186,32 @@ export async function answerRead(
     return pprof;
   }
   return undefined;
+}
+
+/**
+ * `GET /v1/profiles/diff`: `service`, `base`, `head` (commits), or a flag comparison within one
+ * commit: `commit`, `flag`, `baseVariant`, `headVariant`; optional `endpoint`, `metric`, `from`, `to`.
+ */
+export function diffQueryFrom(q: QueryParams): DiffQuery {
+  const service = q.name('service');
+  const flag = q.optionalName('flag');
+  const query: DiffQuery =
+    flag === undefined
+      ? { service, base: { commit: q.name('base') }, head: { commit: q.name('head') } }
+      : {
+          service,
+          flag,
+          base: { commit: q.name('commit'), variant: q.name('baseVariant') },
+          head: { commit: q.name('commit'), variant: q.name('headVariant') },
+        };
+  const endpoint = q.optionalName('endpoint');
+  if (endpoint !== undefined) query.endpoint = endpoint;
+  const metric = q.metric(false);
+  if (metric !== undefined) query.metric = metric;
+  const range = q.range();
+  if (range.from !== undefined) query.from = range.from;
+  if (range.to !== undefined) query.to = range.to;
+  return query;
 }
 
 async function timeseries(

@@ -80,6 +80,82 @@ export interface StoredProfile extends ProfileMeta {
   bytes: number;
 }
 
+/** A function as the server identifies it. */
+export interface FunctionId {
+  function: string;
+  file: string;
+  line: number;
+}
+
+/** Sums for one (endpoint, flag key, flag variant); flagKey '' is the row over all samples. */
+export interface ProfileEndpointSum {
+  endpoint: string;
+  flagKey: string;
+  flagVariant: string;
+  samples: number;
+  cost: number;
+}
+
+/** Self and total sums of one function within one (endpoint, flag key, flag variant). */
+export interface ProfileFunctionSum extends FunctionId {
+  endpoint: string;
+  flagKey: string;
+  flagVariant: string;
+  selfSamples: number;
+  selfCost: number;
+  totalSamples: number;
+  totalCost: number;
+}
+
+/** What the store keeps of a profile besides its bytes. */
+export interface ProfileSummary {
+  endpoints: ProfileEndpointSum[];
+  functions: ProfileFunctionSum[];
+}
+
+/**
+ * Which profile aggregates to read. Profiles are selected by their `from` in the range. Without
+ * `flag`, the all-samples rows (flagKey ''); with a key, the rows of its variants (or one variant).
+ */
+export interface ProfileQuery extends Range {
+  service: string;
+  commit?: string;
+  endpoint?: string;
+  metric?: Metric;
+  flag?: { key: string; variant?: string };
+  /** Keep one row per profile (the replicates the function detector's variance needs); default merged. */
+  byProfile?: boolean;
+}
+
+/** Profile sums of one (commit, endpoint, metric, flag variant[, profile]). */
+export interface ProfileEndpointRow {
+  commit: string;
+  endpoint: string;
+  metric: Metric;
+  flagKey: string;
+  flagVariant: string;
+  /** The profile's id with `byProfile`, else ''. */
+  profileId: string;
+  /** Profiles that contributed. */
+  profiles: number;
+  samples: number;
+  cost: number;
+}
+
+/** One function's sums in one (commit, endpoint, metric, flag variant[, profile]). */
+export interface ProfileFunctionRow extends FunctionId {
+  commit: string;
+  endpoint: string;
+  metric: Metric;
+  flagKey: string;
+  flagVariant: string;
+  profileId: string;
+  selfSamples: number;
+  selfCost: number;
+  totalSamples: number;
+  totalCost: number;
+}
+
 /** Time range, ms since the epoch, `from` inclusive, `to` exclusive. Both optional. */
 export interface Range {
   from?: number;
@@ -225,7 +301,15 @@ export interface Store {
   ingestMany(batches: IngestBatch[]): Promise<IngestResult[]>;
   recordDeploy(deploy: Deploy): Promise<void>;
   deploys(service: string, range?: Range): Promise<Deploy[]>;
-  storeProfile(meta: ProfileMeta, pprof: Buffer, receivedAt: number): Promise<StoredProfile>;
+  /**
+   * Stores the raw pprof and, when given, its decoded per-endpoint and per-function sums, together:
+   * both or neither are visible.
+   */
+  storeProfile(meta: ProfileMeta, pprof: Buffer, receivedAt: number, summary?: ProfileSummary): Promise<StoredProfile>;
+  /** Per (commit, endpoint, metric, flag variant[, profile]) profile sums, merged over the profiles selected. */
+  profileEndpoints(q: ProfileQuery): Promise<ProfileEndpointRow[]>;
+  /** Per function self and total sums in the same groups as {@link Store.profileEndpoints}. */
+  profileFunctions(q: ProfileQuery): Promise<ProfileFunctionRow[]>;
   /** Profiles whose `from` is in the range, oldest first. */
   listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]>;
   getProfile(id: string): Promise<Buffer | undefined>;

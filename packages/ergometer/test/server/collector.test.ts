@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { createCollector } from '../../src/server/collector';
 import { wireBatch } from '../ingest/support';
+import { buildPprof } from '../profile/pprof';
 import { gated, INGEST_TOKEN, parsePrometheus, READ_TOKEN, startTestCollector } from './harness';
 
 function errorCode(json: unknown): string | undefined {
@@ -294,7 +295,16 @@ test('read API: services, endpoints, commits, timeseries, deploys and profiles',
   assert.equal((await c.post('/v1/deploys', { service: 'api' })).status, 400);
   assert.deepEqual((await c.get('/v1/deploys?service=api')).json, [{ service: 'api', commit: 'def456', ts: now - 10 }]);
 
-  const pprof = gzipSync(Buffer.from('fake pprof protobuf bytes, stored as sent'));
+  // Bytes that are not a pprof are refused, naming the problem, and not stored.
+  const fake = await c.post(
+    `/v1/profiles?service=api&commit=abc123&host=web-7&metric=cpu_ns&from=${now - 60_000}&to=${now}`,
+    gzipSync(Buffer.from('fake pprof protobuf bytes')),
+  );
+  assert.equal(fake.status, 400);
+  assert.equal(errorCode(fake.json), 'ERGOMETER_BAD_PROFILE');
+  const pprof = buildPprof('cpu_ns', [
+    { stack: [{ name: 'handler', file: '/app/a.js', line: 1 }], endpoint: 'GET /feed/:id', cost: 5000 },
+  ]);
   const stored = await c.post(
     `/v1/profiles?service=api&commit=abc123&host=web-7&metric=cpu_ns&from=${now - 60_000}&to=${now}`,
     pprof,
@@ -317,15 +327,16 @@ test('read API: services, endpoints, commits, timeseries, deploys and profiles',
   assert.equal((await c.get('/v1/profiles/no-such-id')).status, 404);
   assert.equal((await c.post('/v1/profiles?service=api&commit=c&metric=cpu_ns', pprof)).status, 400);
 
-  // Without detectors (no `read.alerts`) the collector says so; the profiler has not landed.
+  // Without detectors (no `read.alerts`) the collector says so.
   const compare = await c.get('/v1/compare?service=api&base=a&head=b');
   assert.equal(compare.status, 200);
   assert.ok(Array.isArray(compare.json));
-  for (const route of ['/v1/alerts?service=api', '/v1/profiles/diff?service=api']) {
-    const answer = await c.get(route);
-    assert.equal(answer.status, 501, route);
-    assert.equal(errorCode(answer.json), 'ERGOMETER_NOT_IMPLEMENTED');
-  }
+  const alerts = await c.get('/v1/alerts?service=api');
+  assert.equal(alerts.status, 501);
+  assert.equal(errorCode(alerts.json), 'ERGOMETER_NOT_IMPLEMENTED');
+  const diffWithoutCommits = await c.get('/v1/profiles/diff?service=api');
+  assert.equal(diffWithoutCommits.status, 400);
+  assert.equal(errorCode(diffWithoutCommits.json), 'ERGOMETER_BAD_QUERY');
   const missing = await c.get('/v1/endpoints');
   assert.equal(missing.status, 400);
   assert.match((missing.json as { error: { message: string } }).error.message, /^service: required/);

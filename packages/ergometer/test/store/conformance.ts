@@ -20,8 +20,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { decodeProfile, summarizeProfile } from '../../src/profile/decode';
 import { binOf, quantile } from '../../src/store/histogram';
-import type { AggregateQuery, AggregateRow, IngestBatch, Metric, Store, StoredSample } from '../../src/store/types';
+import type {
+  AggregateQuery,
+  AggregateRow,
+  IngestBatch,
+  Metric,
+  ProfileQuery,
+  Store,
+  StoredSample,
+} from '../../src/store/types';
+import { buildPprof, type FixtureSample } from '../profile/pprof';
 import {
   DAY_MS,
   ENDPOINT_WITHOUT_COUNTS,
@@ -704,6 +714,141 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       assert.deepEqual(ranged[0], stored[1]);
     });
 
+    it('profile sums: per endpoint, function and flag variant, merged or per profile, equal the decoded samples', async () => {
+      const random = seededRandom(4242);
+      const frames = Array.from({ length: 8 }, (_, i) => ({
+        name: `fn${i}`,
+        file: `/srv/app/src/m${i % 3}.js`,
+        line: i * 10,
+      }));
+      const endpoints = ['GET /a', 'POST /b'];
+      type Fx = { commit: string; from: number; samples: FixtureSample[]; id?: string };
+      const profiles: Fx[] = [];
+      for (let p = 0; p < 5; p++) {
+        const samples: FixtureSample[] = [];
+        for (let i = 0; i < 60; i++) {
+          const depth = 1 + Math.floor(random() * 5);
+          const stack = Array.from(
+            { length: depth },
+            () => frames[Math.floor(random() * frames.length)] as FixtureSample['stack'][number],
+          );
+          const sample: FixtureSample = {
+            stack,
+            cost: 1 + Math.floor(random() * 1000),
+            count: 1 + Math.floor(random() * 3),
+          };
+          if (random() < 0.9) sample.endpoint = endpoints[Math.floor(random() * endpoints.length)] as string;
+          if (random() < 0.5) sample.flags = { ranker: random() < 0.5 ? 'on' : 'off' };
+          samples.push(sample);
+        }
+        profiles.push({ commit: p < 3 ? 'pc1' : 'pc2', from: T0_MS + p * MINUTE_MS, samples });
+      }
+      for (const fx of profiles) {
+        const pprof = buildPprof('cpu_ns', fx.samples);
+        const stored = await store().storeProfile(
+          {
+            service: 'prof-sums',
+            commit: fx.commit,
+            host: 'h',
+            metric: 'cpu_ns',
+            from: fx.from,
+            to: fx.from + MINUTE_MS,
+          },
+          pprof,
+          fx.from + MINUTE_MS,
+          summarizeProfile(decodeProfile(pprof, 'cpu_ns')),
+        );
+        fx.id = stored.id;
+      }
+      // Expected sums, computed here from the fixture samples (not by the code under test).
+      const expect = (
+        select: (fx: Fx) => boolean,
+        endpoint: string | undefined,
+        flag?: { key: string; variant?: string },
+        byProfile = false,
+      ) => {
+        const ends = new Map<string, { samples: number; cost: number; profiles: Set<string> }>();
+        const fns = new Map<string, { self: number; total: number; selfSamples: number; totalSamples: number }>();
+        for (const fx of profiles.filter(select)) {
+          for (const s of fx.samples) {
+            const e = s.endpoint ?? '(no request)';
+            if (endpoint !== undefined && e !== endpoint) continue;
+            let variant = '';
+            if (flag) {
+              const v = s.flags?.[flag.key];
+              if (v === undefined || (flag.variant !== undefined && v !== flag.variant)) continue;
+              variant = v;
+            }
+            const group = `${fx.commit}|${e}|${variant}|${byProfile ? fx.id : ''}`;
+            const end = ends.get(group) ?? { samples: 0, cost: 0, profiles: new Set<string>() };
+            end.samples += s.count ?? 1;
+            end.cost += s.cost;
+            end.profiles.add(fx.id as string);
+            ends.set(group, end);
+            const leaf = s.stack[s.stack.length - 1];
+            for (const f of new Set(s.stack)) {
+              const key = `${group}|${f.name}|${f.file}|${f.line}`;
+              const acc = fns.get(key) ?? { self: 0, total: 0, selfSamples: 0, totalSamples: 0 };
+              acc.total += s.cost;
+              acc.totalSamples += s.count ?? 1;
+              if (f === leaf) {
+                acc.self += s.cost;
+                acc.selfSamples += s.count ?? 1;
+              }
+              fns.set(key, acc);
+            }
+          }
+        }
+        return { ends, fns };
+      };
+      const check = async (q: ProfileQuery, select: (fx: Fx) => boolean, label: string) => {
+        const want = expect(select, q.endpoint, q.flag, q.byProfile);
+        const gotEnds = await store().profileEndpoints(q);
+        assert.deepEqual(
+          new Map(
+            gotEnds.map((r) => [
+              `${r.commit}|${r.endpoint}|${r.flagVariant}|${r.profileId}`,
+              { samples: r.samples, cost: r.cost, profiles: r.profiles },
+            ]),
+          ),
+          new Map([...want.ends].map(([k, v]) => [k, { samples: v.samples, cost: v.cost, profiles: v.profiles.size }])),
+          `${label}: endpoints`,
+        );
+        for (const r of gotEnds) assert.equal(r.flagKey, q.flag?.key ?? '', `${label}: flag key`);
+        const gotFns = await store().profileFunctions(q);
+        assert.deepEqual(
+          new Map(
+            gotFns.map((r) => [
+              `${r.commit}|${r.endpoint}|${r.flagVariant}|${r.profileId}|${r.function}|${r.file}|${r.line}`,
+              { self: r.selfCost, total: r.totalCost, selfSamples: r.selfSamples, totalSamples: r.totalSamples },
+            ]),
+          ),
+          want.fns,
+          `${label}: functions`,
+        );
+      };
+      await check({ service: 'prof-sums' }, () => true, 'all');
+      await check(
+        { service: 'prof-sums', commit: 'pc1', endpoint: 'GET /a' },
+        (fx) => fx.commit === 'pc1',
+        'commit+endpoint',
+      );
+      await check({ service: 'prof-sums', byProfile: true, metric: 'cpu_ns' }, () => true, 'by profile');
+      await check({ service: 'prof-sums', flag: { key: 'ranker' } }, () => true, 'flag key');
+      await check(
+        { service: 'prof-sums', flag: { key: 'ranker', variant: 'on' }, commit: 'pc2' },
+        (fx) => fx.commit === 'pc2',
+        'flag variant',
+      );
+      await check(
+        { service: 'prof-sums', from: T0_MS + MINUTE_MS, to: T0_MS + 3 * MINUTE_MS },
+        (fx) => fx.from >= T0_MS + MINUTE_MS && fx.from < T0_MS + 3 * MINUTE_MS,
+        'range',
+      );
+      assert.deepEqual(await store().profileEndpoints({ service: 'prof-sums', metric: 'instructions' }), []);
+      assert.deepEqual(await store().profileFunctions({ service: 'no-such-service' }), []);
+    });
+
     it('untrusted strings are stored and returned literally', async () => {
       const random = seededRandom(99);
       let i = 0;
@@ -776,6 +921,34 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
           T0_MS,
         );
         assert.deepEqual(await store().listProfiles({ service, commit: text }), [profile]);
+        const pprof = buildPprof('cpu_ns', [
+          { stack: [{ name: text, file: text, line: 7 }], endpoint: `GET ${text}`, flags: { [text]: text }, cost: 11 },
+        ]);
+        await store().storeProfile(
+          { service, commit: text, host: text, metric: 'cpu_ns', from: T0_MS + 5, to: T0_MS + 6 },
+          pprof,
+          T0_MS,
+          summarizeProfile(decodeProfile(pprof, 'cpu_ns')),
+        );
+        const q = { service, commit: text, endpoint: `GET ${text}`, flag: { key: text, variant: text } };
+        assert.deepEqual(
+          (await store().profileFunctions(q)).map((f) => [
+            f.commit,
+            f.endpoint,
+            f.flagKey,
+            f.flagVariant,
+            f.function,
+            f.file,
+            f.line,
+            f.selfCost,
+          ]),
+          [[text, `GET ${text}`, text, text, text, text, 7, 11]],
+          `profile function named ${JSON.stringify(text)}`,
+        );
+        assert.deepEqual(
+          (await store().profileEndpoints(q)).map((e) => [e.endpoint, e.cost, e.profiles]),
+          [[`GET ${text}`, 11, 1]],
+        );
       }
       const names = (await store().services()).map((s) => s.service);
       for (const text of UNTRUSTED_STRINGS)

@@ -152,6 +152,10 @@ export class ScriptedExporter implements Exporter {
     for (const deliver of this.hung.splice(0)) deliver();
   }
 
+  sendProfile(): Promise<void> {
+    return Promise.reject(new Error('the scripted exporter takes batches only'));
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

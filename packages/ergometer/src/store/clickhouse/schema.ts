@@ -28,8 +28,19 @@ import { ident, Sql, sql } from './sql';
 export const SCHEMA_VERSION = 1;
 
 export const BATCH_TABLES = ['batches', 'samples', 'aggregates', 'counts', 'users'] as const;
-export type TableName = (typeof BATCH_TABLES)[number] | 'deploys' | 'profiles';
-export const ALL_TABLES: readonly TableName[] = [...BATCH_TABLES, 'deploys', 'profiles'];
+export type TableName =
+  | (typeof BATCH_TABLES)[number]
+  | 'deploys'
+  | 'profiles'
+  | 'profile_endpoints'
+  | 'profile_functions';
+export const ALL_TABLES: readonly TableName[] = [
+  ...BATCH_TABLES,
+  'deploys',
+  'profiles',
+  'profile_endpoints',
+  'profile_functions',
+];
 
 interface TableDef {
   columns: string;
@@ -97,6 +108,25 @@ const TABLES: Record<TableName, TableDef> = {
     order: 'service, received_at, id',
     partition: 'toYYYYMM(day)',
     shardKey: 'cityHash64(id)',
+  },
+  // Decoded profile sums (added after version 1; IF NOT EXISTS creates them on older databases).
+  // Written before the profile's row, which is their commit record: reads keep only rows whose
+  // profile exists, and deduplicate a retried insert by (profile, group[, function]).
+  profile_endpoints: {
+    columns: `profile_id String, service String, commit String, metric String, from_ts Int64, to_ts Int64, day Date,
+      endpoint String, flag_key String, flag_variant String, samples Float64, cost Float64`,
+    order: 'service, metric, commit, endpoint, flag_key, flag_variant, from_ts, profile_id',
+    partition: 'toYYYYMM(day)',
+    shardKey: 'cityHash64(profile_id)',
+  },
+  profile_functions: {
+    columns: `profile_id String, service String, commit String, metric String, from_ts Int64, to_ts Int64, day Date,
+      endpoint String, flag_key String, flag_variant String, function_name String, file_name String, line UInt32,
+      self_samples Float64, self_cost Float64, total_samples Float64, total_cost Float64`,
+    order:
+      'service, metric, commit, endpoint, flag_key, flag_variant, from_ts, profile_id, function_name, file_name, line',
+    partition: 'toYYYYMM(day)',
+    shardKey: 'cityHash64(profile_id)',
   },
 };
 

@@ -31,7 +31,11 @@ import type {
   IngestBatch,
   IngestResult,
   Metric,
+  ProfileEndpointRow,
+  ProfileFunctionRow,
   ProfileMeta,
+  ProfileQuery,
+  ProfileSummary,
   Range,
   RetentionPolicy,
   RetentionResult,
@@ -341,8 +345,54 @@ class ClickHouseStore implements Store {
     return rows.map((r) => ({ service: text(r.service), commit: text(r.commit), ts: num(r.ts) }));
   }
 
-  async storeProfile(meta: ProfileMeta, pprof: Buffer, receivedAt: number): Promise<StoredProfile> {
+  async storeProfile(
+    meta: ProfileMeta,
+    pprof: Buffer,
+    receivedAt: number,
+    summary?: ProfileSummary,
+  ): Promise<StoredProfile> {
     const profile: StoredProfile = { id: randomUUID(), ...meta, receivedAt, bytes: pprof.length };
+    // Retention goes by the end of the time a profile covers: so does its partition.
+    const day = utcDay(meta.to);
+    const head = {
+      profile_id: profile.id,
+      service: meta.service,
+      commit: meta.commit,
+      metric: meta.metric,
+      from_ts: meta.from,
+      to_ts: meta.to,
+      day,
+    };
+    if (summary) {
+      // The sums first, the profile row last: it is their commit record (see schema.ts).
+      await this.insert(
+        'profile_endpoints',
+        summary.endpoints.map((e) => ({
+          ...head,
+          endpoint: e.endpoint,
+          flag_key: e.flagKey,
+          flag_variant: e.flagVariant,
+          samples: e.samples,
+          cost: e.cost,
+        })),
+      );
+      await this.insert(
+        'profile_functions',
+        summary.functions.map((f) => ({
+          ...head,
+          endpoint: f.endpoint,
+          flag_key: f.flagKey,
+          flag_variant: f.flagVariant,
+          function_name: f.function,
+          file_name: f.file,
+          line: Math.max(0, Math.round(f.line)),
+          self_samples: f.selfSamples,
+          self_cost: f.selfCost,
+          total_samples: f.totalSamples,
+          total_cost: f.totalCost,
+        })),
+      );
+    }
     await this.insert('profiles', [
       {
         id: profile.id,
@@ -353,13 +403,87 @@ class ClickHouseStore implements Store {
         from_ts: meta.from,
         to_ts: meta.to,
         received_at: receivedAt,
-        // Retention goes by the end of the time a profile covers: so does its partition.
-        day: utcDay(meta.to),
+        day,
         bytes: pprof.length,
         pprof_base64: pprof.toString('base64'),
       },
     ]);
     return profile;
+  }
+
+  /** Conditions of the two profile aggregate reads, committed profiles only. */
+  private profileConditions(q: ProfileQuery): Sql[] {
+    const conditions = [sql`service = ${str(q.service)}`];
+    if (q.commit !== undefined) conditions.push(sql`commit = ${str(q.commit)}`);
+    if (q.endpoint !== undefined) conditions.push(sql`endpoint = ${str(q.endpoint)}`);
+    if (q.metric !== undefined) conditions.push(sql`metric = ${str(q.metric)}`);
+    conditions.push(sql`flag_key = ${str(q.flag?.key ?? '')}`);
+    if (q.flag?.variant !== undefined) conditions.push(sql`flag_variant = ${str(q.flag.variant)}`);
+    conditions.push(...rangeOn(col('from_ts'), q));
+    // GLOBAL: in a cluster the profile row may live on another shard than its sums.
+    const inProfiles = this.clustered ? sql`GLOBAL IN` : sql`IN`;
+    conditions.push(
+      sql`profile_id ${inProfiles} (SELECT id FROM ${this.t('profiles')} WHERE service = ${str(q.service)})`,
+    );
+    return conditions;
+  }
+
+  async profileEndpoints(q: ProfileQuery): Promise<ProfileEndpointRow[]> {
+    const byProfile = q.byProfile === true;
+    const group = byProfile
+      ? sql`commit, endpoint, metric, flag_key, flag_variant, profile_id`
+      : sql`commit, endpoint, metric, flag_key, flag_variant`;
+    const rows = await this.rows(
+      sql`SELECT ${group}, uniqExact(profile_id) AS profiles, sum(d_samples) AS samples, sum(d_cost) AS cost
+          FROM (SELECT commit, endpoint, metric, flag_key, flag_variant, profile_id, any(samples) AS d_samples,
+                  any(cost) AS d_cost
+                FROM ${this.t('profile_endpoints')} ${where(this.profileConditions(q))}
+                GROUP BY commit, endpoint, metric, flag_key, flag_variant, profile_id)
+          GROUP BY ${group} ORDER BY ${group}`,
+    );
+    return rows.map((r) => ({
+      commit: text(r.commit),
+      endpoint: text(r.endpoint),
+      metric: text(r.metric) as Metric,
+      flagKey: text(r.flag_key),
+      flagVariant: text(r.flag_variant),
+      profileId: byProfile ? text(r.profile_id) : '',
+      profiles: num(r.profiles),
+      samples: num(r.samples),
+      cost: num(r.cost),
+    }));
+  }
+
+  async profileFunctions(q: ProfileQuery): Promise<ProfileFunctionRow[]> {
+    const byProfile = q.byProfile === true;
+    const group = byProfile
+      ? sql`commit, endpoint, metric, flag_key, flag_variant, profile_id, function_name, file_name, line`
+      : sql`commit, endpoint, metric, flag_key, flag_variant, function_name, file_name, line`;
+    const rows = await this.rows(
+      sql`SELECT ${group}, sum(d_self_samples) AS self_samples, sum(d_self_cost) AS self_cost,
+            sum(d_total_samples) AS total_samples, sum(d_total_cost) AS total_cost
+          FROM (SELECT commit, endpoint, metric, flag_key, flag_variant, profile_id, function_name, file_name, line,
+                  any(self_samples) AS d_self_samples, any(self_cost) AS d_self_cost,
+                  any(total_samples) AS d_total_samples, any(total_cost) AS d_total_cost
+                FROM ${this.t('profile_functions')} ${where(this.profileConditions(q))}
+                GROUP BY commit, endpoint, metric, flag_key, flag_variant, profile_id, function_name, file_name, line)
+          GROUP BY ${group} ORDER BY ${group}`,
+    );
+    return rows.map((r) => ({
+      commit: text(r.commit),
+      endpoint: text(r.endpoint),
+      metric: text(r.metric) as Metric,
+      flagKey: text(r.flag_key),
+      flagVariant: text(r.flag_variant),
+      profileId: byProfile ? text(r.profile_id) : '',
+      function: text(r.function_name),
+      file: text(r.file_name),
+      line: num(r.line),
+      selfSamples: num(r.self_samples),
+      selfCost: num(r.self_cost),
+      totalSamples: num(r.total_samples),
+      totalCost: num(r.total_cost),
+    }));
   }
 
   async listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]> {
@@ -660,6 +784,8 @@ class ClickHouseStore implements Store {
       ['users', 'minute', aggregatesCutoff],
       ['deploys', 'ts', aggregatesCutoff],
       ['profiles', 'to_ts', profilesCutoff],
+      ['profile_endpoints', 'to_ts', aggregatesCutoff],
+      ['profile_functions', 'to_ts', aggregatesCutoff],
       ['batches', 'last_ms', batchesCutoff],
     ];
     for (const client of this.nodeClients) {

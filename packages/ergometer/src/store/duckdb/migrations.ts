@@ -188,6 +188,45 @@ export const MIGRATIONS: readonly Migration[] = [
        FROM sums LEFT JOIN cost USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, hour) LEFT JOIN wall USING (service, commit_id, endpoint, metric, host_class, flag_key, flag_variant, hour)`,
     ],
   },
+  {
+    version: 4,
+    description: 'per-profile sums per endpoint and per function (decoded pprof)',
+    statements: [
+      // One row per (profile, endpoint, flag key, flag variant); flag_key '' is the row over all samples.
+      // The profile's fields are repeated so that reads need no join; from_ms selects, to_ms retains.
+      `CREATE TABLE IF NOT EXISTS profile_endpoints (
+        profile_id VARCHAR NOT NULL,
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT NOT NULL,
+        endpoint VARCHAR NOT NULL,
+        flag_key VARCHAR NOT NULL,
+        flag_variant VARCHAR NOT NULL,
+        samples DOUBLE NOT NULL,
+        cost DOUBLE NOT NULL
+      )`,
+      `CREATE TABLE IF NOT EXISTS profile_functions (
+        profile_id VARCHAR NOT NULL,
+        service VARCHAR NOT NULL,
+        commit_id VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT NOT NULL,
+        endpoint VARCHAR NOT NULL,
+        flag_key VARCHAR NOT NULL,
+        flag_variant VARCHAR NOT NULL,
+        function_name VARCHAR NOT NULL,
+        file_name VARCHAR NOT NULL,
+        line INTEGER NOT NULL,
+        self_samples DOUBLE NOT NULL,
+        self_cost DOUBLE NOT NULL,
+        total_samples DOUBLE NOT NULL,
+        total_cost DOUBLE NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The schema version this code writes. */

@@ -54,7 +54,11 @@ import type {
   IngestBatch,
   IngestResult,
   Metric,
+  ProfileEndpointRow,
+  ProfileFunctionRow,
   ProfileMeta,
+  ProfileQuery,
+  ProfileSummary,
   Range,
   RetentionPolicy,
   RetentionResult,
@@ -114,6 +118,14 @@ const AGGREGATE_TYPES: DuckDBType[] = [
   HIST_TYPE,
   HIST_TYPE,
   BOOLEAN, // compacted
+];
+const PROFILE_HEAD_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, BIGINT, BIGINT]; // profile_id … to_ms
+const PROFILE_ENDPOINT_TYPES: DuckDBType[] = [...PROFILE_HEAD_TYPES, VARCHAR, VARCHAR, VARCHAR, DOUBLE, DOUBLE];
+const PROFILE_FUNCTION_TYPES: DuckDBType[] = [
+  ...PROFILE_HEAD_TYPES,
+  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR], // endpoint … file_name
+  INTEGER, // line
+  ...[DOUBLE, DOUBLE, DOUBLE, DOUBLE], // self_samples … total_cost
 ];
 const COUNT_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR, BIGINT];
 const USER_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR];
@@ -817,7 +829,12 @@ export class DuckDbStore implements Store {
     return rows.map((r) => ({ service: String(r.service), commit: String(r.commit_id), ts: Number(r.ts) }));
   }
 
-  async storeProfile(meta: ProfileMeta, pprof: Buffer, receivedAt: number): Promise<StoredProfile> {
+  async storeProfile(
+    meta: ProfileMeta,
+    pprof: Buffer,
+    receivedAt: number,
+    summary?: ProfileSummary,
+  ): Promise<StoredProfile> {
     const profile: StoredProfile = {
       id: randomUUID(),
       service: meta.service,
@@ -829,8 +846,10 @@ export class DuckDbStore implements Store {
       receivedAt,
       bytes: pprof.length,
     };
-    await this.write((connection) =>
-      connection.run(
+    const from = Math.round(profile.from);
+    const to = Math.round(profile.to);
+    await this.transaction(async (connection) => {
+      await connection.run(
         `INSERT INTO profiles (id, service, commit_id, host, metric, from_ms, to_ms, received_at, bytes, pprof)
          VALUES ($id, $service, $commit, $host, $metric, $from, $to, $receivedAt, $bytes, $pprof)`,
         {
@@ -839,8 +858,8 @@ export class DuckDbStore implements Store {
           commit: profile.commit,
           host: profile.host,
           metric: profile.metric,
-          from: Math.round(profile.from),
-          to: Math.round(profile.to),
+          from,
+          to,
           receivedAt: Math.round(receivedAt),
           bytes: profile.bytes,
           pprof: blobValue(new Uint8Array(pprof.buffer, pprof.byteOffset, pprof.byteLength)),
@@ -856,9 +875,100 @@ export class DuckDbStore implements Store {
           receivedAt: BIGINT,
           bytes: BIGINT,
         },
-      ),
-    );
+      );
+      if (!summary) return;
+      const head = [profile.id, profile.service, profile.commit, profile.metric, BigInt(from), BigInt(to)];
+      const endpointColumns: DuckDBValue[][] = PROFILE_ENDPOINT_TYPES.map(() => []);
+      for (const e of summary.endpoints) {
+        [...head, e.endpoint, e.flagKey, e.flagVariant, e.samples, e.cost].forEach((v, i) => {
+          endpointColumns[i]?.push(v);
+        });
+      }
+      const functionColumns: DuckDBValue[][] = PROFILE_FUNCTION_TYPES.map(() => []);
+      for (const f of summary.functions) {
+        [
+          ...head,
+          f.endpoint,
+          f.flagKey,
+          f.flagVariant,
+          f.function,
+          f.file,
+          Math.round(f.line),
+          f.selfSamples,
+          f.selfCost,
+          f.totalSamples,
+          f.totalCost,
+        ].forEach((v, i) => {
+          functionColumns[i]?.push(v);
+        });
+      }
+      await this.appendTo(connection, 'profile_endpoints', PROFILE_ENDPOINT_TYPES, endpointColumns);
+      await this.appendTo(connection, 'profile_functions', PROFILE_FUNCTION_TYPES, functionColumns);
+    });
     return profile;
+  }
+
+  /** WHERE clause and parameters shared by the two profile aggregate reads. */
+  private profileWhere(q: ProfileQuery): { where: string; params: Params; types: ParamTypes; group: string } {
+    const params: Params = { service: q.service };
+    const types: ParamTypes = { service: VARCHAR };
+    let where = 'service = $service';
+    where += equalsSql('commit_id', 'commit', q.commit, params, types);
+    where += equalsSql('endpoint', 'endpoint', q.endpoint, params, types);
+    where += equalsSql('metric', 'metric', q.metric, params, types);
+    where += equalsSql('flag_key', 'flagKey', q.flag?.key ?? '', params, types);
+    if (q.flag !== undefined) where += equalsSql('flag_variant', 'flagVariant', q.flag.variant, params, types);
+    where += rangeSql('from_ms', q, params, types);
+    const group = `commit_id, endpoint, metric, flag_key, flag_variant${q.byProfile ? ', profile_id' : ''}`;
+    return { where, params, types, group };
+  }
+
+  async profileEndpoints(q: ProfileQuery): Promise<ProfileEndpointRow[]> {
+    const { where, params, types, group } = this.profileWhere(q);
+    const rows = await this.query(
+      `SELECT ${group}, count(DISTINCT profile_id)::DOUBLE AS profiles, sum(samples) AS samples, sum(cost) AS cost
+       FROM profile_endpoints WHERE ${where} GROUP BY ${group} ORDER BY ${group}`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({
+      commit: String(r.commit_id),
+      endpoint: String(r.endpoint),
+      metric: String(r.metric) as Metric,
+      flagKey: String(r.flag_key),
+      flagVariant: String(r.flag_variant),
+      profileId: q.byProfile ? String(r.profile_id) : '',
+      profiles: Number(r.profiles),
+      samples: Number(r.samples),
+      cost: Number(r.cost),
+    }));
+  }
+
+  async profileFunctions(q: ProfileQuery): Promise<ProfileFunctionRow[]> {
+    const { where, params, types, group } = this.profileWhere(q);
+    const rows = await this.query(
+      `SELECT ${group}, function_name, file_name, line, sum(self_samples) AS self_samples, sum(self_cost) AS self_cost,
+         sum(total_samples) AS total_samples, sum(total_cost) AS total_cost
+       FROM profile_functions WHERE ${where} GROUP BY ${group}, function_name, file_name, line
+       ORDER BY ${group}, function_name, file_name, line`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({
+      commit: String(r.commit_id),
+      endpoint: String(r.endpoint),
+      metric: String(r.metric) as Metric,
+      flagKey: String(r.flag_key),
+      flagVariant: String(r.flag_variant),
+      profileId: q.byProfile ? String(r.profile_id) : '',
+      function: String(r.function_name),
+      file: String(r.file_name),
+      line: Number(r.line),
+      selfSamples: Number(r.self_samples),
+      selfCost: Number(r.self_cost),
+      totalSamples: Number(r.total_samples),
+      totalCost: Number(r.total_cost),
+    }));
   }
 
   async listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]> {
@@ -1165,6 +1275,9 @@ export class DuckDbStore implements Store {
         samplesBefore,
       );
       const profilesDeleted = await deleted(connection, 'DELETE FROM profiles WHERE to_ms < $before', profilesBefore);
+      // Decoded profile sums are aggregates: they outlive the raw pprof.
+      await deleted(connection, 'DELETE FROM profile_endpoints WHERE to_ms < $before', aggregatesBefore);
+      await deleted(connection, 'DELETE FROM profile_functions WHERE to_ms < $before', aggregatesBefore);
       return { samplesDeleted, aggregatesDeleted, profilesDeleted };
     });
   }

@@ -1,0 +1,49 @@
+/**
+ * What a profile sample taken during a request is labelled with. One object per request while the
+ * profiler runs; the profiler holds a reference to it from each stack sample and reads it only when
+ * it serializes the profile, so an endpoint resolved when the response ends, or a flag recorded
+ * after the sample was taken, still labels that sample.
+ *
+ * This file is loaded with the agent; it must not import the profiler (which loads a native addon).
+ */
+export class ProfileLabels {
+  /** `METHOD route-template`, set when the request ends (the agent's endpoint of the request). */
+  endpoint: string | undefined = undefined;
+  /** Flags recorded for the request, key → variant; at most MAX_FLAGS_PER_REQUEST. */
+  flags: Map<string, string> | undefined = undefined;
+  /**
+   * How to name the route of a request still running when the profile is taken; dropped when the
+   * request ends so that a finished request's framework objects are not kept until the next profile.
+   */
+  private routeResolver: ((source: unknown) => string | undefined) | undefined = undefined;
+  private routeSource: unknown = undefined;
+
+  constructor(
+    /** HTTP method, upper case. */
+    readonly method: string,
+  ) {}
+
+  /** The innermost adapter's resolver wins, as for the request context. */
+  setRouteResolver<S>(resolver: (source: S) => string | undefined, source: S): void {
+    this.routeResolver = resolver as (source: unknown) => string | undefined;
+    this.routeSource = source;
+  }
+
+  /** The request ended: its endpoint is final, its framework objects are let go. */
+  finish(endpoint: string): void {
+    this.endpoint = endpoint;
+    this.routeResolver = undefined;
+    this.routeSource = undefined;
+  }
+
+  /** The endpoint, or for a request still running, the route its framework knows by now (if any). */
+  resolve(name: (method: string, route: string | undefined) => string): string | undefined {
+    if (this.endpoint !== undefined || this.routeResolver === undefined) return this.endpoint;
+    try {
+      const route = this.routeResolver(this.routeSource);
+      return route === undefined ? undefined : name(this.method, route);
+    } catch {
+      return undefined;
+    }
+  }
+}

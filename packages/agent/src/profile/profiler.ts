@@ -1,0 +1,255 @@
+/**
+ * The function-level profiler: V8's sampling CPU profiler driven by @datadog/pprof, every stack
+ * sample labelled with the request it ran for (`endpoint`, `flag:<key>`) and weighted by the thread
+ * CPU time spent since the previous sample. Loaded only when `profile.enabled`: the agent requires
+ * this file lazily, so a process with the profiler off never loads the native addon.
+ *
+ * How a sample finds its request. The library's signal handler reads a "sample context" at each
+ * sample and keeps a reference to it; we make that context the request's {@link ProfileLabels}, and
+ * read it only when the profile is serialized (so an endpoint named when the response ends, or a
+ * flag recorded later, still labels earlier samples).
+ *  - AsyncContextFrame (Node 24, Node 22 with --experimental-async-context-frame): the context lives
+ *    in V8's continuation-preserved embedder data, which follows await and callbacks by itself; the
+ *    agent sets it once per request (`runWithContext`). No async hook.
+ *  - Otherwise (Node 20, Node 22 by default): the context is one global slot, so it must be switched
+ *    on every async boundary: an async_hooks `before` hook puts the running callback's labels there.
+ *    The hook is enabled only while the profiler runs.
+ */
+import { AsyncLocalStorage, createHook } from 'node:async_hooks';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import type { LabelSet } from '@datadog/pprof';
+import { time } from '@datadog/pprof';
+import { isAsyncContextFrameActive } from '@datadog/pprof/out/src/async-context-frame';
+import { endpointName } from '../context/endpoint';
+import { channels, publish } from '../diagnostics';
+import type { ResolvedProfileOptions } from '../options';
+import { ProfileLabels } from './labels';
+import { rewriteForContract } from './pprof-rewrite';
+
+const gzip = promisify(zlib.gzip);
+
+/** One profile, ready to ship. */
+export interface CollectedProfile {
+  /** The pprof `Profile`, gzip-compressed. */
+  pprof: Buffer;
+  /** The window it covers, ms since the epoch. */
+  from: number;
+  to: number;
+  /** Always `cpu_ns`: samples are weighted by thread CPU time, never by instructions. */
+  metric: 'cpu_ns';
+  /** Stack samples in it, and the CPU they weigh, ns. */
+  samples: number;
+  cpuNanos: number;
+}
+
+/** How the labels follow a request across async boundaries (docs/agent.md, "Profiler"). */
+export type ContextPath = 'async-context-frame' | 'async-hooks';
+
+/** Holder of the labels in the Node 20 path: one per stretch between two samples (see setLabels). */
+interface LabelsHolder {
+  labels: ProfileLabels | undefined;
+}
+
+export class Profiler {
+  /** True while a profile is being recorded: only then do requests get labels. */
+  active = false;
+  readonly contextPath: ContextPath;
+  private windowStartMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly windowMs: number;
+  /** Node 20 path: the labels of the running code, following it through async_hooks. */
+  private readonly labelStorage: AsyncLocalStorage<ProfileLabels> | undefined;
+  private readonly hook: ReturnType<typeof createHook> | undefined;
+  private holder: LabelsHolder = { labels: undefined };
+  private holderSampleCount = -1;
+  private sampleCounts: Uint32Array | undefined;
+  private readonly kSampleCount: number = time.constants.kSampleCount as number;
+
+  constructor(
+    private readonly options: ResolvedProfileOptions,
+    private readonly onProfile: (profile: CollectedProfile) => void,
+  ) {
+    let acf = false;
+    try {
+      acf = isAsyncContextFrameActive();
+    } catch {
+      // A build of the addon without the probe: take the path that works everywhere.
+    }
+    this.contextPath = acf ? 'async-context-frame' : 'async-hooks';
+    this.windowMs = Math.max(1, Math.round(options.periodMs * options.dutyCycle));
+    if (!acf) {
+      const storage = new AsyncLocalStorage<ProfileLabels>();
+      this.labelStorage = storage;
+      this.hook = createHook({ before: () => this.setLabels(storage.getStore()) });
+    }
+  }
+
+  /** Starts the first window. Throws when the native profiler cannot start (the agent then runs without it). */
+  start(): void {
+    if (this.options.dutyCycle <= 0) return;
+    this.beginWindow();
+  }
+
+  /**
+   * Runs `fn` with `labels` as the sample context of everything it does, synchronously and after its
+   * awaits. Call only while {@link active}.
+   */
+  runLabelled<T>(labels: ProfileLabels, fn: () => T): T {
+    if (this.labelStorage === undefined) return time.runWithContext(labels, fn);
+    return this.labelStorage.run(labels, () => {
+      const outer = this.holder.labels;
+      this.setLabels(labels);
+      try {
+        return fn();
+      } finally {
+        // The rest of the callback that called us (e.g. the HTTP parser) is not this request's.
+        this.setLabels(outer);
+      }
+    });
+  }
+
+  /** The labels of the running request, if it has any. */
+  currentLabels(): ProfileLabels | undefined {
+    if (!this.active) return undefined;
+    if (this.labelStorage !== undefined) return this.labelStorage.getStore();
+    const context: unknown = time.getContext();
+    return context instanceof ProfileLabels ? context : undefined;
+  }
+
+  /**
+   * Stops profiling and returns the last profile (the window so far), or undefined when none was
+   * running or it could not be taken. Safe to call twice.
+   */
+  async shutdown(): Promise<CollectedProfile | undefined> {
+    if (this.closed) return undefined;
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (!this.active) return undefined;
+    return this.collect(false);
+  }
+
+  /**
+   * Node 20 path: makes `labels` the context of the next samples. The library keeps a reference to
+   * the context object of each sample, so the holder a sample saw must not change afterwards; a
+   * holder no sample has seen yet is simply updated. A sample counter the library shares with us
+   * tells which: a native setContext (an allocation) happens at most once per sample, not once per
+   * async boundary.
+   */
+  private setLabels(labels: ProfileLabels | undefined): void {
+    if (this.holder.labels === labels) return;
+    const counts = this.sampleCounts;
+    if (counts === undefined) return;
+    const seen = counts[this.kSampleCount] ?? 0;
+    if (seen === this.holderSampleCount) {
+      this.holder.labels = labels;
+      return;
+    }
+    this.holder = { labels };
+    this.holderSampleCount = seen;
+    time.setContext(this.holder);
+  }
+
+  private beginWindow(): void {
+    this.timer = undefined;
+    if (this.closed) return;
+    time.start({
+      intervalMicros: this.options.intervalMicros,
+      // Sizes the library's buffer of per-sample contexts (2 × window / interval): samples beyond it lose
+      // their labels, which bounds memory.
+      durationMillis: this.windowMs,
+      withContexts: true,
+      collectCpuTime: true,
+      // Async ids are read in the signal handler; that path crashed processes (pprof-nodejs #304). Off.
+      collectAsyncId: false,
+      useCPED: this.contextPath === 'async-context-frame',
+    });
+    this.windowStartMs = Date.now();
+    if (this.hook !== undefined) {
+      this.sampleCounts = time.getState() as Uint32Array;
+      this.holder = { labels: undefined };
+      this.holderSampleCount = -1;
+      this.setLabels(undefined);
+      this.hook.enable();
+    }
+    this.active = true;
+    this.scheduleWindowEnd();
+  }
+
+  private scheduleWindowEnd(): void {
+    this.timer = setTimeout(() => this.endWindow(), this.windowMs);
+    this.timer.unref();
+  }
+
+  private endWindow(): void {
+    const restart = this.options.dutyCycle >= 1;
+    this.collect(restart).then(
+      (profile) => {
+        if (profile !== undefined) this.onProfile(profile);
+      },
+      (error: unknown) => publish(channels.internalError, { error }),
+    );
+    if (this.closed) return;
+    if (restart) {
+      this.scheduleWindowEnd();
+    } else {
+      this.timer = setTimeout(() => this.safely(() => this.beginWindow()), this.options.periodMs - this.windowMs);
+      this.timer.unref();
+    }
+  }
+
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.active = false;
+      publish(channels.internalError, { error });
+    }
+  }
+
+  /**
+   * Takes the profile of the window that ends now; `restart` starts the next window at once (the
+   * library restarts before serializing, so serializing is profiled too). The stop and the
+   * serialization run on the event loop (a few ms for a minute at 100 Hz); compression runs on the
+   * libuv threadpool.
+   */
+  private async collect(restart: boolean): Promise<CollectedProfile | undefined> {
+    const from = this.windowStartMs;
+    const to = Date.now();
+    let profile: ReturnType<typeof time.stop>;
+    try {
+      if (!restart) {
+        this.active = false;
+        this.hook?.disable();
+        this.sampleCounts = undefined;
+      }
+      const labelCache = new Map<ProfileLabels, LabelSet>();
+      profile = time.stop(restart, (args) => this.labelsOf(args.context?.context, labelCache), ['endpoint']);
+      if (restart) this.windowStartMs = to;
+    } catch (error) {
+      this.active = false;
+      this.hook?.disable();
+      publish(channels.internalError, { error });
+      return undefined;
+    }
+    const totals = rewriteForContract(profile);
+    const pprof = await gzip(profile.encode());
+    return { pprof, from, to, metric: 'cpu_ns', samples: totals.samples, cpuNanos: totals.cpuNanos };
+  }
+
+  /** The pprof labels of a sample whose context is `context` (a ProfileLabels, or a Node 20 holder of one). */
+  private labelsOf(context: object | undefined, cache: Map<ProfileLabels, LabelSet>): LabelSet {
+    const labels = context instanceof ProfileLabels ? context : (context as LabelsHolder | undefined)?.labels;
+    if (labels === undefined) return {};
+    let set = cache.get(labels);
+    if (set === undefined) {
+      set = {};
+      const endpoint = labels.resolve(endpointName);
+      if (endpoint !== undefined) set.endpoint = endpoint;
+      if (labels.flags !== undefined) for (const [key, variant] of labels.flags) set[`flag:${key}`] = variant;
+      cache.set(labels, set);
+    }
+    return set;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Runs test/profile/fixtures/profiled-express.cjs in a child process (one agent, one profiler per
+ * process), drives interleaved load at its two endpoints, and reads back pprof profiles.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, fork } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Profile } from 'pprof-format';
+import type { AgentOptions } from '../../src/options';
+
+/** Fixtures are plain JavaScript that tsc does not copy: read them from the source tree. */
+const FIXTURE = path.join(__dirname, '..', '..', '..', 'test', 'profile', 'fixtures', 'profiled-express.cjs');
+
+export interface AppReport {
+  type: 'done';
+  /** Thread CPU time from just before the agent started to just after its shutdown, ns. */
+  threadCpuNs: number;
+  pprofLoaded: boolean;
+  profiling: { recording: boolean; contextPath: string } | null;
+  profilesSent: number;
+  profilesDropped: string[];
+  internalErrors: string[];
+}
+
+type Message = AppReport | { type: 'listening'; port: number } | { type: 'fatal'; kind: string; message: string };
+
+export class ProfiledApp {
+  readonly fatal: string[] = [];
+  port = 0;
+  stderr = '';
+  private readonly waiting: ((message: Message) => void)[] = [];
+  private readonly client = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+  private constructor(private readonly child: ChildProcess) {
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    child.on('message', (raw: unknown) => {
+      const message = raw as Message;
+      if (message.type === 'fatal') this.fatal.push(`${message.kind}: ${message.message}`);
+      else this.waiting.shift()?.(message);
+    });
+  }
+
+  static async start(options: AgentOptions, execArgv: string[] = []): Promise<ProfiledApp> {
+    const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
+    const child = fork(FIXTURE, [], {
+      env: { ...env, FIXTURE_CONFIG: JSON.stringify({ options }) },
+      execArgv,
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    const app = new ProfiledApp(child);
+    const listening = await app.next();
+    assert.equal(listening.type, 'listening', app.stderr);
+    app.port = (listening as { port: number }).port;
+    return app;
+  }
+
+  private next(timeoutMs = 60_000): Promise<Message> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no message from the app; stderr:\n${this.stderr}`)), timeoutMs);
+      this.waiting.push((message) => {
+        clearTimeout(timer);
+        resolve(message);
+      });
+    });
+  }
+
+  get(route: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: this.port, path: route, agent: this.client }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        })
+        .on('error', reject);
+    });
+  }
+
+  /**
+   * `rounds` rounds of one /heavy and `lightPerHeavy` /light requests, all in flight together, so the
+   * two endpoints' callbacks interleave on the app's event loop.
+   */
+  async load(rounds: number, lightPerHeavy = 4, minDurationMs = 0): Promise<{ heavy: number; light: number }> {
+    let heavy = 0;
+    let light = 0;
+    const startedMs = Date.now();
+    for (let round = 0; round < rounds || Date.now() - startedMs < minDurationMs; round++) {
+      const statuses = await Promise.all([
+        this.get(`/heavy/${round}`),
+        ...Array.from({ length: lightPerHeavy }, (_, i) => this.get(`/light/${round * lightPerHeavy + i}`)),
+      ]);
+      for (const status of statuses) assert.equal(status, 200);
+      heavy++;
+      light += lightPerHeavy;
+    }
+    return { heavy, light };
+  }
+
+  /** Asks the app to shut its agent down (the last profile is flushed) and returns its report. */
+  async shutdown(): Promise<AppReport> {
+    const done = this.next();
+    this.child.send({ type: 'shutdown' });
+    const report = await done;
+    assert.equal(report.type, 'done');
+    await this.exited();
+    return report as AppReport;
+  }
+
+  exited(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+
+  kill(): void {
+    this.client.destroy();
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+/** One sample of a decoded profile: its stack (leaf first) as function names, its values and labels. */
+export interface DecodedSample {
+  stack: { name: string; file: string; line: number }[];
+  count: number;
+  cost: number;
+  labels: Record<string, string>;
+}
+
+export interface DecodedProfile {
+  sampleTypes: [string, string][];
+  samples: DecodedSample[];
+}
+
+/** Decodes a pprof (gzipped or not) with pprof-format; the cost column is found by type name. */
+export function decodePprof(body: Buffer): DecodedProfile {
+  const raw = body[0] === 0x1f && body[1] === 0x8b ? gunzipSync(body) : body;
+  const profile = Profile.decode(raw);
+  const str = (i: number | bigint) => profile.stringTable.strings[Number(i)] ?? '';
+  const sampleTypes = profile.sampleType.map((t) => [str(t.type), str(t.unit)] as [string, string]);
+  const countAt = sampleTypes.findIndex(([type]) => type === 'samples');
+  const costAt = sampleTypes.findIndex(([type]) => type === 'cpu' || type === 'instructions');
+  const functions = new Map(profile.function.map((f) => [String(f.id), f]));
+  const locations = new Map(profile.location.map((l) => [String(l.id), l]));
+  const samples = profile.sample.map((sample) => ({
+    stack: sample.locationId.map((id) => {
+      const line = locations.get(String(id))?.line[0];
+      const fn = functions.get(String(line?.functionId ?? 0));
+      return { name: fn ? str(fn.name) : '', file: fn ? str(fn.filename) : '', line: Number(line?.line ?? 0) };
+    }),
+    count: Number(sample.value[countAt] ?? 0),
+    cost: Number(sample.value[costAt] ?? 0),
+    labels: Object.fromEntries(sample.label.map((l) => [str(l.key), str(l.str)])),
+  }));
+  return { sampleTypes, samples };
+}

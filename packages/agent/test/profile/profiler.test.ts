@@ -1,0 +1,191 @@
+/**
+ * The profiler end to end in a real Express app: interleaved requests to two endpoints whose
+ * distinctly named functions do known, different CPU work; the profiles the `file:` collector writes
+ * decode with pprof-format and carry the contract's sample types, endpoint and flag labels, and CPU
+ * weights that add up to the thread's CPU time.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { type DecodedProfile, type DecodedSample, decodePprof, ProfiledApp } from './harness';
+
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
+interface IndexLine {
+  service: string;
+  commit: string;
+  host: string;
+  metric: string;
+  from: number;
+  to: number;
+  file: string;
+}
+
+function readProfiles(dir: string): { index: IndexLine[]; profiles: DecodedProfile[] } {
+  const profilesDir = path.join(dir, 'samples.profiles');
+  const index = readFileSync(path.join(profilesDir, 'index.ndjson'), 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as IndexLine);
+  return { index, profiles: index.map((line) => decodePprof(readFileSync(path.join(profilesDir, line.file)))) };
+}
+
+const has = (sample: DecodedSample, name: string) => sample.stack.some((frame) => frame.name === name);
+const sum = (samples: DecodedSample[]) => samples.reduce((total, s) => total + s.cost, 0);
+
+/** Both context paths where this Node.js has both: Node 24 runs the Node 20 path with --no-async-context-frame. */
+const PATHS: { contextPath: string; execArgv: string[] }[] =
+  NODE_MAJOR >= 24
+    ? [
+        { contextPath: 'async-context-frame', execArgv: [] },
+        { contextPath: 'async-hooks', execArgv: ['--no-async-context-frame'] },
+      ]
+    : [{ contextPath: 'async-hooks', execArgv: [] }];
+
+describe('profiler in an Express app', () => {
+  for (const { contextPath, execArgv } of PATHS) {
+    it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${contextPath})`, async (t) => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-'));
+      let app: ProfiledApp | undefined;
+      t.after(() => {
+        app?.kill();
+        rmSync(dir, { recursive: true, force: true });
+      });
+      app = await ProfiledApp.start(
+        {
+          service: 'shop',
+          commit: 'c1',
+          host: 'web-1',
+          collector: `file:${path.join(dir, 'samples.ndjson')}`,
+          exitFlushTimeoutMs: 0,
+          // Most requests unsampled: the profiler labels every request, sampled or not.
+          sampleRate: 0.01,
+          profile: { enabled: true, periodMs: 1500, intervalMicros: 2000 },
+        },
+        execArgv,
+      );
+      const served = await app.load(40, 4, 4000);
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
+      assert.deepEqual(report.internalErrors, []);
+      assert.deepEqual(report.profilesDropped, []);
+      assert.equal(report.pprofLoaded, true);
+      assert.equal(report.profiling?.contextPath, contextPath);
+
+      const { index, profiles } = readProfiles(dir);
+      // One profile per 1.5 s period while the load ran, and the last one flushed by shutdown().
+      assert.ok(index.length >= 2, `${index.length} profiles`);
+      assert.equal(report.profilesSent, index.length);
+      for (const line of index) {
+        assert.deepEqual(
+          { service: line.service, commit: line.commit, host: line.host, metric: line.metric },
+          { service: 'shop', commit: 'c1', host: 'web-1', metric: 'cpu_ns' },
+        );
+        assert.ok(line.from < line.to);
+      }
+      for (let i = 1; i < index.length; i++) assert.equal(index[i]!.from, index[i - 1]!.to, 'windows tile');
+      for (const profile of profiles) {
+        assert.deepEqual(profile.sampleTypes, [
+          ['samples', 'count'],
+          ['cpu', 'nanoseconds'],
+        ]);
+      }
+
+      const samples = profiles.flatMap((p) => p.samples);
+      const heavy = samples.filter((s) => has(s, 'heavyPrimeSieve'));
+      const light = samples.filter((s) => has(s, 'lightChecksum'));
+      assert.ok(heavy.length >= 20, `${heavy.length} samples in heavyPrimeSieve`);
+      assert.ok(light.length >= 1, `${light.length} samples in lightChecksum`);
+
+      // The heavy function's samples belong to the heavy endpoint, never to the light one, and carry
+      // the flag its handler recorded after the work (labels are read when the profile is serialized).
+      const heavyEndpoints = new Map<string, number>();
+      for (const s of heavy)
+        heavyEndpoints.set(
+          s.labels.endpoint ?? '(none)',
+          (heavyEndpoints.get(s.labels.endpoint ?? '(none)') ?? 0) + s.count,
+        );
+      assert.equal(heavyEndpoints.get('GET /light/:id'), undefined, JSON.stringify([...heavyEndpoints]));
+      const heavyLabelled = heavy.filter((s) => s.labels.endpoint === 'GET /heavy/:id');
+      assert.ok(heavyLabelled.length >= 0.9 * heavy.length, JSON.stringify([...heavyEndpoints]));
+      for (const s of heavyLabelled) assert.equal(s.labels['flag:ranker'], 'v2');
+      for (const s of light) assert.notEqual(s.labels.endpoint, 'GET /heavy/:id');
+      for (const s of light.filter((s) => s.labels.endpoint === 'GET /light/:id')) {
+        assert.equal(s.labels['flag:ranker'], 'v1');
+      }
+
+      // Function identity: name, the file V8 reports (this fixture), the line where the function starts.
+      const sieveFrame = heavy[0]!.stack.find((f) => f.name === 'heavyPrimeSieve')!;
+      assert.match(sieveFrame.file, /profiled-express\.cjs$/);
+      assert.ok(sieveFrame.line > 1);
+
+      // Known different work: 40 × per request, one heavy per four light requests → ~10 × the CPU.
+      const heavyCpu = sum(heavy);
+      const lightCpu = sum(light);
+      assert.ok(heavyCpu > 3 * lightCpu, `heavy ${heavyCpu} ns vs light ${lightCpu} ns`);
+      assert.equal(served.heavy * 4, served.light);
+
+      // Weights are the thread's CPU between samples: together they are the thread CPU of the windows,
+      // which the app measured around the agent's whole life (a little more: start-up, shutdown).
+      const profiledCpu = sum(samples);
+      const ratio = profiledCpu / report.threadCpuNs;
+      t.diagnostic(
+        `${index.length} profiles, ${samples.length} samples; heavyPrimeSieve ${heavy.length} samples ${heavyCpu} ns, ` +
+          `lightChecksum ${light.length} samples ${lightCpu} ns; profiled CPU / thread CPU = ${ratio.toFixed(3)}`,
+      );
+      assert.ok(
+        ratio > 0.5 && ratio <= 1.05,
+        `profiles weigh ${profiledCpu} ns, the thread spent ${report.threadCpuNs} ns`,
+      );
+      // Everything labelled with an endpoint is one of the two.
+      for (const s of samples) {
+        if (s.labels.endpoint !== undefined) assert.match(s.labels.endpoint, /^GET \/(heavy|light)\/:id$/);
+      }
+    });
+  }
+
+  it('loads nothing of the profiler when it is off', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-off-'));
+    let app: ProfiledApp | undefined;
+    t.after(() => {
+      app?.kill();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    app = await ProfiledApp.start({
+      service: 'shop',
+      commit: 'c1',
+      collector: `file:${path.join(dir, 'samples.ndjson')}`,
+      exitFlushTimeoutMs: 0,
+      sampleRate: 1,
+    });
+    await app.load(3);
+    const report = await app.shutdown();
+    assert.deepEqual(app.fatal, [], app.stderr);
+    assert.equal(report.pprofLoaded, false, '@datadog/pprof is not in require.cache');
+    assert.equal(report.profiling, null);
+    assert.equal(existsSync(path.join(dir, 'samples.profiles')), false);
+    assert.ok(existsSync(path.join(dir, 'samples.ndjson')), 'the samples were written');
+  });
+
+  it('profiles no process when processFraction is 0', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-fraction-'));
+    let app: ProfiledApp | undefined;
+    t.after(() => {
+      app?.kill();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    app = await ProfiledApp.start({
+      service: 'shop',
+      commit: 'c1',
+      collector: `file:${path.join(dir, 'samples.ndjson')}`,
+      exitFlushTimeoutMs: 0,
+      profile: { enabled: true, processFraction: 0 },
+    });
+    await app.load(2);
+    const report = await app.shutdown();
+    assert.equal(report.pprofLoaded, false);
+    assert.equal(report.profiling, null);
+  });
+});

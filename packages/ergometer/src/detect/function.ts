@@ -1,0 +1,159 @@
+/**
+ * The function detector (SPEC §5 `kind: "function"`): for every rollout comparison the rollout
+ * detector made, each function's self cost per request on the endpoint, baseline vs candidate.
+ * FBDetect's observation: a change that is 0.3% of an endpoint is 10% of the function it sits in,
+ * far easier to tell from noise. Self cost, because wrappers have none of their callee's change
+ * (docs/detectors.md §"Root cause and wrappers"). The statistics are in src/stats/shares.ts and
+ * docs/MATH.md; the run (run.ts) corrects the p-values for every function tested and applies the
+ * minimum effects and the cost-shift filter.
+ */
+import { endpointMeans, functionKey } from '../profile/diff';
+import { costPerRequest, type FunctionChange, functionChange, shareOfSums } from '../stats/shares';
+import type { ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
+import type { TestedChange } from './candidate';
+import type { DetectorConfig } from './config';
+
+/** One function tested between the two sides of a rollout. */
+export interface FunctionTest {
+  rollout: TestedChange;
+  function: string;
+  file: string;
+  line: number;
+  /** Self cost per request, metric units. */
+  base: number;
+  head: number;
+  change: FunctionChange;
+  /** The endpoint's mean cost per request at the baseline (request samples). */
+  endpointBase: number;
+  /** Profile samples of the endpoint on each side. */
+  samples: { baseline: number; candidate: number };
+}
+
+interface SideData {
+  /** Endpoint cost per profile, by profile id. */
+  endpointCost: Map<string, number>;
+  endpointSamples: number;
+  /** function key → profile id → self cost; and its pooled self samples. */
+  functions: Map<string, { row: ProfileFunctionRow; byProfile: Map<string, number>; samples: number }>;
+  mean: number;
+  varMean: number;
+}
+
+async function sideData(
+  store: Store,
+  rollout: TestedChange,
+  side: 'baseline' | 'candidate',
+): Promise<SideData | undefined> {
+  const selector = rollout[side];
+  const q: ProfileQuery = {
+    service: rollout.service,
+    commit: selector.commit,
+    endpoint: rollout.comparison.endpoint,
+    metric: rollout.comparison.metric,
+    byProfile: true,
+  };
+  if (selector.from !== undefined) q.from = selector.from;
+  if (selector.to !== undefined) q.to = selector.to;
+  const endpoints = await store.profileEndpoints(q);
+  if (endpoints.length === 0) return undefined;
+  const means = await endpointMeans(
+    store,
+    { service: rollout.service, endpoint: rollout.comparison.endpoint, base: selector, head: selector },
+    selector,
+    rollout.comparison.metric,
+  );
+  const m = means.get(rollout.comparison.endpoint);
+  if (!m || m.n < 2) return undefined;
+  const variance = Math.max(0, (m.sumCost2 - m.n * m.mean * m.mean) / (m.n - 1));
+  const data: SideData = {
+    endpointCost: new Map(),
+    endpointSamples: 0,
+    functions: new Map(),
+    mean: m.mean,
+    varMean: variance / m.n,
+  };
+  for (const e of endpoints) {
+    if (e.cost <= 0) continue;
+    data.endpointCost.set(e.profileId, e.cost);
+    data.endpointSamples += e.samples;
+  }
+  for (const row of await store.profileFunctions(q)) {
+    const key = functionKey(row);
+    let f = data.functions.get(key);
+    if (!f) {
+      f = { row, byProfile: new Map(), samples: 0 };
+      data.functions.set(key, f);
+    }
+    f.byProfile.set(row.profileId, (f.byProfile.get(row.profileId) ?? 0) + row.selfCost);
+    f.samples += row.selfSamples;
+  }
+  return data;
+}
+
+function estimate(data: SideData, key: string) {
+  const f = data.functions.get(key);
+  const ys: number[] = [];
+  const xs: number[] = [];
+  for (const [profileId, cost] of data.endpointCost) {
+    xs.push(cost);
+    ys.push(f?.byProfile.get(profileId) ?? 0);
+  }
+  const share = shareOfSums(ys, xs, f?.samples ?? 0, data.endpointSamples);
+  return costPerRequest(share, data.mean, data.varMean);
+}
+
+/**
+ * Tests every function with enough self samples on either side of one rollout comparison. Returns
+ * nothing when either side has fewer than `config.minProfiles` profiles of the endpoint.
+ */
+export async function testFunctions(
+  store: Store,
+  rollout: TestedChange,
+  config: DetectorConfig,
+): Promise<FunctionTest[]> {
+  const base = await sideData(store, rollout, 'baseline');
+  const head = await sideData(store, rollout, 'candidate');
+  if (!base || !head) return [];
+  if (base.endpointCost.size < config.minProfiles || head.endpointCost.size < config.minProfiles) return [];
+  const out: FunctionTest[] = [];
+  for (const key of new Set([...base.functions.keys(), ...head.functions.keys()])) {
+    const b = base.functions.get(key);
+    const h = head.functions.get(key);
+    if (Math.max(b?.samples ?? 0, h?.samples ?? 0) < config.minFunctionSamples) continue;
+    const row = (b ?? h)?.row as ProfileFunctionRow;
+    const baseCost = estimate(base, key);
+    const headCost = estimate(head, key);
+    out.push({
+      rollout,
+      function: row.function,
+      file: row.file,
+      line: row.line,
+      base: baseCost.cost,
+      head: headCost.cost,
+      change: functionChange(baseCost, headCost, config.confidence),
+      endpointBase: base.mean,
+      samples: { baseline: base.endpointSamples, candidate: head.endpointSamples },
+    });
+  }
+  return out;
+}
+
+/**
+ * Whether a significant function increase is a regression worth an alert:
+ *  - large enough: at least minFunctionEffectPct of the function's own base cost and at least
+ *    minFunctionSharePct of the endpoint's base cost;
+ *  - not a cost shift (FBDetect): if the endpoint's change is confidently below half of the
+ *    function's increase (upper end of its interval, from the rollout comparison), the cost moved
+ *    from other functions of the endpoint to this one, and the endpoint did not pay for it.
+ */
+export function isFunctionRegression(test: FunctionTest, config: DetectorConfig): boolean {
+  const delta = test.change.delta;
+  if (!(delta > 0)) return false;
+  if (test.base > 0 && (delta / test.base) * 100 < config.minFunctionEffectPct) return false;
+  const ofEndpointPct = (delta / test.endpointBase) * 100;
+  if (ofEndpointPct < config.minFunctionSharePct) return false;
+  return test.rollout.comparison.ci[1] >= COST_SHIFT_FRACTION * ofEndpointPct;
+}
+
+/** The endpoint must plausibly have grown by at least this fraction of the function's increase. */
+export const COST_SHIFT_FRACTION = 0.5;

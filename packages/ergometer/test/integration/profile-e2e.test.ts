@@ -1,0 +1,148 @@
+/**
+ * Issue 6, Must show, end to end with the real parts: a real Express service (fixtures/feed-app.cjs)
+ * running the real agent with its profiler on, a real collector over a DuckDB file, the real
+ * detectors, v1 and v2 as a canary (side by side). v2 adds work inside renderFeed, reached through two wrapper layers: the rollout
+ * alert's rootCause[0] is renderFeed and the function detector names renderFeed. A refactor that
+ * moves work from loadItems to renderFeed (same total) gives no alert.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { Profile } from 'pprof-format';
+import { resolveDetectorConfig } from '../../src/detect/config';
+import { runDetectors } from '../../src/detect/run';
+import { INGEST_TOKEN, startTestCollector, type TestCollector } from '../server/harness';
+
+const APP = path.join(__dirname, '..', '..', '..', 'test', 'integration', 'fixtures', 'feed-app.cjs');
+const ENDPOINT = 'GET /feed/:id';
+const REQUESTS = 1000;
+
+function childEnv(): NodeJS.ProcessEnv {
+  const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
+  return env;
+}
+
+/** Starts one version of the app; resolves with its port and a stop() that SIGTERMs it (the agent flushes). */
+async function startApp(
+  t: TestContext,
+  c: TestCollector,
+  service: string,
+  version: string,
+): Promise<{ port: number; stop: () => Promise<void> }> {
+  const app: ChildProcess = spawn(process.execPath, [APP], {
+    env: {
+      ...childEnv(),
+      ERGOMETER_COLLECTOR: c.url,
+      ERGOMETER_TOKEN: INGEST_TOKEN,
+      FEED_VERSION: version,
+      FEED_SERVICE: service,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => {
+    if (app.exitCode === null) app.kill('SIGKILL');
+  });
+  let output = '';
+  app.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`app did not start: ${output}`)), 30_000);
+    app.stdout?.on('data', (chunk: Buffer) => {
+      const match = /listening (\d+)/.exec(chunk.toString());
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+  });
+  return {
+    port,
+    async stop() {
+      app.kill('SIGTERM');
+      const code = await new Promise((resolve) => app.once('exit', resolve));
+      assert.equal(code, 0, output);
+    },
+  };
+}
+
+/**
+ * A canary: v1 and the new version serve side by side, requests alternating between them, so
+ * both see the same machine (this box is shared; CPU time per instruction drifts with its load).
+ */
+async function canary(t: TestContext, service: string, head: string) {
+  const c = await startTestCollector(t);
+  const t0 = Date.now();
+  for (const [commit, ts] of [
+    ['v1', t0 - 2],
+    [head, t0 - 1],
+  ] as const) {
+    const deploy = await c.post('/v1/deploys', { service, commit, ts });
+    assert.equal(deploy.status, 200, deploy.text);
+  }
+  const apps = [await startApp(t, c, service, 'v1'), await startApp(t, c, service, head)];
+  let next = 0;
+  const client = async () => {
+    while (next < 2 * REQUESTS) {
+      const id = next++;
+      const app = apps[id % 2] as (typeof apps)[number];
+      const response = await fetch(`http://127.0.0.1:${app.port}/feed/${id}`);
+      assert.equal(response.status, 200);
+      await response.text();
+    }
+  };
+  // Four clients at once: requests interleave on each event loop, as in production.
+  await Promise.all([client(), client(), client(), client()]);
+  for (const app of apps) await app.stop();
+  const config = resolveDetectorConfig({ learnThresholds: false, minCanaryMs: 1000 });
+  const run = await runDetectors(c.store, config, { now: Date.now() + 1, service });
+  return { c, alerts: run.alerts };
+}
+
+describe('profiler end to end: real app, real agent, real collector', () => {
+  it('v2 adds work in renderFeed behind two wrappers: rootCause[0] and the function alert name it', async (t) => {
+    const { c, alerts } = await canary(t, 'feed-e2e', 'v2');
+    const profiles = await c.store.listProfiles({ service: 'feed-e2e' });
+    assert.ok(profiles.length >= 4, `${profiles.length} profiles`);
+    // The stored pprof decodes with pprof-format and carries the endpoint label.
+    const raw = await c.store.getProfile((profiles.at(-1) as (typeof profiles)[number]).id);
+    assert.ok(raw);
+    const bytes = raw[0] === 0x1f ? gunzipSync(raw) : raw;
+    const decoded = Profile.decode(bytes);
+    const strings = decoded.stringTable.strings;
+    assert.ok(
+      decoded.sample.some((s) =>
+        s.label.some((l) => strings[Number(l.key)] === 'endpoint' && strings[Number(l.str)] === ENDPOINT),
+      ),
+      'samples labelled with the endpoint',
+    );
+
+    const rolloutAlert = alerts.find((a) => a.kind === 'rollout' && a.endpoint === ENDPOINT);
+    assert.ok(rolloutAlert, alerts.map((a) => a.summary).join('\n'));
+    assert.equal(rolloutAlert.rootCause[0]?.function, 'renderFeed', JSON.stringify(rolloutAlert.rootCause));
+    assert.match(rolloutAlert.rootCause[0]?.file ?? '', /feed-app\.cjs$/);
+    const functionAlerts = alerts.filter((a) => a.kind === 'function');
+    assert.ok(
+      functionAlerts.some((a) => a.rootCause[0]?.function === 'renderFeed'),
+      functionAlerts.map((a) => a.summary).join('\n'),
+    );
+    for (const a of functionAlerts) {
+      assert.ok(
+        !['instrumented', 'asyncWrapper', 'handleFeed', 'loadItems', 'serialize'].includes(
+          a.rootCause[0]?.function ?? '',
+        ),
+        a.summary,
+      );
+    }
+  });
+
+  it('a refactor moving work from loadItems to renderFeed gives no alert', async (t) => {
+    const { alerts } = await canary(t, 'feed-refactor', 'refactor');
+    assert.deepEqual(
+      alerts.filter((a) => a.kind === 'function' || a.kind === 'rollout').map((a) => a.summary),
+      [],
+    );
+  });
+});
