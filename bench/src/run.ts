@@ -14,6 +14,7 @@ import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
+import { benchProfiler } from './profiler';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -29,6 +30,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['ingest', benchIngest],
   ['ingest floor', benchIngestFloor],
   ['endpoints latency', benchEndpointsLatency],
+  ['profiler', benchProfiler],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

@@ -66,7 +66,7 @@ interface ProcSnapshot {
   readSyscalls: number;
 }
 
-interface RunResult {
+export interface RunResult {
   variant: AppVariant;
   round: number;
   requestsPerSecond: number;
@@ -208,11 +208,13 @@ async function generateLoad(port: number, durationSeconds: number, settings: Thr
   return result;
 }
 
-async function runOnce(
+/** One measured run of one variant; `inspect` sees the collector's temp folder before it is removed. */
+export async function runOnce(
   variant: AppVariant,
   round: number,
   settings: ThroughputOptions,
   pinning: boolean,
+  inspect?: (dir: string) => void,
 ): Promise<RunResult> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-'));
   const collector = `file:${path.join(dir, 'samples.ndjson')}`;
@@ -277,6 +279,7 @@ async function runOnce(
       await exited;
       clearTimeout(timer);
     }
+    inspect?.(dir);
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -342,7 +345,7 @@ function defined(values: (number | undefined)[]): number[] {
   return values.filter((value): value is number => value !== undefined);
 }
 
-const pct = (ratio: number, digits = 1) => `${(ratio * 100).toFixed(digits)}%`;
+export const pct = (ratio: number, digits = 1) => `${(ratio * 100).toFixed(digits)}%`;
 const fmt = (value: number | undefined, digits: number) => (value === undefined ? '—' : value.toFixed(digits));
 
 interface VariantSummary {
@@ -393,6 +396,7 @@ const VARIANT_LABELS: Record<AppVariant, string> = {
   'register-0.01': 'agent, `--require @ergometer/agent/register`, sampleRate 0.01',
   'agent-1': 'agent, `app.use(agent.express())`, sampleRate 1',
   otel: 'OpenTelemetry SDK (http + express, batch → no-op)',
+  'agent-0.01-profile': 'agent, sampleRate 0.01, profiler recording (dutyCycle 1)',
 };
 
 function buildTable(

@@ -27,7 +27,9 @@ export const APP_VARIANTS = [
   'agent-1',
   'otel',
 ] as const;
-export type AppVariant = (typeof APP_VARIANTS)[number];
+/** Variants of the profiler benchmark (profiler.ts), not run by the throughput benchmark. */
+export const PROFILER_VARIANTS = ['agent-0.01', 'agent-0.01-profile'] as const;
+export type AppVariant = (typeof APP_VARIANTS)[number] | (typeof PROFILER_VARIANTS)[number];
 
 /** Sent to the parent once the server accepts connections. */
 export interface ServerReady {
@@ -43,7 +45,10 @@ export interface ServerStop {
 }
 
 export function isAppVariant(value: unknown): value is AppVariant {
-  return typeof value === 'string' && (APP_VARIANTS as readonly string[]).includes(value);
+  return (
+    typeof value === 'string' &&
+    ((APP_VARIANTS as readonly string[]).includes(value) || (PROFILER_VARIANTS as readonly string[]).includes(value))
+  );
 }
 
 /** Sample rate of the variants that start the agent with `start()` and mount `agent.express()`. */
@@ -51,6 +56,7 @@ const MIDDLEWARE_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
   'agent-0': 0,
   'agent-0.01': 0.01,
   'agent-1': 1,
+  'agent-0.01-profile': 0.01,
 };
 
 /** Sample rate of the variants started with `--require @ergometer/agent/register`. */
@@ -77,7 +83,14 @@ async function serve(variant: AppVariant): Promise<void> {
   const sampleRate = MIDDLEWARE_SAMPLE_RATES[variant];
   if (sampleRate !== undefined) {
     const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
-    const agent = start({ service: 'bench-throughput', collector: process.env.BENCH_COLLECTOR, sampleRate });
+    // The profiler recording all the time (dutyCycle 1), otherwise at its defaults: what it costs while it records.
+    const profile = variant === 'agent-0.01-profile' ? { enabled: true, dutyCycle: 1 } : undefined;
+    const agent = start({
+      service: 'bench-throughput',
+      collector: process.env.BENCH_COLLECTOR,
+      sampleRate,
+      ...(profile === undefined ? {} : { profile }),
+    });
     instrument = agent.express();
     counter = agent.counter.source;
     shutdown = () => agent.shutdown();

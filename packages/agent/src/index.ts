@@ -21,7 +21,8 @@ export {
   USERS_SKETCH_LOG2_REGISTERS,
   USERS_SKETCH_VERSION,
 } from './export/users-sketch';
-export type { Exporter, WireBatch, WireCount, WireSample, WireUsers } from './export/wire';
+export type { Exporter, ProfileUpload, WireBatch, WireCount, WireSample, WireUsers } from './export/wire';
 export type { FlagEvaluationDetails, FlagHookContext, OpenFeatureHook } from './flags/openfeature';
-export type { AgentOptions } from './options';
+export type { AgentOptions, ProfileOptions } from './options';
+export type { ContextPath as ProfileContextPath } from './profile/profiler';
 export { AGENT_VERSION } from './version';

@@ -100,8 +100,10 @@ export interface ProfileOptions {
    */
   processFraction?: number;
   /**
-   * Fraction of each period during which the profiler runs, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): it profiles
-   * the first `dutyCycle × periodMs` of each period and rests for the remainder. Default 1.
+   * Fraction of time the profiler records, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): one window of
+   * `dutyCycle × periodMs` per period, at a random offset within it; the profile of each window is shipped
+   * when it ends. Default 0.1 (6 s a minute): recording costs more than 2% of throughput on a busy
+   * server (docs/benchmarks.md), so by default it records a tenth of the time. 1 records continuously.
    */
   dutyCycle?: number;
   /** Length of one profile, ms (`ERGOMETER_PROFILE_PERIOD_MS`); one profile is shipped per period. Default 60000. */
@@ -297,7 +299,7 @@ function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
       'profile.dutyCycle',
       'ERGOMETER_PROFILE_DUTY_CYCLE',
       options.dutyCycle ?? env.ERGOMETER_PROFILE_DUTY_CYCLE,
-      1,
+      0.1,
     ),
     periodMs,
     intervalMicros,

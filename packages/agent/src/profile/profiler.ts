@@ -56,6 +56,7 @@ export class Profiler {
   active = false;
   readonly contextPath: ContextPath;
   private windowStartMs = 0;
+  private nextPeriodAtMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly windowMs: number;
@@ -89,7 +90,20 @@ export class Profiler {
   /** Starts the first window. Throws when the native profiler cannot start (the agent then runs without it). */
   start(): void {
     if (this.options.dutyCycle <= 0) return;
-    this.beginWindow();
+    if (this.options.dutyCycle >= 1) this.beginWindow();
+    else this.schedulePeriod();
+  }
+
+  /**
+   * dutyCycle < 1: one window per period, at a random offset within it, so that the processes of a
+   * fleet do not all profile the same seconds and any stretch of time is covered evenly on average.
+   */
+  private schedulePeriod(): void {
+    if (this.closed) return;
+    this.nextPeriodAtMs = Date.now() + this.options.periodMs;
+    const offsetMs = Math.random() * (this.options.periodMs - this.windowMs);
+    this.timer = setTimeout(() => this.safely(() => this.beginWindow()), offsetMs);
+    this.timer.unref();
   }
 
   /**
@@ -194,7 +208,7 @@ export class Profiler {
     if (restart) {
       this.scheduleWindowEnd();
     } else {
-      this.timer = setTimeout(() => this.safely(() => this.beginWindow()), this.options.periodMs - this.windowMs);
+      this.timer = setTimeout(() => this.schedulePeriod(), Math.max(0, this.nextPeriodAtMs - Date.now()));
       this.timer.unref();
     }
   }

@@ -62,7 +62,7 @@ describe('profiler in an Express app', () => {
           exitFlushTimeoutMs: 0,
           // Most requests unsampled: the profiler labels every request, sampled or not.
           sampleRate: 0.01,
-          profile: { enabled: true, periodMs: 1500, intervalMicros: 2000 },
+          profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 2000 },
         },
         execArgv,
       );

@@ -233,10 +233,10 @@ const OPTION_CASES: OptionCase[] = [
     option: 'profile',
     envName: 'ERGOMETER_PROFILE',
     envText: '1',
-    fromEnv: { enabled: true, processFraction: 1, dutyCycle: 1, periodMs: 60_000, intervalMicros: 10_000 },
+    fromEnv: { enabled: true, processFraction: 1, dutyCycle: 0.1, periodMs: 60_000, intervalMicros: 10_000 },
     optionValue: { enabled: false, dutyCycle: 0.5 },
     fromOption: { enabled: false, processFraction: 1, dutyCycle: 0.5, periodMs: 60_000, intervalMicros: 10_000 },
-    fallback: { enabled: false, processFraction: 1, dutyCycle: 1, periodMs: 60_000, intervalMicros: 10_000 },
+    fallback: { enabled: false, processFraction: 1, dutyCycle: 0.1, periodMs: 60_000, intervalMicros: 10_000 },
   },
 ];
 

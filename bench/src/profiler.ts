@@ -1,0 +1,140 @@
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { PROFILER_VARIANTS } from './apps/server';
+import type { BenchTable } from './report';
+import { canPin, median, pct, type RunResult, runOnce, type ThroughputOptions } from './throughput';
+
+/**
+ * The profiler's cost and output, side by side in one run: the throughput app (apps/app.ts) with the
+ * agent at sampleRate 0.01, without and with `profile: { enabled: true }` at its default settings
+ * (100 Hz, whole period, every process), variants alternating within each round as in the throughput
+ * benchmark (server and autocannon pinned to one CPU each). Then one run of a little over a minute with
+ * the profiler on, whose first profile — one full default period of 60 s — gives the size of one
+ * minute of profile data per process.
+ */
+
+/** Goal: the profiler at its defaults costs at most 2% of throughput. */
+const GOAL_LOSS = 0.02;
+/** The default `profile.dutyCycle` (packages/agent/src/options.ts). */
+const DEFAULT_DUTY_CYCLE = 0.1;
+
+const FULL: ThroughputOptions = { rounds: 6, durationSeconds: 5, warmupSeconds: 2, connections: 10, maxRepeats: 4 };
+const QUICK: ThroughputOptions = { rounds: 1, durationSeconds: 2, warmupSeconds: 1, connections: 10, maxRepeats: 0 };
+const NOISY_BACKGROUND = 0.1;
+
+interface ProfileFile {
+  from: number;
+  to: number;
+  bytes: number;
+}
+
+export async function benchProfiler(): Promise<BenchTable> {
+  const quick = process.env.BENCH_QUICK === '1';
+  const settings = quick ? QUICK : FULL;
+  const pinning = canPin();
+  await runOnce('agent-0.01', 0, { ...settings, durationSeconds: settings.warmupSeconds }, pinning);
+  const runs: RunResult[] = [];
+  let repeatsLeft = settings.maxRepeats;
+  for (let round = 1; round <= settings.rounds; round++) {
+    const order = round % 2 === 1 ? PROFILER_VARIANTS : [...PROFILER_VARIANTS].reverse();
+    for (const variant of order) {
+      let run = await runOnce(variant, round, settings, pinning);
+      if ((run.backgroundBusy ?? 0) > NOISY_BACKGROUND && repeatsLeft > 0) {
+        repeatsLeft--;
+        run = await runOnce(variant, round, settings, pinning);
+      }
+      runs.push(run);
+      console.error(
+        `profiler: round ${round}/${settings.rounds} ${variant.padEnd(20)} ${run.requestsPerSecond.toFixed(0)} req/s, ` +
+          `${run.cpuMicrosPerRequest?.toFixed(1) ?? '—'} µs CPU/req, background ${pct(run.backgroundBusy ?? 0, 0)}`,
+      );
+    }
+  }
+
+  // One minute of profile data: a run longer than the default 60 s period, recording continuously (the
+  // most a minute can hold; at the default dutyCycle a minute holds a 6 s window).
+  const sizeSeconds = quick ? 3 : 63;
+  const files: ProfileFile[] = [];
+  const sizeRun = await runOnce(
+    'agent-0.01-profile',
+    0,
+    { ...settings, durationSeconds: sizeSeconds, warmupSeconds: 1 },
+    pinning,
+    (dir) => {
+      const profilesDir = path.join(dir, 'samples.profiles');
+      try {
+        for (const line of readFileSync(path.join(profilesDir, 'index.ndjson'), 'utf8').split('\n')) {
+          if (line === '') continue;
+          const entry = JSON.parse(line) as { from: number; to: number; file: string };
+          files.push({ from: entry.from, to: entry.to, bytes: statSync(path.join(profilesDir, entry.file)).size });
+        }
+      } catch (error) {
+        console.error(`profiler: no profiles written: ${String(error)}`);
+      }
+    },
+  );
+  const fullMinute = files.find((f) => f.to - f.from >= 59_000);
+  const sizeRows = fullMinute
+    ? [
+        [
+          'one 60 s profile (gzipped pprof), under load',
+          `${(fullMinute.bytes / 1024).toFixed(1)} KiB`,
+          `${sizeRun.requestsPerSecond.toFixed(0)} req/s`,
+        ],
+      ]
+    : files.map((f) => [
+        `a ${((f.to - f.from) / 1000).toFixed(1)} s profile (gzipped pprof)`,
+        `${(f.bytes / 1024).toFixed(1)} KiB`,
+        `${sizeRun.requestsPerSecond.toFixed(0)} req/s`,
+      ]);
+
+  const rows: (string | number)[][] = [];
+  const byVariant = (variant: string) => runs.filter((r) => r.variant === variant);
+  const base = byVariant('agent-0.01');
+  const profiled = byVariant('agent-0.01-profile');
+  const baseByRound = new Map(base.map((r) => [r.round, r]));
+  const paired = profiled.map((r) => r.requestsPerSecond / (baseByRound.get(r.round)?.requestsPerSecond ?? Number.NaN));
+  const pairedRatio = median(paired);
+  for (const [label, own] of [
+    ['agent, sampleRate 0.01, profiler off', base],
+    ['agent, sampleRate 0.01, profiler recording (dutyCycle 1)', profiled],
+  ] as const) {
+    const rps = own.map((r) => r.requestsPerSecond);
+    const cpu = own.map((r) => r.cpuMicrosPerRequest).filter((v): v is number => v !== undefined);
+    rows.push([
+      label,
+      median(rps).toFixed(0),
+      `${Math.min(...rps).toFixed(0)}–${Math.max(...rps).toFixed(0)}`,
+      cpu.length > 0 ? median(cpu).toFixed(1) : '—',
+      median(own.map((r) => r.load.latencyP99Ms)).toFixed(0),
+      Math.max(...own.map((r) => r.peakRssMiB ?? 0)).toFixed(0),
+    ]);
+  }
+  const loss = 1 - pairedRatio;
+  const major = Number(process.versions.node.split('.')[0]);
+  return {
+    title: `Profiler: throughput on vs off, and one minute of profile data (Node ${process.version})`,
+    description:
+      "bench/src/profiler.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, profiler off and " +
+      `recording continuously (dutyCycle 1; otherwise defaults: 100 Hz, processFraction 1), alternating in each of ${settings.rounds} rounds of ` +
+      `${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up, server and autocannon pinned to one CPU each` +
+      `${pinning ? '' : ' (pinning unavailable here)'}, ${settings.connections} connections. ` +
+      `Labels follow requests through ${major >= 24 ? 'AsyncContextFrame (Node 24 path)' : 'an async_hooks before hook (Node 20 path)'}. ` +
+      'The machine is shared with other helpers running their own work: runs where other processes used more than 10% of a CPU ' +
+      'were repeated (within a budget), and the paired per-round ratio is the figure to read.',
+    columns: ['variant', 'req/s (median)', 'req/s (min–max)', 'server CPU µs/req', 'p99 ms', 'peak RSS MiB'],
+    rows: [...rows, ...sizeRows.map((r) => [r[0]!, '—', '—', '—', '—', `${r[1]} (${r[2]})`])],
+    notes: [
+      `Throughput kept while the profiler records, median of the per-round ratios: **${pct(pairedRatio)}** ` +
+        `(loss ${pct(loss)}; per-round ratios: ${paired.map((r) => pct(r)).join(', ')}). At the default dutyCycle ` +
+        `${DEFAULT_DUTY_CYCLE} it records ${pct(DEFAULT_DUTY_CYCLE, 0)} of the time, so the default costs about ` +
+        `${pct(loss * DEFAULT_DUTY_CYCLE)} of throughput (goal ≤ ${pct(GOAL_LOSS, 0)}: ` +
+        `${loss * DEFAULT_DUTY_CYCLE <= GOAL_LOSS ? 'met' : 'not met'}); recording continuously: ` +
+        `${loss <= GOAL_LOSS ? 'within' : 'beyond'} the goal.`,
+      fullMinute
+        ? `One minute of profile data per process: **${(fullMinute.bytes / 1024).toFixed(1)} KiB** gzipped pprof ` +
+          `(${((fullMinute.bytes * 60 * 24) / 2 ** 20).toFixed(1)} MiB per process per day), at ${sizeRun.requestsPerSecond.toFixed(0)} req/s.`
+        : 'No full 60 s profile was written in this (quick) run.',
+    ],
+  };
+}
