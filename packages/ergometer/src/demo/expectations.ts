@@ -21,13 +21,11 @@ export const DEMO_FLAG = { key: 'search_rerank', variant: 'on' } as const;
 /**
  * Whether `--exit` requires the v2 alert's root cause to name {@link REGRESSED_FUNCTION}.
  *
- * Root cause by function needs the profiler: the agent's (branch `profiler-agent`, `profile: {
- * enabled: true }`, which the demo service already passes) and the server's diff that fills
- * `alert.rootCause` (branch `profiler-server`). Until both are merged the summary shows a root cause
- * when the alerts carry one, and this stays false; once they are, set it to true (or run with
- * ERGOMETER_DEMO_REQUIRE_ROOT_CAUSE=1) so that CI holds the demo to the issue's "Must show".
+ * Root cause by function comes from the profiler (the agent's `profile: { enabled: true }`, which the
+ * demo service passes, and the server's diff that fills `alert.rootCause`). True: CI holds the demo
+ * to the issue's "Must show". ERGOMETER_DEMO_REQUIRE_ROOT_CAUSE=1 forces it on when this is false.
  */
-export const ROOT_CAUSE_REQUIRED = false;
+export const ROOT_CAUSE_REQUIRED = true;
 
 export function rootCauseRequired(env: NodeJS.ProcessEnv = process.env): boolean {
   return ROOT_CAUSE_REQUIRED || env.ERGOMETER_DEMO_REQUIRE_ROOT_CAUSE === '1';

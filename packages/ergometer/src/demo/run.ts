@@ -39,7 +39,6 @@ import {
   DEMO_SERVICE,
   FLAGGED_ENDPOINT,
   REGRESSED_ENDPOINT,
-  REGRESSED_FUNCTION,
   rootCauseRequired,
 } from './expectations';
 import { Fleet } from './fleet';
@@ -344,7 +343,7 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
       display.line('As scripted: the quiet release v4 raised nothing.');
     } else if (verdict.ok) {
       display.line(
-        `As scripted: v2 made ${REGRESSED_ENDPOINT} dearer (root cause ${rootCauseOf(records) ?? `${REGRESSED_FUNCTION}, once the profiler is on`}), v3 fixed it, ` +
+        `As scripted: v2 made ${REGRESSED_ENDPOINT} dearer (root cause ${rootCauseOf(records) ?? 'none found'}), v3 fixed it, ` +
           `${DEMO_FLAG.key}=${DEMO_FLAG.variant} made ${FLAGGED_ENDPOINT} dearer, and the quiet release v4 raised nothing.`,
       );
     } else {
@@ -446,7 +445,7 @@ export function summaryTable(records: readonly AlertRecord[]): string {
             .slice(0, 2)
             .map((r) => `${r.function} (${r.deltaPct >= 0 ? '+' : ''}${r.deltaPct.toFixed(1)} pts)`)
             .join(', ')
-        : '— (profiler off)',
+        : '—',
       status === 'resolved' && a.resolvedBy ? `resolved by ${commitLabel(a.resolvedBy)}` : status,
     ]);
   return textTable(['endpoint', 'kind', 'change', '95% CI', 'p', 'commit / flag', 'root cause', 'status'], rows)
