@@ -58,11 +58,12 @@ export function storeOnStoryClock(store: Store, clock: StoryClock): Store {
         return (deploy: Parameters<Store['recordDeploy']>[0]) =>
           target.recordDeploy({ ...deploy, ts: clock.story(deploy.ts) });
       if (property === 'storeProfile')
-        return (meta: Parameters<Store['storeProfile']>[0], pprof: Buffer, receivedAt: number) =>
+        return (...[meta, pprof, receivedAt, ...rest]: Parameters<Store['storeProfile']>) =>
           target.storeProfile(
             { ...meta, from: clock.story(meta.from), to: clock.story(meta.to) },
             pprof,
             clock.story(receivedAt),
+            ...rest,
           );
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
