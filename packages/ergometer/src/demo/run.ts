@@ -136,6 +136,7 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     interrupted = true;
   };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
   try {
     display.line(`ergometer demo${quick ? ' --quick' : ''}: a sample service, four releases, real CPU measurements`);
     display.line(`  working directory ${dir}${keptDir === undefined ? ' (removed at the end)' : ''}`);
@@ -376,6 +377,7 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     throw error;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
     await cleanUp();
   }
 }

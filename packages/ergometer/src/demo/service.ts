@@ -326,6 +326,11 @@ async function main(): Promise<void> {
       });
   };
   process.on('SIGTERM', stop);
+  // If the demo dies without stopping us (SIGKILL), do not outlive it.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop();
+  }, 1_000).unref();
   process.on('SIGINT', () => undefined); // Ctrl-C reaches the whole group: the demo decides when we stop.
 }
 
