@@ -39,6 +39,7 @@ import {
   DEMO_SERVICE,
   FLAGGED_ENDPOINT,
   REGRESSED_ENDPOINT,
+  REGRESSED_FUNCTION,
   rootCauseRequired,
 } from './expectations';
 import { Fleet } from './fleet';
@@ -414,8 +415,10 @@ async function listenWithFallback(
 }
 
 function rootCauseOf(records: readonly AlertRecord[]): string | undefined {
-  return records.find((r) => r.alert.kind === 'rollout' && r.alert.endpoint === REGRESSED_ENDPOINT)?.alert.rootCause[0]
-    ?.function;
+  const named = records
+    .find((r) => r.alert.kind === 'rollout' && r.alert.endpoint === REGRESSED_ENDPOINT)
+    ?.alert.rootCause.map((c) => c.function);
+  return named?.includes(REGRESSED_FUNCTION) ? REGRESSED_FUNCTION : named?.[0];
 }
 
 function formatP(p: number): string {
@@ -444,7 +447,7 @@ export function summaryTable(records: readonly AlertRecord[]): string {
         : `${commitLabel(a.candidate.commit)} vs ${commitLabel(a.baseline.commit)}`,
       a.rootCause.length > 0
         ? a.rootCause
-            .slice(0, 2)
+            .slice(0, 3)
             .map((r) => `${r.function} (${r.deltaPct >= 0 ? '+' : ''}${r.deltaPct.toFixed(1)} pts)`)
             .join(', ')
         : '—',
