@@ -1,7 +1,8 @@
 #!/usr/bin/env node
+import { DEMO_USAGE, demoCommand } from '../demo/run';
 /**
- * `ergometer` command line. `serve` and `deploy` work; the detectors and the demo land with their
- * issues, and until then those commands say so plainly instead of pretending.
+ * `ergometer` command line. The profiler's `profile diff` lands with its issue, and until then that
+ * command says so plainly instead of pretending.
  */
 import { VERSION } from '../version';
 import { DEPLOY_USAGE, deployCommand } from './deploy';
@@ -19,13 +20,13 @@ Commands:
   compare   per-endpoint change between two commits, with confidence intervals
   profile   function-level profile diff (profile diff --service S --base C1 --head C2)
   deploy    record a rollout
-  demo      the whole story on the embedded store                (not available yet)
+  demo      the whole story on the embedded store: a sample service, rollouts, a flag, alerts
   version   print the version
 
 Run \`ergometer <command> --help\` for a command's options.
 `;
 
-const NOT_YET = new Set(['demo']);
+const NOT_YET = new Set<string>();
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   serve: { run: (argv) => serveCommand(argv, process.env, out), usage: SERVE_USAGE },
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   detect: { run: (argv) => detectCommand(argv, out), usage: DETECT_USAGE },
   compare: { run: (argv) => compareCommand(argv, out), usage: COMPARE_USAGE },
   profile: { run: (argv) => profileCommand(argv, out), usage: PROFILE_USAGE },
+  demo: { run: (argv) => demoCommand(argv), usage: DEMO_USAGE },
 };
 
 const out = (text: string): void => {
@@ -72,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
       `ergometer ${command}: not yet — this release ships the measurement core (@ergometer/counters, @ergometer/agent), the collector (ergometer serve) and the detectors (ergometer detect, compare).\n` +
         'See docs/agent.md to instrument a service and docs/operations.md to run the collector.\n',
     );
-    return command === 'demo' ? 0 : 2;
+    return 2;
   }
   process.stderr.write(`ergometer: unknown command "${command}"\n\n${USAGE}`);
   return 2;

@@ -1,0 +1,33 @@
+// Hono on @hono/node-server with @ergometer/agent: one start() call, one middleware first.
+// Run: ERGOMETER_COLLECTOR=http://127.0.0.1:7070 ERGOMETER_TOKEN=<ingest token> node examples/hono/server.js
+// (or ERGOMETER_COLLECTOR=file:./samples.ndjson to see what the agent sends). PORT picks the port (default 3000).
+const { start } = require('@ergometer/agent');
+const { Hono } = require('hono');
+const { serve } = require('@hono/node-server');
+
+const agent = start({
+  service: 'example-hono',
+  sampleRate: Number(process.env.ERGOMETER_SAMPLE_RATE ?? 0.01), // 1% of requests in production
+});
+
+const app = new Hono();
+app.use(agent.hono()); // first: endpoints are named by route template, GET /hello/:name
+
+app.get('/hello/:name', (c) => c.json({ greeting: `hello ${c.req.param('name')}`, words: fibonacciWords(25) }));
+
+// Some CPU work, so that the cost per request is worth measuring.
+function fibonacciWords(n) {
+  const words = ['a', 'b'];
+  for (let i = 2; i < n; i++) words.push((words[i - 1] + words[i - 2]).slice(-64));
+  return words.length;
+}
+
+const server = serve({ fetch: app.fetch, port: Number(process.env.PORT ?? 3000), hostname: '127.0.0.1' }, (info) => {
+  console.log(`listening on http://127.0.0.1:${info.port}`);
+});
+
+// On SIGTERM: stop accepting, then let the agent send what it has queued.
+process.on('SIGTERM', () => {
+  server.close();
+  agent.shutdown().finally(() => process.exit(0));
+});
