@@ -42,17 +42,15 @@ export interface DemoVerdict {
  * v1, one flag alert on search for `search_rerank=on`, and nothing else (in particular nothing for the
  * quiet rollout v4). With `requireRootCause`, the v2 alert's root cause must name rankFeedItems; the profiler's
  * function alerts on those two regressions are expected.
- * The `quiet` story (v3 then the v4 canary only) must raise no alert at all.
+ * The `quiet` story (v3 then the v4 canary only) must raise no alert about v4. v3 still has the flag on
+ * for a fifth of the users, so the search_rerank flag alert (and the functions explaining it) is real
+ * there, and allowed.
  */
 export function checkDemoAlerts(
   records: readonly AlertRecord[],
   options: { requireRootCause: boolean; story?: 'full' | 'quiet' },
 ): DemoVerdict {
   const problems: string[] = [];
-  if (options.story === 'quiet') {
-    for (const { alert: a } of records) problems.push(`unexpected ${a.kind} alert on ${a.endpoint}: ${a.summary}`);
-    return { ok: problems.length === 0, problems };
-  }
   const alerts = records.map((r) => r.alert);
   const isRollout = (a: AlertRecord['alert']) =>
     a.kind === 'rollout' &&
@@ -72,6 +70,13 @@ export function checkDemoAlerts(
     a.service === DEMO_SERVICE &&
     ((a.endpoint === REGRESSED_ENDPOINT && a.candidate.commit === DEMO_COMMITS.v2) ||
       (a.endpoint === FLAGGED_ENDPOINT && (a.flag === null || a.flag.key === DEMO_FLAG.key)));
+  if (options.story === 'quiet') {
+    for (const { alert: a } of records) {
+      if (isFlag(a) || (isExplainingFunction(a) && a.endpoint === FLAGGED_ENDPOINT)) continue;
+      problems.push(`unexpected ${a.kind} alert on ${a.endpoint}: ${a.summary}`);
+    }
+    return { ok: problems.length === 0, problems };
+  }
   const rollout = alerts.filter(isRollout);
   const flag = alerts.filter(isFlag);
   if (rollout.length !== 1)

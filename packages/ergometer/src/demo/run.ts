@@ -59,7 +59,7 @@ which flag. Then the dashboard keeps serving until Ctrl-C.
   --quick        the short story: each phase just long enough for the detectors (under two minutes)
   --exit         do not keep serving: exit 0 if exactly the expected alerts fired, 1 otherwise (CI)
   --port N       port of the collector and dashboard (default 7070, or a free one if it is taken)
-  --story quiet  only v3 and the quiet v4 canary, which must raise no alert (the false-alarm check
+  --story quiet  only v3 and the quiet v4 canary, which must raise no alert about v4 (the false-alarm check
                  the tests repeat)
   --dir D        keep the demo's files (DuckDB, SQLite, tokens, alerts) in D instead of a temporary
                  directory removed at the end; D must be new or empty

@@ -1,8 +1,9 @@
 /**
  * `ergometer demo --quick --exit`, as CI and the README run it: a real sample service under load,
  * four releases, and exactly the expected alerts (the feed regression of v2 with rankFeedItems as its
- * root cause, the search_rerank flag of v3), none for the quiet v4. Then the quiet story alone: a
- * release that changes nothing must not alert (once here, to keep CI's two Node versions in time).
+ * root cause, the search_rerank flag of v3), none for the quiet v4. Then the quiet story alone (v3,
+ * whose flag still makes search dearer for a fifth of users, then the v4 canary): the release that
+ * changes nothing must not alert (once here, to keep CI's two Node versions in time).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -43,8 +44,9 @@ test('ergometer demo --quick --exit: the expected alerts, their root cause, and 
   assert.match(summary, /Dashboard: http:\/\/127\.0\.0\.1:\d+\/\s+read token: erg_read_/);
 });
 
-test('the quiet release alone: no alert', async () => {
+test('the quiet release alone: no alert about it (the flag of v3 may alert: it is real)', async () => {
   const { code, output } = await runDemo(['--story', 'quiet']);
   assert.equal(code, 0, output);
-  assert.doesNotMatch(output, /ALERT/);
+  assert.doesNotMatch(output, /ALERT \[(rollout|trend)\]/);
+  assert.doesNotMatch(output, /ALERT \[function\] social GET \/(feed|profile|comments)/);
 });
