@@ -87,8 +87,18 @@ export function checkDemoAlerts(
     problems.push(
       `expected one flag alert on ${FLAGGED_ENDPOINT} for ${DEMO_FLAG.key}=${DEMO_FLAG.variant}, got ${flag.length}`,
     );
+  // v3 turns the flag on, so it really makes search dearer on average. The detectors fold that rollout
+  // alert into the flag alert when both come out of one run; when the rollout's look comes first (the
+  // flag needs a fifth of the traffic to reach its samples), it stands on its own, and is still the
+  // flag's doing, not an unexpected regression.
+  const isFlagRollout = (a: AlertRecord['alert']) =>
+    flag.length > 0 &&
+    a.kind === 'rollout' &&
+    a.service === DEMO_SERVICE &&
+    a.endpoint === FLAGGED_ENDPOINT &&
+    a.candidate.commit === DEMO_COMMITS.v3;
   for (const a of alerts) {
-    if (!isRollout(a) && !isFlag(a) && !isExplainingFunction(a)) {
+    if (!isRollout(a) && !isFlag(a) && !isExplainingFunction(a) && !isFlagRollout(a)) {
       problems.push(
         `unexpected ${a.kind} alert on ${a.endpoint} (${a.candidate.commit}${a.flag ? `, ${a.flag.key}=${a.flag.variant}` : ''}, ${a.changePct.toFixed(1)}%)`,
       );
