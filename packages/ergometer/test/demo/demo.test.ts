@@ -14,7 +14,9 @@ const CLI = path.resolve(__dirname, '../../src/cli/main.js');
 
 function runDemo(args: string[]): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'demo', '--quick', '--exit', '--port', '0', ...args], {
+    // ERGOMETER_DEMO_NODE: the Node.js the demo's better-sqlite3 was built for (see scripts/test-all.sh).
+    const node = process.env.ERGOMETER_DEMO_NODE || process.execPath;
+    const child = spawn(node, [CLI, 'demo', '--quick', '--exit', '--port', '0', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
