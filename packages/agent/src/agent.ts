@@ -18,7 +18,7 @@ import type { Exporter, ProfileUpload, WireSample } from './export/wire';
 import { createOpenFeatureHook, type OpenFeatureHook } from './flags/openfeature';
 import { type AgentOptions, detectHostClass, type ResolvedOptions, resolveOptions } from './options';
 import { ProfileLabels } from './profile/labels';
-import type { CollectedProfile, ContextPath, Profiler } from './profile/profiler';
+import type { CollectedProfile, ContextPath, Profiler, ProfileSchedule } from './profile/profiler';
 import { ProfileShipper } from './profile/shipper';
 import { WindowSampler } from './sampling/window-sampler';
 import { RequestTotals, userHashKeyFor } from './totals/request-totals';
@@ -281,11 +281,26 @@ export class Agent {
   /**
    * Where the profiler stands: undefined when it is off (or this process was not drawn by
    * `profile.processFraction`); else whether a profile is being recorded now and how request labels
-   * follow async work (`async-context-frame` on Node 24, `async-hooks` on Node 20).
+   * follow async work (`async-context-frame` on Node 24, `async-hooks` on Node 20), and how the duty cycle is
+   * realised (`windows` on Node 20, `continuous` at a longer sampling interval from Node 22 on).
    */
-  get profiling(): { readonly recording: boolean; readonly contextPath: ContextPath } | undefined {
+  get profiling():
+    | {
+        readonly recording: boolean;
+        readonly contextPath: ContextPath;
+        readonly schedule: ProfileSchedule;
+        readonly samplingIntervalMicros: number;
+      }
+    | undefined {
     const profiler = this.profiler;
-    return profiler === undefined ? undefined : { recording: profiler.active, contextPath: profiler.contextPath };
+    return profiler === undefined
+      ? undefined
+      : {
+          recording: profiler.active,
+          contextPath: profiler.contextPath,
+          schedule: profiler.schedule,
+          samplingIntervalMicros: profiler.samplingIntervalMicros,
+        };
   }
 
   /** Stops the profiler and sends the profile of the window so far with what is queued, within `timeoutMs`. */

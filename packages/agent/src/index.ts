@@ -24,5 +24,5 @@ export {
 export type { Exporter, ProfileUpload, WireBatch, WireCount, WireSample, WireUsers } from './export/wire';
 export type { FlagEvaluationDetails, FlagHookContext, OpenFeatureHook } from './flags/openfeature';
 export type { AgentOptions, ProfileOptions } from './options';
-export type { ContextPath as ProfileContextPath } from './profile/profiler';
+export type { ContextPath as ProfileContextPath, ProfileSchedule } from './profile/profiler';
 export { AGENT_VERSION } from './version';

@@ -46,6 +46,26 @@ export interface CollectedProfile {
 /** How the labels follow a request across async boundaries (docs/agent.md, "Profiler"). */
 export type ContextPath = 'async-context-frame' | 'async-hooks';
 
+/**
+ * How `dutyCycle` < 1 is realised (docs/agent.md, "Profiler"):
+ *  - `windows`: the V8 profiler records one window of `dutyCycle × periodMs` per period at `intervalMicros`,
+ *    and is stopped in between;
+ *  - `continuous`: it never stops, and samples every `intervalMicros / dutyCycle` instead, the same number of
+ *    samples per period. Used where a stopped V8 profiler loses track of code (see {@link stopLosesCode}).
+ */
+export type ProfileSchedule = 'windows' | 'continuous';
+
+/**
+ * Whether stopping V8's CPU profiler and starting it again mis-attributes samples. From V8 12 (Node 22) on,
+ * code optimized while no profile runs is unknown to the next one: a sample in it loses its leaf frames and
+ * is charged to the nearest known caller. On Node 24 a third of a test endpoint's CPU landed in the caller
+ * of its three hot functions (test/integration/profile-e2e.test.ts; none with the profiler never stopped).
+ * V8 11 (Node 20) logs that code when the profiler starts again.
+ */
+export function stopLosesCode(v8Version: string = process.versions.v8): boolean {
+  return Number.parseInt(v8Version, 10) >= 12;
+}
+
 /** Holder of the labels in the Node 20 path: one per stretch between two samples (see setLabels). */
 interface LabelsHolder {
   labels: ProfileLabels | undefined;
@@ -55,6 +75,9 @@ export class Profiler {
   /** True while a profile is being recorded: only then do requests get labels. */
   active = false;
   readonly contextPath: ContextPath;
+  readonly schedule: ProfileSchedule;
+  /** Mean time between two stack samples while recording, µs. */
+  readonly samplingIntervalMicros: number;
   private windowStartMs = 0;
   private nextPeriodAtMs = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -79,7 +102,13 @@ export class Profiler {
       // A build of the addon without the probe: take the path that works everywhere.
     }
     this.contextPath = acf ? 'async-context-frame' : 'async-hooks';
-    this.windowMs = Math.max(1, Math.round(options.periodMs * options.dutyCycle));
+    const continuous = options.dutyCycle >= 1 || stopLosesCode();
+    this.schedule = continuous ? 'continuous' : 'windows';
+    this.samplingIntervalMicros =
+      options.dutyCycle >= 1 || !continuous
+        ? options.intervalMicros
+        : Math.round(options.intervalMicros / options.dutyCycle);
+    this.windowMs = continuous ? options.periodMs : Math.max(1, Math.round(options.periodMs * options.dutyCycle));
     if (!acf) {
       const storage = new AsyncLocalStorage<ProfileLabels>();
       this.labelStorage = storage;
@@ -90,7 +119,7 @@ export class Profiler {
   /** Starts the first window. Throws when the native profiler cannot start (the agent then runs without it). */
   start(): void {
     if (this.options.dutyCycle <= 0) return;
-    if (this.options.dutyCycle >= 1) this.beginWindow();
+    if (this.schedule === 'continuous') this.beginWindow();
     else this.schedulePeriod();
   }
 
@@ -169,7 +198,7 @@ export class Profiler {
     this.timer = undefined;
     if (this.closed) return;
     time.start({
-      intervalMicros: this.options.intervalMicros,
+      intervalMicros: this.samplingIntervalMicros,
       // Sizes the library's buffer of per-sample contexts (2 × window / interval): samples beyond it lose
       // their labels, which bounds memory.
       durationMillis: this.windowMs,
@@ -197,7 +226,7 @@ export class Profiler {
   }
 
   private endWindow(): void {
-    const restart = this.options.dutyCycle >= 1;
+    const restart = this.schedule === 'continuous';
     this.collect(restart).then(
       (profile) => {
         if (profile !== undefined) this.onProfile(profile);

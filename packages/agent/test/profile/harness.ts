@@ -18,7 +18,7 @@ export interface AppReport {
   /** Thread CPU time from just before the agent started to just after its shutdown, ns. */
   threadCpuNs: number;
   pprofLoaded: boolean;
-  profiling: { recording: boolean; contextPath: string } | null;
+  profiling: { recording: boolean; contextPath: string; schedule: string; samplingIntervalMicros: number } | null;
   profilesSent: number;
   profilesDropped: string[];
   internalErrors: string[];

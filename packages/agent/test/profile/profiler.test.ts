@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { stopLosesCode } from '../../src/profile/profiler';
 import { type DecodedProfile, type DecodedSample, decodePprof, ProfiledApp } from './harness';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
@@ -145,6 +146,51 @@ describe('profiler in an Express app', () => {
       }
     });
   }
+
+  it('a duty cycle below 1 records windows on Node 20, and samples continuously at a longer interval from Node 22 on', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-duty-'));
+    let app: ProfiledApp | undefined;
+    t.after(() => {
+      app?.kill();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    app = await ProfiledApp.start({
+      service: 'shop',
+      commit: 'c1',
+      collector: `file:${path.join(dir, 'samples.ndjson')}`,
+      exitFlushTimeoutMs: 0,
+      profile: { enabled: true, dutyCycle: 0.25, periodMs: 800, intervalMicros: 2000 },
+    });
+    await app.load(40, 4, 3500);
+    const report = await app.shutdown();
+    assert.deepEqual(app.fatal, [], app.stderr);
+    assert.deepEqual(report.internalErrors, []);
+    const continuous = NODE_MAJOR >= 22;
+    assert.equal(report.profiling?.schedule, continuous ? 'continuous' : 'windows');
+    // The same samples per 800 ms period either way: a 200 ms window at 2 ms, or the whole period at 8 ms.
+    assert.equal(report.profiling?.samplingIntervalMicros, continuous ? 8000 : 2000);
+    const { index, profiles } = readProfiles(dir);
+    assert.ok(index.length >= 3, `${index.length} profiles`);
+    // All but the last (cut short by shutdown): a window of 200 ms, or the whole 800 ms period.
+    for (const line of index.slice(0, -1)) {
+      const lengthMs = line.to - line.from;
+      if (continuous) assert.ok(lengthMs >= 750 && lengthMs < 1500, `${lengthMs} ms`);
+      else assert.ok(lengthMs >= 180 && lengthMs < 600, `${lengthMs} ms`);
+    }
+    for (let i = 1; i < index.length; i++) {
+      const gapMs = index[i]!.from - index[i - 1]!.to;
+      if (continuous) assert.equal(gapMs, 0, 'continuous windows tile');
+      else assert.ok(gapMs >= 0, 'windows do not overlap');
+    }
+    const heavy = profiles.flatMap((p) => p.samples).filter((s) => has(s, 'heavyPrimeSieve'));
+    assert.ok(heavy.length >= 5, `${heavy.length} samples in heavyPrimeSieve`);
+  });
+
+  it("stops V8's profiler between windows only where a restart keeps track of compiled code (V8 11)", () => {
+    assert.equal(stopLosesCode('11.3.244.8-node.33'), false);
+    assert.equal(stopLosesCode('12.4.254.21-node.57'), true);
+    assert.equal(stopLosesCode('13.6.233.17-node.37'), true);
+  });
 
   it('sends the window so far when the process gets SIGTERM (exit flush)', async (t) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-sigterm-'));
