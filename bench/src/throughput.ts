@@ -397,6 +397,7 @@ const VARIANT_LABELS: Record<AppVariant, string> = {
   'agent-1': 'agent, `app.use(agent.express())`, sampleRate 1',
   otel: 'OpenTelemetry SDK (http + express, batch → no-op)',
   'agent-0.01-profile': 'agent, sampleRate 0.01, profiler recording (dutyCycle 1)',
+  'agent-0.01-profile-default': 'agent, sampleRate 0.01, profiler at its defaults (periodMs 2 s)',
 };
 
 function buildTable(
