@@ -11,7 +11,8 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
-import { resolveDetectorConfig } from '../../src/detect/config';
+import type { Alert } from '../../src/detect/alert';
+import { type DetectorConfig, resolveDetectorConfig } from '../../src/detect/config';
 import { runDetectors } from '../../src/detect/run';
 import { INGEST_TOKEN, startTestCollector, type TestCollector } from '../server/harness';
 
@@ -30,6 +31,7 @@ async function startApp(
   c: TestCollector,
   service: string,
   version: string,
+  env: NodeJS.ProcessEnv,
 ): Promise<{ port: number; stop: () => Promise<void> }> {
   const app: ChildProcess = spawn(process.execPath, [APP], {
     env: {
@@ -38,6 +40,7 @@ async function startApp(
       ERGOMETER_TOKEN: INGEST_TOKEN,
       FEED_VERSION: version,
       FEED_SERVICE: service,
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -72,7 +75,7 @@ async function startApp(
  * A canary: v1 and the new version serve side by side, requests alternating between them, so
  * both see the same machine (this box is shared; CPU time per instruction drifts with its load).
  */
-async function canary(t: TestContext, service: string, head: string) {
+async function canary(t: TestContext, service: string, head: string, env: NodeJS.ProcessEnv = {}) {
   const c = await startTestCollector(t);
   // Deployed at the start of this minute: the detectors read per-minute aggregates, and a window that
   // starts mid-minute leaves out the minute bucket this few-second canary falls in.
@@ -84,7 +87,7 @@ async function canary(t: TestContext, service: string, head: string) {
     const deploy = await c.post('/v1/deploys', { service, commit, ts });
     assert.equal(deploy.status, 200, deploy.text);
   }
-  const apps = [await startApp(t, c, service, 'v1'), await startApp(t, c, service, head)];
+  const apps = [await startApp(t, c, service, 'v1', env), await startApp(t, c, service, head, env)];
   let next = 0;
   const client = async () => {
     while (next < 2 * REQUESTS) {
@@ -98,13 +101,19 @@ async function canary(t: TestContext, service: string, head: string) {
   // Four clients at once: requests interleave on each event loop, as in production.
   await Promise.all([client(), client(), client(), client()]);
   for (const app of apps) await app.stop();
-  const config = resolveDetectorConfig({ learnThresholds: false, minCanaryMs: 1000 });
   // The rollout test looks at fixed times after a rollout (rolloutLook); a canary of a few seconds has
   // ended once it has been quiet for the shortest look (11¼ min by default), and its final look then
   // covers all of its data: run the detectors as they would run then.
-  const run = await runDetectors(c.store, config, { now: Date.now() + 12 * 60_000, service });
-  return { c, alerts: run.alerts };
+  const now = Date.now() + 12 * 60_000;
+  const detect = async (config: Partial<DetectorConfig> = {}) => {
+    const resolved = resolveDetectorConfig({ learnThresholds: false, minCanaryMs: 1000, ...config });
+    return (await runDetectors(c.store, resolved, { now, service })).alerts;
+  };
+  return { c, alerts: await detect(), detect };
 }
+
+/** Names of the functions the function alerts blame first. */
+const blamed = (alerts: Alert[]) => alerts.filter((a) => a.kind === 'function').map((a) => a.rootCause[0]?.function);
 
 describe('profiler end to end: real app, real agent, real collector', () => {
   it('v2 adds work in renderFeed behind two wrappers: rootCause[0] and the function alert name it', async (t) => {
@@ -143,6 +152,31 @@ describe('profiler end to end: real app, real agent, real collector', () => {
         a.summary,
       );
     }
+  });
+
+  it('v2 adds a few percent inside renderFeed: rootCause[0] names it, and the function alert does even below the endpoint threshold', async (t) => {
+    // Recording all the time (dutyCycle 1): 1000 requests a side are a few seconds of CPU, and a change of a
+    // few percent of the endpoint needs thousands of stack samples to stand out of the profile's noise. A
+    // fleet gets them from more processes and minutes at the default duty cycle.
+    const { alerts, detect } = await canary(t, 'feed-small', 'v2-small', { FEED_DUTY_CYCLE: '1' });
+    const rolloutAlert = alerts.find((a) => a.kind === 'rollout' && a.endpoint === ENDPOINT);
+    assert.ok(rolloutAlert, alerts.map((a) => a.summary).join('\n'));
+    t.diagnostic(rolloutAlert.summary);
+    // A few percent: the injected change is +45 000 of ~330 000 sqrt/log iterations of a request.
+    assert.ok(rolloutAlert.changePct > 1 && rolloutAlert.changePct < 15, rolloutAlert.summary);
+    assert.equal(rolloutAlert.rootCause[0]?.function, 'renderFeed', JSON.stringify(rolloutAlert.rootCause));
+    assert.ok(blamed(alerts).includes('renderFeed'), alerts.map((a) => a.summary).join('\n'));
+
+    // The endpoint's threshold set above the change: no rollout alert, and the function detector still
+    // names renderFeed, whose own cost grew by half (FBDetect: a small endpoint change is a large function one).
+    const above = Math.ceil(rolloutAlert.ci[1] + 5);
+    const quiet = await detect({ thresholds: { 'feed-small': { [ENDPOINT]: above } } });
+    assert.deepEqual(
+      quiet.filter((a) => a.kind === 'rollout').map((a) => a.summary),
+      [],
+      `endpoint threshold ${above}%`,
+    );
+    assert.deepEqual(blamed(quiet), ['renderFeed'], quiet.map((a) => a.summary).join('\n'));
   });
 
   it('a refactor moving work from loadItems to renderFeed gives no alert', async (t) => {
