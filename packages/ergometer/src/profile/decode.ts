@@ -197,9 +197,37 @@ export function decodeProfile(
 }
 
 /**
+ * A native frame: a function V8 reports without a script (`write`, `runMicrotasks`, `digest`: C++
+ * bindings and builtins), as opposed to JavaScript (a file) and V8's own pseudo-frames
+ * (`(garbage collector)`, `(idle)`, `(program)`).
+ */
+export function isNativeFrame(f: FunctionId): boolean {
+  return f.file === '' && !f.function.startsWith('(');
+}
+
+/**
+ * The frame a sample's self cost is charged to: the leaf, or if the leaf is native, the nearest
+ * caller with a script. Whether V8 shows a native frame at all depends on whether the profiler had
+ * logged that binding when the sample was taken, which differs between processes: one process of a
+ * commit showed `write` under the socket code and another charged the same work to the JavaScript
+ * that called it, and the function detector then saw `write` appear from nothing on a release that
+ * changed nothing (the demo's quiet rollout). Charged to its caller, native work is counted the same
+ * way in every process, and named where a reader can act on it: the JavaScript that asked for it.
+ * A stack of native frames only keeps its leaf.
+ */
+export function selfFrame(frames: readonly number[], functions: readonly FunctionId[]): number | undefined {
+  for (let i = frames.length - 1; i >= 0; i--) {
+    const f = frames[i] as number;
+    if (!isNativeFrame(functions[f] as FunctionId)) return f;
+  }
+  return frames[frames.length - 1];
+}
+
+/**
  * Per (endpoint, flag key, flag variant) sums: cost and samples of all stacks, and per function
- * self (leaf) and total (anywhere in the stack, once per stack). A sample with flags counts in the
- * all-samples row (flagKey '') and once in the row of each flag it carries, as request aggregates do.
+ * self (the leaf, or its nearest JavaScript caller when the leaf is native: {@link selfFrame}) and
+ * total (anywhere in the stack, once per stack). A sample with flags counts in the all-samples row
+ * (flagKey '') and once in the row of each flag it carries, as request aggregates do.
  */
 export function summarizeProfile(decoded: DecodedProfile): ProfileSummary {
   const endpoints = new Map<string, ProfileEndpointSum>();
@@ -208,7 +236,7 @@ export function summarizeProfile(decoded: DecodedProfile): ProfileSummary {
   for (const sample of decoded.samples) {
     const groups: Array<[string, string]> = [['', ''], ...Object.entries(sample.flags)];
     seen.clear();
-    const leaf = sample.frames[sample.frames.length - 1];
+    const leaf = selfFrame(sample.frames, decoded.functions);
     for (const f of sample.frames) seen.add(f);
     for (const [flagKey, flagVariant] of groups) {
       const groupKey = `${sample.endpoint}\u0000${flagKey}\u0000${flagVariant}`;

@@ -13,6 +13,7 @@
  */
 import type { Alert, RootCause } from '../detect/alert';
 import type { Store } from '../store/types';
+import { isNativeFrame } from './decode';
 import { type DiffQuery, diffFunctions, type FunctionDiff, shortenFiles, sideCosts } from './diff';
 
 /** A function must explain this fraction of the endpoint's change to be named its cause. */
@@ -32,8 +33,10 @@ export function pickRootCause(functions: readonly FunctionDiff[], baseCost: numb
   if (!(baseCost > 0) || !(change > 0)) return [];
   const pct = (delta: number) => (delta / baseCost) * 100;
   const out: RootCause[] = [];
+  // Native frames (no script) have no self cost (decode.ts, selfFrame) and are not named: their work
+  // belongs to the JavaScript that called them, which explains the same change.
   const explaining = functions
-    .filter((f) => f.deltaTotal >= EXPLAIN_FRACTION * change)
+    .filter((f) => f.deltaTotal >= EXPLAIN_FRACTION * change && !isNativeFrame(f))
     .sort((a, b) => a.head.total - b.head.total);
   const deepest = explaining[0];
   if (deepest) {

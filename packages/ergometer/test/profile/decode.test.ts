@@ -63,6 +63,33 @@ describe('profile decoding', () => {
     }
   });
 
+  it('charges a native leaf (no script) to its nearest JavaScript caller; pseudo-frames keep their own', () => {
+    const write: Frame = { name: 'write', file: '', line: 0 };
+    const writev: Frame = { name: 'writev', file: '', line: 0 };
+    const gc: Frame = { name: '(garbage collector)', file: '', line: 0 };
+    const summary = summarizeProfile(
+      decodeProfile(
+        buildPprof('cpu_ns', [
+          // One process shows the socket binding under renderFeed, another charges it to renderFeed itself.
+          { stack: [mw, render, write], endpoint: 'GET /feed/:id', cost: 30 },
+          { stack: [mw, render, write, writev], endpoint: 'GET /feed/:id', cost: 5 },
+          { stack: [mw, render], endpoint: 'GET /feed/:id', cost: 20 },
+          { stack: [mw, gc], endpoint: 'GET /feed/:id', cost: 4 },
+          { stack: [write], cost: 3 },
+        ]),
+        'cpu_ns',
+      ),
+    );
+    const row = (endpoint: string, fn: string) =>
+      summary.functions.find((f) => f.endpoint === endpoint && f.function === fn && f.flagKey === '');
+    assert.equal(row('GET /feed/:id', 'renderFeed')?.selfCost, 55);
+    assert.equal(row('GET /feed/:id', 'write')?.selfCost, 0);
+    assert.equal(row('GET /feed/:id', 'write')?.totalCost, 35, 'natives keep their total');
+    assert.equal(row('GET /feed/:id', 'writev')?.selfCost, 0);
+    assert.equal(row('GET /feed/:id', '(garbage collector)')?.selfCost, 4);
+    assert.equal(row(NO_REQUEST, 'write')?.selfCost, 3, 'a stack of natives only keeps its leaf');
+  });
+
   it('reads gzip and plain protobuf alike, and the instructions metric', () => {
     const samples = [{ stack: [mw, render], endpoint: 'GET /', cost: 1234 }];
     const plain = decodeProfile(buildPprof('instructions', samples, { gzip: false }), 'instructions');

@@ -34,6 +34,17 @@ describe('pickRootCause', () => {
     );
   });
 
+  it('never names a native frame: the JavaScript that called it is the root cause', () => {
+    // handler → hashPayload → digest (C++ binding, no script): the new hashing is charged to hashPayload.
+    const digest = { ...fn('digest', [0, 50], [0, 150]), file: '', line: 0 };
+    const functions = [fn('handler', [10, 1000], [10, 1100]), fn('hashPayload', [50, 100], [150, 200]), digest];
+    const cause = pickRootCause(functions, 1000, 1100);
+    assert.deepEqual(
+      cause.map((c) => c.function),
+      ['hashPayload'],
+    );
+  });
+
   it('a change spread over a callee tree goes to the function above it', () => {
     const functions = [
       fn('wrapper', [10, 1000], [10, 1100]),
