@@ -4,8 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
+import type { TestContext } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import type { AgentOptions } from '../../src/options';
@@ -128,6 +131,35 @@ export class ProfiledApp {
     this.client.destroy();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
+}
+
+/**
+ * Starts the fixture app with a `file:` collector in a fresh temp folder (`dir/samples.ndjson`, its
+ * profiles in `dir/samples.profiles`), service `shop`, commit `c1`, no exit flush unless `options` say
+ * otherwise; kills the app and removes the folder when the test ends, pass or fail.
+ */
+export async function startInTempDir(
+  t: TestContext,
+  options: Partial<AgentOptions>,
+  execArgv: string[] = [],
+): Promise<{ app: ProfiledApp; dir: string }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-'));
+  let app: ProfiledApp | undefined;
+  t.after(() => {
+    app?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  app = await ProfiledApp.start(
+    {
+      service: 'shop',
+      commit: 'c1',
+      collector: `file:${path.join(dir, 'samples.ndjson')}`,
+      exitFlushTimeoutMs: 0,
+      ...options,
+    },
+    execArgv,
+  );
+  return { app, dir };
 }
 
 /** One sample of a decoded profile: its stack (leaf first) as function names, its values and labels. */

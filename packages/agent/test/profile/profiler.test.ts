@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { stopLosesCode } from '../../src/profile/profiler';
-import { type DecodedProfile, type DecodedSample, decodePprof, ProfiledApp } from './harness';
+import { type DecodedProfile, type DecodedSample, decodePprof, startInTempDir } from './harness';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 
@@ -48,19 +48,10 @@ const PATHS: { contextPath: string; execArgv: string[] }[] =
 describe('profiler in an Express app', () => {
   for (const { contextPath, execArgv } of PATHS) {
     it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${contextPath})`, async (t) => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-'));
-      let app: ProfiledApp | undefined;
-      t.after(() => {
-        app?.kill();
-        rmSync(dir, { recursive: true, force: true });
-      });
-      app = await ProfiledApp.start(
+      const { app, dir } = await startInTempDir(
+        t,
         {
-          service: 'shop',
-          commit: 'c1',
           host: 'web-1',
-          collector: `file:${path.join(dir, 'samples.ndjson')}`,
-          exitFlushTimeoutMs: 0,
           // Most requests unsampled: the profiler labels every request, sampled or not.
           sampleRate: 0.01,
           profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 2000 },
@@ -148,17 +139,7 @@ describe('profiler in an Express app', () => {
   }
 
   it('a duty cycle below 1 records windows on Node 20, and samples continuously at a longer interval from Node 22 on', async (t) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-duty-'));
-    let app: ProfiledApp | undefined;
-    t.after(() => {
-      app?.kill();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    app = await ProfiledApp.start({
-      service: 'shop',
-      commit: 'c1',
-      collector: `file:${path.join(dir, 'samples.ndjson')}`,
-      exitFlushTimeoutMs: 0,
+    const { app, dir } = await startInTempDir(t, {
       profile: { enabled: true, dutyCycle: 0.25, periodMs: 800, intervalMicros: 2000 },
     });
     await app.load(40, 4, 3500);
@@ -193,16 +174,7 @@ describe('profiler in an Express app', () => {
   });
 
   it('sends the window so far when the process gets SIGTERM (exit flush)', async (t) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-sigterm-'));
-    let app: ProfiledApp | undefined;
-    t.after(() => {
-      app?.kill();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    app = await ProfiledApp.start({
-      service: 'shop',
-      commit: 'c1',
-      collector: `file:${path.join(dir, 'samples.ndjson')}`,
+    const { app, dir } = await startInTempDir(t, {
       exitFlushTimeoutMs: 5000,
       // A period far longer than the test: only the exit flush can write this profile.
       profile: { enabled: true, dutyCycle: 1, periodMs: 600_000, intervalMicros: 2000 },
@@ -218,17 +190,7 @@ describe('profiler in an Express app', () => {
   });
 
   it('loads nothing of the profiler when it is off', async (t) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-off-'));
-    let app: ProfiledApp | undefined;
-    t.after(() => {
-      app?.kill();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    app = await ProfiledApp.start({
-      service: 'shop',
-      commit: 'c1',
-      collector: `file:${path.join(dir, 'samples.ndjson')}`,
-      exitFlushTimeoutMs: 0,
+    const { app, dir } = await startInTempDir(t, {
       sampleRate: 1,
     });
     await app.load(3);
@@ -241,17 +203,7 @@ describe('profiler in an Express app', () => {
   });
 
   it('profiles no process when processFraction is 0', async (t) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-fraction-'));
-    let app: ProfiledApp | undefined;
-    t.after(() => {
-      app?.kill();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    app = await ProfiledApp.start({
-      service: 'shop',
-      commit: 'c1',
-      collector: `file:${path.join(dir, 'samples.ndjson')}`,
-      exitFlushTimeoutMs: 0,
+    const { app, dir } = await startInTempDir(t, {
       profile: { enabled: true, processFraction: 0 },
     });
     await app.load(2);

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { decodePprof, ProfiledApp } from './harness';
+import { decodePprof, startInTempDir } from './harness';
 
 const RELEASE = path.join(path.dirname(require.resolve('speedscope/package.json')), 'dist', 'release');
 const TYPES: Record<string, string> = {
@@ -31,23 +31,13 @@ function chromiumPath(): string {
 }
 
 it('speedscope imports the exported pprof and shows our function names', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-speedscope-'));
-  let app: ProfiledApp | undefined;
   let server: http.Server | undefined;
   let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
   t.after(async () => {
-    app?.kill();
     await browser?.close().catch(() => undefined);
     server?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
-  app = await ProfiledApp.start({
-    service: 'shop',
-    commit: 'c1',
-    collector: `file:${path.join(dir, 'samples.ndjson')}`,
-    exitFlushTimeoutMs: 0,
-    profile: { enabled: true, dutyCycle: 1, intervalMicros: 2000 },
-  });
+  const { app, dir } = await startInTempDir(t, { profile: { enabled: true, dutyCycle: 1, intervalMicros: 2000 } });
   await app.load(20, 2, 1500);
   await app.shutdown();
   const profilesDir = path.join(dir, 'samples.profiles');
