@@ -21,6 +21,7 @@ import { Readable } from 'node:stream';
 import { type ClickHouseClient, ClickHouseLogLevel, type ClickHouseSettings, createClient } from '@clickhouse/client';
 import { StoreError } from '../errors';
 import { quantile } from '../histogram';
+import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -441,17 +442,7 @@ class ClickHouseStore implements Store {
                 GROUP BY commit, endpoint, metric, flag_key, flag_variant, profile_id)
           GROUP BY ${group} ORDER BY ${group}`,
     );
-    return rows.map((r) => ({
-      commit: text(r.commit),
-      endpoint: text(r.endpoint),
-      metric: text(r.metric) as Metric,
-      flagKey: text(r.flag_key),
-      flagVariant: text(r.flag_variant),
-      profileId: byProfile ? text(r.profile_id) : '',
-      profiles: num(r.profiles),
-      samples: num(r.samples),
-      cost: num(r.cost),
-    }));
+    return rows.map((r) => profileEndpointRow(r, byProfile));
   }
 
   async profileFunctions(q: ProfileQuery): Promise<ProfileFunctionRow[]> {
@@ -469,21 +460,7 @@ class ClickHouseStore implements Store {
                 GROUP BY commit, endpoint, metric, flag_key, flag_variant, profile_id, function_name, file_name, line)
           GROUP BY ${group} ORDER BY ${group}`,
     );
-    return rows.map((r) => ({
-      commit: text(r.commit),
-      endpoint: text(r.endpoint),
-      metric: text(r.metric) as Metric,
-      flagKey: text(r.flag_key),
-      flagVariant: text(r.flag_variant),
-      profileId: byProfile ? text(r.profile_id) : '',
-      function: text(r.function_name),
-      file: text(r.file_name),
-      line: num(r.line),
-      selfSamples: num(r.self_samples),
-      selfCost: num(r.self_cost),
-      totalSamples: num(r.total_samples),
-      totalCost: num(r.total_cost),
-    }));
+    return rows.map((r) => profileFunctionRow(r, byProfile));
   }
 
   async listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]> {

@@ -43,6 +43,7 @@ import {
 } from '@duckdb/node-api';
 import { StoreError } from '../errors';
 import { mergeHistogram, quantile } from '../histogram';
+import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
 import { type PartialAggregate, rollUpSamples } from '../rollup';
 import type {
   AggregateQuery,
@@ -931,17 +932,7 @@ export class DuckDbStore implements Store {
       params,
       types,
     );
-    return rows.map((r) => ({
-      commit: String(r.commit_id),
-      endpoint: String(r.endpoint),
-      metric: String(r.metric) as Metric,
-      flagKey: String(r.flag_key),
-      flagVariant: String(r.flag_variant),
-      profileId: q.byProfile ? String(r.profile_id) : '',
-      profiles: Number(r.profiles),
-      samples: Number(r.samples),
-      cost: Number(r.cost),
-    }));
+    return rows.map((r) => profileEndpointRow(r, q.byProfile === true, 'commit_id'));
   }
 
   async profileFunctions(q: ProfileQuery): Promise<ProfileFunctionRow[]> {
@@ -954,21 +945,7 @@ export class DuckDbStore implements Store {
       params,
       types,
     );
-    return rows.map((r) => ({
-      commit: String(r.commit_id),
-      endpoint: String(r.endpoint),
-      metric: String(r.metric) as Metric,
-      flagKey: String(r.flag_key),
-      flagVariant: String(r.flag_variant),
-      profileId: q.byProfile ? String(r.profile_id) : '',
-      function: String(r.function_name),
-      file: String(r.file_name),
-      line: Number(r.line),
-      selfSamples: Number(r.self_samples),
-      selfCost: Number(r.self_cost),
-      totalSamples: Number(r.total_samples),
-      totalCost: Number(r.total_cost),
-    }));
+    return rows.map((r) => profileFunctionRow(r, q.byProfile === true, 'commit_id'));
   }
 
   async listProfiles(q: Range & { service: string; commit?: string }): Promise<StoredProfile[]> {
