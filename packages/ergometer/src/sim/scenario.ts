@@ -120,8 +120,9 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
   return batches;
 }
 
-/** An IngestBatch as the agent would send it (wire format v1, SPEC §4). */
+/** An IngestBatch as the agent would send it (wire format v1, SPEC §4), every field (users, aborted) included. */
 export function toWire(batch: IngestBatch): Record<string, unknown> {
+  const counter = batch.metric === 'instructions' ? 'instructions' : 'task-clock';
   return {
     v: 1,
     batchId: batch.batchId,
@@ -131,7 +132,7 @@ export function toWire(batch: IngestBatch): Record<string, unknown> {
     commit: batch.commit,
     metric: batch.metric,
     hostClass: batch.hostClass,
-    agent: { version: batch.agentVersion, runtime: batch.runtime, counter: 'task-clock', dropped: batch.dropped },
+    agent: { version: batch.agentVersion, runtime: batch.runtime, counter, dropped: batch.dropped },
     samples: batch.samples.map((s) => ({
       ts: s.ts,
       endpoint: s.endpoint,
@@ -140,7 +141,9 @@ export function toWire(batch: IngestBatch): Record<string, unknown> {
       wallMs: s.wallMs,
       backend: { db: s.db, cache: s.cache, http: s.http },
       flags: s.flags,
+      user: s.user,
       weight: s.weight,
+      aborted: s.aborted,
     })),
     counts: batch.counts,
     users: batch.users,

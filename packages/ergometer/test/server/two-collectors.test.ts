@@ -20,6 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { createClient } from '@clickhouse/client';
 import { openStore } from '../../src/cli/open-store';
 import { type Collector, createCollector } from '../../src/server/collector';
+import { toWire } from '../../src/sim/scenario';
 import type { IngestBatch, Store } from '../../src/store/types';
 import { generateDataset, HOUR_MS, MINUTE_MS, T0_MS } from '../store/dataset';
 import {
@@ -35,35 +36,6 @@ const READ = 'two-collectors-read';
 const NOW_MS = T0_MS + 4 * HOUR_MS;
 const DATASET = generateDataset(20_261_127, 160);
 const TOTAL_SAMPLES = DATASET.samples.length;
-
-/** Every field of a batch in wire format v1 (SPEC §4), users and aborted included. */
-function wireBody(batch: IngestBatch): string {
-  return JSON.stringify({
-    v: 1,
-    batchId: batch.batchId,
-    service: batch.service,
-    host: batch.host,
-    region: batch.region,
-    commit: batch.commit,
-    metric: batch.metric,
-    hostClass: batch.hostClass,
-    agent: { version: batch.agentVersion, runtime: batch.runtime, counter: 'instructions', dropped: batch.dropped },
-    samples: batch.samples.map((s) => ({
-      ts: s.ts,
-      endpoint: s.endpoint,
-      status: s.status,
-      cost: s.cost,
-      wallMs: s.wallMs,
-      backend: { db: s.db, cache: s.cache, http: s.http },
-      flags: s.flags,
-      user: s.user,
-      weight: s.weight,
-      aborted: s.aborted,
-    })),
-    counts: batch.counts,
-    users: batch.users,
-  });
-}
 
 interface RunningCollector {
   url: string;
@@ -140,7 +112,7 @@ async function pool<T>(items: T[], width: number, work: (item: T, index: number)
 /** Sends the whole dataset to one collector, each batch once. */
 async function sendToOne(c: RunningCollector): Promise<void> {
   await pool(DATASET.batches, 4, async (batch) => {
-    assert.equal(await post(c.url, batch, wireBody(batch)), false, `${batch.batchId} is new`);
+    assert.equal(await post(c.url, batch, JSON.stringify(toWire(batch))), false, `${batch.batchId} is new`);
   });
 }
 
@@ -153,7 +125,7 @@ async function sendToTwo(a: RunningCollector, b: RunningCollector): Promise<{ re
   let duplicates = 0;
   let retries = 0;
   await pool(DATASET.batches, 4, async (batch, i) => {
-    const body = wireBody(batch);
+    const body = JSON.stringify(toWire(batch));
     const first = i % 2 === 0 ? a : b;
     const second = first === a ? b : a;
     if (i % 5 === 0) {
