@@ -600,7 +600,8 @@ function counterReadNote(
     `Of that, counter reads: ${full.readsPerRequest.toFixed(2)} − ${none.readsPerRequest.toFixed(2)} = ` +
     `${extraReads.toFixed(2)} extra read(2) calls per request × ${readUs.toFixed(3)} µs = ${readsUs.toFixed(1)} µs ` +
     `(${pct(readsUs / extraCpu, 0)} of the overhead); the rest, ${(extraCpu - readsUs).toFixed(1)} µs, is async_hooks, ` +
-    'AsyncLocalStorage and the sample itself. With rdpmc (instructions counter on a machine that exposes the PMU) ' +
+    'AsyncLocalStorage and the sample itself (docs/agent.md, "Where the time goes at sampleRate 1", breaks it down: ' +
+    'AsyncLocalStorage with a do-nothing async_hooks `before`/`after` hook alone loses more than Goal 2 allows). With rdpmc (instructions counter on a machine that exposes the PMU) ' +
     `the same reads would cost about ${extraReads.toFixed(2)} × ${floorUs.toFixed(3)} µs = ${rdpmcUs.toFixed(2)} µs, ` +
     `so the agent at 1.0 would cost ~${(projectedCpu - none.cpuMicrosPerRequest).toFixed(1)} µs per request, ` +
     `a throughput loss of about ${pct(projectedLoss)} (1 − ${none.cpuMicrosPerRequest.toFixed(1)}/${projectedCpu.toFixed(1)}).`

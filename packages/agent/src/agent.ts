@@ -49,6 +49,29 @@ interface InstrumentedRequest extends IncomingMessage {
   [kProfileLabels]?: ProfileLabels;
 }
 
+/** On a sampled response: the request it answers (whose kRequestState is its context) and the agent measuring it. */
+const kSampledRequest = Symbol('ergometer.sampled-request');
+const kSampledBy = Symbol('ergometer.sampled-by');
+
+interface SampledResponse extends ServerResponse {
+  [kSampledRequest]?: InstrumentedRequest;
+  [kSampledBy]?: Agent;
+}
+
+/** `finish` listener of sampled responses: one function for all, no closure per request. */
+function onSampledFinish(this: SampledResponse): void {
+  const req = this[kSampledRequest];
+  const ctx = req?.[kRequestState];
+  if (req !== undefined && ctx !== undefined) this[kSampledBy]?.completeOnce(ctx, req, this, false);
+}
+
+/** `close` listener of sampled responses. 'close' without 'finish': the client went away (or the socket broke) first. */
+function onSampledClose(this: SampledResponse): void {
+  const req = this[kSampledRequest];
+  const ctx = req?.[kRequestState];
+  if (req !== undefined && ctx !== undefined) this[kSampledBy]?.completeOnce(ctx, req, this, !this.writableFinished);
+}
+
 /** `close` listener of counted unsampled responses: one function for all, no closure per request. */
 function onUnsampledClose(this: ServerResponse): void {
   const req = this.req as InstrumentedRequest | undefined;
@@ -242,7 +265,7 @@ export class Agent {
       const ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
       instrumented[kRequestState] = ctx;
       if (route !== undefined) ctx.setRouteResolver(route, routeSource);
-      this.watchResponse(ctx, req, res);
+      this.watchResponse(req, res);
       return ctx;
     } catch (error) {
       publish(channels.internalError, { error });
@@ -258,11 +281,14 @@ export class Agent {
     if (this.profiler !== undefined) this.labelFlag(this.profiler, key, variant);
     const ctx = currentRequest();
     if (ctx === undefined || ctx.ended) return;
-    if (ctx.flags.size >= MAX_FLAGS_PER_REQUEST && !ctx.flags.has(key)) {
+    // Allocated at the first flag: most requests evaluate none.
+    ctx.flags ??= new Map();
+    const flags = ctx.flags;
+    if (flags.size >= MAX_FLAGS_PER_REQUEST && !flags.has(key)) {
       ctx.flagsDropped++;
       return;
     }
-    ctx.flags.set(String(key), String(variant));
+    flags.set(String(key), String(variant));
   }
 
   /** Adds the flag to the profiler's labels of the running request, with the same cap as the sample's flags. */
@@ -462,20 +488,24 @@ export class Agent {
     };
   }
 
-  private watchResponse(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
-    let done = false;
-    const complete = (aborted: boolean) => {
-      if (done) return;
-      done = true;
-      try {
-        this.completeRequest(ctx, req, res, aborted);
-      } catch (error) {
-        publish(channels.internalError, { error });
-      }
-    };
-    res.once('finish', () => complete(false));
-    // 'close' without 'finish': the client went away (or the socket broke) first.
-    res.once('close', () => complete(!res.writableFinished));
+  private watchResponse(req: IncomingMessage, res: ServerResponse): void {
+    // Shared listeners and two fields instead of closures: this runs for every sampled request.
+    const watched = res as SampledResponse;
+    watched[kSampledRequest] = req;
+    watched[kSampledBy] = this;
+    res.on('finish', onSampledFinish);
+    res.on('close', onSampledClose);
+  }
+
+  /** @internal The end of a sampled request, from whichever of `finish` and `close` comes first. */
+  completeOnce(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, aborted: boolean): void {
+    if (ctx.completed) return;
+    ctx.completed = true;
+    try {
+      this.completeRequest(ctx, req, res, aborted);
+    } catch (error) {
+      publish(channels.internalError, { error });
+    }
   }
 
   private completeRequest(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, aborted: boolean): void {
@@ -499,7 +529,7 @@ export class Agent {
       weight: 1 / rate,
     };
     if (backend !== undefined) sample.backend = backend;
-    if (ctx.flags.size > 0) sample.flags = Object.fromEntries(ctx.flags);
+    if (ctx.flags !== undefined && ctx.flags.size > 0) sample.flags = Object.fromEntries(ctx.flags);
     if (ctx.flagsDropped > 0) sample.flagsDropped = ctx.flagsDropped;
     if (user !== undefined) sample.user = user;
     if (aborted) sample.aborted = true;

@@ -14,8 +14,10 @@ export class RequestContext {
   ended = false;
   /** `METHOD route-template`, set by the framework adapter when it knows the route. */
   endpoint: string | undefined;
-  /** Flags evaluated during the request, key → variant. */
-  readonly flags = new Map<string, string>();
+  /** Set once the sample was built (at `finish` or `close`, whichever came first). */
+  completed = false;
+  /** Flags evaluated during the request, key → variant; undefined until the first one. */
+  flags: Map<string, string> | undefined = undefined;
   /** Wall time in db, cache and http calls; set when the request starts (backend/calls.ts). */
   backend: BackendTimes | undefined;
   /** Flags refused because the request already had {@link MAX_FLAGS_PER_REQUEST}. */
