@@ -257,6 +257,12 @@ export interface AggregateQuery extends Range {
   bucketMs?: number;
   /** Group dimensions to keep; dropped ones are merged. Default: all (commit, endpoint, hostClass, flag). */
   groupBy?: Array<'commit' | 'endpoint' | 'hostClass' | 'flag'>;
+  /**
+   * Which histograms to merge: `'all'` (default) both, `'cost'` only `costHist`, `'none'` neither.
+   * A histogram not asked for comes back as an empty Map. Merging histograms is most of the cost of
+   * a query over many rows, so readers that need only sums and means (sparklines) leave them out.
+   */
+  histograms?: 'all' | 'cost' | 'none';
 }
 
 export interface CountRow {

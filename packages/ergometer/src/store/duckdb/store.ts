@@ -1131,26 +1131,29 @@ export class DuckDbStore implements Store {
     const select = `${dims[0]} AS g_commit, ${dims[1]} AS g_endpoint, metric AS g_metric, ${dims[3]} AS g_host_class,
       ${dims[4]} AS g_flag_key, ${dims[5]} AS g_flag_variant, ${bucket} AS g_bucket`;
     const groupCols = 'g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant, g_bucket';
-    // Sums in one pass; histograms merged in SQL (bins unnested and summed), then joined by group.
-    const rows = await this.query(
-      `WITH f AS (SELECT ${select}, * FROM (${source})),
-       sums AS (
+    const histograms = q.histograms ?? 'all';
+    const withCost = histograms !== 'none';
+    const withWall = histograms === 'all';
+    // Histograms merged in SQL: bins unnested and summed per group, then joined to the group's sums.
+    const mergedBins = (column: string, name: string): string => `${name}_bins AS (
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(${column})) AS bin, unnest(map_values(${column})) AS count FROM f)
+         GROUP BY ALL),
+       ${name} AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS ${column} FROM ${name}_bins GROUP BY ALL)`;
+    const ctes = [
+      `f AS (SELECT ${select}, * FROM (${source}))`,
+      `sums AS (
          SELECT ${groupCols}, sum(n)::DOUBLE AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost,
            sum(sum_cost2) AS sum_cost2, sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2,
            sum(sum_wall) AS sum_wall, sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http
-         FROM f GROUP BY ALL),
-       cost_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(cost_hist)) AS bin, unnest(map_values(cost_hist)) AS count FROM f)
-         GROUP BY ALL),
-       cost AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS cost_hist FROM cost_bins GROUP BY ALL),
-       wall_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(wall_hist)) AS bin, unnest(map_values(wall_hist)) AS count FROM f)
-         GROUP BY ALL),
-       wall AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS wall_hist FROM wall_bins GROUP BY ALL)
-       SELECT sums.*, g_bucket::DOUBLE AS bucket, cost.cost_hist, wall.wall_hist
-       FROM sums LEFT JOIN cost USING (${groupCols}) LEFT JOIN wall USING (${groupCols})
+         FROM f GROUP BY ALL)`,
+    ];
+    if (withCost) ctes.push(mergedBins('cost_hist', 'cost'));
+    if (withWall) ctes.push(mergedBins('wall_hist', 'wall'));
+    const rows = await this.query(
+      `WITH ${ctes.join(',\n       ')}
+       SELECT sums.*, g_bucket::DOUBLE AS bucket${withCost ? ', cost.cost_hist' : ''}${withWall ? ', wall.wall_hist' : ''}
+       FROM sums${withCost ? ` LEFT JOIN cost USING (${groupCols})` : ''}${withWall ? ` LEFT JOIN wall USING (${groupCols})` : ''}
        ORDER BY ${groupCols}`,
       params,
       types,
@@ -1197,13 +1200,23 @@ export class DuckDbStore implements Store {
   async users(q: Range & { service: string }): Promise<UsersRow[]> {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
+    // One row per sketch, grouped here: DuckDB's list() over these 5 KB strings (sorted or not) took
+    // 4–8 times as long as reading them (measured over a day of 10 M samples: 2.3 s against 0.5 s).
     const rows = await this.query(
-      `SELECT minute::DOUBLE AS minute, list(sketch ORDER BY sketch) AS sketches FROM users
-       WHERE service = $service${rangeSql('minute', q, params, types)} GROUP BY minute ORDER BY minute`,
+      `SELECT minute::DOUBLE AS minute, sketch FROM users
+       WHERE service = $service${rangeSql('minute', q, params, types)} ORDER BY minute`,
       params,
       types,
     );
-    return rows.map((r) => ({ minute: Number(r.minute), sketches: (r.sketches as unknown[]).map(String) }));
+    const out: UsersRow[] = [];
+    for (const r of rows) {
+      const minute = Number(r.minute);
+      const last = out[out.length - 1];
+      if (last !== undefined && last.minute === minute) last.sketches.push(String(r.sketch));
+      else out.push({ minute, sketches: [String(r.sketch)] });
+    }
+    for (const row of out) row.sketches.sort();
+    return out;
   }
 
   async samples(
