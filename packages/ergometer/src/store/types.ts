@@ -273,7 +273,11 @@ export interface CountRow {
 
 export interface UsersRow {
   minute: number;
-  /** Every sketch received for this minute (one per process and batch); merge to count. */
+  /**
+   * Sketches whose union is this minute's users: every sketch received (one per process and batch),
+   * or the store's merge of them (DuckDB keeps one merged sketch a minute, plus any sketch that does
+   * not decode, as received). Merge to count; the count is the same either way.
+   */
   sketches: string[];
 }
 
