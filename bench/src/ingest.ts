@@ -68,7 +68,7 @@ interface ClickHouseHarness {
 }
 
 /** CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat. */
-function procCpuSeconds(pid: number): number {
+export function procCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;

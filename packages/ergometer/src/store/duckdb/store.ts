@@ -15,8 +15,8 @@
  * samples, which were committed with them. Writing aggregates per batch instead cost about as much
  * CPU as writing the samples themselves (measured: see docs/storage.md).
  *
- * Writes run one at a time through a queue on their own connection; reads use a second connection
- * and see the last committed state (DuckDB MVCC). compact() merges the partial aggregate rows of a
+ * Writes run one at a time through a queue on their own connection; reads use other connections
+ * (`readConnections`, each one query at a time) and see the last committed state (DuckDB MVCC). compact() merges the partial aggregate rows of a
  * key into one row; queries always sum, so it only keeps the table small.
  */
 import { randomUUID } from 'node:crypto';
@@ -92,6 +92,8 @@ export interface DuckDbStoreOptions {
   threads?: number;
   /** DuckDB memory limit, e.g. '1GB'. Default: DuckDB's (80% of RAM). */
   memoryLimit?: string;
+  /** Connections reads run on, one query at a time each. Default 2. */
+  readConnections?: number;
 }
 
 type Params = Record<string, DuckDBValue>;
@@ -271,9 +273,9 @@ export class DuckDbStore implements Store {
   private readonly options: DuckDbStoreOptions;
   private instance: DuckDBInstance | undefined;
   private writer: DuckDBConnection | undefined;
-  private reader: DuckDBConnection | undefined;
+  /** Read connections, each running one query at a time; a read goes to the least busy one. */
+  private readers: Array<{ connection: DuckDBConnection; queue: SerialQueue; pending: number }> = [];
   private readonly writes = new SerialQueue();
-  private readonly reads = new SerialQueue();
   private initialising: Promise<void> | undefined;
   private uncompactedRows = 0;
   private closed = false;
@@ -330,7 +332,10 @@ export class DuckDbStore implements Store {
     try {
       const writer = await instance.connect();
       await migrate(writer, this.path);
-      const reader = await instance.connect();
+      const readers: DuckDbStore['readers'] = [];
+      for (let i = 0; i < Math.max(1, this.options.readConnections ?? 2); i++) {
+        readers.push({ connection: await instance.connect(), queue: new SerialQueue(), pending: 0 });
+      }
       const state = await writer.runAndReadAll(
         `SELECT (SELECT count(*) FROM aggregates WHERE NOT compacted)::DOUBLE AS uncompacted,
            (SELECT coalesce(max(batch_seq), 0) FROM batches)::DOUBLE AS max_seq`,
@@ -342,7 +347,7 @@ export class DuckDbStore implements Store {
       await buildUsersMerged(writer);
       this.instance = instance;
       this.writer = writer;
-      this.reader = reader;
+      this.readers = readers;
       this.flushTimer = setInterval(() => {
         // A failed flush keeps its rows in memory and is retried on the next tick or read.
         this.flushAggregates().catch(() => undefined);
@@ -363,11 +368,11 @@ export class DuckDbStore implements Store {
     );
   }
 
-  private async connections(): Promise<{ writer: DuckDBConnection; reader: DuckDBConnection }> {
+  private async connections(): Promise<{ writer: DuckDBConnection; readers: DuckDbStore['readers'] }> {
     if (this.closed) throw this.closedError();
     if (this.initialising) await this.initialising;
-    if (!this.writer || !this.reader) throw this.closedError();
-    return { writer: this.writer, reader: this.reader };
+    if (!this.writer || this.readers.length === 0) throw this.closedError();
+    return { writer: this.writer, readers: this.readers };
   }
 
   private async write<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
@@ -391,11 +396,19 @@ export class DuckDbStore implements Store {
   }
 
   private async query(sql: string, params: Params = {}, types: ParamTypes = {}): Promise<Record<string, unknown>[]> {
-    const { reader } = await this.connections();
-    return this.reads.run(async () => {
-      const result = await reader.runAndReadAll(sql, params, types);
-      return result.getRowObjectsJS() as Record<string, unknown>[];
-    });
+    const { readers } = await this.connections();
+    // The least busy connection: a page's parallel requests run side by side instead of queueing
+    // behind its slowest one (DuckDB runs queries of several connections of one file concurrently).
+    const reader = readers.reduce((best, r) => (r.pending < best.pending ? r : best));
+    reader.pending++;
+    try {
+      return await reader.queue.run(async () => {
+        const result = await reader.connection.runAndReadAll(sql, params, types);
+        return result.getRowObjectsJS() as Record<string, unknown>[];
+      });
+    } finally {
+      reader.pending--;
+    }
   }
 
   ingest(batch: IngestBatch): Promise<IngestResult> {
@@ -1321,11 +1334,11 @@ export class DuckDbStore implements Store {
     if (this.writer) await this.flushAggregates().catch(() => undefined);
     this.closed = true;
     await this.writes.run(async () => undefined);
-    await this.reads.run(async () => undefined);
-    this.reader?.closeSync();
+    for (const reader of this.readers) await reader.queue.run(async () => undefined);
+    for (const reader of this.readers) reader.connection.closeSync();
+    this.readers = [];
     this.writer?.closeSync();
     this.instance?.closeSync();
-    this.reader = undefined;
     this.writer = undefined;
     this.instance = undefined;
   }
