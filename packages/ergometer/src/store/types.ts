@@ -275,8 +275,8 @@ export interface UsersRow {
   minute: number;
   /**
    * Sketches whose union is this minute's users: every sketch received (one per process and batch),
-   * or the store's merge of them (DuckDB keeps one merged sketch a minute, plus any sketch that does
-   * not decode, as received). Merge to count; the count is the same either way.
+   * or the store's merge of them (DuckDB keeps their union per ingest transaction, merged into one
+   * per minute by compact(), plus any sketch that does not decode, as received). Merge to count; the count is the same either way.
    */
   sketches: string[];
 }

@@ -177,6 +177,45 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
     }
   });
 
+  it('users sketches of one minute from several ingest transactions: compact() leaves one row, the same union', async () => {
+    const file = path.join(temp.dir, 'users-compact.duckdb');
+    const data = generateDataset(13, 40);
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    try {
+      // One transaction per batch, and a late batch whose sketches are all for the first minute.
+      for (const batch of data.batches) await store.ingest(batch);
+      const withUsers = data.batches.filter((b) => b.service === 'api' && b.users.length > 0);
+      const first = withUsers[0] as IngestBatch;
+      const late = withUsers[withUsers.length - 1] as IngestBatch;
+      const minute = (first.users[0] as { minute: number }).minute;
+      await store.ingest({
+        ...late,
+        batchId: 'late-users',
+        users: late.users.map((u) => ({ minute, sketch: u.sketch })),
+      });
+      const union = (rows: Array<{ minute: number; sketches: string[] }>) =>
+        rows.map((r) => {
+          const sketches = r.sketches.map(decodeUsersSketch);
+          return [r.minute, encodeUsersSketch(mergeUsersSketches(sketches[0] as UsersSketch, ...sketches.slice(1)))];
+        });
+      const before = await store.users({ service: 'api' });
+      assert.ok(
+        before.some((r) => r.sketches.length > 1),
+        'some minute has sketches from several transactions',
+      );
+      await store.compact();
+      const after = await store.users({ service: 'api' });
+      assert.ok(
+        after.every((r) => r.sketches.length === 1),
+        'one sketch a minute',
+      );
+      assert.deepEqual(union(after), union(before));
+    } finally {
+      await store.close();
+    }
+  });
+
   async function reopenAndCheck(): Promise<void> {
     const file = path.join(temp.dir, 'v2.duckdb');
     const data = generateDataset(11, 40);

@@ -782,6 +782,7 @@ export class DuckDbStore implements Store {
     const result = await this.transaction(async (connection) => {
       const minute = await this.compactTable(connection, 'aggregates');
       const hour = await this.compactTable(connection, 'aggregates_hourly');
+      await compactUsersMerged(connection);
       return { rowsBefore: minute.rowsBefore + hour.rowsBefore, rowsAfter: minute.rowsAfter + hour.rowsAfter };
     });
     this.uncompactedRows = 0;
@@ -1225,8 +1226,8 @@ export class DuckDbStore implements Store {
   async users(q: Range & { service: string }): Promise<UsersRow[]> {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
-    // One sketch a minute, the union of every sketch received for it (kept by ingest, see
-    // mergeUsersMinutes): a day of the 10 M-sample benchmark is 1 440 sketches instead of 12 000.
+    // The union of every sketch received for a minute, in one row once compacted (a few until then;
+    // see mergeUsersMinutes): a day of the 10 M-sample benchmark is ~1 440 sketches instead of 12 000.
     const rows = await this.query(
       `SELECT minute::DOUBLE AS minute, sketch FROM users_merged
        WHERE service = $service${rangeSql('minute', q, params, types)} ORDER BY minute`,
@@ -1454,17 +1455,12 @@ function decodedSketch(text: string): UsersSketch | undefined {
   }
 }
 
-/**
- * Merges users sketches into `users_merged` (one sketch per service and minute), inside the
- * caller's transaction: the minutes' current sketches are read, merged with the new ones (HyperLogLog
- * union: register-wise maximum, so order and repeats do not matter), deleted and written again.
- */
-async function mergeUsersMinutes(
-  connection: DuckDBConnection,
-  sketches: ReadonlyArray<{ service: string; minute: number; sketch: string }>,
-): Promise<void> {
+/** Sketches merged per (service, minute): the union of those that decode, and the others as they came. */
+function unionByMinute(
+  sketches: Iterable<{ service: string; minute: number; sketch: string }>,
+): Map<string, { service: string; minute: number; sketch?: UsersSketch; raw: string[] }> {
   const merged = new Map<string, { service: string; minute: number; sketch?: UsersSketch; raw: string[] }>();
-  const add = (service: string, minute: number, text: string): void => {
+  for (const { service, minute, sketch: text } of sketches) {
     const key = JSON.stringify([service, minute]);
     let entry = merged.get(key);
     if (entry === undefined) {
@@ -1477,41 +1473,53 @@ async function mergeUsersMinutes(
     if (sketch === undefined || (entry.sketch && entry.sketch.log2Registers !== sketch.log2Registers)) {
       if (!entry.raw.includes(text)) entry.raw.push(text);
     } else entry.sketch = entry.sketch ? mergeUsersSketches(entry.sketch, sketch) : sketch;
-  };
-  for (const s of sketches) add(s.service, s.minute, s.sketch);
-  if (merged.size === 0) return;
-  const keys = {
-    services: [...merged.values()].map((m) => m.service),
-    minutes: [...merged.values()].map((m) => m.minute),
-  };
-  const keyParams = { services: listValue(keys.services), minutes: listValue(keys.minutes.map((m) => BigInt(m))) };
-  const keyTypes = { services: LIST(VARCHAR), minutes: LIST(BIGINT) };
-  const keyTable = 'SELECT unnest($services) AS service, unnest($minutes) AS minute';
-  const existing = await connection.runAndReadAll(
-    `SELECT u.service, u.minute::DOUBLE AS minute, u.sketch FROM users_merged u SEMI JOIN (${keyTable}) k
-       ON u.service = k.service AND u.minute = k.minute`,
-    keyParams,
-    keyTypes,
-  );
-  for (const r of existing.getRowObjectsJS()) add(String(r.service), Number(r.minute), String(r.sketch));
-  await connection.run(
-    `DELETE FROM users_merged u WHERE EXISTS (SELECT 1 FROM (${keyTable}) k
-       WHERE u.service = k.service AND u.minute = k.minute)`,
-    keyParams,
-    keyTypes,
-  );
+  }
+  return merged;
+}
+
+/**
+ * Appends the union of these sketches per (service, minute) to `users_merged`, inside the caller's
+ * transaction (HyperLogLog union: register-wise maximum, so order and repeats do not matter). Only
+ * appends: reading and rewriting a minute's row in every ingest transaction cost 50–100 ms each
+ * (measured); a minute written by several transactions has several rows until compactUsersMerged().
+ */
+async function mergeUsersMinutes(
+  connection: DuckDBConnection,
+  sketches: ReadonlyArray<{ service: string; minute: number; sketch: string }>,
+): Promise<number> {
+  const merged = unionByMinute(sketches);
+  if (merged.size === 0) return 0;
+  const columns: DuckDBValue[][] = [[], [], []];
+  for (const m of merged.values()) {
+    if (m.sketch) pushRow(columns, [m.service, BigInt(m.minute), encodeUsersSketch(m.sketch)]);
+    for (const text of m.raw) pushRow(columns, [m.service, BigInt(m.minute), text]);
+  }
   const appender = await connection.createAppender('users_merged');
   try {
-    const columns: DuckDBValue[][] = [[], [], []];
-    for (const m of merged.values()) {
-      if (m.sketch) pushRow(columns, [m.service, BigInt(m.minute), encodeUsersSketch(m.sketch)]);
-      for (const text of m.raw) pushRow(columns, [m.service, BigInt(m.minute), text]);
-    }
     appendColumns(appender, [VARCHAR, BIGINT, VARCHAR], columns);
     appender.flushSync();
   } finally {
     appender.closeSync();
   }
+  return columns[0]?.length ?? 0;
+}
+
+/** Merges the `users_merged` rows of every (service, minute) that has several into one (in the caller's transaction). */
+async function compactUsersMerged(connection: DuckDBConnection): Promise<void> {
+  await connection.run(`CREATE OR REPLACE TEMP TABLE users_keys AS
+      SELECT service, minute FROM users_merged GROUP BY service, minute HAVING count(*) > 1`);
+  const rows = await connection.runAndReadAll(
+    'SELECT u.service, u.minute::DOUBLE AS minute, u.sketch FROM users_merged u SEMI JOIN users_keys k USING (service, minute)',
+  );
+  const sketches = rows
+    .getRowObjectsJS()
+    .map((r) => ({ service: String(r.service), minute: Number(r.minute), sketch: String(r.sketch) }));
+  if (sketches.length > 0) {
+    await connection.run(`DELETE FROM users_merged u WHERE EXISTS (SELECT 1 FROM users_keys k
+        WHERE k.service = u.service AND k.minute = u.minute)`);
+    await mergeUsersMinutes(connection, sketches);
+  }
+  await connection.run('DROP TABLE users_keys');
 }
 
 /**
