@@ -16,7 +16,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,7 +58,7 @@ const LATENCY_REQUESTS = QUICK ? 40 : 200;
 /** The collector writes deferred aggregates at least every 5 s: CPU is counted until then. */
 const SETTLE_MS = 6_000;
 const INGEST_TOKEN = 'bench-ingest-token';
-const READ_TOKEN = 'bench-read-token';
+export const READ_TOKEN = 'bench-read-token';
 const CLK_TCK = 100;
 const REPO = path.join(__dirname, '..', '..', '..');
 const SERVER_JS = path.join(__dirname, 'ingest', 'server.js');
@@ -68,7 +68,7 @@ interface ClickHouseHarness {
 }
 
 /** CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat. */
-function procCpuSeconds(pid: number): number {
+export function procCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
@@ -96,13 +96,15 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-interface RunningCollector {
+export interface RunningCollector {
   child: ChildProcess;
   port: number;
   stop(): Promise<void>;
 }
 
-async function startCollector(config: Omit<ServerConfig, 'ingestToken' | 'readToken'>): Promise<RunningCollector> {
+export async function startCollector(
+  config: Omit<ServerConfig, 'ingestToken' | 'readToken'>,
+): Promise<RunningCollector> {
   const execArgv = process.env.BENCH_INGEST_CPU_PROF
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_INGEST_CPU_PROF}`]
     : [];
@@ -443,7 +445,7 @@ async function measureRawClickHouse(url: string, database: string, run: number, 
   };
 }
 
-function fmt(n: number, digits = 0): string {
+export function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
@@ -690,24 +692,70 @@ async function measureLatency(port: number): Promise<{ p50: number; p95: number;
   return { p50: at(0.5), p95: at(0.95), max: times[times.length - 1] as number, endpoints };
 }
 
+/** A DuckDB store filled with FILL_SAMPLES samples: made once per run, shared by the benchmarks that read it. */
+export interface FilledDuckDb {
+  /** The filled, compacted database file. Readers copy it: DuckDB locks a file to one process. */
+  file: string;
+  /** Seconds the fill took (NaN for a file given by BENCH_FILLED_DUCKDB). */
+  fillSeconds: number;
+  /** Bytes of the database files. */
+  bytes: number;
+  samples: number;
+}
+
+let filledDuckDb: Promise<FilledDuckDb> | undefined;
+
+/**
+ * The 10 M-sample DuckDB store of the latency benchmarks, filled on first use (about 10 minutes on
+ * a 2-vCPU VM) and removed when the run exits. BENCH_FILLED_DUCKDB=/path/to/file.duckdb reuses a
+ * file filled before (e.g. by an earlier run with BENCH_KEEP_FILL=/path): for iterating on read paths.
+ */
+export function filledDuckDbStore(): Promise<FilledDuckDb> {
+  filledDuckDb ??= (async () => {
+    const given = process.env.BENCH_FILLED_DUCKDB;
+    if (given !== undefined && given !== '') {
+      const samples = await (async () => {
+        const store = openDuckDbStore({ path: given });
+        await store.init();
+        try {
+          return await store.sampleCount();
+        } finally {
+          await store.close();
+        }
+      })();
+      return { file: given, fillSeconds: Number.NaN, bytes: statSync(given).size, samples };
+    }
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-bench-fill-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'fill.duckdb');
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    let fillSeconds: number;
+    try {
+      fillSeconds = await fillStore(store, FILL_SAMPLES);
+      await store.flushAggregates();
+      await store.compact();
+    } finally {
+      await store.close();
+    }
+    const keep = process.env.BENCH_KEEP_FILL;
+    if (keep !== undefined && keep !== '') copyFileSync(file, keep);
+    return { file, fillSeconds, bytes: duBytes(dir), samples: FILL_SAMPLES };
+  })();
+  return filledDuckDb;
+}
+
 /** /v1/endpoints latency over a store of FILL_SAMPLES samples, and bytes per stored sample. */
 export async function benchEndpointsLatency(): Promise<BenchTable> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-bench-endpoints-'));
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   try {
+    const filled = await filledDuckDbStore();
     const file = path.join(dir, 'fill.duckdb');
-    const store = openDuckDbStore({ path: file });
-    await store.init();
-    let fillS: number;
-    try {
-      fillS = await fillStore(store, FILL_SAMPLES);
-      await store.flushAggregates();
-      await store.compact();
-    } finally {
-      await store.close();
-    }
-    const bytes = duBytes(dir);
+    copyFileSync(filled.file, file);
+    const fillS = filled.fillSeconds;
+    const bytes = filled.bytes;
     findings.duckdbBytesPerSample = bytes / FILL_SAMPLES;
     rows.push(await latencyRow('DuckDB', { backend: 'duckdb', db: file }, fillS, bytes));
     // Filling ClickHouse with 10 M samples through the store takes well over 20 minutes on a 2-vCPU

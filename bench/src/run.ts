@@ -11,6 +11,7 @@ import path from 'node:path';
 import { benchAttribution } from './attribution';
 import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
+import { benchDashboard } from './dashboard';
 import { benchFalseAlerts } from './detection/false-alerts';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
@@ -34,6 +35,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['ingest', benchIngest],
   ['ingest floor', benchIngestFloor],
   ['endpoints latency', benchEndpointsLatency],
+  ['dashboard', benchDashboard],
   ['profiler', benchProfiler],
 ];
 

@@ -9,7 +9,14 @@
  * Prints one JSON line `{"port": N}` once listening; SIGTERM closes the collector (writing
  * everything queued) and the store, then exits.
  */
-import { createCollector, openClickHouseStore, openDuckDbStore, type Store } from 'ergometer';
+import {
+  AlertBook,
+  createCollector,
+  openClickHouseStore,
+  openDuckDbStore,
+  resolveDetectorConfig,
+  type Store,
+} from 'ergometer';
 
 export interface ServerConfig {
   backend: 'duckdb' | 'clickhouse';
@@ -20,6 +27,8 @@ export interface ServerConfig {
   database?: string;
   ingestToken: string;
   readToken: string;
+  /** Serve GET /v1/alerts from an (empty, in-memory) alert book, as `ergometer serve` does; else it answers 501. */
+  alerts?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -36,6 +45,7 @@ async function main(): Promise<void> {
     ingestTokens: [config.ingestToken],
     readTokens: [config.readToken],
     log: (message) => process.stderr.write(`bench collector: ${message}\n`),
+    ...(config.alerts ? { read: { alerts: { book: new AlertBook(undefined), config: resolveDetectorConfig() } } } : {}),
   });
   const address = await collector.listen(0, '127.0.0.1');
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);

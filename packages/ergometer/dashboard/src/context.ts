@@ -14,4 +14,9 @@ export interface ViewContext {
   current(): boolean;
   /** Navigates to a view with these parameter changes (undefined removes a key). */
   go(view: View, changes: Record<string, string | undefined>, keep?: boolean): void;
+  /**
+   * Records parameter changes in the URL (and in `params`) without rendering the view again: for
+   * state the view has already applied in place, such as a table's sort.
+   */
+  setParams(changes: Record<string, string | undefined>): void;
 }

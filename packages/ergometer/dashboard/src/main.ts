@@ -78,6 +78,9 @@ setUnauthorizedHandler(() => {
   showLogin('The server refused the token (401). Sign in again.');
 });
 
+/** Set while the hash changes for state a view applied itself: that hashchange renders nothing. */
+let quietHashChange = false;
+
 function go(view: View, params: URLSearchParams): void {
   const hash = formatHash(view, params);
   if (location.hash === hash) void render();
@@ -151,7 +154,11 @@ function header(
       serviceSelect,
       rangeSelect,
       metricSelect,
-      h('a', { class: 'share', href: pinnedHash, title: 'A link to this view with its time range pinned' }, 'Link'),
+      h(
+        'a',
+        { class: 'share', id: 'share-link', href: pinnedHash, title: 'A link to this view with its time range pinned' },
+        'Link',
+      ),
       logout,
     ),
   );
@@ -210,6 +217,20 @@ async function render(): Promise<void> {
     current: () => mine === generation,
     go: (view, changes, keep = true) =>
       go(view, withParams(keep ? route.params : new URLSearchParams({ service }), changes)),
+    setParams: (changes) => {
+      const params = withParams(route.params, changes);
+      for (const key of [...route.params.keys()]) route.params.delete(key);
+      for (const [key, value] of params) route.params.append(key, value);
+      const share = document.getElementById('share-link');
+      share?.setAttribute(
+        'href',
+        formatHash(route.view, withParams(params, { service, range: undefined, from: String(from), to: String(to) })),
+      );
+      const hash = formatHash(route.view, params);
+      if (location.hash === hash) return;
+      quietHashChange = true;
+      location.hash = hash;
+    },
   };
   try {
     await RENDERERS[route.view](main, ctx);
@@ -224,7 +245,13 @@ async function render(): Promise<void> {
   }
 }
 
-window.addEventListener('hashchange', () => void render());
+window.addEventListener('hashchange', () => {
+  if (quietHashChange) {
+    quietHashChange = false;
+    return;
+  }
+  void render();
+});
 window.addEventListener('resize', () => {
   // Charts are drawn to the width they have; redraw after the resize settles.
   clearTimeout(resizeTimer);

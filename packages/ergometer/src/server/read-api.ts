@@ -13,7 +13,7 @@ import { benjaminiHochberg } from '../stats/multiple';
 import { quantile } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Store } from '../store/types';
 import { QueryParams } from './query';
-import { breakdown, compareSides, distribution, timeseriesGroupBy } from './read-breakdown';
+import { breakdown, compareSides, distribution, timeseriesGroupBy, timeseriesQuantiles } from './read-breakdown';
 
 /**
  * One point of `GET /v1/timeseries`. Costs in the metric's units, times in ms; means per sample.
@@ -253,6 +253,7 @@ async function timeseries(
   if (groupBy !== undefined) query.groupBy = groupBy;
   if (commit !== undefined) query.commit = commit;
   if (metric !== undefined) query.metric = metric;
+  query.histograms = timeseriesQuantiles(q);
   const rows = await store.aggregates(query);
   const points = rows.map(toTimeseriesPoint).sort((a, b) => a.bucket - b.bucket || a.commit.localeCompare(b.commit));
   return { bucketMs, from, to, points };

@@ -6,7 +6,8 @@
  *   by flag variant and by host class, of one endpoint or of all merged.
  * - `GET /v1/distribution?service=S&endpoint=E[&commit=C][&flag=K&variant=V][&metric=M][&from&to]`:
  *   the cost histogram of one endpoint (for two commits' distributions overlaid).
- * - `GET /v1/timeseries?…&groupBy=commit,endpoint,hostClass|none`: which dimensions stay apart.
+ * - `GET /v1/timeseries?…&groupBy=commit,endpoint,hostClass|none`: which dimensions stay apart;
+ *   `&quantiles=all|cost|none`: which quantiles to compute (the others are null).
  * - `GET /v1/compare?service=S&commit=C&flag=K&baseVariant=V1&headVariant=V2`: two variants of a
  *   flag within one commit, besides `base`/`head` commits.
  */
@@ -105,6 +106,7 @@ export async function distribution(store: Store, q: QueryParams): Promise<Distri
   }
   if (flag !== undefined) query.flags = { key: flag };
   query.groupBy = flag !== undefined ? ['flag'] : [];
+  query.histograms = 'cost';
   const rows = (await store.aggregates(query)).filter(
     (row) => row.n > 0 && (variant === undefined || row.flagVariant === variant),
   );
@@ -126,6 +128,18 @@ export async function distribution(store: Store, q: QueryParams): Promise<Distri
     costMean: row ? row.sumCost / row.n : null,
     bins,
   };
+}
+
+/**
+ * `quantiles` of `GET /v1/timeseries`: `all` (default) every quantile, `cost` the cost quantiles
+ * only, `none` means only. A quantile left out is null; leaving them out spares the store merging
+ * histograms, most of the cost of a series over many buckets (the Overview's sparklines ask for none).
+ */
+export function timeseriesQuantiles(q: QueryParams): NonNullable<AggregateQuery['histograms']> {
+  const value = q.optionalName('quantiles', 16);
+  if (value === undefined || value === 'all') return 'all';
+  if (value === 'cost' || value === 'none') return value;
+  throw badRequest('ERGOMETER_BAD_QUERY', `quantiles: expected "all", "cost" or "none"; got ${JSON.stringify(value)}`);
 }
 
 const TIMESERIES_DIMENSIONS = new Set(['commit', 'endpoint', 'hostClass']);

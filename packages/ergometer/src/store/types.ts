@@ -257,6 +257,12 @@ export interface AggregateQuery extends Range {
   bucketMs?: number;
   /** Group dimensions to keep; dropped ones are merged. Default: all (commit, endpoint, hostClass, flag). */
   groupBy?: Array<'commit' | 'endpoint' | 'hostClass' | 'flag'>;
+  /**
+   * Which histograms to merge: `'all'` (default) both, `'cost'` only `costHist`, `'none'` neither.
+   * A histogram not asked for comes back as an empty Map. Merging histograms is most of the cost of
+   * a query over many rows, so readers that need only sums and means (sparklines) leave them out.
+   */
+  histograms?: 'all' | 'cost' | 'none';
 }
 
 export interface CountRow {
@@ -267,7 +273,11 @@ export interface CountRow {
 
 export interface UsersRow {
   minute: number;
-  /** Every sketch received for this minute (one per process and batch); merge to count. */
+  /**
+   * Sketches whose union is this minute's users: every sketch received (one per process and batch),
+   * or the store's merge of them (DuckDB keeps their union per ingest transaction, merged into one
+   * per minute by compact(), plus any sketch that does not decode, as received). Merge to count; the count is the same either way.
+   */
   sketches: string[];
 }
 

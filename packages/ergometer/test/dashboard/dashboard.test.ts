@@ -473,6 +473,88 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
     }
   });
 
+  it('sortable columns: click, Enter or Space on a header sorts the rows, aria-sort says how, the sort is in the URL', async () => {
+    const { page, watch, close } = await watchedPage(browser as Browser);
+    /** The numbers of one column in the order the page shows them. */
+    const column = async (table: string, col: string): Promise<number[]> =>
+      (await tableRows(page, table)).map((r) => Number(r.cells[col]?.value));
+    const ariaSort = async (table: string): Promise<Array<[string, string | null]>> =>
+      (await page.evaluate(
+        `Array.from(document.querySelectorAll(${JSON.stringify(`${table} thead th[aria-sort]`)})).map((th) => [th.querySelector('button').dataset.sort, th.getAttribute('aria-sort')])`,
+      )) as Array<[string, string | null]>;
+    const sortParam = () => new URLSearchParams(new URL(page.url()).hash.split('?')[1] ?? '').get('sort');
+    try {
+      await signIn(page, url, hash('overview', { service: SHOP, ...range }));
+      const api = await readApi<EndpointRow[]>(url, '/v1/endpoints', { service: SHOP, metric: 'cpu_ns', ...range });
+      const desc = (values: number[]) => [...values].sort((a, b) => b - a);
+      const asc = (values: number[]) => [...values].sort((a, b) => a - b);
+      // Unsorted by the user: by share, largest first, and the share header says so.
+      assert.deepEqual(await column('#endpoints', 'share'), desc(api.map((e) => e.share)));
+      assert.deepEqual(await ariaSort('#endpoints'), [['share', 'descending']]);
+
+      // A click on "cost / request": largest first; a second click: smallest first.
+      const costMeans = api.map((e) => e.costMean);
+      assert.equal(new Set(costMeans).size, costMeans.length, 'distinct costs: the order is observable');
+      await page.locator('#endpoints thead button[data-sort="costMean"]').click();
+      assert.deepEqual(await column('#endpoints', 'costMean'), desc(costMeans));
+      assert.deepEqual(await ariaSort('#endpoints'), [['costMean', 'descending']]);
+      assert.equal(sortParam(), '-costMean');
+      await page.locator('#endpoints thead button[data-sort="costMean"]').click();
+      assert.deepEqual(await column('#endpoints', 'costMean'), asc(costMeans));
+      assert.deepEqual(await ariaSort('#endpoints'), [['costMean', 'ascending']]);
+      assert.equal(sortParam(), 'costMean');
+
+      // By keyboard: Enter on "wall p95", then Space on the same header (which keeps the focus).
+      const wallP95 = api.map((e) => e.wallP95);
+      await page.locator('#endpoints thead button[data-sort="wallP95"]').focus();
+      await page.keyboard.press('Enter');
+      assert.deepEqual(await column('#endpoints', 'wallP95'), desc(wallP95));
+      assert.equal(await page.evaluate('document.activeElement.dataset.sort'), 'wallP95');
+      await page.keyboard.press('Space');
+      assert.deepEqual(await column('#endpoints', 'wallP95'), asc(wallP95));
+      assert.deepEqual(await ariaSort('#endpoints'), [['wallP95', 'ascending']]);
+      // The endpoint names sort as text.
+      await page.locator('#endpoints thead button[data-sort="endpoint"]').click();
+      assert.deepEqual(
+        (await tableRows(page, '#endpoints')).map((r) => r.attrs.endpoint),
+        api.map((e) => e.endpoint).sort((a, b) => a.localeCompare(b)),
+      );
+
+      // The sort is part of the link: a reload shows the same order.
+      await page.locator('#endpoints thead button[data-sort="requests"]').click();
+      const sorted = await column('#endpoints', 'requests');
+      assert.deepEqual(sorted, desc(api.map((e) => e.requests)));
+      await page.reload();
+      await page.locator('#view[data-view="overview"][data-ready="true"]').waitFor();
+      assert.deepEqual(await column('#endpoints', 'requests'), sorted);
+      assert.deepEqual(await ariaSort('#endpoints'), [['requests', 'descending']]);
+
+      // Compare: by p (smallest first), then by change with the keyboard.
+      await openView(page, hash('compare', { service: SHOP, mode: 'commits', base: 'v1', head: 'v2' }), 'compare');
+      const compare = await readApi<Array<{ changePct: number; pValue: number }>>(url, '/v1/compare', {
+        service: SHOP,
+        base: 'v1',
+        head: 'v2',
+      });
+      assert.deepEqual(await column('#compare-table', 'changePct'), desc(compare.map((c) => c.changePct)));
+      assert.deepEqual(await ariaSort('#compare-table'), [['changePct', 'descending']]);
+      await page.locator('#compare-table thead button[data-sort="pValue"]').click();
+      assert.deepEqual(await column('#compare-table', 'pValue'), asc(compare.map((c) => c.pValue)));
+      assert.deepEqual(await ariaSort('#compare-table'), [['pValue', 'ascending']]);
+      assert.equal(sortParam(), 'pValue');
+      await page.locator('#compare-table thead button[data-sort="changePct"]').focus();
+      await page.keyboard.press('Enter');
+      assert.deepEqual(await column('#compare-table', 'changePct'), desc(compare.map((c) => c.changePct)));
+      await page.keyboard.press('Enter');
+      assert.deepEqual(await column('#compare-table', 'changePct'), asc(compare.map((c) => c.changePct)));
+      assert.equal(sortParam(), 'changePct');
+      await screenshot(page, 'compare-sorted');
+      assertClean(watch, 'sorting');
+    } finally {
+      await close();
+    }
+  });
+
   it('untrusted strings in endpoints, flags, variants, commits and service show literally and run nothing', async () => {
     const { page, watch, close } = await watchedPage(browser as Browser);
     try {

@@ -159,6 +159,54 @@ describe('read routes for the dashboard', () => {
     assert.match(bad.text, /groupBy/);
   });
 
+  it('/v1/timeseries quantiles: none gives the same means with null quantiles, cost leaves out only the wall ones', async (t) => {
+    const { c, batches } = await filled(t);
+    const range = `from=${T0}&to=${T0 + 4 * HOUR}`;
+    type Point = {
+      bucket: number;
+      endpoint: string;
+      samples: number;
+      costMean: number;
+      wallMean: number;
+      dbMs: number;
+      costP50: number | null;
+      costP95: number | null;
+      wallP50: number | null;
+      wallP95: number | null;
+    };
+    const get = async (query: string) =>
+      ((await c.get(`/v1/timeseries?service=svc&groupBy=endpoint&${range}${query}`)).json as { points: Point[] })
+        .points;
+    for (const bucketMs of [HOUR, 30 * 60_000]) {
+      const all = await get(`&bucketMs=${bucketMs}`);
+      const none = await get(`&bucketMs=${bucketMs}&quantiles=none`);
+      const cost = await get(`&bucketMs=${bucketMs}&quantiles=cost`);
+      assert.equal(all.length, 2 * ((4 * HOUR) / bucketMs));
+      assert.equal(none.length, all.length);
+      assert.equal(cost.length, all.length);
+      assert.equal(
+        all.reduce((t, p) => t + p.samples, 0),
+        sent(batches).length,
+      );
+      for (const [i, p] of all.entries()) {
+        const n = none[i] as Point;
+        const q = cost[i] as Point;
+        assert.equal(n.bucket, p.bucket);
+        assert.equal(n.endpoint, p.endpoint);
+        assert.equal(n.samples, p.samples);
+        close(n.costMean, p.costMean, 'costMean');
+        close(n.wallMean, p.wallMean, 'wallMean');
+        close(n.dbMs, p.dbMs, 'dbMs');
+        assert.ok(p.costP50 !== null && p.wallP95 !== null, 'quantiles by default');
+        assert.deepEqual([n.costP50, n.costP95, n.wallP50, n.wallP95], [null, null, null, null]);
+        assert.deepEqual([q.costP50, q.costP95, q.wallP50, q.wallP95], [p.costP50, p.costP95, null, null]);
+      }
+    }
+    const bad = await c.get('/v1/timeseries?service=svc&quantiles=false');
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /quantiles/);
+  });
+
   it('/v1/compare by flag variants within one commit', async (t) => {
     const { c } = await filled(t);
     const answer = await c.get('/v1/compare?service=svc&commit=c2&flag=ranker&baseVariant=off&headVariant=on');

@@ -20,6 +20,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import {
+  decodeUsersSketch,
+  encodeUsersSketch,
+  mergeUsersSketches,
+  type UsersSketch,
+} from '@ergometer/agent/users-sketch';
 import { decodeProfile, summarizeProfile } from '../../src/profile/decode';
 import { binOf, quantile } from '../../src/store/histogram';
 import type {
@@ -399,6 +405,30 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       }
     });
 
+    it('aggregates merge only the histograms asked for (histograms: cost | none), with the same sums', async () => {
+      const queries: AggregateQuery[] = [
+        { service: 'api', bucketMs: HOUR_MS, groupBy: ['endpoint'] },
+        { service: 'api', bucketMs: 5 * MINUTE_MS, groupBy: ['endpoint'], from: T0_MS + 90 * MINUTE_MS },
+        { service: 'web', groupBy: ['hostClass', 'flag'], flags: 'all' },
+      ];
+      for (const q of queries) {
+        const expected = expectedAggregates(data.samples, q);
+        for (const histograms of ['cost', 'none'] as const) {
+          const rows = await store().aggregates({ ...q, histograms });
+          const what = `${JSON.stringify(q)} histograms=${histograms}`;
+          // Same rows and sums as with both histograms; the histograms left out come back empty.
+          const withHistograms = new Map(
+            [...expected].map(([key, row]) => [
+              key,
+              { ...row, costHist: histograms === 'cost' ? row.costHist : new Map(), wallHist: new Map() },
+            ]),
+          );
+          assert.ok(rows.length > 0, what);
+          assertAggregatesEqual(rows, withHistograms, what);
+        }
+      }
+    });
+
     it('aggregates filter by flag key, commit, endpoint, metric and range', async () => {
       const queries: AggregateQuery[] = [
         { service: 'api', flags: { key: 'new_ranker' } },
@@ -583,7 +613,7 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
       }
     });
 
-    it('users round-trip: every sketch of every minute', async () => {
+    it('users round-trip: the union of every sketch of every minute', async () => {
       const q = { service: 'web', from: T0_MS + 30 * MINUTE_MS };
       const expected = new Map<number, string[]>();
       for (const b of data.batches) {
@@ -1068,8 +1098,29 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
   });
 }
 
+/**
+ * Users rows in a form every backend must match: per minute, the union of the sketches that decode
+ * (a store may return every sketch received or its merge of them: same union), then the others as text.
+ */
 function sortUsers(rows: Array<{ minute: number; sketches: string[] }>): Array<{ minute: number; sketches: string[] }> {
-  return rows.map((r) => ({ minute: r.minute, sketches: [...r.sketches].sort() })).sort((a, b) => a.minute - b.minute);
+  return rows
+    .map((r) => {
+      const decoded: UsersSketch[] = [];
+      const raw: string[] = [];
+      for (const text of r.sketches) {
+        try {
+          decoded.push(decodeUsersSketch(text));
+        } catch {
+          raw.push(text);
+        }
+      }
+      const union =
+        decoded.length > 0
+          ? [encodeUsersSketch(mergeUsersSketches(decoded[0] as UsersSketch, ...decoded.slice(1)))]
+          : [];
+      return { minute: r.minute, sketches: [...union, ...[...new Set(raw)].sort()] };
+    })
+    .sort((a, b) => a.minute - b.minute);
 }
 
 function canonicalSamples(samples: readonly StoredSample[]): string[] {

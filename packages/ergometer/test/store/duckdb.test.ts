@@ -8,6 +8,12 @@ import { after, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type DuckDBConnection, DuckDBInstance, INTEGER } from '@duckdb/node-api';
+import {
+  decodeUsersSketch,
+  encodeUsersSketch,
+  mergeUsersSketches,
+  type UsersSketch,
+} from '@ergometer/agent/users-sketch';
 import { MIGRATIONS, migrate, SCHEMA_VERSION } from '../../src/store/duckdb/migrations';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import { StoreError } from '../../src/store/errors';
@@ -126,6 +132,88 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
       await run('DELETE FROM schema_version WHERE version >= 3');
     });
     await reopenAndCheck();
+  });
+
+  it("migration 5 merges the users sketches of a version-4 file, one per minute, keeping each minute's union", async () => {
+    const file = path.join(temp.dir, 'v4.duckdb');
+    const data = generateDataset(12, 40);
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    await store.ingestMany(data.batches);
+    await store.close();
+    // Make it the file a version-4 ergometer left: raw users rows only.
+    await withRawFile(file, async (run) => {
+      await run('DROP TABLE users_merged');
+      await run("DELETE FROM store_state WHERE name = 'users_merged_built'");
+      await run('DELETE FROM schema_version WHERE version >= 5');
+    });
+    const migrated = openDuckDbStore({ path: file });
+    await migrated.init();
+    try {
+      for (const service of ['api', 'web']) {
+        const expected = new Map<number, UsersSketch[]>();
+        for (const b of data.batches) {
+          if (b.service !== service) continue;
+          for (const u of b.users)
+            expected.set(u.minute, [...(expected.get(u.minute) ?? []), decodeUsersSketch(u.sketch)]);
+        }
+        assert.ok(expected.size > 0, `${service}: the dataset has users sketches`);
+        const rows = await migrated.users({ service });
+        assert.deepEqual(
+          rows.map((r) => r.minute),
+          [...expected.keys()].sort((a, b) => a - b),
+        );
+        for (const row of rows) {
+          const sketches = expected.get(row.minute) as UsersSketch[];
+          assert.deepEqual(
+            row.sketches,
+            [encodeUsersSketch(mergeUsersSketches(sketches[0] as UsersSketch, ...sketches.slice(1)))],
+            `${service} minute ${row.minute}: one sketch, the union of those received`,
+          );
+        }
+      }
+    } finally {
+      await migrated.close();
+    }
+  });
+
+  it('users sketches of one minute from several ingest transactions: compact() leaves one row, the same union', async () => {
+    const file = path.join(temp.dir, 'users-compact.duckdb');
+    const data = generateDataset(13, 40);
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    try {
+      // One transaction per batch, and a late batch whose sketches are all for the first minute.
+      for (const batch of data.batches) await store.ingest(batch);
+      const withUsers = data.batches.filter((b) => b.service === 'api' && b.users.length > 0);
+      const first = withUsers[0] as IngestBatch;
+      const late = withUsers[withUsers.length - 1] as IngestBatch;
+      const minute = (first.users[0] as { minute: number }).minute;
+      await store.ingest({
+        ...late,
+        batchId: 'late-users',
+        users: late.users.map((u) => ({ minute, sketch: u.sketch })),
+      });
+      const union = (rows: Array<{ minute: number; sketches: string[] }>) =>
+        rows.map((r) => {
+          const sketches = r.sketches.map(decodeUsersSketch);
+          return [r.minute, encodeUsersSketch(mergeUsersSketches(sketches[0] as UsersSketch, ...sketches.slice(1)))];
+        });
+      const before = await store.users({ service: 'api' });
+      assert.ok(
+        before.some((r) => r.sketches.length > 1),
+        'some minute has sketches from several transactions',
+      );
+      await store.compact();
+      const after = await store.users({ service: 'api' });
+      assert.ok(
+        after.every((r) => r.sketches.length === 1),
+        'one sketch a minute',
+      );
+      assert.deepEqual(union(after), union(before));
+    } finally {
+      await store.close();
+    }
   });
 
   async function reopenAndCheck(): Promise<void> {

@@ -8,7 +8,46 @@ import type { ViewContext } from '../context';
 import { h, hashHref, numberCell, replaceChildren } from '../dom';
 import { FlameGraph } from '../flame';
 import { formatCost, formatCount, formatP, formatPct } from '../format';
+import { formatSort, parseSort, type SortColumn, type SortState, sortableHeader, sortRows } from '../sort';
 import { chartWidth, section, select } from './common';
+
+/** The sortable columns of the per-endpoint table; `sort` in the URL names one. */
+const COMPARE_COLUMNS: ReadonlyArray<SortColumn<CompareRow>> = [
+  { key: 'endpoint', label: 'endpoint', value: (r) => r.endpoint, firstDirection: 'ascending' },
+  {
+    key: 'base',
+    label: 'base',
+    value: (r) => r.costMean.baseline,
+    firstDirection: 'descending',
+    attrs: { class: 'num' },
+  },
+  {
+    key: 'head',
+    label: 'head',
+    value: (r) => r.costMean.candidate,
+    firstDirection: 'descending',
+    attrs: { class: 'num' },
+  },
+  {
+    key: 'changePct',
+    label: 'change',
+    value: (r) => r.changePct,
+    firstDirection: 'descending',
+    attrs: { class: 'num' },
+  },
+  // The interval sorts by its lower end: the most surely worse first.
+  { key: 'ci', label: '95% interval', value: (r) => r.ci[0], firstDirection: 'descending', attrs: { class: 'num' } },
+  // The most significant (smallest p) first.
+  { key: 'pValue', label: 'p', value: (r) => r.pValue, firstDirection: 'ascending', attrs: { class: 'num' } },
+  {
+    key: 'n',
+    label: 'samples base / head',
+    value: (r) => r.n.candidate,
+    firstDirection: 'descending',
+    attrs: { class: 'num' },
+  },
+];
+const DEFAULT_SORT: SortState = { key: 'changePct', direction: 'descending' };
 
 export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promise<void> {
   const { service, params } = ctx;
@@ -128,76 +167,89 @@ export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promis
   ]);
   if (!ctx.current()) return;
 
-  const body = h('tbody', {});
+  const sides = query;
   const maxAbs = Math.max(1, ...rows.flatMap((r) => [Math.abs(r.ci[0]), Math.abs(r.ci[1])]).filter(Number.isFinite));
-  for (const r of rows.sort((a, b) => b.changePct - a.changePct)) {
-    const significant = r.pValue < 0.05 && (r.ci[0] > 0 || r.ci[1] < 0);
-    body.append(
-      h(
-        'tr',
-        {
-          'data-endpoint': r.endpoint,
-          class:
-            [significant ? (r.changePct > 0 ? 'worse' : 'better') : '', r.endpoint === endpoint ? 'focus' : '']
-              .join(' ')
-              .trim() || undefined,
-        },
+  const caption = `Change in mean cost per request, ${baseLabel} → ${headLabel}, 95% intervals; p-values corrected for ${rows.length} endpoints`;
+  const buildTable = (sort: SortState): HTMLTableElement => {
+    const onSort = (next: SortState): void => {
+      ctx.setParams({ sort: formatSort(next) });
+      const replacement = buildTable(next);
+      table.replaceWith(replacement);
+      // The header just used keeps the focus (the table under it was rebuilt).
+      replacement.querySelector<HTMLButtonElement>(`button[data-sort="${next.key}"]`)?.focus();
+    };
+    const header = (key: string): HTMLTableCellElement =>
+      sortableHeader(COMPARE_COLUMNS.find((c) => c.key === key) as SortColumn<CompareRow>, sort, onSort);
+    const body = h('tbody', {});
+    for (const r of sortRows(rows, COMPARE_COLUMNS, sort)) {
+      const significant = r.pValue < 0.05 && (r.ci[0] > 0 || r.ci[1] < 0);
+      body.append(
         h(
-          'th',
-          { scope: 'row', class: 'endpoint' },
+          'tr',
+          {
+            'data-endpoint': r.endpoint,
+            class:
+              [significant ? (r.changePct > 0 ? 'worse' : 'better') : '', r.endpoint === endpoint ? 'focus' : '']
+                .join(' ')
+                .trim() || undefined,
+          },
           h(
-            'a',
-            {
-              href: hashHref('endpoint', {
-                service,
-                endpoint: r.endpoint,
-                a: query.base ?? query.commit,
-                b: query.head ?? query.commit,
-              }),
-            },
-            r.endpoint,
+            'th',
+            { scope: 'row', class: 'endpoint' },
+            h(
+              'a',
+              {
+                href: hashHref('endpoint', {
+                  service,
+                  endpoint: r.endpoint,
+                  a: sides.base ?? sides.commit,
+                  b: sides.head ?? sides.commit,
+                }),
+              },
+              r.endpoint,
+            ),
           ),
+          numberCell(formatCost(r.costMean.baseline, r.metric), r.costMean.baseline, { 'data-col': 'base' }),
+          numberCell(formatCost(r.costMean.candidate, r.metric), r.costMean.candidate, { 'data-col': 'head' }),
+          numberCell(formatPct(r.changePct), r.changePct, { 'data-col': 'changePct' }),
+          h(
+            'td',
+            { class: 'num', 'data-col': 'ci', 'data-value': `${r.ci[0]},${r.ci[1]}` },
+            `${formatPct(r.ci[0])} to ${formatPct(r.ci[1])}`,
+          ),
+          h('td', { class: 'ci-bar', 'aria-hidden': 'true' }, ciBar(r.ci, r.changePct, maxAbs)),
+          numberCell(formatP(r.pValue), r.pValue, { 'data-col': 'pValue' }),
+          numberCell(`${formatCount(r.n.baseline)} / ${formatCount(r.n.candidate)}`, r.n.candidate, {
+            'data-col': 'n',
+          }),
         ),
-        numberCell(formatCost(r.costMean.baseline, r.metric), r.costMean.baseline, { 'data-col': 'base' }),
-        numberCell(formatCost(r.costMean.candidate, r.metric), r.costMean.candidate, { 'data-col': 'head' }),
-        numberCell(formatPct(r.changePct), r.changePct, { 'data-col': 'changePct' }),
-        h(
-          'td',
-          { class: 'num', 'data-col': 'ci', 'data-value': `${r.ci[0]},${r.ci[1]}` },
-          `${formatPct(r.ci[0])} to ${formatPct(r.ci[1])}`,
-        ),
-        h('td', { class: 'ci-bar', 'aria-hidden': 'true' }, ciBar(r.ci, r.changePct, maxAbs)),
-        numberCell(formatP(r.pValue), r.pValue, { 'data-col': 'pValue' }),
-        numberCell(`${formatCount(r.n.baseline)} / ${formatCount(r.n.candidate)}`, r.n.candidate, { 'data-col': 'n' }),
-      ),
-    );
-  }
-  const table = h(
-    'table',
-    { class: 'data', id: 'compare-table' },
-    h(
-      'caption',
-      {},
-      `Change in mean cost per request, ${baseLabel} → ${headLabel}, 95% intervals; p-values corrected for ${rows.length} endpoints`,
-    ),
-    h(
-      'thead',
-      {},
+      );
+    }
+    const table = h(
+      'table',
+      { class: 'data', id: 'compare-table', 'data-sort': formatSort(sort) },
+      h('caption', {}, caption),
       h(
-        'tr',
+        'thead',
         {},
-        h('th', { scope: 'col' }, 'endpoint'),
-        h('th', { scope: 'col', class: 'num' }, 'base'),
-        h('th', { scope: 'col', class: 'num' }, 'head'),
-        h('th', { scope: 'col', class: 'num' }, 'change'),
-        h('th', { scope: 'col', class: 'num' }, '95% interval'),
-        h('th', { scope: 'col' }, ''),
-        h('th', { scope: 'col', class: 'num' }, 'p'),
-        h('th', { scope: 'col', class: 'num' }, 'samples base / head'),
+        h(
+          'tr',
+          {},
+          header('endpoint'),
+          header('base'),
+          header('head'),
+          header('changePct'),
+          header('ci'),
+          h('th', { scope: 'col' }, ''),
+          header('pValue'),
+          header('n'),
+        ),
       ),
-    ),
-    body,
-  );
+      body,
+    );
+    return table;
+  };
+  const table = buildTable(parseSort(params.get('sort'), COMPARE_COLUMNS, DEFAULT_SORT));
 
   const profiles = section('Diff flame graph', 'compare-profiles');
   if (!diff.ok) {

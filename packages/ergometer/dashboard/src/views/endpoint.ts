@@ -32,7 +32,8 @@ export async function renderEndpoint(main: HTMLElement, ctx: ViewContext): Promi
   const metric = ctx.metric;
   const range = { from, to };
   const [series, roll] = await Promise.all([
-    apiGet<Timeseries>('/v1/timeseries', { service, endpoint, metric, groupBy: 'none', ...range }),
+    // The chart draws the mean and the cost quantiles: the wall-time ones are not merged.
+    apiGet<Timeseries>('/v1/timeseries', { service, endpoint, metric, groupBy: 'none', quantiles: 'cost', ...range }),
     rollouts(ctx),
   ]);
   if (!ctx.current()) return;

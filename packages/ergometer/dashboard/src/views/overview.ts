@@ -8,20 +8,63 @@ import { COLORS, sparkline, timeChart } from '../chart';
 import type { ViewContext } from '../context';
 import { h, hashHref, numberCell, replaceChildren } from '../dom';
 import { axisUnit, formatCost, formatCount, formatMs, formatPct, formatShare, formatTime } from '../format';
+import { formatSort, parseSort, type SortColumn, type SortState, sortableHeader, sortRows } from '../sort';
 import { chartWidth, rollouts, section } from './common';
 
 /** Sparklines are drawn for the endpoints with the largest share; beyond, the row has none (keeps the page light). */
 const SPARKLINE_ENDPOINTS = 60;
 
+/** The sortable columns of the endpoint table, in table order; `sort` in the URL names one. */
+const ENDPOINT_COLUMNS: ReadonlyArray<SortColumn<EndpointStats>> = [
+  { key: 'endpoint', label: 'endpoint', value: (e) => e.endpoint, firstDirection: 'ascending' },
+  ...(
+    [
+      ['costMean', 'cost / request'],
+      ['share', 'share'],
+      ['requests', 'requests'],
+      ['wallP50', 'wall p50'],
+      ['wallP95', 'wall p95'],
+      ['dbMs', 'db'],
+      ['cacheMs', 'cache'],
+      ['httpMs', 'http'],
+    ] as const
+  ).map(
+    ([key, label]): SortColumn<EndpointStats> => ({
+      key,
+      label,
+      value: (e) => e[key],
+      firstDirection: 'descending',
+      attrs: { class: 'num' },
+    }),
+  ),
+];
+const DEFAULT_SORT: SortState = { key: 'share', direction: 'descending' };
+
+/**
+ * Sparklines need a few dozen points: about 48 buckets whatever the range, in whole hours from an
+ * hour up, so that the store answers from its hourly aggregates (bench/src/dashboard.ts replays this).
+ */
+export function sparklineBucketMs(from: number, to: number): number {
+  const minutes = Math.max(1, Math.ceil((to - from) / 48 / 60_000));
+  return minutes >= 60 ? Math.ceil(minutes / 60) * 3_600_000 : minutes * 60_000;
+}
+
 export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promise<void> {
   const { service, metric, from, to } = ctx;
   const range = { from, to };
-  // Sparklines need a few dozen points: about 48 buckets whatever the range (one series per
-  // endpoint and bucket is the costly part of this view over millions of samples).
-  const sparkBucketMs = Math.max(60_000, Math.ceil((to - from) / 48 / 60_000) * 60_000);
+  const sparkBucketMs = sparklineBucketMs(from, to);
   const [endpoints, series, roll, efficiency] = await Promise.all([
     apiGet<EndpointStats[]>('/v1/endpoints', { service, metric, ...range }),
-    apiGet<Timeseries>('/v1/timeseries', { service, metric, groupBy: 'endpoint', bucketMs: sparkBucketMs, ...range }),
+    // Means only: merging every bucket's histograms for quantiles the sparklines do not draw was
+    // most of this view's wait over millions of samples (6 s of 6.6 s over 10 M samples).
+    apiGet<Timeseries>('/v1/timeseries', {
+      service,
+      metric,
+      groupBy: 'endpoint',
+      bucketMs: sparkBucketMs,
+      quantiles: 'none',
+      ...range,
+    }),
     rollouts(ctx),
     // The efficiency panel is optional: its failure must not take the endpoint table with it.
     apiGet<EfficiencyDay[]>('/v1/efficiency', { service, from: Math.min(from, to - 14 * 86_400_000), to }).catch(
@@ -37,73 +80,75 @@ export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promi
     byEndpoint.set(p.endpoint, list);
   }
 
-  const table = h(
-    'table',
-    { class: 'data', id: 'endpoints' },
-    h(
-      'caption',
-      {},
-      `${rows.length} endpoint${rows.length === 1 ? '' : 's'} of ${service}, ${formatTime(from)} to ${formatTime(to)}; cost per request in ${metric === 'instructions' ? 'instructions' : 'CPU time'}`,
-    ),
-    h(
-      'thead',
-      {},
+  // Sparklines for the endpoints with the largest share, whatever the order the table is sorted in.
+  const withSparkline = new Set(rows.slice(0, SPARKLINE_ENDPOINTS).map((e) => e.endpoint));
+  const caption = `${rows.length} endpoint${rows.length === 1 ? '' : 's'} of ${service}, ${formatTime(from)} to ${formatTime(to)}; cost per request in ${metric === 'instructions' ? 'instructions' : 'CPU time'}`;
+  const buildTable = (sort: SortState): HTMLTableElement => {
+    const onSort = (next: SortState): void => {
+      ctx.setParams({ sort: formatSort(next) });
+      const replacement = buildTable(next);
+      table.replaceWith(replacement);
+      // The header just used keeps the focus (the table under it was rebuilt).
+      replacement.querySelector<HTMLButtonElement>(`button[data-sort="${next.key}"]`)?.focus();
+    };
+    const table = h(
+      'table',
+      { class: 'data', id: 'endpoints', 'data-sort': formatSort(sort) },
+      h('caption', {}, caption),
       h(
-        'tr',
+        'thead',
         {},
-        h('th', { scope: 'col' }, 'endpoint'),
-        h('th', { scope: 'col', class: 'num' }, 'cost / request'),
-        h('th', { scope: 'col', class: 'num' }, 'share'),
-        h('th', { scope: 'col', class: 'num' }, 'requests'),
-        h('th', { scope: 'col', class: 'num' }, 'wall p50'),
-        h('th', { scope: 'col', class: 'num' }, 'wall p95'),
-        h('th', { scope: 'col', class: 'num' }, 'db'),
-        h('th', { scope: 'col', class: 'num' }, 'cache'),
-        h('th', { scope: 'col', class: 'num' }, 'http'),
-        h('th', { scope: 'col' }, 'cost / request over time'),
-      ),
-    ),
-  );
-  const body = h('tbody', {});
-  rows.forEach((e, index) => {
-    const link = h(
-      'a',
-      {
-        href: hashHref('endpoint', {
-          service,
-          endpoint: e.endpoint,
-          metric: ctx.params.get('metric') ?? undefined,
-          range: ctx.params.get('range') ?? undefined,
-          from: ctx.params.get('from') ?? undefined,
-          to: ctx.params.get('to') ?? undefined,
-        }),
-        class: 'endpoint-link',
-      },
-      e.endpoint,
-    );
-    const points = byEndpoint.get(e.endpoint) ?? [];
-    const spark =
-      index < SPARKLINE_ENDPOINTS && points.length > 0
-        ? sparkline(points, roll.markers, from, to, { label: `cost per request of ${e.endpoint} over time` })
-        : null;
-    body.append(
-      h(
-        'tr',
-        { 'data-endpoint': e.endpoint },
-        h('th', { scope: 'row', class: 'endpoint' }, link),
-        numberCell(formatCost(e.costMean, e.metric), e.costMean, { 'data-col': 'costMean' }),
-        numberCell(formatShare(e.share), e.share, { 'data-col': 'share' }),
-        numberCell(formatCount(e.requests), e.requests, { 'data-col': 'requests' }),
-        numberCell(formatMs(e.wallP50), e.wallP50, { 'data-col': 'wallP50' }),
-        numberCell(formatMs(e.wallP95), e.wallP95, { 'data-col': 'wallP95' }),
-        numberCell(formatMs(e.dbMs), e.dbMs, { 'data-col': 'dbMs' }),
-        numberCell(formatMs(e.cacheMs), e.cacheMs, { 'data-col': 'cacheMs' }),
-        numberCell(formatMs(e.httpMs), e.httpMs, { 'data-col': 'httpMs' }),
-        h('td', { class: 'spark' }, spark),
+        h(
+          'tr',
+          {},
+          ...ENDPOINT_COLUMNS.map((column) => sortableHeader(column, sort, onSort)),
+          h('th', { scope: 'col' }, 'cost / request over time'),
+        ),
       ),
     );
-  });
-  table.append(body);
+    const body = h('tbody', {});
+    for (const e of sortRows(rows, ENDPOINT_COLUMNS, sort)) {
+      const link = h(
+        'a',
+        {
+          href: hashHref('endpoint', {
+            service,
+            endpoint: e.endpoint,
+            metric: ctx.params.get('metric') ?? undefined,
+            range: ctx.params.get('range') ?? undefined,
+            from: ctx.params.get('from') ?? undefined,
+            to: ctx.params.get('to') ?? undefined,
+          }),
+          class: 'endpoint-link',
+        },
+        e.endpoint,
+      );
+      const points = byEndpoint.get(e.endpoint) ?? [];
+      const spark =
+        withSparkline.has(e.endpoint) && points.length > 0
+          ? sparkline(points, roll.markers, from, to, { label: `cost per request of ${e.endpoint} over time` })
+          : null;
+      body.append(
+        h(
+          'tr',
+          { 'data-endpoint': e.endpoint },
+          h('th', { scope: 'row', class: 'endpoint' }, link),
+          numberCell(formatCost(e.costMean, e.metric), e.costMean, { 'data-col': 'costMean' }),
+          numberCell(formatShare(e.share), e.share, { 'data-col': 'share' }),
+          numberCell(formatCount(e.requests), e.requests, { 'data-col': 'requests' }),
+          numberCell(formatMs(e.wallP50), e.wallP50, { 'data-col': 'wallP50' }),
+          numberCell(formatMs(e.wallP95), e.wallP95, { 'data-col': 'wallP95' }),
+          numberCell(formatMs(e.dbMs), e.dbMs, { 'data-col': 'dbMs' }),
+          numberCell(formatMs(e.cacheMs), e.cacheMs, { 'data-col': 'cacheMs' }),
+          numberCell(formatMs(e.httpMs), e.httpMs, { 'data-col': 'httpMs' }),
+          h('td', { class: 'spark' }, spark),
+        ),
+      );
+    }
+    table.append(body);
+    return table;
+  };
+  const table = buildTable(parseSort(ctx.params.get('sort'), ENDPOINT_COLUMNS, DEFAULT_SORT));
 
   const rolloutList = h('ul', { class: 'rollouts' });
   for (const m of roll.markers.filter((m) => m.ts >= from && m.ts < to)) {

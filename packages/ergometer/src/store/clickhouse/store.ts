@@ -561,6 +561,8 @@ class ClickHouseStore implements Store {
     else if (flags !== 'all') conditions.push(sql`flag_key = ${str(flags.key)}`);
 
     const keep = new Set(q.groupBy ?? ['commit', 'endpoint', 'hostClass', 'flag']);
+    // A histogram not asked for is not merged (sumMap is most of the query's work) and comes back empty.
+    const histograms = q.histograms ?? 'all';
     const dim = (kept: boolean, column: string): Sql => (kept ? col(column) : sql`''`);
     const bucket = bucketMs > 0 ? sql`intDiv(minute, ${int(bucketMs)}) * ${int(bucketMs)}` : sql`toInt64(0)`;
     const rows = await this.rows(
@@ -571,7 +573,8 @@ class ClickHouseStore implements Store {
             sum(n) AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost, sum(sum_cost2) AS sum_cost2,
             sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2, sum(sum_wall) AS sum_wall,
             sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http,
-            sumMap(cost_bins, cost_counts) AS cost_hist, sumMap(wall_bins, wall_counts) AS wall_hist
+            ${histograms !== 'none' ? sql`sumMap(cost_bins, cost_counts)` : sql`tuple([], [])`} AS cost_hist,
+            ${histograms === 'all' ? sql`sumMap(wall_bins, wall_counts)` : sql`tuple([], [])`} AS wall_hist
           FROM (${this.dedupAggregates(conditions, q.service)})
           GROUP BY g_service, g_metric, g_commit, g_endpoint, g_host_class, g_flag_key, g_flag_variant, g_bucket
           ORDER BY g_bucket, g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant`,

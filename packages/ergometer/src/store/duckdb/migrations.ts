@@ -227,6 +227,23 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 5,
+    description: 'users sketches merged per service and minute',
+    statements: [
+      // The union of the users sketches of a (service, minute), appended by ingest in the same transaction
+      // as the raw `users` rows and merged to one row by compact(): /v1/efficiency reads about one sketch a minute instead of one per process
+      // and batch (12 000 sketches, 64 MB of base64 a day in the 10 M-sample benchmark). Rows of a
+      // file made before this version are merged by init() (store_state 'users_merged_built').
+      `CREATE TABLE IF NOT EXISTS users_merged (
+        service VARCHAR NOT NULL,
+        minute BIGINT NOT NULL,
+        sketch VARCHAR NOT NULL
+      )`,
+      // 0: init() (re)builds the table from `users`, also when an older build applies this again.
+      `INSERT INTO store_state VALUES ('users_merged_built', 0) ON CONFLICT (name) DO UPDATE SET value = 0`,
+    ],
+  },
 ];
 
 /** The schema version this code writes. */

@@ -15,8 +15,8 @@
  * samples, which were committed with them. Writing aggregates per batch instead cost about as much
  * CPU as writing the samples themselves (measured: see docs/storage.md).
  *
- * Writes run one at a time through a queue on their own connection; reads use a second connection
- * and see the last committed state (DuckDB MVCC). compact() merges the partial aggregate rows of a
+ * Writes run one at a time through a queue on their own connection; reads use other connections
+ * (`readConnections`, each one query at a time) and see the last committed state (DuckDB MVCC). compact() merges the partial aggregate rows of a
  * key into one row; queries always sum, so it only keeps the table small.
  */
 import { randomUUID } from 'node:crypto';
@@ -41,6 +41,12 @@ import {
   SMALLINT,
   VARCHAR,
 } from '@duckdb/node-api';
+import {
+  decodeUsersSketch,
+  encodeUsersSketch,
+  mergeUsersSketches,
+  type UsersSketch,
+} from '@ergometer/agent/users-sketch';
 import { StoreError } from '../errors';
 import { mergeHistogram, quantile } from '../histogram';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
@@ -87,6 +93,8 @@ export interface DuckDbStoreOptions {
   threads?: number;
   /** DuckDB memory limit, e.g. '1GB'. Default: DuckDB's (80% of RAM). */
   memoryLimit?: string;
+  /** Connections reads run on, one query at a time each. Default 2. */
+  readConnections?: number;
 }
 
 type Params = Record<string, DuckDBValue>;
@@ -266,9 +274,9 @@ export class DuckDbStore implements Store {
   private readonly options: DuckDbStoreOptions;
   private instance: DuckDBInstance | undefined;
   private writer: DuckDBConnection | undefined;
-  private reader: DuckDBConnection | undefined;
+  /** Read connections, each running one query at a time; a read goes to the least busy one. */
+  private readers: Array<{ connection: DuckDBConnection; queue: SerialQueue; pending: number }> = [];
   private readonly writes = new SerialQueue();
-  private readonly reads = new SerialQueue();
   private initialising: Promise<void> | undefined;
   private uncompactedRows = 0;
   private closed = false;
@@ -325,7 +333,10 @@ export class DuckDbStore implements Store {
     try {
       const writer = await instance.connect();
       await migrate(writer, this.path);
-      const reader = await instance.connect();
+      const readers: DuckDbStore['readers'] = [];
+      for (let i = 0; i < Math.max(1, this.options.readConnections ?? 2); i++) {
+        readers.push({ connection: await instance.connect(), queue: new SerialQueue(), pending: 0 });
+      }
       const state = await writer.runAndReadAll(
         `SELECT (SELECT count(*) FROM aggregates WHERE NOT compacted)::DOUBLE AS uncompacted,
            (SELECT coalesce(max(batch_seq), 0) FROM batches)::DOUBLE AS max_seq`,
@@ -334,9 +345,10 @@ export class DuckDbStore implements Store {
       this.uncompactedRows = Number(row.uncompacted ?? 0);
       this.nextSeq = Number(row.max_seq ?? 0) + 1;
       await this.recoverAggregates(writer);
+      await buildUsersMerged(writer);
       this.instance = instance;
       this.writer = writer;
-      this.reader = reader;
+      this.readers = readers;
       this.flushTimer = setInterval(() => {
         // A failed flush keeps its rows in memory and is retried on the next tick or read.
         this.flushAggregates().catch(() => undefined);
@@ -357,11 +369,11 @@ export class DuckDbStore implements Store {
     );
   }
 
-  private async connections(): Promise<{ writer: DuckDBConnection; reader: DuckDBConnection }> {
+  private async connections(): Promise<{ writer: DuckDBConnection; readers: DuckDbStore['readers'] }> {
     if (this.closed) throw this.closedError();
     if (this.initialising) await this.initialising;
-    if (!this.writer || !this.reader) throw this.closedError();
-    return { writer: this.writer, reader: this.reader };
+    if (!this.writer || this.readers.length === 0) throw this.closedError();
+    return { writer: this.writer, readers: this.readers };
   }
 
   private async write<T>(task: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
@@ -385,11 +397,19 @@ export class DuckDbStore implements Store {
   }
 
   private async query(sql: string, params: Params = {}, types: ParamTypes = {}): Promise<Record<string, unknown>[]> {
-    const { reader } = await this.connections();
-    return this.reads.run(async () => {
-      const result = await reader.runAndReadAll(sql, params, types);
-      return result.getRowObjectsJS() as Record<string, unknown>[];
-    });
+    const { readers } = await this.connections();
+    // The least busy connection: a page's parallel requests run side by side instead of queueing
+    // behind its slowest one (DuckDB runs queries of several connections of one file concurrently).
+    const reader = readers.reduce((best, r) => (r.pending < best.pending ? r : best));
+    reader.pending++;
+    try {
+      return await reader.queue.run(async () => {
+        const result = await reader.connection.runAndReadAll(sql, params, types);
+        return result.getRowObjectsJS() as Record<string, unknown>[];
+      });
+    } finally {
+      reader.pending--;
+    }
   }
 
   ingest(batch: IngestBatch): Promise<IngestResult> {
@@ -722,6 +742,11 @@ export class DuckDbStore implements Store {
     await this.appendTo(connection, 'samples', SAMPLE_TYPES, sampleColumns);
     await this.appendTo(connection, 'counts', COUNT_TYPES, countColumns);
     await this.appendTo(connection, 'users', USER_TYPES, userColumns);
+    const sketches: Array<{ service: string; minute: number; sketch: string }> = [];
+    for (const { batch: b } of batches) {
+      for (const u of b.users) sketches.push({ service: b.service, minute: Math.round(u.minute), sketch: u.sketch });
+    }
+    await mergeUsersMinutes(connection, sketches);
   }
 
   private async appendTo(
@@ -758,6 +783,7 @@ export class DuckDbStore implements Store {
     const result = await this.transaction(async (connection) => {
       const minute = await this.compactTable(connection, 'aggregates');
       const hour = await this.compactTable(connection, 'aggregates_hourly');
+      await compactUsersMerged(connection);
       return { rowsBefore: minute.rowsBefore + hour.rowsBefore, rowsAfter: minute.rowsAfter + hour.rowsAfter };
     });
     this.uncompactedRows = 0;
@@ -1108,26 +1134,29 @@ export class DuckDbStore implements Store {
     const select = `${dims[0]} AS g_commit, ${dims[1]} AS g_endpoint, metric AS g_metric, ${dims[3]} AS g_host_class,
       ${dims[4]} AS g_flag_key, ${dims[5]} AS g_flag_variant, ${bucket} AS g_bucket`;
     const groupCols = 'g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant, g_bucket';
-    // Sums in one pass; histograms merged in SQL (bins unnested and summed), then joined by group.
-    const rows = await this.query(
-      `WITH f AS (SELECT ${select}, * FROM (${source})),
-       sums AS (
+    const histograms = q.histograms ?? 'all';
+    const withCost = histograms !== 'none';
+    const withWall = histograms === 'all';
+    // Histograms merged in SQL: bins unnested and summed per group, then joined to the group's sums.
+    const mergedBins = (column: string, name: string): string => `${name}_bins AS (
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(${column})) AS bin, unnest(map_values(${column})) AS count FROM f)
+         GROUP BY ALL),
+       ${name} AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS ${column} FROM ${name}_bins GROUP BY ALL)`;
+    const ctes = [
+      `f AS (SELECT ${select}, * FROM (${source}))`,
+      `sums AS (
          SELECT ${groupCols}, sum(n)::DOUBLE AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost,
            sum(sum_cost2) AS sum_cost2, sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2,
            sum(sum_wall) AS sum_wall, sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http
-         FROM f GROUP BY ALL),
-       cost_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(cost_hist)) AS bin, unnest(map_values(cost_hist)) AS count FROM f)
-         GROUP BY ALL),
-       cost AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS cost_hist FROM cost_bins GROUP BY ALL),
-       wall_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(wall_hist)) AS bin, unnest(map_values(wall_hist)) AS count FROM f)
-         GROUP BY ALL),
-       wall AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS wall_hist FROM wall_bins GROUP BY ALL)
-       SELECT sums.*, g_bucket::DOUBLE AS bucket, cost.cost_hist, wall.wall_hist
-       FROM sums LEFT JOIN cost USING (${groupCols}) LEFT JOIN wall USING (${groupCols})
+         FROM f GROUP BY ALL)`,
+    ];
+    if (withCost) ctes.push(mergedBins('cost_hist', 'cost'));
+    if (withWall) ctes.push(mergedBins('wall_hist', 'wall'));
+    const rows = await this.query(
+      `WITH ${ctes.join(',\n       ')}
+       SELECT sums.*, g_bucket::DOUBLE AS bucket${withCost ? ', cost.cost_hist' : ''}${withWall ? ', wall.wall_hist' : ''}
+       FROM sums${withCost ? ` LEFT JOIN cost USING (${groupCols})` : ''}${withWall ? ` LEFT JOIN wall USING (${groupCols})` : ''}
        ORDER BY ${groupCols}`,
       params,
       types,
@@ -1174,13 +1203,23 @@ export class DuckDbStore implements Store {
   async users(q: Range & { service: string }): Promise<UsersRow[]> {
     const params: Params = { service: q.service };
     const types: ParamTypes = { service: VARCHAR };
+    // The union of every sketch received for a minute, in one row once compacted (a few until then;
+    // see mergeUsersMinutes): a day of the 10 M-sample benchmark is ~1 440 sketches instead of 12 000.
     const rows = await this.query(
-      `SELECT minute::DOUBLE AS minute, list(sketch ORDER BY sketch) AS sketches FROM users
-       WHERE service = $service${rangeSql('minute', q, params, types)} GROUP BY minute ORDER BY minute`,
+      `SELECT minute::DOUBLE AS minute, sketch FROM users_merged
+       WHERE service = $service${rangeSql('minute', q, params, types)} ORDER BY minute`,
       params,
       types,
     );
-    return rows.map((r) => ({ minute: Number(r.minute), sketches: (r.sketches as unknown[]).map(String) }));
+    const out: UsersRow[] = [];
+    for (const r of rows) {
+      const minute = Number(r.minute);
+      const last = out[out.length - 1];
+      if (last !== undefined && last.minute === minute) last.sketches.push(String(r.sketch));
+      else out.push({ minute, sketches: [String(r.sketch)] });
+    }
+    for (const row of out) row.sketches.sort();
+    return out;
   }
 
   async samples(
@@ -1242,6 +1281,7 @@ export class DuckDbStore implements Store {
         (await deleted(connection, 'DELETE FROM aggregates_hourly WHERE minute < $before', aggregatesHour));
       await deleted(connection, 'DELETE FROM counts WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM users WHERE minute < $before', aggregatesBefore);
+      await deleted(connection, 'DELETE FROM users_merged WHERE minute < $before', aggregatesBefore);
       await deleted(connection, 'DELETE FROM deploys WHERE ts < $before', aggregatesBefore);
       // Batch ids are remembered as long as raw samples (a retry comes minutes later, not weeks), and
       // as long as any of their samples remain (samples take service, commit and host from them).
@@ -1272,11 +1312,11 @@ export class DuckDbStore implements Store {
     if (this.writer) await this.flushAggregates().catch(() => undefined);
     this.closed = true;
     await this.writes.run(async () => undefined);
-    await this.reads.run(async () => undefined);
-    this.reader?.closeSync();
+    for (const reader of this.readers) await reader.queue.run(async () => undefined);
+    for (const reader of this.readers) reader.connection.closeSync();
+    this.readers = [];
     this.writer?.closeSync();
     this.instance?.closeSync();
-    this.reader = undefined;
     this.writer = undefined;
     this.instance = undefined;
   }
@@ -1381,6 +1421,119 @@ function mergePartial(into: PartialAggregate, from: PartialAggregate): void {
   into.maxTs = Math.max(into.maxTs, from.maxTs);
   mergeHistogram(into.costHist, from.costHist);
   mergeHistogram(into.wallHist, from.wallHist);
+}
+
+/** Decodes a stored sketch; undefined for one that does not decode (stored before ingest checked them). */
+function decodedSketch(text: string): UsersSketch | undefined {
+  try {
+    return decodeUsersSketch(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sketches merged per (service, minute): the union of those that decode, and the others as they came. */
+function unionByMinute(
+  sketches: Iterable<{ service: string; minute: number; sketch: string }>,
+): Map<string, { service: string; minute: number; sketch?: UsersSketch; raw: string[] }> {
+  const merged = new Map<string, { service: string; minute: number; sketch?: UsersSketch; raw: string[] }>();
+  for (const { service, minute, sketch: text } of sketches) {
+    const key = JSON.stringify([service, minute]);
+    let entry = merged.get(key);
+    if (entry === undefined) {
+      entry = { service, minute, raw: [] };
+      merged.set(key, entry);
+    }
+    // A sketch that does not decode, or of another size, cannot be merged: it is kept as it came
+    // (ingest refuses such sketches; a batch stored by other means may still hold one).
+    const sketch = decodedSketch(text);
+    if (sketch === undefined || (entry.sketch && entry.sketch.log2Registers !== sketch.log2Registers)) {
+      if (!entry.raw.includes(text)) entry.raw.push(text);
+    } else entry.sketch = entry.sketch ? mergeUsersSketches(entry.sketch, sketch) : sketch;
+  }
+  return merged;
+}
+
+/**
+ * Appends the union of these sketches per (service, minute) to `users_merged`, inside the caller's
+ * transaction (HyperLogLog union: register-wise maximum, so order and repeats do not matter). Only
+ * appends: reading and rewriting a minute's row in every ingest transaction cost 50–100 ms each
+ * (measured); a minute written by several transactions has several rows until compactUsersMerged().
+ */
+async function mergeUsersMinutes(
+  connection: DuckDBConnection,
+  sketches: ReadonlyArray<{ service: string; minute: number; sketch: string }>,
+): Promise<number> {
+  const merged = unionByMinute(sketches);
+  if (merged.size === 0) return 0;
+  const columns: DuckDBValue[][] = [[], [], []];
+  for (const m of merged.values()) {
+    if (m.sketch) pushRow(columns, [m.service, BigInt(m.minute), encodeUsersSketch(m.sketch)]);
+    for (const text of m.raw) pushRow(columns, [m.service, BigInt(m.minute), text]);
+  }
+  const appender = await connection.createAppender('users_merged');
+  try {
+    appendColumns(appender, [VARCHAR, BIGINT, VARCHAR], columns);
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+  return columns[0]?.length ?? 0;
+}
+
+/** Merges the `users_merged` rows of every (service, minute) that has several into one (in the caller's transaction). */
+async function compactUsersMerged(connection: DuckDBConnection): Promise<void> {
+  await connection.run(`CREATE OR REPLACE TEMP TABLE users_keys AS
+      SELECT service, minute FROM users_merged GROUP BY service, minute HAVING count(*) > 1`);
+  const rows = await connection.runAndReadAll(
+    'SELECT u.service, u.minute::DOUBLE AS minute, u.sketch FROM users_merged u SEMI JOIN users_keys k USING (service, minute)',
+  );
+  const sketches = rows
+    .getRowObjectsJS()
+    .map((r) => ({ service: String(r.service), minute: Number(r.minute), sketch: String(r.sketch) }));
+  if (sketches.length > 0) {
+    await connection.run(`DELETE FROM users_merged u WHERE EXISTS (SELECT 1 FROM users_keys k
+        WHERE k.service = u.service AND k.minute = u.minute)`);
+    await mergeUsersMinutes(connection, sketches);
+  }
+  await connection.run('DROP TABLE users_keys');
+}
+
+/**
+ * Fills `users_merged` from the raw `users` rows of a file made before schema version 5 (once: the
+ * store_state row 'users_merged_built' records it), a day at a time so memory stays bounded.
+ */
+async function buildUsersMerged(connection: DuckDBConnection): Promise<void> {
+  const state = await connection.runAndReadAll(
+    "SELECT value::DOUBLE AS v FROM store_state WHERE name = 'users_merged_built'",
+  );
+  if (Number(state.getRowObjectsJS()[0]?.v ?? 1) === 1) return;
+  await connection.run('BEGIN TRANSACTION');
+  try {
+    await connection.run('DELETE FROM users_merged');
+    const days = await connection.runAndReadAll(
+      `SELECT DISTINCT (minute // ${DAY_MS})::DOUBLE AS day FROM users ORDER BY day`,
+    );
+    for (const { day } of days.getRowObjectsJS()) {
+      const from = Number(day) * DAY_MS;
+      const rows = await connection.runAndReadAll(
+        'SELECT service, minute::DOUBLE AS minute, sketch FROM users WHERE minute >= $from AND minute < $to',
+        { from, to: from + DAY_MS },
+        { from: BIGINT, to: BIGINT },
+      );
+      await mergeUsersMinutes(
+        connection,
+        rows
+          .getRowObjectsJS()
+          .map((r) => ({ service: String(r.service), minute: Number(r.minute), sketch: String(r.sketch) })),
+      );
+    }
+    await connection.run("UPDATE store_state SET value = 1 WHERE name = 'users_merged_built'");
+    await connection.run('COMMIT');
+  } catch (error) {
+    await connection.run('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
 }
 
 /**
