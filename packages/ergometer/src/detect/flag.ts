@@ -2,6 +2,7 @@ import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroups } from './compare';
 import type { DetectorConfig } from './config';
+import { endOfMinute, minuteWindow } from './window';
 
 /**
  * The flag detector: for each commit that served within the lookback, over its most recent
@@ -18,8 +19,9 @@ export async function detectFlags(
   const commits = (await store.commits(service)).filter((c) => c.lastSeen >= now - config.lookbackMs);
   const tested: TestedChange[] = [];
   for (const commit of commits) {
-    const to = commit.lastSeen + 1;
-    const from = Math.max(commit.firstSeen, to - config.flagWindowMs);
+    // Whole minutes (window.ts), through the minute of the commit's last sample.
+    const end = endOfMinute(commit.lastSeen);
+    const { from, to } = minuteWindow(Math.max(commit.firstSeen, end - config.flagWindowMs), end);
     const rows = await store.aggregates({
       service,
       commit: commit.commit,

@@ -1,6 +1,7 @@
 import { shortenFiles } from '../profile/diff';
 import { rootCauseOf } from '../profile/root-cause';
 import { benjaminiHochberg } from '../stats/multiple';
+import { minuteOf } from '../store/rollup';
 import type { Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
@@ -11,6 +12,7 @@ import { type FunctionTest, isFunctionRegression, testFunctions } from './functi
 import { detectRollouts, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 import { detectTrends } from './trend';
+import { endOfMinute, minuteWindow, WINDOW_BUCKET_MS } from './window';
 
 export interface DetectionRun {
   alerts: Alert[];
@@ -72,6 +74,7 @@ export async function runDetectors(
       metric: c.metric,
       baseline: t.baseline,
       candidate: t.candidate,
+      bucketMs: WINDOW_BUCKET_MS,
       flag: t.flag,
       changePct: c.changePct,
       ci: c.ci,
@@ -158,6 +161,7 @@ function functionAlerts(tests: FunctionTest[], config: DetectorConfig, now: numb
       metric: r.comparison.metric,
       baseline: r.baseline,
       candidate: r.candidate,
+      bucketMs: WINDOW_BUCKET_MS,
       flag: null,
       changePct: (test.change.delta / scale) * 100,
       ci: [(test.change.ci[0] / scale) * 100, (test.change.ci[1] / scale) * 100],
@@ -215,8 +219,10 @@ async function markResolved(
     const newest = commits[commits.length - 1];
     if (!own || !newest || newest.commit === own.commit || rolloutTime(newest) <= rolloutTime(own)) continue;
     if (alert.kind === 'rollout') {
-      const to = Math.min(now, newest.lastSeen + 1);
-      const from = Math.max(rolloutTime(newest), to - config.rolloutWindowMs);
+      // Whole minutes (window.ts): up to the last minute of the newest commit that has passed.
+      const end = Math.min(minuteOf(now), endOfMinute(newest.lastSeen));
+      const { from, to } = minuteWindow(Math.max(rolloutTime(newest), end - config.rolloutWindowMs), end);
+      if (to > now) continue;
       const [now_] = (
         await compareGroups(
           store,
