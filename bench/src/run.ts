@@ -12,6 +12,7 @@ import { benchAttribution } from './attribution';
 import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
 import { benchFalseAlerts } from './detection/false-alerts';
+import { benchFlagLooks } from './detection/flag-looks';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
 import { benchExporter } from './exporter';
@@ -30,6 +31,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['simulated rollouts', benchSimulatedRollouts],
   ['simulated flags and trends', benchSimulatedFlagsTrends],
   ['false alerts', benchFalseAlerts],
+  ['flag looks', benchFlagLooks],
   ['exporter', benchExporter],
   ['ingest', benchIngest],
   ['ingest floor', benchIngestFloor],

@@ -1,14 +1,24 @@
+import { minuteOf } from '../store/rollup';
 import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroups } from './compare';
 import type { DetectorConfig } from './config';
 import { endOfMinute, minuteWindow } from './window';
 
+const HOUR_MS = 3_600_000;
+
 /**
  * The flag detector: for each commit that served within the lookback, over its most recent
  * flagWindowMs, every flag key seen (none has to be registered) and every variant of it against the
  * most common variant of that key on that endpoint — within one commit and one window, so a
  * rollout never masquerades as a flag.
+ *
+ * The window ends at the last whole hour (or where the commit's data stopped, if earlier), not at
+ * its latest sample: `serve` runs the detectors every minute, and a window sliding with each run
+ * retested almost the same data sixty times an hour (more chances for a false alarm, alerts that
+ * flicker). So a commit's flags are tested on new data at most once an hour; a commit that started
+ * within the current hour waits for its first whole hour. What remains of the repeated looks (one
+ * a hour over a day's window, each at full alpha) is measured in docs/detectors.md.
  */
 export async function detectFlags(
   store: Store,
@@ -19,8 +29,11 @@ export async function detectFlags(
   const commits = (await store.commits(service)).filter((c) => c.lastSeen >= now - config.lookbackMs);
   const tested: TestedChange[] = [];
   for (const commit of commits) {
-    // Whole minutes (window.ts), through the minute of the commit's last sample.
-    const end = endOfMinute(commit.lastSeen);
+    // The window ends at the last whole hour, or with the minute of the commit's last sample when it
+    // stopped before that hour: a run changes the tested data at most once an hour (window.ts).
+    const end = Math.min(Math.floor(now / HOUR_MS) * HOUR_MS, endOfMinute(commit.lastSeen));
+    // A commit that started within the current hour has no whole hour yet.
+    if (end <= minuteOf(commit.firstSeen)) continue;
     const { from, to } = minuteWindow(Math.max(commit.firstSeen, end - config.flagWindowMs), end);
     const rows = await store.aggregates({
       service,
