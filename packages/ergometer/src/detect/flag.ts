@@ -1,7 +1,7 @@
 import { minuteOf } from '../store/rollup';
 import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { compareGroups } from './compare';
+import { compareGroupMaps, groupsFromRows } from './compare';
 import type { DetectorConfig } from './config';
 import { endOfMinute, minuteWindow } from './window';
 
@@ -35,13 +35,15 @@ export async function detectFlags(
     // A commit that started within the current hour has no whole hour yet.
     if (end <= minuteOf(commit.firstSeen)) continue;
     const { from, to } = minuteWindow(Math.max(commit.firstSeen, end - config.flagWindowMs), end);
+    // One query for every flag of the commit: each variant's groups are read from its rows.
     const rows = await store.aggregates({
       service,
       commit: commit.commit,
       from,
       to,
       flags: 'all',
-      groupBy: ['endpoint', 'flag'],
+      groupBy: ['endpoint', 'hostClass', 'flag'],
+      histograms: 'cost',
     });
     // endpoint → flag key → variant → samples
     const seen = new Map<string, Map<string, Map<string, number>>>();
@@ -69,11 +71,9 @@ export async function detectFlags(
       }
     }
     for (const pair of pairs.values()) {
-      const comparisons = await compareGroups(
-        store,
-        service,
-        { commit: commit.commit, from, to, flag: { key: pair.key, variant: pair.control } },
-        { commit: commit.commit, from, to, flag: { key: pair.key, variant: pair.variant } },
+      const comparisons = compareGroupMaps(
+        groupsFromRows(rows, { key: pair.key, variant: pair.control }),
+        groupsFromRows(rows, { key: pair.key, variant: pair.variant }),
         { minSamples: config.minSamples, confidence: config.confidence },
       );
       for (const comparison of comparisons) {

@@ -117,8 +117,14 @@ export async function runDetectors(
   }
   // The function detector: every function of every rollout comparison, its own multiple-testing family.
   const functionTests: FunctionTest[] = [];
+  const profiled = profiledEndpoints(store, config);
   for (const t of tested) {
-    if (t.kind === 'rollout') functionTests.push(...(await testFunctions(store, t, config)));
+    if (t.kind !== 'rollout') continue;
+    // Only endpoints with profiles on both sides: one query per side and window, not two per endpoint.
+    const key = `${t.comparison.endpoint}\u0000${t.comparison.metric}`;
+    if (!(await profiled(t.service, t.baseline)).has(key) || !(await profiled(t.service, t.candidate)).has(key))
+      continue;
+    functionTests.push(...(await testFunctions(store, t, config)));
   }
   alerts.push(...functionAlerts(functionTests, config, now));
   // A trend that one rollout explains is that rollout's alert, not a second one.
@@ -137,6 +143,38 @@ export async function runDetectors(
   await markResolved(store, kept, tested, config, now);
   kept.sort((a, b) => b.changePct - a.changePct);
   return { alerts: kept, tested: tested.length, services };
+}
+
+/**
+ * endpoint + metric of the endpoints with at least `minProfiles` profiles in one commit's window,
+ * memoised per window for one run.
+ */
+function profiledEndpoints(
+  store: Store,
+  config: DetectorConfig,
+): (service: string, side: Alert['baseline']) => Promise<Set<string>> {
+  const memo = new Map<string, Promise<Set<string>>>();
+  return (service, side) => {
+    const id = `${service}\u0000${side.commit}\u0000${side.from}\u0000${side.to}`;
+    let found = memo.get(id);
+    if (!found) {
+      const q: Parameters<Store['profileEndpoints']>[0] = { service, commit: side.commit, byProfile: true };
+      if (side.from !== undefined) q.from = side.from;
+      if (side.to !== undefined) q.to = side.to;
+      found = store.profileEndpoints(q).then((rows) => {
+        const profiles = new Map<string, Set<string>>();
+        for (const row of rows) {
+          const key = `${row.endpoint}\u0000${row.metric}`;
+          const set = profiles.get(key) ?? new Set<string>();
+          set.add(row.profileId);
+          profiles.set(key, set);
+        }
+        return new Set([...profiles].filter(([, set]) => set.size >= config.minProfiles).map(([key]) => key));
+      });
+      memo.set(id, found);
+    }
+    return found;
+  };
 }
 
 /**

@@ -257,6 +257,12 @@ export interface AggregateQuery extends Range {
   bucketMs?: number;
   /** Group dimensions to keep; dropped ones are merged. Default: all (commit, endpoint, hostClass, flag). */
   groupBy?: Array<'commit' | 'endpoint' | 'hostClass' | 'flag'>;
+  /**
+   * Which histograms the caller needs: `'all'` (default), `'cost'` (no wall-time histogram) or
+   * `'none'`. Merging histograms is most of a query's work; a backend may return empty maps for the
+   * ones not asked for (or fill them anyway).
+   */
+  histograms?: 'all' | 'cost' | 'none';
 }
 
 export interface CountRow {

@@ -1132,25 +1132,24 @@ export class DuckDbStore implements Store {
       ${dims[4]} AS g_flag_key, ${dims[5]} AS g_flag_variant, ${bucket} AS g_bucket`;
     const groupCols = 'g_commit, g_endpoint, g_metric, g_host_class, g_flag_key, g_flag_variant, g_bucket';
     // Sums in one pass; histograms merged in SQL (bins unnested and summed), then joined by group.
+    // Merging histograms is most of the work: only the ones asked for.
+    const histograms = q.histograms ?? 'all';
+    const merged = (name: 'cost' | 'wall') => `${name}_bins AS (
+         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
+         FROM (SELECT ${groupCols}, unnest(map_keys(${name}_hist)) AS bin, unnest(map_values(${name}_hist)) AS count FROM f)
+         GROUP BY ALL),
+       ${name} AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS ${name}_hist FROM ${name}_bins GROUP BY ALL)`;
+    const wanted =
+      histograms === 'all' ? (['cost', 'wall'] as const) : histograms === 'cost' ? (['cost'] as const) : [];
     const rows = await this.query(
       `WITH f AS (SELECT ${select}, * FROM (${source})),
        sums AS (
          SELECT ${groupCols}, sum(n)::DOUBLE AS n, sum(weight) AS weight, sum(sum_cost) AS sum_cost,
            sum(sum_cost2) AS sum_cost2, sum(sum_log_cost) AS sum_log_cost, sum(sum_log_cost2) AS sum_log_cost2,
            sum(sum_wall) AS sum_wall, sum(sum_db) AS sum_db, sum(sum_cache) AS sum_cache, sum(sum_http) AS sum_http
-         FROM f GROUP BY ALL),
-       cost_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(cost_hist)) AS bin, unnest(map_values(cost_hist)) AS count FROM f)
-         GROUP BY ALL),
-       cost AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS cost_hist FROM cost_bins GROUP BY ALL),
-       wall_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(wall_hist)) AS bin, unnest(map_values(wall_hist)) AS count FROM f)
-         GROUP BY ALL),
-       wall AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS wall_hist FROM wall_bins GROUP BY ALL)
-       SELECT sums.*, g_bucket::DOUBLE AS bucket, cost.cost_hist, wall.wall_hist
-       FROM sums LEFT JOIN cost USING (${groupCols}) LEFT JOIN wall USING (${groupCols})
+         FROM f GROUP BY ALL)${wanted.map((name) => `,\n       ${merged(name)}`).join('')}
+       SELECT sums.*, g_bucket::DOUBLE AS bucket${wanted.map((name) => `, ${name}.${name}_hist`).join('')}
+       FROM sums${wanted.map((name) => ` LEFT JOIN ${name} USING (${groupCols})`).join('')}
        ORDER BY ${groupCols}`,
       params,
       types,
