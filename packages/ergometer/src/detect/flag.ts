@@ -3,6 +3,7 @@ import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroupMaps, groupsFromRows } from './compare';
 import type { DetectorConfig } from './config';
+import { INTERIM_LOOKS } from './rollout';
 import { endOfMinute, minuteWindow } from './window';
 
 const HOUR_MS = 3_600_000;
@@ -13,8 +14,8 @@ const HOUR_MS = 3_600_000;
  * most common variant of that key on that endpoint — within one commit and one window, so a
  * rollout never masquerades as a flag.
  *
- * The window ends at the last whole hour (or where the commit's data stopped, if earlier), not at
- * its latest sample: `serve` runs the detectors every minute, and a window sliding with each run
+ * The window ends at the last whole hour (or, once the commit has stopped, where its data
+ * stopped), not at its latest sample: `serve` runs the detectors every minute, and a window sliding with each run
  * retested almost the same data sixty times an hour (more chances for a false alarm, alerts that
  * flicker). So a commit's flags are tested on new data at most once an hour; a commit that started
  * within the current hour waits for its first whole hour. What remains of the repeated looks (one
@@ -29,9 +30,12 @@ export async function detectFlags(
   const commits = (await store.commits(service)).filter((c) => c.lastSeen >= now - config.lookbackMs);
   const tested: TestedChange[] = [];
   for (const commit of commits) {
-    // The window ends at the last whole hour, or with the minute of the commit's last sample when it
-    // stopped before that hour: a run changes the tested data at most once an hour (window.ts).
-    const end = Math.min(Math.floor(now / HOUR_MS) * HOUR_MS, endOfMinute(commit.lastSeen));
+    // The window ends at the last whole hour, so a run changes the tested data at most once an hour;
+    // once the commit has stopped (as for rollouts: nothing for the shortest look's length, it was
+    // replaced), with the minute of its last sample, which every later run sees the same (window.ts).
+    const stopped = now - commit.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+    const lastMinuteEnd = endOfMinute(commit.lastSeen);
+    const end = stopped ? lastMinuteEnd : Math.min(Math.floor(now / HOUR_MS) * HOUR_MS, lastMinuteEnd);
     // A commit that started within the current hour has no whole hour yet.
     if (end <= minuteOf(commit.firstSeen)) continue;
     const { from, to } = minuteWindow(Math.max(commit.firstSeen, end - config.flagWindowMs), end);

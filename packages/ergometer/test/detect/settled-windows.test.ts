@@ -75,6 +75,34 @@ describe('flag and trend windows do not slide with every run', () => {
     });
   });
 
+  it('flags: a commit that ran for half an hour within one hour and stopped is tested on all of its data, the same on every later run', async () => {
+    const phase: Phase = {
+      commit: 'short',
+      from: T0 + 5 * MINUTE,
+      to: T0 + 40 * MINUTE,
+      endpoints: { [FEED]: 1_000_000 },
+      perHour: 12_000,
+      shareB: 0,
+      flag: { key: 'ranker', variant: 'on', control: 'off', share: 0.3, factor: {} },
+    };
+    await withStore(async (store) => {
+      await writeScenario(store, 'short', [phase], 3);
+      const config = resolveDetectorConfig();
+      const [commit] = await store.commits('short');
+      assert.ok(commit);
+      // Still sending 5 minutes ago: no whole hour yet, nothing tested.
+      assert.deepEqual(await detectFlags(store, 'short', commit.lastSeen + 5 * MINUTE, config), []);
+      const windows = new Set<string>();
+      for (const now of [commit.lastSeen + 15 * MINUTE, T0 + 59 * MINUTE, T0 + 2 * HOUR]) {
+        const tested = await detectFlags(store, 'short', now, config);
+        assert.equal(tested.length, 1, `at ${new Date(now).toISOString()}`);
+        windows.add(JSON.stringify([tested[0]?.candidate, tested[0]?.comparison.n]));
+      }
+      assert.equal(windows.size, 1, [...windows].join('\n'));
+      assert.match([...windows][0] as string, new RegExp(`"to":${endOfMinute(commit.lastSeen)}`));
+    });
+  });
+
   // Regression: trend windows ended at `now`, so every run compared a slightly different two days.
   it('trends: every run within one UTC day compares the same complete days', async () => {
     const dayStart = Date.UTC(2026, 10, 20);
