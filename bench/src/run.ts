@@ -13,6 +13,7 @@ import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
 import { benchDashboard } from './dashboard';
 import { benchFalseAlerts } from './detection/false-alerts';
+import { benchFlagLooks } from './detection/flag-looks';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
 import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
 import { benchExporter } from './exporter';
@@ -31,6 +32,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['simulated rollouts', benchSimulatedRollouts],
   ['simulated flags and trends', benchSimulatedFlagsTrends],
   ['false alerts', benchFalseAlerts],
+  ['flag looks', benchFlagLooks],
   ['exporter', benchExporter],
   ['ingest', benchIngest],
   ['ingest floor', benchIngestFloor],

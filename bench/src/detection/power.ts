@@ -5,12 +5,26 @@
  * comparison is the one the detectors make (ratio of mean cost, delta method; alpha 0.01), and
  * "alert" also applies the default 1% minimum effect.
  */
-import { normalQuantile, ratioOfMeans, seededRandom } from 'ergometer';
+import { DEFAULT_DETECTOR_CONFIG, normalCdf, normalQuantile, ratioOfMeans, rolloutLook, seededRandom } from 'ergometer';
 import type { BenchTable } from '../report';
 
 const SIGMA = 0.5;
-// The detectors' default (src/detect/config.ts): a false regression per rollout at most ~α/2.
-const ALPHA = 0.001;
+const WINDOW_MS = DEFAULT_DETECTOR_CONFIG.rolloutWindowMs;
+/**
+ * The rollout test is group-sequential (rollout.ts): six looks, the final one (6 h) at α × 0.9, the
+ * five interim ones at α × 0.02 each. The power table is that of the final look.
+ */
+const ALPHA = Number(
+  (DEFAULT_DETECTOR_CONFIG.alpha * (rolloutLook(WINDOW_MS, WINDOW_MS)?.alphaShare ?? 1)).toPrecision(6),
+);
+/** The looks: minutes after the rollout and the α each may spend. */
+const LOOKS = [32, 16, 8, 4, 2, 1].map((divisor) => {
+  const look = rolloutLook(WINDOW_MS / divisor, WINDOW_MS);
+  return {
+    minutes: WINDOW_MS / divisor / 60_000,
+    alpha: Number((DEFAULT_DETECTOR_CONFIG.alpha * (look?.alphaShare ?? 1)).toPrecision(6)),
+  };
+});
 
 function drawMoments(random: () => number, n: number, factor: number): { n: number; sum: number; sum2: number } {
   let sum = 0;
@@ -73,36 +87,61 @@ export async function benchDetectionPower(): Promise<BenchTable> {
   const z = normalQuantile(1 - ALPHA / 2) + normalQuantile(0.9);
   const needed = Math.ceil(2 * ((z * cv) / Math.log(1.02)) ** 2);
   const oracle = oracleSamples(2, 0.9);
-  // Time to alert after a rollout: a canary compares both commits as traffic arrives, so the alert
-  // comes when each side has the samples 90% power needs. Per endpoint: requests/s × sample rate × share.
+  // Time to alert after a rollout: a canary compares both commits as traffic arrives, and the rollout
+  // test looks at fixed times. The alert comes at the first look whose power (with its share of α)
+  // reaches 90%, given the samples each side has by then. Per endpoint: requests/s × sample rate.
+  const lookPower = (pct: number, n: number, alpha: number) => {
+    const se = cv * Math.sqrt(2 / n);
+    const needed = Math.max(normalQuantile(1 - alpha / 2) * se, Math.log(1.01));
+    return normalCdf((Math.log(1 + pct / 100) - needed) / se);
+  };
   const timeRows: (string | number)[][] = [];
   for (const pct of [1, 2, 5, 10]) {
     const n = Math.ceil(2 * ((z * cv) / Math.log(1 + pct / 100)) ** 2);
     const row: (string | number)[] = [`+${pct}%`, n.toLocaleString('en-US')];
     for (const samplesPerSecond of [1, 10, 100]) {
       // A 50/50 canary: each side gets half.
-      const minutes = (2 * n) / samplesPerSecond / 60;
-      row.push(minutes < 1 ? '< 1 min' : minutes < 60 ? `${minutes.toFixed(0)} min` : `${(minutes / 60).toFixed(1)} h`);
+      const perSide = (minutes: number) => (samplesPerSecond / 2) * minutes * 60;
+      const first = LOOKS.find((look) => lookPower(pct, perSide(look.minutes), look.alpha) >= 0.9);
+      const last = LOOKS[LOOKS.length - 1] as (typeof LOOKS)[number];
+      row.push(
+        first
+          ? `${first.minutes < 60 ? `${Math.floor(first.minutes)} min` : `${first.minutes / 60} h`}`
+          : `not within 6 h (${(100 * lookPower(pct, perSide(last.minutes), last.alpha)).toFixed(0)}% at 6 h)`,
+      );
     }
     timeRows.push(row);
   }
+  const example = LOOKS.find((look) => lookPower(2, 5 * look.minutes * 60, look.alpha) >= 0.9);
   timeToAlert = {
     title: 'Time from rollout to alert',
     description:
-      'When the alert arrives (90% power, α = 0.001, log-normal σ = 0.5 costs) for one endpoint in a 50/50 canary, ' +
-      'given the sampled requests per second of that endpoint (its requests/s × sample rate). Detectors run every ' +
-      'minute in `ergometer serve`, so add up to a minute.',
-    columns: ['regression', 'samples per side', '1 sampled req/s', '10 sampled req/s', '100 sampled req/s'],
+      `When the alert arrives (90% power, log-normal σ = 0.5 costs) for one endpoint in a 50/50 canary, given the sampled ` +
+      'requests per second of that endpoint (its requests/s × sample rate). The rollout test is group-sequential: it looks at 11, 22, ' +
+      `45, 90, 180 and 360 minutes after the rollout, the five early looks at α × 0.02 = ${LOOKS[0]?.alpha} each, the last at α × 0.9 ` +
+      `= ${ALPHA} (docs/detectors.md), so the alert comes at the first look whose power reaches 90%, never in between. Normal ` +
+      'approximation with the 1% minimum effect, one comparison (Benjamini–Hochberg over many endpoints asks more: the simulator ' +
+      'table). Detectors run every minute in `ergometer serve`, so add up to a minute.',
+    columns: [
+      'regression',
+      'samples per side (90% at the final look)',
+      '1 sampled req/s',
+      '10 sampled req/s',
+      '100 sampled req/s',
+    ],
     rows: timeRows,
     notes: [
-      'Example: an endpoint at 1000 req/s sampled at 1% gives 10 sampled req/s: a 2% regression is alerted about ' +
-        `${((2 * Math.ceil(2 * ((z * cv) / Math.log(1.02)) ** 2)) / 10 / 60).toFixed(0)} minutes after the canary starts.`,
+      'Example: an endpoint at 1000 req/s sampled at 1% gives 10 sampled req/s: a 2% regression is alerted at the ' +
+        `${example ? `${example.minutes < 60 ? `${Math.floor(example.minutes)}-minute` : `${example.minutes / 60}-hour`} look` : 'final look at best'}.`,
+      'A +1% regression sits on the default 1% minimum effect: however many samples, only about half of its estimates pass it ' +
+        '(lower `minEffectPct` for an endpoint to catch 1% changes).',
     ],
   };
   return {
     title: 'Detection power: rollout comparison vs injected regression',
     description:
-      `Share of ${repetitions} simulated rollouts per cell in which the comparison was significant (α = ${ALPHA}) / ` +
+      `Share of ${repetitions} simulated rollouts per cell in which the comparison was significant at the rollout test's final ` +
+      `look (α × 0.9 = ${ALPHA}: the group-sequential test gives its five interim looks 10% of α) / ` +
       'raised an alert (also ≥ the default 1% threshold). Costs log-normal σ = 0.5; one endpoint, one host class; ' +
       'the column 0% is the false-alarm rate of a single comparison before multiple-testing correction.',
     columns: ['samples per arm', ...effects.map((e) => `${e}%`)],

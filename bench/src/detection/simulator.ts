@@ -15,7 +15,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   type Alert,
@@ -24,9 +24,13 @@ import {
   createCollector,
   DEFAULT_DETECTOR_CONFIG,
   type DetectorConfig,
+  detectRollouts,
+  normalCdf,
+  normalQuantile,
   openDuckDbStore,
   type Phase,
   resolveDetectorConfig,
+  rolloutLook,
   runDetectors,
   type Store,
   scenarioBatches,
@@ -65,6 +69,8 @@ interface SimService {
 /** What one world run measured: every alert the schedule raised, with when it was first raised. */
 export interface WorldResult {
   raised: RaisedAlert[];
+  /** Every detector run: for which service, when, and how many comparisons it made (its family). */
+  runs: Array<{ service: string; atMs: number; tested: number }>;
   samples: number;
   detectorRuns: number;
   ingestSeconds: number;
@@ -84,10 +90,17 @@ export function rolloutWorld(options: {
   seed: number;
   /** Sampled requests per hour of a whole service at average load. */
   samplesPerHour: number;
+  /** Hours between two rollouts of a service (more than the 6 h window: every final look is reached). */
   rolloutEveryHours: number;
   /** Share of rollouts that carry a regression, and its sizes (%), drawn uniformly. */
   regressionShare: number;
   regressionPcts: number[];
+  /** Traffic of the endpoint of rank k (from 0) ∝ 1/(k + 1)^zipf. */
+  zipf: number;
+  /** A regression lands on one of this many busiest endpoints. */
+  regressedEndpoints: number;
+  /** Per-service offset of the first rollout: at most this, ms (a multiple of 15 minutes). */
+  maxOffsetMs: number;
 }): SimService[] {
   const random = seededRandom(options.seed);
   const startMs = options.endMs - options.hours * HOUR;
@@ -104,7 +117,7 @@ export function rolloutWorld(options: {
       const endpoint = `${e % 3 === 0 ? 'POST' : 'GET'} /s${s}/e${e}`;
       // 0.2 ms … 5 ms of CPU (ns), log-uniform.
       medians[endpoint] = Math.round(2e5 * 25 ** random());
-      weights[endpoint] = 1 / (e + 1) ** 1.1;
+      weights[endpoint] = 1 / (e + 1) ** options.zipf;
       weightSum += weights[endpoint];
       phase[endpoint] = random() * 24;
       shapes[endpoint] =
@@ -130,7 +143,7 @@ export function rolloutWorld(options: {
     const phases: Phase[] = [];
     let levels = { ...medians };
     // Rollouts at a per-service offset, so the detector runs see rollouts at every hour of the day.
-    const offsetMs = Math.floor(random() * options.rolloutEveryHours * 4) * (HOUR / 4);
+    const offsetMs = Math.floor(random() * Math.floor(options.maxOffsetMs / (HOUR / 4))) * (HOUR / 4);
     const commitStarts = [startMs];
     for (let t = startMs + offsetMs + options.rolloutEveryHours * HOUR; t < options.endMs; ) {
       commitStarts.push(t);
@@ -154,8 +167,8 @@ export function rolloutWorld(options: {
       const rollout: SimRollout = { service: name, commit, startMs: from, how: k % 2 === 0 ? 'canary' : 'all-at-once' };
       const previous = levels;
       if (random() < options.regressionShare) {
-        // On one of the five busiest endpoints, so the traffic can tell.
-        const endpoint = endpoints[Math.floor(random() * 5)] as string;
+        // On one of the busiest endpoints, so the traffic can tell.
+        const endpoint = endpoints[Math.floor(random() * options.regressedEndpoints)] as string;
         const pct = options.regressionPcts[Math.floor(random() * options.regressionPcts.length)] as number;
         const samplesPerHour = Math.round(options.samplesPerHour * ((weights[endpoint] as number) / weightSum));
         rollout.effect = { endpoint, pct, samplesPerHour };
@@ -265,8 +278,8 @@ export async function runWorld(
     sliceMs: number;
     seed: number;
     runsOf: (service: SimService) => number[];
-    /** Called with the filled store before it is removed (to look into a surprising result). */
-    inspect?: (store: Store) => Promise<void>;
+    /** Called with the filled store and the runs before the store is removed. */
+    inspect?: (store: Store, runs: WorldResult['runs']) => Promise<void>;
   },
   config: DetectorConfig,
 ): Promise<WorldResult> {
@@ -286,6 +299,7 @@ export async function runWorld(
   const books = services.map(() => new AlertBook(undefined));
   const runs = services.map((service) => options.runsOf(service));
   const raised: RaisedAlert[] = [];
+  const runLog: WorldResult['runs'] = [];
   let samples = 0;
   let detectorRuns = 0;
   let ingestMs = 0;
@@ -340,12 +354,20 @@ export async function runWorld(
         if (!(runs[s] as number[]).some((t) => t > from && t <= to)) continue;
         const run = await runDetectors(store, config, { now: to, service: service.name });
         for (const alert of (books[s] as AlertBook).merge(run.alerts, to)) raised.push({ alert, atMs: to });
+        runLog.push({ service: service.name, atMs: to, tested: run.tested });
         detectorRuns++;
       }
       detectMs += performance.now() - detectStarted;
     }
-    await options.inspect?.(store);
-    return { raised, samples, detectorRuns, ingestSeconds: ingestMs / 1000, detectSeconds: detectMs / 1000 };
+    await options.inspect?.(store, runLog);
+    return {
+      raised,
+      runs: runLog,
+      samples,
+      detectorRuns,
+      ingestSeconds: ingestMs / 1000,
+      detectSeconds: detectMs / 1000,
+    };
   } finally {
     await collector.close();
     await store.close();
@@ -362,6 +384,70 @@ export interface RolloutScore {
   detectedWith?: { baseline: number; candidate: number };
   /** Rollout alerts of this commit on endpoints that did not change. */
   falseAlerts: Alert[];
+  /** The final look at the regressed endpoint (6 h): its samples and the expected power there. */
+  finalLook?: FinalLook;
+}
+
+/** The final look's comparison of a regressed endpoint, and the power it gives the injected size. */
+export interface FinalLook {
+  n: { baseline: number; candidate: number };
+  /** Standard error of ln(ratio) of that comparison. */
+  seLogRatio: number;
+  /** Comparisons in the detector run at that look (the Benjamini–Hochberg family). */
+  family: number;
+  /** P(alert at the final look): see {@link expectedPower}. */
+  power: number;
+}
+
+/**
+ * The power of the final look for a change of `pct`%: the comparison's z must pass the critical
+ * value of α × (the final look's share, 0.9) after Benjamini–Hochberg over a family of `family`
+ * comparisons of which this is the only real change (its adjusted p is p × family), and the
+ * estimate must pass the threshold. Normal approximation with the comparison's own standard error
+ * (the delta method's), as the detection power table.
+ */
+export function expectedPower(pct: number, seLogRatio: number, family: number, config: DetectorConfig): number {
+  const share = rolloutLook(config.rolloutWindowMs, config.rolloutWindowMs)?.alphaShare ?? 1;
+  const zCritical = normalQuantile(1 - (config.alpha * share) / (2 * Math.max(1, family)));
+  const needed = Math.max(zCritical * seLogRatio, Math.log(1 + config.minEffectPct / 100));
+  const z = (Math.log(1 + pct / 100) - needed) / seLogRatio;
+  return normalCdf(z);
+}
+
+/**
+ * The final look of each regressed rollout, run again on the filled store: what the detector
+ * compared at 6 h (samples, standard error) and the power that gives (family size from the world's
+ * run at that look).
+ */
+async function finalLooks(
+  store: Store,
+  services: SimService[],
+  runs: WorldResult['runs'],
+  config: DetectorConfig,
+  watchedUntilMs: number,
+): Promise<Map<string, FinalLook>> {
+  const out = new Map<string, FinalLook>();
+  for (const service of services) {
+    for (const rollout of service.rollouts) {
+      const effect = rollout.effect;
+      const at = rollout.startMs + config.rolloutWindowMs;
+      if (!effect || at > watchedUntilMs) continue;
+      const tested = await detectRollouts(store, service.name, at, config);
+      const c = tested.find(
+        (t) => t.candidate.commit === rollout.commit && t.comparison.endpoint === effect.endpoint,
+      )?.comparison;
+      if (!c) continue;
+      const run = runs.find((r) => r.service === service.name && r.atMs >= at);
+      const family = run?.tested ?? tested.length;
+      out.set(rollout.commit, {
+        n: c.n,
+        seLogRatio: c.seLogRatio,
+        family,
+        power: expectedPower(effect.pct, c.seLogRatio, family, config),
+      });
+    }
+  }
+  return out;
 }
 
 /** Matches the rollout alerts of a world to its rollouts (those watched to their final look). */
@@ -370,6 +456,7 @@ export function scoreRollouts(
   raised: RaisedAlert[],
   watchedUntilMs: number,
   windowMs: number,
+  looks: ReadonlyMap<string, FinalLook> = new Map(),
 ): RolloutScore[] {
   const byCommit = new Map<string, Alert[]>();
   const seen = new Set<string>();
@@ -391,6 +478,8 @@ export function scoreRollouts(
         rollout,
         falseAlerts: alerts.filter((a) => a !== hit),
       };
+      const look = looks.get(rollout.commit);
+      if (look) score.finalLook = look;
       if (hit) {
         // The alert's candidate window ends at the look that raised it: `serve`, running every
         // minute, raises it then (plus at most a minute).
@@ -445,7 +534,15 @@ export interface SimulationReport {
     /** Undefined when the flat service was not simulated (BENCH_QUICK). */
     flatAlerts: Alert[] | undefined;
   };
-  world: { services: number; hours: number; samples: number; detectorRuns: number; seconds: number };
+  world: {
+    services: number;
+    hours: number;
+    samples: number;
+    detectorRuns: number;
+    seconds: number;
+    ingestSeconds: number;
+    detectSeconds: number;
+  };
   trendWorld: { samples: number; detectorRuns: number; seconds: number };
 }
 
@@ -459,20 +556,28 @@ export function simulateOnce(): Promise<SimulationReport> {
 
 async function simulate(quick: boolean): Promise<SimulationReport> {
   const endMs = Date.UTC(2026, 10, 20);
-  const hours = quick ? 18 : 30;
+  // A rollout every 7 h (offset by at most an hour per service) after 7 h of the first commit: every
+  // rollout's final look at 6 h is reached before the next one, and 4 per service are watched to it.
+  const hours = quick ? 21 : 35;
   const services = rolloutWorld({
     services: quick ? 2 : 3,
     hours,
     endMs,
     seed: 20261127,
-    samplesPerHour: 12_000,
-    rolloutEveryHours: 3,
-    regressionShare: 0.4,
-    regressionPcts: [1, 2, 5, 10],
+    // The busiest endpoint gets about a third of it: thousands of sampled requests an hour, where the
+    // detection power table says 2–10% are found within the 6 h window.
+    samplesPerHour: 10_000,
+    rolloutEveryHours: 7,
+    maxOffsetMs: HOUR,
+    zipf: 1.4,
+    regressedEndpoints: 2,
+    regressionShare: 0.75,
+    regressionPcts: [2, 5, 10],
   });
   // Rollouts older than 8 h have had their last look: keep the runs to the ones that can change.
   const config = resolveDetectorConfig({ lookbackMs: WINDOW_MS + 2 * HOUR });
   const started = performance.now();
+  let looks = new Map<string, FinalLook>();
   const world = await runWorld(
     services,
     {
@@ -483,6 +588,9 @@ async function simulate(quick: boolean): Promise<SimulationReport> {
       sliceMs: HOUR,
       seed: 7,
       runsOf: (service) => lookTimes(service, config),
+      inspect: async (store, runs) => {
+        looks = await finalLooks(store, services, runs, config, endMs);
+      },
     },
     config,
   );
@@ -499,7 +607,7 @@ async function simulate(quick: boolean): Promise<SimulationReport> {
   const of = (service: string) => trends.raised.filter((r) => r.alert.service === service);
   const creepTrend = of('creep').find((r) => r.alert.kind === 'trend');
   return {
-    rollouts: scoreRollouts(services, world.raised, endMs, WINDOW_MS),
+    rollouts: scoreRollouts(services, world.raised, endMs, WINDOW_MS, looks),
     flags: scoreFlags(services, world.raised),
     trend: {
       // Days are numbered 0..14; the runs are at the ends of days 8..14; day 8 is the first dearer one.
@@ -514,6 +622,8 @@ async function simulate(quick: boolean): Promise<SimulationReport> {
       samples: world.samples,
       detectorRuns: world.detectorRuns,
       seconds,
+      ingestSeconds: world.ingestSeconds,
+      detectSeconds: world.detectSeconds,
     },
     trendWorld: {
       samples: trends.samples,
@@ -539,64 +649,86 @@ function minutes(ms: number | undefined): string {
 export async function benchSimulatedRollouts(): Promise<BenchTable> {
   const report = await simulateOnce();
   const rows: (string | number)[][] = [];
-  for (const pct of [1, 2, 5, 10]) {
+  const pcts = [...new Set(report.rollouts.map((r) => r.rollout.effect?.pct).filter((p) => p !== undefined))].sort(
+    (a, b) => a - b,
+  );
+  for (const pct of pcts) {
     for (const how of ['all-at-once', 'canary'] as const) {
       const scored = report.rollouts.filter((r) => r.rollout.effect?.pct === pct && r.rollout.how === how);
       if (scored.length === 0) continue;
       const found = scored.filter((r) => r.detectedAfterMs !== undefined);
-      const traffic = median(scored.map((r) => r.rollout.effect?.samplesPerHour ?? 0)) ?? 0;
+      const powers = scored.map((r) => r.finalLook?.power).filter((p) => p !== undefined);
+      const expected = powers.reduce((t, p) => t + p, 0);
       rows.push([
         `+${pct}%`,
         how,
         scored.length,
         `${found.length} (${((100 * found.length) / scored.length).toFixed(0)}%)`,
-        traffic.toLocaleString('en-US'),
+        powers.length === scored.length
+          ? `${expected.toFixed(1)} (${((100 * expected) / scored.length).toFixed(0)}%)`
+          : `${powers.length} of ${scored.length} compared`,
+        scored
+          .map((r) => `${(r.rollout.effect?.samplesPerHour ?? 0).toLocaleString('en-US')}`)
+          .sort()
+          .join(', '),
+        (median(scored.map((r) => r.finalLook?.n.candidate ?? 0)) ?? 0).toLocaleString('en-US'),
         minutes(median(found.map((r) => r.detectedAfterMs as number))),
         minutes(found.length ? Math.max(...found.map((r) => r.detectedAfterMs as number)) : undefined),
-        found.length ? (median(found.map((r) => r.detectedWith?.candidate ?? 0)) ?? 0).toLocaleString('en-US') : '–',
       ]);
     }
   }
   const aa = report.rollouts.filter((r) => !r.rollout.effect);
   const falseOnChanged = report.rollouts.filter((r) => r.rollout.effect && r.falseAlerts.length > 0).length;
   const w = report.world;
+  const families = report.rollouts.map((r) => r.finalLook?.family).filter((f) => f !== undefined);
   return {
     title: 'Detection simulator: regressions found through the real ingest path',
     description:
-      `${w.services} services × ${w.hours} h of simulated traffic (20–50 endpoints each, Zipf-unequal traffic, log-normal σ 0.5–1 and ` +
+      `${w.services} services × ${w.hours} h of simulated traffic (20–50 endpoints each, Zipf-unequal traffic ∝ 1/rank^1.4 — the ` +
+      'busiest endpoint gets about 40% of the 10 000 sampled requests an hour of a service, the next about 15% —, log-normal σ 0.5–1 and ' +
       '5%-slow-path ×10 costs, diurnal load 0.5–1.5×, each endpoint’s share moving ±30% over the day, host class B (1.5× dearer) ' +
       'from 20% of the traffic at night to 60% at peak, a flag on 20% of requests) written as wire batches over HTTP to a collector on a ' +
-      'DuckDB file, in time order. A rollout every 3 h per service, alternately all-at-once and canary (the new commit on 25% of the ' +
-      'traffic for an hour, then all of it); 40% of rollouts make one of the three busiest endpoints dearer by the size shown (it stays). ' +
-      'The detectors (`runDetectors`, defaults) run for a service at the end of every simulated hour in which a look of one of its rollouts ' +
-      'passed (between looks `serve`’s every-minute runs repeat the same comparisons); an ' +
-      `alert counts from the first run that raised it. ${w.samples.toLocaleString('en-US')} samples, ${w.detectorRuns} detector runs, ` +
-      `${w.seconds.toFixed(0)} s. Rollouts are scored once watched to their final look (6 h).`,
+      'DuckDB file, in time order. After 7 h of the first commit, a rollout every 7 h per service (so every rollout reaches its final ' +
+      'look at 6 h), alternately all-at-once and canary (the new commit on 25% of the traffic for an hour, then all of it); 75% of ' +
+      'rollouts make one of the two busiest endpoints dearer by the size shown (it stays). The detectors (`runDetectors`, defaults) ' +
+      'run for a service at the end of every simulated hour in which a look of one of its rollouts passed (between looks `serve`’s ' +
+      'every-minute runs repeat the same comparisons); an alert counts from the first run that raised it. ' +
+      `${w.samples.toLocaleString('en-US')} samples, ${w.detectorRuns} detector runs, ${w.seconds.toFixed(0)} s ` +
+      `(${w.ingestSeconds.toFixed(0)} s ingest, ${w.detectSeconds.toFixed(0)} s detector runs${loadNote()}). ` +
+      'Rollouts are scored once watched to their final look. “Expected” is the sum over the row’s rollouts of the power of the final ' +
+      'look alone: the normal approximation of the detection power table with the final look’s own samples and standard error (the ' +
+      'comparison the detector made at 6 h, run again on the filled store), α × 0.9 (the final look’s share), Benjamini–Hochberg over ' +
+      `the run’s comparisons (${Math.min(...families)}–${Math.max(...families)} per run; the regression is the one real change, so its ` +
+      'p-value is multiplied by their number) and the 1% minimum effect; the earlier looks can only add to it.',
     columns: [
       'regression',
       'rollout',
       'rollouts',
       'found',
-      'sampled req/h of that endpoint (median)',
+      'expected at the final look',
+      'sampled req/h of the regressed endpoint (each)',
+      'samples of the new commit at the final look (median)',
       'time to alert (median)',
       'slowest',
-      'samples of the new commit at the alert (median)',
     ],
     rows,
     notes: [
       `Unchanged endpoints: ${aa.length} rollouts changed nothing; ${aa.filter((r) => r.falseAlerts.length > 0).length} of them raised an alert. ` +
         `Of the ${report.rollouts.length - aa.length} rollouts with a regression, ${falseOnChanged} also raised an alert on an endpoint that did not change. ` +
         'The false-alert rate itself needs far more rollouts than a run of this size holds: see the false-alerts table.',
-      'Power follows the samples: at the few hundred to few thousand sampled requests per hour of these endpoints, the 3 h of a ' +
-        'commit (until the next rollout replaces it) hold too few samples for 1–5%; the detection power table gives the samples each ' +
-        'size needs.',
-      'Time to alert is the end of the look that raised the alert: the rollout test looks at 11, 22, 45, 90, 180 and 360 minutes ' +
-        '(docs/detectors.md), or where the new commit was replaced (here after 3 h), so a large regression on a busy endpoint is caught ' +
-        'at an early look and a small one only at the last. With hourly runs the 11- and 22-minute looks are seen as the 45-minute ' +
-        'one; `serve`, running every minute, would raise a large regression up to half an hour sooner. Power follows the samples: ' +
-        'the detection power table gives the samples a size needs.',
+      'Time to alert is the end of the look that raised the alert, in whole minutes: the rollout test looks at 11, 22, 45, 90, 180 ' +
+        'and 360 minutes after the rollout (docs/detectors.md), so a large regression on a busy endpoint is caught at an early look ' +
+        '(with 2% of α each) and a small one only at the last. With hourly runs the 11- and 22-minute looks are seen as the 45-minute ' +
+        'one; `serve`, running every minute, would raise a large regression up to half an hour sooner.',
     ],
   };
+}
+
+function loadNote(): string {
+  const [one] = os.loadavg();
+  return one !== undefined && one > os.cpus().length
+    ? `; load average ${one.toFixed(0)} on ${os.cpus().length} cores`
+    : '';
 }
 
 /** Flags named, creeping trends found, spikes not alerted: from the same simulator run. */

@@ -25,6 +25,13 @@ export interface Alert {
   metric: Metric;
   baseline: { commit: string; from?: number; to?: number };
   candidate: { commit: string; from?: number; to?: number };
+  /**
+   * The windows [from, to) of baseline and candidate are whole buckets of this many ms (a minute): the
+   * store keeps per-minute aggregates, and a window holds every sample of each minute that starts in
+   * it. They start at the start of the minute of the rollout (or commit's first sample) and end on a
+   * minute boundary that had passed when the detector ran.
+   */
+  bucketMs?: number;
   flag: { key: string; variant: string; control: string } | null;
   /** Change in mean cost per request, %. */
   changePct: number;

@@ -28,7 +28,8 @@ export interface EndpointComparison {
   rank: RankTestResult | undefined;
 }
 
-interface Group {
+/** The samples of one stratum: moments and histogram. */
+export interface Group {
   moments: Moments;
   hist: Map<number, number>;
 }
@@ -49,19 +50,17 @@ function stratumKey(row: AggregateRow): string {
   return `${row.endpoint}\u0000${row.metric}\u0000${row.hostClass}`;
 }
 
-async function groupsOf(store: Store, service: string, sel: GroupSelector): Promise<Map<string, Group>> {
-  const query: AggregateQuery = {
-    service,
-    groupBy: sel.flag ? ['endpoint', 'hostClass', 'flag'] : ['endpoint', 'hostClass'],
-    flags: sel.flag ? { key: sel.flag.key } : 'none',
-  };
-  if (sel.commit !== undefined) query.commit = sel.commit;
-  if (sel.from !== undefined) query.from = sel.from;
-  if (sel.to !== undefined) query.to = sel.to;
-  const rows = await store.aggregates(query);
+/**
+ * The groups (one per endpoint, metric and host class) of aggregate rows grouped by endpoint and
+ * host class; with `flag`, only the rows of that flag key and variant.
+ */
+export function groupsFromRows(
+  rows: readonly AggregateRow[],
+  flag?: { key: string; variant: string },
+): Map<string, Group> {
   const groups = new Map<string, Group>();
   for (const row of rows) {
-    if (sel.flag && row.flagVariant !== sel.flag.variant) continue;
+    if (flag && (row.flagKey !== flag.key || row.flagVariant !== flag.variant)) continue;
     const key = stratumKey(row);
     let group = groups.get(key);
     if (!group) {
@@ -71,6 +70,20 @@ async function groupsOf(store: Store, service: string, sel: GroupSelector): Prom
     addRow(group, row);
   }
   return groups;
+}
+
+async function groupsOf(store: Store, service: string, sel: GroupSelector): Promise<Map<string, Group>> {
+  const query: AggregateQuery = {
+    service,
+    groupBy: sel.flag ? ['endpoint', 'hostClass', 'flag'] : ['endpoint', 'hostClass'],
+    flags: sel.flag ? { key: sel.flag.key } : 'none',
+    // The rank test reads the cost histograms; nothing here reads wall time.
+    histograms: 'cost',
+  };
+  if (sel.commit !== undefined) query.commit = sel.commit;
+  if (sel.from !== undefined) query.from = sel.from;
+  if (sel.to !== undefined) query.to = sel.to;
+  return groupsFromRows(await store.aggregates(query), sel.flag);
 }
 
 /**
@@ -86,9 +99,18 @@ export async function compareGroups(
   candidate: GroupSelector,
   options: { minSamples?: number; confidence?: number } = {},
 ): Promise<EndpointComparison[]> {
+  const [base, cand] = await Promise.all([groupsOf(store, service, baseline), groupsOf(store, service, candidate)]);
+  return compareGroupMaps(base, cand, options);
+}
+
+/** {@link compareGroups} on groups already read (groupsFromRows): one query can serve many comparisons. */
+export function compareGroupMaps(
+  base: ReadonlyMap<string, Group>,
+  cand: ReadonlyMap<string, Group>,
+  options: { minSamples?: number; confidence?: number } = {},
+): EndpointComparison[] {
   const minSamples = options.minSamples ?? 30;
   const confidence = options.confidence ?? 0.95;
-  const [base, cand] = await Promise.all([groupsOf(store, service, baseline), groupsOf(store, service, candidate)]);
   // endpoint+metric → strata present on both sides with enough samples.
   const byEndpoint = new Map<string, Array<{ hostClass: string; b: Group; c: Group }>>();
   for (const [key, b] of base) {

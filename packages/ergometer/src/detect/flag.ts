@@ -1,13 +1,25 @@
+import { minuteOf } from '../store/rollup';
 import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { compareGroups } from './compare';
+import { compareGroupMaps, groupsFromRows } from './compare';
 import type { DetectorConfig } from './config';
+import { INTERIM_LOOKS } from './rollout';
+import { endOfMinute, minuteWindow } from './window';
+
+const HOUR_MS = 3_600_000;
 
 /**
  * The flag detector: for each commit that served within the lookback, over its most recent
  * flagWindowMs, every flag key seen (none has to be registered) and every variant of it against the
  * most common variant of that key on that endpoint — within one commit and one window, so a
  * rollout never masquerades as a flag.
+ *
+ * The window ends at the last whole hour (or, once the commit has stopped, where its data
+ * stopped), not at its latest sample: `serve` runs the detectors every minute, and a window sliding with each run
+ * retested almost the same data sixty times an hour (more chances for a false alarm, alerts that
+ * flicker). So a commit's flags are tested on new data at most once an hour; a commit that started
+ * within the current hour waits for its first whole hour. What remains of the repeated looks (one
+ * a hour over a day's window, each at full alpha) is measured in docs/detectors.md.
  */
 export async function detectFlags(
   store: Store,
@@ -18,15 +30,24 @@ export async function detectFlags(
   const commits = (await store.commits(service)).filter((c) => c.lastSeen >= now - config.lookbackMs);
   const tested: TestedChange[] = [];
   for (const commit of commits) {
-    const to = commit.lastSeen + 1;
-    const from = Math.max(commit.firstSeen, to - config.flagWindowMs);
+    // The window ends at the last whole hour, so a run changes the tested data at most once an hour;
+    // once the commit has stopped (as for rollouts: nothing for the shortest look's length, it was
+    // replaced), with the minute of its last sample, which every later run sees the same (window.ts).
+    const stopped = now - commit.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+    const lastMinuteEnd = endOfMinute(commit.lastSeen);
+    const end = stopped ? lastMinuteEnd : Math.min(Math.floor(now / HOUR_MS) * HOUR_MS, lastMinuteEnd);
+    // A commit that started within the current hour has no whole hour yet.
+    if (end <= minuteOf(commit.firstSeen)) continue;
+    const { from, to } = minuteWindow(Math.max(commit.firstSeen, end - config.flagWindowMs), end);
+    // One query for every flag of the commit: each variant's groups are read from its rows.
     const rows = await store.aggregates({
       service,
       commit: commit.commit,
       from,
       to,
       flags: 'all',
-      groupBy: ['endpoint', 'flag'],
+      groupBy: ['endpoint', 'hostClass', 'flag'],
+      histograms: 'cost',
     });
     // endpoint → flag key → variant → samples
     const seen = new Map<string, Map<string, Map<string, number>>>();
@@ -54,11 +75,9 @@ export async function detectFlags(
       }
     }
     for (const pair of pairs.values()) {
-      const comparisons = await compareGroups(
-        store,
-        service,
-        { commit: commit.commit, from, to, flag: { key: pair.key, variant: pair.control } },
-        { commit: commit.commit, from, to, flag: { key: pair.key, variant: pair.variant } },
+      const comparisons = compareGroupMaps(
+        groupsFromRows(rows, { key: pair.key, variant: pair.control }),
+        groupsFromRows(rows, { key: pair.key, variant: pair.variant }),
         { minSamples: config.minSamples, confidence: config.confidence },
       );
       for (const comparison of comparisons) {

@@ -2,6 +2,7 @@ import type { CommitInfo, Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroups, type GroupSelector } from './compare';
 import type { DetectorConfig } from './config';
+import { endOfMinute, minuteWindow } from './window';
 
 /** When a commit started serving: its recorded deploy, else its first sample. */
 export function rolloutTime(commit: CommitInfo): number {
@@ -60,7 +61,8 @@ export function rolloutLook(elapsedMs: number, windowMs: number, endedAfterMs?: 
  *  - before/after otherwise, and for the looks that reach past the end of a canary: up to
  *    rolloutWindowMs of the old commit before (and during) the rollout against the new commit.
  * The candidate's window grows in the steps of {@link rolloutLook} (a sequential test), not with
- * every run.
+ * every run. Windows are whole minutes of the store's buckets (window.ts): from the start of the
+ * rollout's minute to a minute boundary that has passed.
  */
 export async function detectRollouts(
   store: Store,
@@ -79,24 +81,32 @@ export async function detectRollouts(
     // The compared data is complete once the new commit has sent nothing for the shortest look's
     // length (it was replaced in turn): then the final look is where its data stopped.
     const ended = now - candidate.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
-    const look = rolloutLook(now - start, config.rolloutWindowMs, ended ? candidate.lastSeen + 1 - start : undefined);
+    const endedAfterMs = ended ? candidate.lastSeen + 1 - start : undefined;
+    const look = rolloutLook(now - start, config.rolloutWindowMs, endedAfterMs);
     if (!look) continue;
-    const lookEnd = start + look.lengthMs;
+    // Whole minutes (window.ts): from the minute of the rollout; an interim look (or a final one at
+    // the full window) ends at the minute boundary its look time rounds down to, which has passed, so
+    // every run until the next look sees the same data; the final look of data that ended ends with
+    // the minute of its last sample.
+    const stoppedEarly = look.final && endedAfterMs !== undefined && endedAfterMs <= config.rolloutWindowMs;
+    const window = minuteWindow(start, stoppedEarly ? endOfMinute(candidate.lastSeen) : start + look.lengthMs);
+    // Only when a look starts in the rollout's own minute: wait until that minute is over.
+    if (window.to > now) continue;
     let base: GroupSelector;
     let cand: GroupSelector;
     let method: TestedChange['method'];
     if (overlapMs >= config.minCanaryMs && overlapMs >= look.lengthMs) {
       // Both commits served through the whole look: the concurrent (canary) comparison.
       method = 'canary';
-      base = { commit: baseline.commit, from: start, to: lookEnd };
-      cand = { commit: candidate.commit, from: start, to: lookEnd };
+      base = { commit: baseline.commit, ...window };
+      cand = { commit: candidate.commit, ...window };
     } else {
       // No canary, or the look reaches past its end (the new commit took all the traffic): the old
       // commit before and during the rollout against the new one, so a short canary on a small
       // share is still followed by the comparison of the full rollout.
       method = 'before-after';
-      base = { commit: baseline.commit, from: start - config.rolloutWindowMs, to: lookEnd };
-      cand = { commit: candidate.commit, from: start, to: lookEnd };
+      base = { commit: baseline.commit, ...minuteWindow(start - config.rolloutWindowMs, window.to) };
+      cand = { commit: candidate.commit, ...window };
     }
     const comparisons = await compareGroups(store, service, base, cand, {
       minSamples: config.minSamples,

@@ -1,6 +1,7 @@
 import { shortenFiles } from '../profile/diff';
 import { rootCauseOf } from '../profile/root-cause';
 import { benjaminiHochberg } from '../stats/multiple';
+import { minuteOf } from '../store/rollup';
 import type { Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
@@ -11,6 +12,7 @@ import { type FunctionTest, isFunctionRegression, testFunctions } from './functi
 import { detectRollouts, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 import { detectTrends } from './trend';
+import { endOfMinute, minuteWindow, WINDOW_BUCKET_MS } from './window';
 
 export interface DetectionRun {
   alerts: Alert[];
@@ -72,6 +74,7 @@ export async function runDetectors(
       metric: c.metric,
       baseline: t.baseline,
       candidate: t.candidate,
+      bucketMs: WINDOW_BUCKET_MS,
       flag: t.flag,
       changePct: c.changePct,
       ci: c.ci,
@@ -114,8 +117,14 @@ export async function runDetectors(
   }
   // The function detector: every function of every rollout comparison, its own multiple-testing family.
   const functionTests: FunctionTest[] = [];
+  const profiled = profiledEndpoints(store, config);
   for (const t of tested) {
-    if (t.kind === 'rollout') functionTests.push(...(await testFunctions(store, t, config)));
+    if (t.kind !== 'rollout') continue;
+    // Only endpoints with profiles on both sides: one query per side and window, not two per endpoint.
+    const key = `${t.comparison.endpoint}\u0000${t.comparison.metric}`;
+    if (!(await profiled(t.service, t.baseline)).has(key) || !(await profiled(t.service, t.candidate)).has(key))
+      continue;
+    functionTests.push(...(await testFunctions(store, t, config)));
   }
   alerts.push(...functionAlerts(functionTests, config, now));
   // A trend that one rollout explains is that rollout's alert, not a second one.
@@ -134,6 +143,38 @@ export async function runDetectors(
   await markResolved(store, kept, tested, config, now);
   kept.sort((a, b) => b.changePct - a.changePct);
   return { alerts: kept, tested: tested.length, services };
+}
+
+/**
+ * endpoint + metric of the endpoints with at least `minProfiles` profiles in one commit's window,
+ * memoised per window for one run.
+ */
+function profiledEndpoints(
+  store: Store,
+  config: DetectorConfig,
+): (service: string, side: Alert['baseline']) => Promise<Set<string>> {
+  const memo = new Map<string, Promise<Set<string>>>();
+  return (service, side) => {
+    const id = `${service}\u0000${side.commit}\u0000${side.from}\u0000${side.to}`;
+    let found = memo.get(id);
+    if (!found) {
+      const q: Parameters<Store['profileEndpoints']>[0] = { service, commit: side.commit, byProfile: true };
+      if (side.from !== undefined) q.from = side.from;
+      if (side.to !== undefined) q.to = side.to;
+      found = store.profileEndpoints(q).then((rows) => {
+        const profiles = new Map<string, Set<string>>();
+        for (const row of rows) {
+          const key = `${row.endpoint}\u0000${row.metric}`;
+          const set = profiles.get(key) ?? new Set<string>();
+          set.add(row.profileId);
+          profiles.set(key, set);
+        }
+        return new Set([...profiles].filter(([, set]) => set.size >= config.minProfiles).map(([key]) => key));
+      });
+      memo.set(id, found);
+    }
+    return found;
+  };
 }
 
 /**
@@ -158,6 +199,7 @@ function functionAlerts(tests: FunctionTest[], config: DetectorConfig, now: numb
       metric: r.comparison.metric,
       baseline: r.baseline,
       candidate: r.candidate,
+      bucketMs: WINDOW_BUCKET_MS,
       flag: null,
       changePct: (test.change.delta / scale) * 100,
       ci: [(test.change.ci[0] / scale) * 100, (test.change.ci[1] / scale) * 100],
@@ -215,8 +257,10 @@ async function markResolved(
     const newest = commits[commits.length - 1];
     if (!own || !newest || newest.commit === own.commit || rolloutTime(newest) <= rolloutTime(own)) continue;
     if (alert.kind === 'rollout') {
-      const to = Math.min(now, newest.lastSeen + 1);
-      const from = Math.max(rolloutTime(newest), to - config.rolloutWindowMs);
+      // Whole minutes (window.ts): up to the last minute of the newest commit that has passed.
+      const end = Math.min(minuteOf(now), endOfMinute(newest.lastSeen));
+      const { from, to } = minuteWindow(Math.max(rolloutTime(newest), end - config.rolloutWindowMs), end);
+      if (to > now) continue;
       const [now_] = (
         await compareGroups(
           store,

@@ -37,6 +37,8 @@ export async function learnThresholds(
     to: now,
     bucketMs: HOUR,
     groupBy: ['commit', 'endpoint', 'hostClass'],
+    // Only means and variances are needed here.
+    histograms: 'none',
   });
   const series = new Map<string, typeof rows>();
   for (const row of rows) {

@@ -19,6 +19,11 @@ const MAX_ENDPOINTS = 20;
  * weekly average is half of where it has got to (+0.3%/day averages +1.2% over its first week,
  * +2.1% on the last day), so a +0.3%/day creep sat at the 1% threshold and was missed about one
  * time in six (found by the detection simulator).
+ *
+ * The windows are complete UTC days: they end at the start of the current UTC day, whatever the
+ * time of the run. `serve` runs the detectors every minute; windows ending at `now` made each run
+ * retest almost the same data (more chances for a false alarm, alerts that flicker). So the trend
+ * test changes its data once a day, on days that are over (a daily scan), against whole weeks.
  */
 export async function detectTrends(
   store: Store,
@@ -27,7 +32,9 @@ export async function detectTrends(
   config: DetectorConfig,
   thresholdPct: (endpoint: string) => number,
 ): Promise<TestedChange[]> {
-  const endpoints = await store.endpoints({ service, from: now - 14 * DAY, to: now });
+  // The start of the current UTC day: the end of every window of this run.
+  const end = Math.floor(now / DAY) * DAY;
+  const endpoints = await store.endpoints({ service, from: end - 14 * DAY, to: end });
   const heavy = new Set<string>();
   let share = 0;
   for (const e of [...endpoints].sort((a, b) => b.share - a.share)) {
@@ -37,11 +44,11 @@ export async function detectTrends(
   }
   if (heavy.size === 0) return [];
   const options = { minSamples: config.minSamples, confidence: config.confidence };
-  const previousWeek = { from: now - 14 * DAY, to: now - 7 * DAY };
-  const [lastTwoDays, yesterday, today] = await Promise.all([
-    compareGroups(store, service, previousWeek, { from: now - 2 * DAY, to: now }, options),
-    compareGroups(store, service, previousWeek, { from: now - 2 * DAY, to: now - DAY }, options),
-    compareGroups(store, service, previousWeek, { from: now - DAY, to: now }, options),
+  const previousWeek = { from: end - 14 * DAY, to: end - 7 * DAY };
+  const [lastTwoDays, dayBefore, lastDay] = await Promise.all([
+    compareGroups(store, service, previousWeek, { from: end - 2 * DAY, to: end }, options),
+    compareGroups(store, service, previousWeek, { from: end - 2 * DAY, to: end - DAY }, options),
+    compareGroups(store, service, previousWeek, { from: end - DAY, to: end }, options),
   ]);
   const key = (c: EndpointComparison) => `${c.endpoint}\u0000${c.metric}`;
   const persists = (list: EndpointComparison[], c: EndpointComparison, threshold: number) => {
@@ -58,13 +65,13 @@ export async function detectTrends(
     if (!heavy.has(key(comparison))) continue;
     const threshold = thresholdPct(comparison.endpoint);
     // A change that is not there on each of the last two days is not a trend: test it as "no change".
-    const sustained = persists(yesterday, comparison, threshold) && persists(today, comparison, threshold);
+    const sustained = persists(dayBefore, comparison, threshold) && persists(lastDay, comparison, threshold);
     tested.push({
       kind: 'trend',
       service,
       comparison: sustained ? comparison : { ...comparison, pValue: 1 },
       baseline: { commit: '*', from: previousWeek.from, to: previousWeek.to },
-      candidate: { commit: '*', from: now - 2 * DAY, to: now },
+      candidate: { commit: '*', from: end - 2 * DAY, to: end },
       flag: null,
       method: 'week-over-week',
     });

@@ -77,9 +77,9 @@ async function startApp(
  */
 async function canary(t: TestContext, service: string, head: string, env: NodeJS.ProcessEnv = {}) {
   const c = await startTestCollector(t);
-  // Deployed at the start of this minute: the detectors read per-minute aggregates, and a window that
-  // starts mid-minute leaves out the minute bucket this few-second canary falls in.
-  const t0 = Math.floor(Date.now() / 60_000) * 60_000;
+  // Deployed now, mid-minute as a rule: the detectors' windows start at the start of the deploy's
+  // minute (src/detect/window.ts), so this few-second canary's minute is in them.
+  const t0 = Date.now();
   for (const [commit, ts] of [
     ['v1', t0 - 2],
     [head, t0 - 1],
