@@ -15,6 +15,7 @@ export {
   DEFAULT_DETECTOR_CONFIG,
   DetectorConfigError,
   detectRollouts,
+  flagLookAlphaShare,
   loadDetectorConfig,
   resolveDetectorConfig,
   rolloutLook,

@@ -3,10 +3,30 @@ import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroupMaps, groupsFromRows } from './compare';
 import type { DetectorConfig } from './config';
-import { INTERIM_LOOKS } from './rollout';
+import { INTERIM_ALPHA_SHARE, INTERIM_LOOKS } from './rollout';
 import { endOfMinute, minuteWindow } from './window';
 
 const HOUR_MS = 3_600_000;
+
+/**
+ * Share of alpha one look of the flag test may spend, Haybittle–Peto style as the rollout test
+ * (rollout.ts): the hourly looks are split by the day of the commit's life they fall in (days from
+ * its first sample, `windowMs` long). The look that completes a day spends 1 − INTERIM_ALPHA_SHARE
+ * of alpha; the other hourly looks of the day share INTERIM_ALPHA_SHARE equally, so by Bonferroni an
+ * A/A flag alerts at most with probability alpha per day, however often the detectors run, and a
+ * large regression is still caught within hours. The final look of a stopped commit's data spends
+ * the daily share (its data no longer changes, every later run repeats it).
+ *
+ * @param startMs the commit's first sample
+ * @param endMs the end of the look's window (a whole hour, or where a stopped commit's data ended)
+ */
+export function flagLookAlphaShare(startMs: number, endMs: number, windowMs: number, stopped: boolean): number {
+  const daily = 1 - INTERIM_ALPHA_SHARE;
+  if (stopped) return daily;
+  const day = (t: number) => Math.max(0, Math.floor((t - startMs) / windowMs));
+  if (day(endMs) > day(endMs - HOUR_MS)) return daily;
+  return INTERIM_ALPHA_SHARE / Math.max(1, Math.round(windowMs / HOUR_MS) - 1);
+}
 
 /**
  * The flag detector: for each commit that served within the lookback, over its most recent
@@ -18,8 +38,9 @@ const HOUR_MS = 3_600_000;
  * stopped), not at its latest sample: `serve` runs the detectors every minute, and a window sliding with each run
  * retested almost the same data sixty times an hour (more chances for a false alarm, alerts that
  * flicker). So a commit's flags are tested on new data at most once an hour; a commit that started
- * within the current hour waits for its first whole hour. What remains of the repeated looks (one
- * a hour over a day's window, each at full alpha) is measured in docs/detectors.md.
+ * within the current hour waits for its first whole hour. The hourly looks split alpha over each day
+ * ({@link flagLookAlphaShare}): at full alpha each, they alerted on 4 in 1000 A/A flags a day
+ * (docs/benchmarks.md, "False alerts on A/A flags").
  */
 export async function detectFlags(
   store: Store,
@@ -39,6 +60,7 @@ export async function detectFlags(
     // A commit that started within the current hour has no whole hour yet.
     if (end <= minuteOf(commit.firstSeen)) continue;
     const { from, to } = minuteWindow(Math.max(commit.firstSeen, end - config.flagWindowMs), end);
+    const alphaShare = flagLookAlphaShare(commit.firstSeen, end, config.flagWindowMs, stopped);
     // One query for every flag of the commit: each variant's groups are read from its rows.
     const rows = await store.aggregates({
       service,
@@ -90,6 +112,7 @@ export async function detectFlags(
           candidate: { commit: commit.commit, from, to },
           flag: { key: pair.key, variant: pair.variant, control: pair.control },
           method: 'flag-variants',
+          alphaShare,
         });
       }
     }

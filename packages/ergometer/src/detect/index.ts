@@ -8,7 +8,7 @@ export type { DetectorConfig } from './config';
 export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resolveDetectorConfig } from './config';
 export type { EfficiencyDay } from './efficiency';
 export { efficiencyByDay } from './efficiency';
-export { detectFlags } from './flag';
+export { detectFlags, flagLookAlphaShare } from './flag';
 export type { RolloutLook } from './rollout';
 export { detectRollouts, INTERIM_ALPHA_SHARE, INTERIM_LOOKS, rolloutLook, rolloutTime } from './rollout';
 export type { DetectionRun } from './run';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { resolveDetectorConfig } from '../../src/detect/config';
-import { detectFlags } from '../../src/detect/flag';
+import { detectFlags, flagLookAlphaShare } from '../../src/detect/flag';
 import { detectTrends } from '../../src/detect/trend';
 import { endOfMinute } from '../../src/detect/window';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
@@ -131,5 +131,27 @@ describe('flag and trend windows do not slide with every run', () => {
       }
       assert.equal(new Set(seen).size, 1, seen.join('\n'));
     });
+  });
+});
+
+describe('flag looks split alpha over each day (Haybittle–Peto)', () => {
+  const DAY_MS = 24 * 3_600_000;
+  const start = Date.UTC(2026, 10, 20, 9, 17);
+  it('the look that completes a day spends 0.9 of alpha, the other hourly looks of the day share 0.1', () => {
+    const hour = (h: number) => Date.UTC(2026, 10, 20, 10) + h * 3_600_000;
+    const shares = Array.from({ length: 49 }, (_, h) => flagLookAlphaShare(start, hour(h), DAY_MS, false));
+    const daily = shares.filter((s) => s === 0.9);
+    assert.equal(daily.length, 2, 'one daily look per day of the commit');
+    // The first whole hour after 24 h of the commit: 10:00 the next day (09:17 + 24 h = 09:17).
+    assert.equal(shares[24], 0.9);
+    assert.equal(shares[48], 0.9);
+    assert.notEqual(shares[0], 0.9, 'the first look of a commit is not a daily one');
+    for (const s of shares.filter((x) => x !== 0.9)) assert.ok(Math.abs(s - 0.1 / 23) < 1e-12);
+    // By Bonferroni a day's looks spend at most alpha.
+    const firstDay = shares.slice(1, 25).reduce((a, b) => a + b, 0);
+    assert.ok(firstDay <= 1 + 1e-9, `${firstDay}`);
+  });
+  it('the final look of a stopped commit spends the daily share', () => {
+    assert.equal(flagLookAlphaShare(start, start + 3_600_000 * 5, DAY_MS, true), 0.9);
   });
 });
