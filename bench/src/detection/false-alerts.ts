@@ -22,10 +22,13 @@ import { simulateOnce } from './simulator';
 
 type Shape = 'log-normal σ=1' | '5% slow path ×20';
 
-/** Two cost draws per call of the uniform pair (Box–Muller, both halves): the simulation is draw-bound. */
-function costSampler(random: () => number, shape: Shape): () => number {
+/**
+ * Standard normal draws from a uniform source, two per pair of uniforms (Box–Muller, both halves):
+ * the simulations are draw-bound.
+ */
+export function normalSampler(random: () => number): () => number {
   let spare: number | undefined;
-  const normal = () => {
+  return () => {
     if (spare !== undefined) {
       const z = spare;
       spare = undefined;
@@ -36,6 +39,11 @@ function costSampler(random: () => number, shape: Shape): () => number {
     spare = r * Math.sin(theta);
     return r * Math.cos(theta);
   };
+}
+
+/** Cost draws of one shape. */
+function costSampler(random: () => number, shape: Shape): () => number {
+  const normal = normalSampler(random);
   if (shape === 'log-normal σ=1') return () => Math.exp(normal());
   return () => (random() < 0.05 ? 20 * Math.exp(0.3 * normal()) : Math.exp(0.5 * normal()));
 }

@@ -23,6 +23,7 @@ import {
 } from 'ergometer';
 
 import type { BenchTable } from '../report';
+import { normalSampler } from './false-alerts';
 
 const MINUTES_PER_DAY = 1440;
 
@@ -32,29 +33,13 @@ type Schedule =
   | 'hourly, each look at full α (before)'
   | 'every minute, sliding, full α (before that)';
 
-/** Normal draws (Box–Muller, both halves). */
-function normals(random: () => number): () => number {
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const z = spare;
-      spare = undefined;
-      return z;
-    }
-    const r = Math.sqrt(-2 * Math.log(1 - random()));
-    const theta = 2 * Math.PI * random();
-    spare = r * Math.sin(theta);
-    return r * Math.cos(theta);
-  };
-}
-
 /**
  * How many of `flags` A/A flags on a commit that serves `days` days alert at least once under each
  * schedule. Windows: the commit's data so far, at most the last day (flagWindowMs).
  */
 export function repeatedFlagLooks(flags: number, days: number, seed: number): Record<Schedule, number> {
   const random = seededRandom(seed);
-  const normal = normals(random);
+  const normal = normalSampler(random);
   const z = normalQuantile(1 - DEFAULT_DETECTOR_CONFIG.alpha / 2);
   const minutes = days * MINUTES_PER_DAY;
   const cumulative = new Float64Array(minutes + 1);
