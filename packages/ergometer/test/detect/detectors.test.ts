@@ -10,21 +10,13 @@ import { runDetectors } from '../../src/detect/run';
 import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { BASE, HOUR, NOW, type Phase, storyPhases, T0, writeScenario } from './scenario';
+import { BASE, HOUR, NOW, type Phase, storyPhases, storyStoreForSuite, T0, writeScenario } from './scenario';
 
 describe('detectors on a real DuckDB store', () => {
-  let dir: string;
+  const story = storyStoreForSuite('ergometer-detect-');
   let store: Store;
-
-  before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-'));
-    store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-    await store.init();
-    await writeScenario(store, 'shop', storyPhases(), 1);
-  });
-  after(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+  before(() => {
+    store = story.store;
   });
 
   it('finds the rollout regression, the flag, and nothing else', async () => {

@@ -15,7 +15,7 @@ import { detectRollouts } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { NOW, storyPhases, writeScenario } from './scenario';
+import { NOW, storyStoreForSuite } from './scenario';
 
 /** The store, counting the calls of each method. */
 function counting(store: Store): { store: Store; calls: Map<string, number> } {
@@ -34,18 +34,10 @@ function counting(store: Store): { store: Store; calls: Map<string, number> } {
 }
 
 describe('what a detector run asks of the store', () => {
-  let dir: string;
+  const story = storyStoreForSuite('ergometer-queries-');
   let store: Store;
-
-  before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'ergometer-queries-'));
-    store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-    await store.init();
-    await writeScenario(store, 'shop', storyPhases(), 1);
-  });
-  after(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+  before(() => {
+    store = story.store;
   });
 
   it('the flag detector makes one aggregates query per commit, and still finds the flag', async () => {

@@ -1,4 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before } from 'node:test';
 import { HOUR, type Phase, scenarioBatches, toWire } from '../../src/sim/scenario';
+import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
 
 export { HOUR, type Phase, scenarioBatches, toWire };
@@ -59,4 +64,29 @@ export function storyPhases(): Phase[] {
       flag: { key: 'new_ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /search': 1.3 } },
     },
   ];
+}
+
+/**
+ * For the suite it is called in: a DuckDB file in a temp folder with the story (storyPhases, seed 1)
+ * of service `shop`, written before the suite's tests, closed and removed after them.
+ */
+export function storyStoreForSuite(prefix: string): { readonly store: Store } {
+  let dir: string | undefined;
+  let store: Store | undefined;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), prefix));
+    store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
+    await store.init();
+    await writeScenario(store, 'shop', storyPhases(), 1);
+  });
+  after(async () => {
+    await store?.close();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get store(): Store {
+      if (store === undefined) throw new Error("the story store is opened in the suite's before hook");
+      return store;
+    },
+  };
 }
