@@ -5,8 +5,7 @@
  * weights that add up to the thread's CPU time.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { stopLosesCode } from '../../src/profile/profiler';
@@ -203,7 +202,7 @@ describe('profiler in an Express app', () => {
   });
 
   it('profiles no process when processFraction is 0', async (t) => {
-    const { app, dir } = await startInTempDir(t, {
+    const { app } = await startInTempDir(t, {
       profile: { enabled: true, processFraction: 0 },
     });
     await app.load(2);

@@ -94,3 +94,25 @@ export function sortableHeader<Row>(
   button.addEventListener('click', () => onSort(next));
   return h('th', { scope: 'col', 'aria-sort': sorted ? state.direction : undefined, ...column.attrs }, button);
 }
+
+/**
+ * A sortable table that rebuilds itself in place when one of its headers asks for another sort:
+ * `build` makes the table for a sort (handing `onSort` to its {@link sortableHeader} cells),
+ * `remember` records the new sort (in the URL). The header just used keeps the focus.
+ */
+export function rebuildOnSort(
+  initial: SortState,
+  build: (sort: SortState, onSort: (next: SortState) => void) => HTMLTableElement,
+  remember: (sort: SortState) => void,
+): HTMLTableElement {
+  const make = (sort: SortState): HTMLTableElement => {
+    const table = build(sort, (next) => {
+      remember(next);
+      const replacement = make(next);
+      table.replaceWith(replacement);
+      replacement.querySelector<HTMLButtonElement>(`button[data-sort="${next.key}"]`)?.focus();
+    });
+    return table;
+  };
+  return make(initial);
+}

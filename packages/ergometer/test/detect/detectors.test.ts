@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { detectRollouts } from '../../src/detect/rollout';
@@ -10,7 +10,7 @@ import { runDetectors } from '../../src/detect/run';
 import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { BASE, HOUR, NOW, type Phase, storyPhases, storyStoreForSuite, T0, writeScenario } from './scenario';
+import { BASE, HOUR, NOW, type Phase, storyStoreForSuite, T0, writeScenario } from './scenario';
 
 describe('detectors on a real DuckDB store', () => {
   const story = storyStoreForSuite('ergometer-detect-');

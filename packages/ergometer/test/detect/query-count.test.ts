@@ -5,15 +5,11 @@
  * queries that need no wall-time histogram do not merge one. Counted on a real DuckDB file.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { detectFlags } from '../../src/detect/flag';
 import { detectRollouts } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
-import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
 import { NOW, storyStoreForSuite } from './scenario';
 

@@ -8,7 +8,15 @@ import type { ViewContext } from '../context';
 import { h, hashHref, numberCell, replaceChildren } from '../dom';
 import { FlameGraph } from '../flame';
 import { formatCost, formatCount, formatP, formatPct } from '../format';
-import { formatSort, parseSort, type SortColumn, type SortState, sortableHeader, sortRows } from '../sort';
+import {
+  formatSort,
+  parseSort,
+  rebuildOnSort,
+  type SortColumn,
+  type SortState,
+  sortableHeader,
+  sortRows,
+} from '../sort';
 import { chartWidth, section, select } from './common';
 
 /** The sortable columns of the per-endpoint table; `sort` in the URL names one. */
@@ -170,14 +178,7 @@ export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promis
   const sides = query;
   const maxAbs = Math.max(1, ...rows.flatMap((r) => [Math.abs(r.ci[0]), Math.abs(r.ci[1])]).filter(Number.isFinite));
   const caption = `Change in mean cost per request, ${baseLabel} → ${headLabel}, 95% intervals; p-values corrected for ${rows.length} endpoints`;
-  const buildTable = (sort: SortState): HTMLTableElement => {
-    const onSort = (next: SortState): void => {
-      ctx.setParams({ sort: formatSort(next) });
-      const replacement = buildTable(next);
-      table.replaceWith(replacement);
-      // The header just used keeps the focus (the table under it was rebuilt).
-      replacement.querySelector<HTMLButtonElement>(`button[data-sort="${next.key}"]`)?.focus();
-    };
+  const buildTable = (sort: SortState, onSort: (next: SortState) => void): HTMLTableElement => {
     const header = (key: string): HTMLTableCellElement =>
       sortableHeader(COMPARE_COLUMNS.find((c) => c.key === key) as SortColumn<CompareRow>, sort, onSort);
     const body = h('tbody', {});
@@ -249,7 +250,9 @@ export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promis
     );
     return table;
   };
-  const table = buildTable(parseSort(params.get('sort'), COMPARE_COLUMNS, DEFAULT_SORT));
+  const table = rebuildOnSort(parseSort(params.get('sort'), COMPARE_COLUMNS, DEFAULT_SORT), buildTable, (next) =>
+    ctx.setParams({ sort: formatSort(next) }),
+  );
 
   const profiles = section('Diff flame graph', 'compare-profiles');
   if (!diff.ok) {

@@ -8,7 +8,15 @@ import { COLORS, sparkline, timeChart } from '../chart';
 import type { ViewContext } from '../context';
 import { h, hashHref, numberCell, replaceChildren } from '../dom';
 import { axisUnit, formatCost, formatCount, formatMs, formatPct, formatShare, formatTime } from '../format';
-import { formatSort, parseSort, type SortColumn, type SortState, sortableHeader, sortRows } from '../sort';
+import {
+  formatSort,
+  parseSort,
+  rebuildOnSort,
+  type SortColumn,
+  type SortState,
+  sortableHeader,
+  sortRows,
+} from '../sort';
 import { chartWidth, rollouts, section } from './common';
 
 /** Sparklines are drawn for the endpoints with the largest share; beyond, the row has none (keeps the page light). */
@@ -83,14 +91,7 @@ export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promi
   // Sparklines for the endpoints with the largest share, whatever the order the table is sorted in.
   const withSparkline = new Set(rows.slice(0, SPARKLINE_ENDPOINTS).map((e) => e.endpoint));
   const caption = `${rows.length} endpoint${rows.length === 1 ? '' : 's'} of ${service}, ${formatTime(from)} to ${formatTime(to)}; cost per request in ${metric === 'instructions' ? 'instructions' : 'CPU time'}`;
-  const buildTable = (sort: SortState): HTMLTableElement => {
-    const onSort = (next: SortState): void => {
-      ctx.setParams({ sort: formatSort(next) });
-      const replacement = buildTable(next);
-      table.replaceWith(replacement);
-      // The header just used keeps the focus (the table under it was rebuilt).
-      replacement.querySelector<HTMLButtonElement>(`button[data-sort="${next.key}"]`)?.focus();
-    };
+  const buildTable = (sort: SortState, onSort: (next: SortState) => void): HTMLTableElement => {
     const table = h(
       'table',
       { class: 'data', id: 'endpoints', 'data-sort': formatSort(sort) },
@@ -148,7 +149,9 @@ export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promi
     table.append(body);
     return table;
   };
-  const table = buildTable(parseSort(ctx.params.get('sort'), ENDPOINT_COLUMNS, DEFAULT_SORT));
+  const table = rebuildOnSort(parseSort(ctx.params.get('sort'), ENDPOINT_COLUMNS, DEFAULT_SORT), buildTable, (next) =>
+    ctx.setParams({ sort: formatSort(next) }),
+  );
 
   const rolloutList = h('ul', { class: 'rollouts' });
   for (const m of roll.markers.filter((m) => m.ts >= from && m.ts < to)) {
