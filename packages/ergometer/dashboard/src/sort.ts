@@ -116,3 +116,18 @@ export function rebuildOnSort(
   };
   return make(initial);
 }
+
+/** The element of a sortable table: its caption and its header row; `data-sort` says how it is sorted. */
+export function sortableTableShell(
+  id: string,
+  caption: string,
+  sort: SortState,
+  headers: HTMLTableCellElement[],
+): HTMLTableElement {
+  return h(
+    'table',
+    { class: 'data', id, 'data-sort': formatSort(sort) },
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, ...headers)),
+  );
+}

@@ -15,6 +15,7 @@ import {
   type SortColumn,
   type SortState,
   sortableHeader,
+  sortableTableShell,
   sortRows,
 } from '../sort';
 import { chartWidth, section, select } from './common';
@@ -226,28 +227,17 @@ export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promis
         ),
       );
     }
-    const table = h(
-      'table',
-      { class: 'data', id: 'compare-table', 'data-sort': formatSort(sort) },
-      h('caption', {}, caption),
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          header('endpoint'),
-          header('base'),
-          header('head'),
-          header('changePct'),
-          header('ci'),
-          h('th', { scope: 'col' }, ''),
-          header('pValue'),
-          header('n'),
-        ),
-      ),
-      body,
-    );
+    const table = sortableTableShell('compare-table', caption, sort, [
+      header('endpoint'),
+      header('base'),
+      header('head'),
+      header('changePct'),
+      header('ci'),
+      h('th', { scope: 'col' }, ''),
+      header('pValue'),
+      header('n'),
+    ]);
+    table.append(body);
     return table;
   };
   const table = rebuildOnSort(parseSort(params.get('sort'), COMPARE_COLUMNS, DEFAULT_SORT), buildTable, (next) =>

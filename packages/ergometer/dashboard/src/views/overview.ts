@@ -15,6 +15,7 @@ import {
   type SortColumn,
   type SortState,
   sortableHeader,
+  sortableTableShell,
   sortRows,
 } from '../sort';
 import { chartWidth, rollouts, section } from './common';
@@ -92,21 +93,10 @@ export async function renderOverview(main: HTMLElement, ctx: ViewContext): Promi
   const withSparkline = new Set(rows.slice(0, SPARKLINE_ENDPOINTS).map((e) => e.endpoint));
   const caption = `${rows.length} endpoint${rows.length === 1 ? '' : 's'} of ${service}, ${formatTime(from)} to ${formatTime(to)}; cost per request in ${metric === 'instructions' ? 'instructions' : 'CPU time'}`;
   const buildTable = (sort: SortState, onSort: (next: SortState) => void): HTMLTableElement => {
-    const table = h(
-      'table',
-      { class: 'data', id: 'endpoints', 'data-sort': formatSort(sort) },
-      h('caption', {}, caption),
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          ...ENDPOINT_COLUMNS.map((column) => sortableHeader(column, sort, onSort)),
-          h('th', { scope: 'col' }, 'cost / request over time'),
-        ),
-      ),
-    );
+    const table = sortableTableShell('endpoints', caption, sort, [
+      ...ENDPOINT_COLUMNS.map((column) => sortableHeader(column, sort, onSort)),
+      h('th', { scope: 'col' }, 'cost / request over time'),
+    ]);
     const body = h('tbody', {});
     for (const e of sortRows(rows, ENDPOINT_COLUMNS, sort)) {
       const link = h(
