@@ -104,10 +104,11 @@ export class Profiler {
     this.contextPath = acf ? 'async-context-frame' : 'async-hooks';
     const continuous = options.dutyCycle >= 1 || stopLosesCode();
     this.schedule = continuous ? 'continuous' : 'windows';
+    // Continuous below a duty cycle of 1: the same samples per period, spread over all of it.
     this.samplingIntervalMicros =
-      options.dutyCycle >= 1 || !continuous
-        ? options.intervalMicros
-        : Math.round(options.intervalMicros / options.dutyCycle);
+      continuous && options.dutyCycle < 1
+        ? Math.round(options.intervalMicros / options.dutyCycle)
+        : options.intervalMicros;
     this.windowMs = continuous ? options.periodMs : Math.max(1, Math.round(options.periodMs * options.dutyCycle));
     if (!acf) {
       const storage = new AsyncLocalStorage<ProfileLabels>();

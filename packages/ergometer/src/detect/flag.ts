@@ -3,7 +3,7 @@ import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroupMaps, groupsFromRows } from './compare';
 import type { DetectorConfig } from './config';
-import { INTERIM_ALPHA_SHARE, INTERIM_LOOKS } from './rollout';
+import { hasStopped, INTERIM_ALPHA_SHARE } from './rollout';
 import { endOfMinute, minuteWindow } from './window';
 
 const HOUR_MS = 3_600_000;
@@ -54,7 +54,7 @@ export async function detectFlags(
     // The window ends at the last whole hour, so a run changes the tested data at most once an hour;
     // once the commit has stopped (as for rollouts: nothing for the shortest look's length, it was
     // replaced), with the minute of its last sample, which every later run sees the same (window.ts).
-    const stopped = now - commit.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+    const stopped = hasStopped(commit, now, config);
     const lastMinuteEnd = endOfMinute(commit.lastSeen);
     const end = stopped ? lastMinuteEnd : Math.min(Math.floor(now / HOUR_MS) * HOUR_MS, lastMinuteEnd);
     // A commit that started within the current hour has no whole hour yet.

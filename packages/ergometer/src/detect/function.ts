@@ -9,7 +9,7 @@
  */
 import { endpointMeans, functionKey } from '../profile/diff';
 import { costPerRequest, type FunctionChange, functionChange, shareOfSums } from '../stats/shares';
-import type { ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
+import type { ProfileEndpointRow, ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import type { DetectorConfig } from './config';
 
@@ -39,10 +39,15 @@ interface SideData {
   varMean: number;
 }
 
+/**
+ * @param endpoints the endpoint's profile sums on this side, per profile (`profileEndpoints` with
+ *   `byProfile`, this side's commit and window, the comparison's endpoint and metric)
+ */
 async function sideData(
   store: Store,
   rollout: TestedChange,
   side: 'baseline' | 'candidate',
+  endpoints: readonly ProfileEndpointRow[],
 ): Promise<SideData | undefined> {
   const selector = rollout[side];
   const q: ProfileQuery = {
@@ -54,7 +59,6 @@ async function sideData(
   };
   if (selector.from !== undefined) q.from = selector.from;
   if (selector.to !== undefined) q.to = selector.to;
-  const endpoints = await store.profileEndpoints(q);
   if (endpoints.length === 0) return undefined;
   const means = await endpointMeans(
     store,
@@ -105,14 +109,17 @@ function estimate(data: SideData, key: string) {
 /**
  * Tests every function with enough self samples on either side of one rollout comparison. Returns
  * nothing when either side has fewer than `config.minProfiles` profiles of the endpoint.
+ *
+ * @param profiles the endpoint's per-profile sums on each side, as read once per window by the run
  */
 export async function testFunctions(
   store: Store,
   rollout: TestedChange,
   config: DetectorConfig,
+  profiles: { baseline: readonly ProfileEndpointRow[]; candidate: readonly ProfileEndpointRow[] },
 ): Promise<FunctionTest[]> {
-  const base = await sideData(store, rollout, 'baseline');
-  const head = await sideData(store, rollout, 'candidate');
+  const base = await sideData(store, rollout, 'baseline', profiles.baseline);
+  const head = await sideData(store, rollout, 'candidate', profiles.candidate);
   if (!base || !head) return [];
   if (base.endpointCost.size < config.minProfiles || head.endpointCost.size < config.minProfiles) return [];
   const out: FunctionTest[] = [];

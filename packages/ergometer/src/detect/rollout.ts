@@ -9,6 +9,14 @@ export function rolloutTime(commit: CommitInfo): number {
   return commit.deployedAt ?? commit.firstSeen;
 }
 
+/**
+ * Whether a commit's data has stopped growing: it sent nothing for the shortest look's length (it
+ * was replaced in turn). Its final look is then where its data stopped.
+ */
+export function hasStopped(commit: CommitInfo, now: number, config: DetectorConfig): boolean {
+  return now - commit.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+}
+
 /** Interim looks before the final one: the rollout window halved 1..INTERIM_LOOKS times. */
 export const INTERIM_LOOKS = 5;
 /** Share of alpha spent on all interim looks together; the final look gets the rest. */
@@ -80,7 +88,7 @@ export async function detectRollouts(
     const overlapMs = Math.min(baseline.lastSeen, candidate.lastSeen, now) + 1 - start;
     // The compared data is complete once the new commit has sent nothing for the shortest look's
     // length (it was replaced in turn): then the final look is where its data stopped.
-    const ended = now - candidate.lastSeen > config.rolloutWindowMs / 2 ** INTERIM_LOOKS;
+    const ended = hasStopped(candidate, now, config);
     const endedAfterMs = ended ? candidate.lastSeen + 1 - start : undefined;
     const look = rolloutLook(now - start, config.rolloutWindowMs, endedAfterMs);
     if (!look) continue;

@@ -2,7 +2,7 @@ import { shortenFiles } from '../profile/diff';
 import { rootCauseOf } from '../profile/root-cause';
 import { benjaminiHochberg } from '../stats/multiple';
 import { minuteOf } from '../store/rollup';
-import type { Store } from '../store/types';
+import type { ProfileEndpointRow, Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
 import { compareGroups } from './compare';
@@ -122,9 +122,11 @@ export async function runDetectors(
     if (t.kind !== 'rollout') continue;
     // Only endpoints with profiles on both sides: one query per side and window, not two per endpoint.
     const key = `${t.comparison.endpoint}\u0000${t.comparison.metric}`;
-    if (!(await profiled(t.service, t.baseline)).has(key) || !(await profiled(t.service, t.candidate)).has(key))
-      continue;
-    functionTests.push(...(await testFunctions(store, t, config)));
+    const baseline = (await profiled(t.service, t.baseline)).get(key);
+    if (baseline === undefined) continue;
+    const candidate = (await profiled(t.service, t.candidate)).get(key);
+    if (candidate === undefined) continue;
+    functionTests.push(...(await testFunctions(store, t, config, { baseline, candidate })));
   }
   alerts.push(...functionAlerts(functionTests, config, now));
   // A trend that one rollout explains is that rollout's alert, not a second one.
@@ -146,14 +148,14 @@ export async function runDetectors(
 }
 
 /**
- * endpoint + metric of the endpoints with at least `minProfiles` profiles in one commit's window,
- * memoised per window for one run.
+ * The per-profile sums of the endpoints with at least `minProfiles` profiles in one commit's window,
+ * by endpoint + metric, read once per window for one run.
  */
 function profiledEndpoints(
   store: Store,
   config: DetectorConfig,
-): (service: string, side: Alert['baseline']) => Promise<Set<string>> {
-  const memo = new Map<string, Promise<Set<string>>>();
+): (service: string, side: Alert['baseline']) => Promise<Map<string, ProfileEndpointRow[]>> {
+  const memo = new Map<string, Promise<Map<string, ProfileEndpointRow[]>>>();
   return (service, side) => {
     const id = `${service}\u0000${side.commit}\u0000${side.from}\u0000${side.to}`;
     let found = memo.get(id);
@@ -162,14 +164,15 @@ function profiledEndpoints(
       if (side.from !== undefined) q.from = side.from;
       if (side.to !== undefined) q.to = side.to;
       found = store.profileEndpoints(q).then((rows) => {
-        const profiles = new Map<string, Set<string>>();
+        const byEndpoint = new Map<string, ProfileEndpointRow[]>();
         for (const row of rows) {
           const key = `${row.endpoint}\u0000${row.metric}`;
-          const set = profiles.get(key) ?? new Set<string>();
-          set.add(row.profileId);
-          profiles.set(key, set);
+          const list = byEndpoint.get(key) ?? [];
+          list.push(row);
+          byEndpoint.set(key, list);
         }
-        return new Set([...profiles].filter(([, set]) => set.size >= config.minProfiles).map(([key]) => key));
+        // byProfile: one row per profile of an endpoint and metric.
+        return new Map([...byEndpoint].filter(([, list]) => list.length >= config.minProfiles));
       });
       memo.set(id, found);
     }
