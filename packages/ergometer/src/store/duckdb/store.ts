@@ -31,6 +31,7 @@ import {
   DuckDBDataChunk,
   DuckDBInstance,
   type DuckDBMapValue,
+  type DuckDBResultReader,
   type DuckDBType,
   type DuckDBValue,
   INTEGER,
@@ -1482,15 +1483,20 @@ async function mergeUsersMinutes(
 }
 
 /** Merges the `users_merged` rows of every (service, minute) that has several into one (in the caller's transaction). */
+/** Rows of a `SELECT service, minute::DOUBLE AS minute, sketch` over users or users_merged. */
+function sketchRows(result: DuckDBResultReader): Array<{ service: string; minute: number; sketch: string }> {
+  return result
+    .getRowObjectsJS()
+    .map((r) => ({ service: String(r.service), minute: Number(r.minute), sketch: String(r.sketch) }));
+}
+
 async function compactUsersMerged(connection: DuckDBConnection): Promise<void> {
   await connection.run(`CREATE OR REPLACE TEMP TABLE users_keys AS
       SELECT service, minute FROM users_merged GROUP BY service, minute HAVING count(*) > 1`);
   const rows = await connection.runAndReadAll(
     'SELECT u.service, u.minute::DOUBLE AS minute, u.sketch FROM users_merged u SEMI JOIN users_keys k USING (service, minute)',
   );
-  const sketches = rows
-    .getRowObjectsJS()
-    .map((r) => ({ service: String(r.service), minute: Number(r.minute), sketch: String(r.sketch) }));
+  const sketches = sketchRows(rows);
   if (sketches.length > 0) {
     await connection.run(`DELETE FROM users_merged u WHERE EXISTS (SELECT 1 FROM users_keys k
         WHERE k.service = u.service AND k.minute = u.minute)`);
@@ -1521,12 +1527,7 @@ async function buildUsersMerged(connection: DuckDBConnection): Promise<void> {
         { from, to: from + DAY_MS },
         { from: BIGINT, to: BIGINT },
       );
-      await mergeUsersMinutes(
-        connection,
-        rows
-          .getRowObjectsJS()
-          .map((r) => ({ service: String(r.service), minute: Number(r.minute), sketch: String(r.sketch) })),
-      );
+      await mergeUsersMinutes(connection, sketchRows(rows));
     }
     await connection.run("UPDATE store_state SET value = 1 WHERE name = 'users_merged_built'");
     await connection.run('COMMIT');
