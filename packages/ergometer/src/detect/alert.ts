@@ -47,6 +47,12 @@ export interface Alert {
   thresholdSource: 'default' | 'config' | 'learnt';
   /** How the groups were chosen: concurrent canary windows, before/after windows, or week over week. */
   comparison: 'canary' | 'before-after' | 'flag-variants' | 'week-over-week';
+  /**
+   * Set on a rollout alert when the look reached past the canary's end, but its before/after estimate
+   * disagreed with the canary beyond sampling error (the cost moved with the hour, not the code): that
+   * estimate and its CI, %. The alert's numbers are the canary's.
+   */
+  beforeAfterOverruled?: { changePct: number; ci: [number, number] };
   /** Mean cost per request, baseline and candidate, in metric units. */
   costMean: { baseline: number; candidate: number };
   /** Host classes compared (costs are only compared within a class, then combined). */
@@ -88,9 +94,12 @@ export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
     a.rootCause.length > 0
       ? ` Most of it is in ${a.rootCause[0]?.function} (${a.rootCause[0]?.file}:${a.rootCause[0]?.line}).`
       : '';
+  const overruled = a.beforeAfterOverruled
+    ? `; before/after said ${formatPct(a.beforeAfterOverruled.changePct)}, out of line with the canary: the hour moved it`
+    : '';
   switch (a.kind) {
     case 'rollout':
-      return `${a.service} ${a.endpoint}: ${change} since commit ${a.candidate.commit} replaced ${a.baseline.commit} (${a.comparison === 'canary' ? 'canary, both running at once' : 'before/after the rollout'}; ${means}).${cause} Next: ergometer compare --service ${a.service} --base ${a.baseline.commit} --head ${a.candidate.commit}`;
+      return `${a.service} ${a.endpoint}: ${change} since commit ${a.candidate.commit} replaced ${a.baseline.commit} (${a.comparison === 'canary' ? 'canary, both running at once' : 'before/after the rollout'}${overruled}; ${means}).${cause} Next: ergometer compare --service ${a.service} --base ${a.baseline.commit} --head ${a.candidate.commit}`;
     case 'flag':
       return `${a.service} ${a.endpoint}: ${change} when flag ${a.flag?.key} is "${a.flag?.variant}" instead of "${a.flag?.control}", on commit ${a.candidate.commit} (${means}).${cause}`;
     case 'trend':

@@ -15,4 +15,9 @@ export interface TestedChange {
    * is divided by it before the run's correction. Default 1.
    */
   alphaShare?: number;
+  /**
+   * A rollout look past a canary's end whose before/after estimate disagreed with the canary
+   * (rollout.ts, disagreesWithCanary): that before/after estimate; the comparison is the canary's.
+   */
+  overruled?: Alert['beforeAfterOverruled'];
 }

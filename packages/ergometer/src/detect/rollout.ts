@@ -1,8 +1,9 @@
+import { normalQuantile } from '../stats/distributions';
 import type { CommitInfo, Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { compareGroups, type GroupSelector } from './compare';
+import { compareGroups, type EndpointComparison, type GroupSelector } from './compare';
 import type { DetectorConfig } from './config';
-import { endOfMinute, minuteWindow } from './window';
+import { endOfMinute, type MinuteWindow, minuteWindow } from './window';
 
 /** When a commit started serving: its recorded deploy, else its first sample. */
 export function rolloutTime(commit: CommitInfo): number {
@@ -61,13 +62,36 @@ export function rolloutLook(elapsedMs: number, windowMs: number, endedAfterMs?: 
   return undefined;
 }
 
+/** How far (two-sided 99%) a before/after estimate may sit from its canary's before the canary decides. */
+export const CANARY_CHECK_Z = normalQuantile(0.995);
+
+/**
+ * Whether a before/after comparison disagrees with the canary of the same rollout and endpoint beyond
+ * sampling error: |ln r_ba − ln r_canary| > z·√(se_ba² + se_canary²). The two share samples (the
+ * canary's are part of the before/after's), which makes the difference's true variance smaller than
+ * that sum: the check is conservative, it calls drift only when it is plainly there.
+ */
+export function disagreesWithCanary(beforeAfter: EndpointComparison, canary: EndpointComparison): boolean {
+  const diff = Math.log1p(beforeAfter.changePct / 100) - Math.log1p(canary.changePct / 100);
+  const se = Math.hypot(beforeAfter.seLogRatio, canary.seLogRatio);
+  return Math.abs(diff) > CANARY_CHECK_Z * se;
+}
+
 /**
  * The rollout detector: every commit that started within the lookback is compared, endpoint by
  * endpoint, with the commit it replaced (the one that started last before it).
  *  - canary: while both served at the same time for at least minCanaryMs, the concurrent window
  *    (same traffic, same hour of the day: the cleanest comparison there is);
  *  - before/after otherwise, and for the looks that reach past the end of a canary: up to
- *    rolloutWindowMs of the old commit before (and during) the rollout against the new commit.
+ *    rolloutWindowMs of the old commit before (and during) the rollout against the new commit;
+ *  - checked by the canary: a before/after compares different hours, and a machine that got busier,
+ *    a neighbour, a cache that warmed moves it with no change in the code (the demo's two-core
+ *    machine moved unchanged endpoints by +25% between its phases). So on the looks past a canary of
+ *    at least minCanaryMs, each endpoint's before/after is set beside the concurrent comparison of the
+ *    whole canary; where they disagree beyond sampling error ({@link disagreesWithCanary}), the cost
+ *    moved with the hour, and the canary's comparison is the one tested (method 'canary'). Where they
+ *    agree, the before/after keeps its extra samples (a canary on a small share is still followed
+ *    by the comparison of the full rollout).
  * The candidate's window grows in the steps of {@link rolloutLook} (a sequential test), not with
  * every run. Windows are whole minutes of the store's buckets (window.ts): from the start of the
  * rollout's minute to a minute boundary that has passed.
@@ -103,7 +127,12 @@ export async function detectRollouts(
     let base: GroupSelector;
     let cand: GroupSelector;
     let method: TestedChange['method'];
-    if (overlapMs >= config.minCanaryMs && overlapMs >= look.lengthMs) {
+    // The canary: the minutes both commits served in, to the end of the minute of the earlier one's
+    // last sample. At the store's resolution (whole minutes) a look that ends there is concurrent,
+    // even when the old commit's last sample came a moment before the new one's.
+    const canary =
+      overlapMs >= config.minCanaryMs ? minuteWindow(start, endOfMinute(start + overlapMs - 1)) : undefined;
+    if (canary && canary.to >= window.to) {
       // Both commits served through the whole look: the concurrent (canary) comparison.
       method = 'canary';
       base = { commit: baseline.commit, ...window };
@@ -116,11 +145,29 @@ export async function detectRollouts(
       base = { commit: baseline.commit, ...minuteWindow(start - config.rolloutWindowMs, window.to) };
       cand = { commit: candidate.commit, ...window };
     }
-    const comparisons = await compareGroups(store, service, base, cand, {
-      minSamples: config.minSamples,
-      confidence: config.confidence,
-    });
+    const options = { minSamples: config.minSamples, confidence: config.confidence };
+    const comparisons = await compareGroups(store, service, base, cand, options);
+    // The looks past a canary's end: the canary checks each endpoint's before/after.
+    const checks =
+      method === 'before-after' && canary
+        ? await canaryComparisons(store, service, baseline.commit, candidate.commit, canary, options)
+        : new Map<string, EndpointComparison>();
     for (const comparison of comparisons) {
+      const check = checks.get(`${comparison.endpoint}\u0000${comparison.metric}`);
+      if (check && canary && disagreesWithCanary(comparison, check)) {
+        tested.push({
+          kind: 'rollout',
+          service,
+          comparison: check,
+          baseline: { commit: baseline.commit, ...canary },
+          candidate: { commit: candidate.commit, ...canary },
+          flag: null,
+          method: 'canary',
+          alphaShare: look.alphaShare,
+          overruled: { changePct: comparison.changePct, ci: comparison.ci },
+        });
+        continue;
+      }
       tested.push({
         kind: 'rollout',
         service,
@@ -134,4 +181,23 @@ export async function detectRollouts(
     }
   }
   return tested;
+}
+
+/** The concurrent comparison of a whole canary, by endpoint and metric. */
+async function canaryComparisons(
+  store: Store,
+  service: string,
+  baseline: string,
+  candidate: string,
+  canary: MinuteWindow,
+  options: { minSamples: number; confidence: number },
+): Promise<Map<string, EndpointComparison>> {
+  const comparisons = await compareGroups(
+    store,
+    service,
+    { commit: baseline, ...canary },
+    { commit: candidate, ...canary },
+    options,
+  );
+  return new Map(comparisons.map((c) => [`${c.endpoint}\u0000${c.metric}`, c]));
 }

@@ -84,6 +84,7 @@ export async function runDetectors(
       threshold: threshold.pct,
       thresholdSource: threshold.source,
       comparison: t.method,
+      ...(t.overruled ? { beforeAfterOverruled: t.overruled } : {}),
       costMean: c.costMean,
       hostClasses: c.hostClasses,
       rootCause: [],
