@@ -309,6 +309,8 @@ export class Agent {
    * `profile.processFraction`); else whether a profile is being recorded now and how request labels
    * follow async work (`async-context-frame` on Node 24, `async-hooks` on Node 20), and how the duty cycle is
    * realised (`windows` on Node 20, `continuous` at a longer sampling interval from Node 22 on).
+   * `labelHooks`: whether the profiler's async_hooks (its `before` hook and label storage, `async-hooks`
+   * path only) are on now; off between windows, so the process pays for them only while recording.
    */
   get profiling():
     | {
@@ -316,6 +318,7 @@ export class Agent {
         readonly contextPath: ContextPath;
         readonly schedule: ProfileSchedule;
         readonly samplingIntervalMicros: number;
+        readonly labelHooks: boolean;
       }
     | undefined {
     const profiler = this.profiler;
@@ -326,6 +329,7 @@ export class Agent {
           contextPath: profiler.contextPath,
           schedule: profiler.schedule,
           samplingIntervalMicros: profiler.samplingIntervalMicros,
+          labelHooks: profiler.labelHooksOn,
         };
   }
 

@@ -86,6 +86,7 @@ export class Profiler {
   /** Node 20 path: the labels of the running code, following it through async_hooks. */
   private readonly labelStorage: AsyncLocalStorage<ProfileLabels> | undefined;
   private readonly hook: ReturnType<typeof createHook> | undefined;
+  private hookOn = false;
   private holder: LabelsHolder = { labels: undefined };
   private holderSampleCount = -1;
   private sampleCounts: Uint32Array | undefined;
@@ -216,6 +217,7 @@ export class Profiler {
       this.holderSampleCount = -1;
       this.setLabels(undefined);
       this.hook.enable();
+      this.hookOn = true;
     }
     this.active = true;
     this.scheduleWindowEnd();
@@ -265,7 +267,7 @@ export class Profiler {
     try {
       if (!restart) {
         this.active = false;
-        this.hook?.disable();
+        this.quietLabels();
         this.sampleCounts = undefined;
       }
       const labelCache = new Map<ProfileLabels, LabelSet>();
@@ -273,13 +275,37 @@ export class Profiler {
       if (restart) this.windowStartMs = to;
     } catch (error) {
       this.active = false;
-      this.hook?.disable();
+      this.quietLabels();
       publish(channels.internalError, { error });
       return undefined;
     }
     const totals = rewriteForContract(profile);
     const pprof = await gzip(profile.encode());
     return { pprof, from, to, metric: 'cpu_ns', samples: totals.samples, cpuNanos: totals.cpuNanos };
+  }
+
+  /**
+   * Node 20 path, between windows: the `before` hook off, and the label storage too. An AsyncLocalStorage
+   * that has run once keeps Node's async_hooks `init` hook on for every later promise and callback of the
+   * process (all storages share it), and so keeps the agent's own request storage from turning it off
+   * when nothing is sampled: between windows the profiler cost as much as while recording (+20% CPU per
+   * request at the defaults against +27% recording all the time; docs/benchmarks.md). run() turns it on
+   * again for the next window's first request. A request that spans the end of a window keeps no labels
+   * into the next one; its later samples there are unlabelled.
+   */
+  private quietLabels(): void {
+    this.hook?.disable();
+    this.hookOn = false;
+    this.labelStorage?.disable();
+  }
+
+  /**
+   * Node 20 path: whether the `before` hook or the label storage is on now (the storage's own flag:
+   * Node keeps its async_hooks `init` hook on while any storage is enabled). Always false on the
+   * AsyncContextFrame path, which has neither.
+   */
+  get labelHooksOn(): boolean {
+    return this.hookOn || (this.labelStorage as { enabled?: boolean } | undefined)?.enabled === true;
   }
 
   /** The pprof labels of a sample whose context is `context` (a ProfileLabels, or a Node 20 holder of one). */

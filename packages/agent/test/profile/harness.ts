@@ -21,7 +21,13 @@ export interface AppReport {
   /** Thread CPU time from just before the agent started to just after its shutdown, ns. */
   threadCpuNs: number;
   pprofLoaded: boolean;
-  profiling: { recording: boolean; contextPath: string; schedule: string; samplingIntervalMicros: number } | null;
+  profiling: {
+    recording: boolean;
+    contextPath: string;
+    schedule: string;
+    samplingIntervalMicros: number;
+    labelHooks: boolean;
+  } | null;
   profilesSent: number;
   profilesDropped: string[];
   internalErrors: string[];
@@ -69,6 +75,22 @@ export class ProfiledApp {
         clearTimeout(timer);
         resolve(message);
       });
+    });
+  }
+
+  /** GET `route`, parsed as JSON. */
+  getJson(route: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: this.port, path: route, agent: this.client }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            body += chunk;
+          });
+          res.on('end', () => resolve(JSON.parse(body)));
+        })
+        .on('error', reject);
     });
   }
 
