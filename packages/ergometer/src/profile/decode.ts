@@ -206,6 +206,15 @@ export function isNativeFrame(f: FunctionId): boolean {
 }
 
 /**
+ * One of V8's pseudo-frames: `(garbage collector)`, `(program)`, `(idle)` — no script, a name in
+ * parentheses. Not a function anyone wrote: the collector's time lands on whichever request runs when
+ * a collection starts, not on the one whose allocations made it needed.
+ */
+export function isPseudoFrame(f: FunctionId): boolean {
+  return f.file === '' && f.function.startsWith('(');
+}
+
+/**
  * The frame a sample's self cost is charged to: the leaf, or if the leaf is native, the nearest
  * caller with a script. Whether V8 shows a native frame at all depends on whether the profiler had
  * logged that binding when the sample was taken, which differs between processes: one process of a

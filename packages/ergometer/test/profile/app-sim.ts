@@ -24,6 +24,8 @@ export const FRAMES: Record<string, Frame> = {
   renderFeed: { name: 'renderFeed', file: `${APP}/src/feed.js`, line: 42 },
   escapeHtml: { name: 'escapeHtml', file: `${APP}/src/html.js`, line: 1 },
   serialize: { name: 'serialize', file: `${APP}/src/feed.js`, line: 90 },
+  // V8's pseudo-frame, as the agent's profiles carry it: no file, a root of its own.
+  '(garbage collector)': { name: '(garbage collector)', file: '', line: 0 },
 };
 
 /** Call path (root first) of each function's own work. */
@@ -35,6 +37,7 @@ const PATHS: Record<string, string[]> = {
   renderFeed: ['middleware', 'asyncWrapper', 'handleFeed', 'renderFeed'],
   escapeHtml: ['middleware', 'asyncWrapper', 'handleFeed', 'renderFeed', 'escapeHtml'],
   serialize: ['middleware', 'asyncWrapper', 'handleFeed', 'serialize'],
+  '(garbage collector)': ['(garbage collector)'],
 };
 
 /** Self CPU ns per request of each function at v1: 1 ms in all. */

@@ -252,6 +252,26 @@ describe('root cause and the function detector (generated pprof, real collector 
     assert.deepEqual([alert.baseline.commit, alert.candidate.commit], ['v1', 'v2']);
   });
 
+  it('more garbage collector time on an endpoint whose functions did not change: no function alert for the collector', async (t: TestContext) => {
+    const c = await startTestCollector(t);
+    // GC charged to this endpoint's requests grows by 60 µs (+6% of the endpoint): what another
+    // endpoint's allocations do to it. Its own functions are unchanged.
+    const v1 = { ...V1_WORK, '(garbage collector)': 20_000 };
+    const { now, list } = versions({ ...v1, '(garbage collector)': 80_000 }, 40_000);
+    (list[0] as Version).work = v1;
+    await load(c, list, 71);
+    const alerts = await detect(c, now);
+    // The endpoint did get dearer, and the collector is what explains it...
+    const rollout = alerts.find((a) => a.kind === 'rollout');
+    assert.ok(rollout, alerts.map((a) => a.summary).join('\n'));
+    assert.equal(rollout.rootCause[0]?.function, '(garbage collector)', JSON.stringify(rollout.rootCause));
+    // ...but it is no function of the commit's: no function alert names it (or anything else).
+    assert.deepEqual(
+      alerts.filter((a) => a.kind === 'function').map((a) => a.summary),
+      [],
+    );
+  });
+
   it('a refactor that moves work from loadItems to renderFeed, total unchanged: no alert', async (t: TestContext) => {
     const c = await startTestCollector(t);
     const { now, list } = versions(
