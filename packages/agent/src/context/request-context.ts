@@ -73,6 +73,24 @@ export const storageUsesAsyncHooks: boolean = (() => {
   return !flags.includes('--experimental-async-context-frame');
 })();
 
+/**
+ * The async context of the process as it was when the agent loaded: no request, no profiler labels
+ * (a snapshot of every AsyncLocalStorage at once, taken before any request ran).
+ */
+const processContext: <R>(fn: () => R) => R = AsyncLocalStorage.snapshot();
+
+/**
+ * Runs `fn` — and every callback it schedules — outside every request: not in the sampled request's
+ * context (its CPU and backend time are nobody's), and without the profiler's labels, which live in
+ * storages of their own (ours on the async-hooks path, the profiler library's on Node 24).
+ * `requestStorage.exit()` cleared only the first: a batch flush scheduled at the end of a labelled
+ * request carried its endpoint label into the export, and the demo's profile endpoint "regressed" in
+ * zlib's processChunk. The agent's own background work (flushes, exports, idle checks) starts here.
+ */
+export function outsideRequests<R>(fn: () => R): R {
+  return processContext(fn);
+}
+
 /** The sampled request whose code is running now, if any. */
 export function currentRequest(): RequestContext | undefined {
   return requestStorage.getStore();

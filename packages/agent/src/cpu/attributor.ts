@@ -1,6 +1,11 @@
 import { AsyncResource, createHook, executionAsyncResource } from 'node:async_hooks';
 import type { Counter } from '@ergometer/counters';
-import { type RequestContext, requestStorage, storageUsesAsyncHooks } from '../context/request-context';
+import {
+  outsideRequests,
+  type RequestContext,
+  requestStorage,
+  storageUsesAsyncHooks,
+} from '../context/request-context';
 
 /**
  * Charges every slice of CPU work on the event loop thread to the sampled
@@ -96,7 +101,7 @@ export class CpuAttributor {
     if (--this.inFlight === 0) {
       // The stack of outer owners stays: the `after`s of the callbacks we are in still come.
       // Outside any request's context, so that the check holds on to none.
-      this.idleCheck ??= requestStorage.exit(() => setImmediate(this.turnOffIfIdle).unref());
+      this.idleCheck ??= outsideRequests(() => setImmediate(this.turnOffIfIdle).unref());
     }
   }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { requestStorage } from '../context/request-context';
+import { outsideRequests } from '../context/request-context';
 import { channels, publish } from '../diagnostics';
 import { ErgometerError } from '../errors';
 import type { Exporter, WireBatch, WireCount, WireSample, WireUsers } from './wire';
@@ -174,7 +174,7 @@ export class Batcher {
   private armTimer(): void {
     if (this.timer !== undefined || this.flushScheduled) return;
     // Outside any request's context: the export is nobody's work (CPU, backend time).
-    this.timer = requestStorage.exit(() => setTimeout(() => this.flushSoon(), this.limits.flushIntervalMs));
+    this.timer = outsideRequests(() => setTimeout(() => this.flushSoon(), this.limits.flushIntervalMs));
     this.timer.unref();
   }
 
@@ -182,7 +182,7 @@ export class Batcher {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not in the request's own callback: the response goes out first.
-    requestStorage.exit(() => setImmediate(() => this.flushSoon())).unref();
+    outsideRequests(() => setImmediate(() => this.flushSoon())).unref();
   }
 
   private flushSoon(): void {

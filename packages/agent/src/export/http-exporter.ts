@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import zlib from 'node:zlib';
-import { requestStorage } from '../context/request-context';
+import { outsideRequests } from '../context/request-context';
 import { channels, publish } from '../diagnostics';
 import { ErgometerError } from '../errors';
 import { AGENT_VERSION } from '../version';
@@ -142,7 +142,7 @@ export class HttpExporter implements Exporter {
 
   send(batch: WireBatch, signal?: AbortSignal): Promise<void> {
     // Outside any sampled request: this is nobody's CPU and nobody's backend time.
-    return requestStorage.exit(async () => {
+    return outsideRequests(async () => {
       const body = await serializeAndCompress(batch);
       await this.deliver(
         this.url,
@@ -170,7 +170,7 @@ export class HttpExporter implements Exporter {
       to: String(profile.to),
     }).toString();
     const id = `profile ${profile.from}-${profile.to}`;
-    return requestStorage.exit(() =>
+    return outsideRequests(() =>
       this.deliver(url, profile.pprof, this.profileHeaders, { id, what: id, lost: 'it is dropped' }, signal),
     );
   }

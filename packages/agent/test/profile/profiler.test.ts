@@ -166,6 +166,43 @@ describe('profiler in an Express app', () => {
     assert.ok(heavy.length >= 5, `${heavy.length} samples in heavyPrimeSieve`);
   });
 
+  // Regression: the agent's background work started at the end of a labelled request (a batch flush, its
+  // serialization and write) ran with that request's profiler labels, so the export showed up in the
+  // endpoint's profile (the demo's profile endpoint "regressed" in zlib's processChunk).
+  for (const { contextPath, execArgv } of PATHS) {
+    it(`the agent's own export work is never labelled as a request's (${contextPath})`, async (t) => {
+      const { app, dir } = await startInTempDir(
+        t,
+        {
+          sampleRate: 1,
+          // A batch per sample: every request's end schedules a flush.
+          maxBatchSamples: 1,
+          profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 200 },
+        },
+        execArgv,
+      );
+      await app.load(60, 4, 3000);
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
+      assert.equal(report.profiling?.contextPath, contextPath);
+      const samples = readProfiles(dir).profiles.flatMap((p) => p.samples);
+      // The export's own callbacks (flush, serialization, write), not the calls at a request's end that
+      // queue the sample and schedule them (below agent.js: that moment is the request's bookkeeping).
+      const isExport = (s: DecodedSample) =>
+        s.stack.some((f) => /[\\/]agent[\\/]dist[\\/]src[\\/]export[\\/]/.test(f.file)) &&
+        !s.stack.some((f) => /[\\/]agent[\\/]dist[\\/]src[\\/]agent\.js$/.test(f.file));
+      const exporting = samples.filter(isExport);
+      // The export did run while the profiler sampled (or this test proves nothing)...
+      assert.ok(exporting.length >= 3, `${exporting.length} samples in the agent's export code`);
+      // ...and none of it is charged to an endpoint.
+      const labelled = exporting.filter((s) => s.labels.endpoint !== undefined);
+      assert.deepEqual(
+        labelled.map((s) => `${s.labels.endpoint}: ${s.stack.map((f) => f.name).join(' < ')}`),
+        [],
+      );
+    });
+  }
+
   // Regression: on the async-hooks path the label storage, once run, kept Node's async_hooks init hook on
   // for every later promise of the process, so between windows the profiler cost as much as while
   // recording (+20% CPU per request at the defaults against +27% recording all the time, Node 20).
