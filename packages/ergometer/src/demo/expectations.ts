@@ -14,7 +14,7 @@ export const DEMO_COMMITS = {
 
 export const DEMO_SERVICE = 'social';
 export const REGRESSED_ENDPOINT = 'GET /feed/:userId';
-export const REGRESSED_FUNCTION = 'rankFeedItems';
+export const REGRESSED_FUNCTION = 'dropNearDuplicates';
 export const FLAGGED_ENDPOINT = 'GET /search';
 export const DEMO_FLAG = { key: 'search_rerank', variant: 'on' } as const;
 
@@ -40,7 +40,7 @@ export interface DemoVerdict {
 /**
  * Checks every alert the run raised (open or resolved): one rollout alert on the feed for v2 against
  * v1, one flag alert on search for `search_rerank=on`, and nothing else (in particular nothing for the
- * quiet rollout v4). With `requireRootCause`, the v2 alert's root cause must name rankFeedItems; the profiler's
+ * quiet rollout v4). With `requireRootCause`, the v2 alert's root cause must name dropNearDuplicates; the profiler's
  * function alerts on those two regressions are expected.
  * The `quiet` story (v3 then the v4 canary only) must raise no alert about v4. v3 still has the flag on
  * for a fifth of the users, so the search_rerank flag alert (and the functions explaining it) is real

@@ -219,7 +219,7 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
         minSeconds: quick ? 2 : 20,
       },
       {
-        title: `v2 (${c.v2}): canary on web-2; its rankFeedItems now also drops near-duplicate posts`,
+        title: `v2 (${c.v2}): canary on web-2; its rankFeedItems now also drops near-duplicate posts (dropNearDuplicates)`,
         // Both hosts restart (web-1 on the same commit) so that both sides of the canary are processes
         // of the same age: a younger process costs more or less per request for a while.
         deploy: [
@@ -414,11 +414,14 @@ async function listenWithFallback(
   }
 }
 
+/** The feed alert's root cause as it reads: its first functions, up to and including the regressed one. */
 function rootCauseOf(records: readonly AlertRecord[]): string | undefined {
   const named = records
     .find((r) => r.alert.kind === 'rollout' && r.alert.endpoint === REGRESSED_ENDPOINT)
     ?.alert.rootCause.map((c) => c.function);
-  return named?.includes(REGRESSED_FUNCTION) ? REGRESSED_FUNCTION : named?.[0];
+  if (named === undefined || named.length === 0) return undefined;
+  const upTo = named.indexOf(REGRESSED_FUNCTION);
+  return named.slice(0, upTo >= 0 ? upTo + 1 : 1).join(', then ');
 }
 
 function formatP(p: number): string {

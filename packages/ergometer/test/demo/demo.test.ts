@@ -1,6 +1,6 @@
 /**
  * `ergometer demo --quick --exit`, as CI and the README run it: a real sample service under load,
- * four releases, and exactly the expected alerts (the feed regression of v2 with rankFeedItems as its
+ * four releases, and exactly the expected alerts (the feed regression of v2 with dropNearDuplicates in its
  * root cause, the search_rerank flag of v3), none for the quiet v4. Then the quiet story alone (v3,
  * whose flag still makes search dearer for a fifth of users, then the v4 canary): the release that
  * changes nothing must not alert (once here, to keep CI's two Node versions in time).
@@ -39,7 +39,7 @@ test('ergometer demo --quick --exit: the expected alerts, their root cause, and 
   const summary = output.slice(output.indexOf('Summary'));
   assert.match(
     summary,
-    /GET \/feed\/:userId\s+rollout\s+\+[\d.]+%.*9b3e8d1 \(v2\) vs 4f1c2a7 \(v1\)\s+.*rankFeedItems/,
+    /GET \/feed\/:userId\s+rollout\s+\+[\d.]+%.*9b3e8d1 \(v2\) vs 4f1c2a7 \(v1\)\s+.*dropNearDuplicates/,
   );
   assert.match(summary, /GET \/search\s+flag\s+\+[\d.]+%.*search_rerank=on vs off/);
   assert.match(summary, /As scripted/);
