@@ -47,6 +47,11 @@ export class AlertBook {
       const record = this.records.get(alert.id);
       const resolved = alert.resolvedBy !== undefined;
       if (record) {
+        // Still resolved: the commit that resolved it first keeps the credit. Each run compares the
+        // newest commit, so a later release would otherwise take it (the demo's v2 regression, fixed by
+        // v3, read "resolved by v4").
+        const resolver = record.status === 'resolved' ? record.alert.resolvedBy : undefined;
+        if (resolved && resolver !== undefined) alert.resolvedBy = resolver;
         record.alert = alert;
         record.lastSeen = now;
         if (resolved && record.status === 'open') {

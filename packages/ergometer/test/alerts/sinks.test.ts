@@ -150,6 +150,10 @@ describe('alert book: one regression, one alert', () => {
       const resolved = reopened.list({ status: 'resolved' });
       assert.equal(resolved[0]?.alert.resolvedBy, 'fix789');
       assert.equal(resolved[0]?.resolvedAt, 3000);
+      // Still resolved after a later release: the fix keeps the credit, not the newest commit.
+      reopened.merge([a, { ...b, resolvedBy: 'later999' }], 3500);
+      assert.equal(reopened.list({ status: 'resolved' })[0]?.alert.resolvedBy, 'fix789');
+      assert.equal(reopened.list({ status: 'resolved' })[0]?.resolvedAt, 3000);
       assert.ok(statSync(file).size > 0);
       // The same regression back after its fix is news again.
       assert.deepEqual(
