@@ -87,12 +87,19 @@ async function canary(t: TestContext, service: string, head: string, env: NodeJS
     const deploy = await c.post('/v1/deploys', { service, commit, ts });
     assert.equal(deploy.status, 200, deploy.text);
   }
-  const apps = [await startApp(t, c, service, 'v1', env), await startApp(t, c, service, head, env)];
+  // Two processes per version, as two hosts: one process's CPU per request sits a few percent above or
+  // below another's on this shared machine for reasons of its own (placement, JIT), and one process a
+  // side once turned the small change below into no rollout alert at all.
+  const apps: Array<{ port: number; stop: () => Promise<void> }> = [];
+  for (const host of ['web-1', 'web-2']) {
+    for (const version of ['v1', head])
+      apps.push(await startApp(t, c, service, version, { ERGOMETER_HOST: host, ...env }));
+  }
   let next = 0;
   const client = async () => {
     while (next < 2 * REQUESTS) {
       const id = next++;
-      const app = apps[id % 2] as (typeof apps)[number];
+      const app = apps[id % apps.length] as (typeof apps)[number];
       const response = await fetch(`http://127.0.0.1:${app.port}/feed/${id}`);
       assert.equal(response.status, 200);
       await response.text();
