@@ -41,6 +41,23 @@ export function minuteOf(ts: number): number {
 /** Rolls the samples of one batch up into partial aggregates (see the module comment). */
 export function rollUpSamples(samples: IngestBatch['samples']): PartialAggregate[] {
   const rows = new Map<string, PartialAggregate>();
+  rollUpInto(rows, {}, samples);
+  return [...rows.values()];
+}
+
+/**
+ * Adds samples into `rows`, an accumulator of partial aggregates keyed by (minute, endpoint, flag
+ * row): a sample lands in its rows directly, so accumulating many batches costs no merge of per-batch
+ * rows (whose histograms cost more to merge bin by bin than the samples cost to add). New rows carry
+ * the fields of `extra` (e.g. the batch's service and commit, when `rows` holds one such group).
+ * Returns the number of rows it created.
+ */
+export function rollUpInto<E extends object>(
+  rows: Map<string, PartialAggregate & E>,
+  extra: E,
+  samples: IngestBatch['samples'],
+): number {
+  let created = 0;
   const add = (
     key: string,
     endpoint: string,
@@ -55,6 +72,7 @@ export function rollUpSamples(samples: IngestBatch['samples']): PartialAggregate
     let row = rows.get(key);
     if (row === undefined) {
       row = {
+        ...extra,
         endpoint,
         flagKey,
         flagVariant,
@@ -75,6 +93,7 @@ export function rollUpSamples(samples: IngestBatch['samples']): PartialAggregate
         wallHist: new Map(),
       };
       rows.set(key, row);
+      created++;
     }
     row.n += 1;
     row.weight += s.weight;
@@ -114,5 +133,5 @@ export function rollUpSamples(samples: IngestBatch['samples']): PartialAggregate
       );
     }
   }
-  return [...rows.values()];
+  return created;
 }

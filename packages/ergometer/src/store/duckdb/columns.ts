@@ -31,10 +31,13 @@ import { StoreError } from '../errors';
 
 /** One column of rows to append, in table order. Numbers of `bigint` columns are rounded to integers. */
 export type Column =
-  | { kind: 'bigint'; values: number[] }
-  | { kind: 'integer'; values: number[] }
-  | { kind: 'double'; values: number[] }
-  | { kind: 'boolean'; values: boolean[] }
+  | { kind: 'bigint'; values: ArrayLike<number> }
+  /** An Int32Array is copied as it is. */
+  | { kind: 'integer'; values: ArrayLike<number> }
+  /** A Float64Array is copied as it is. */
+  | { kind: 'double'; values: ArrayLike<number> }
+  /** A Uint8Array (0 or 1 per row) is copied as it is. */
+  | { kind: 'boolean'; values: ArrayLike<boolean> | Uint8Array }
   | { kind: 'varchar'; values: string[] }
   /** MAP(SMALLINT, INTEGER): histogram bin → count. */
   | { kind: 'hist'; values: Array<ReadonlyMap<number, number>> };
@@ -69,6 +72,17 @@ function setInt64(words: Int32Array, i: number, value: number): void {
   words[2 * i + 1] = high | 0;
 }
 
+/** Copies rows [start, start + rows) of a typed array whose layout is the vector's. */
+function copyTyped(
+  vector: duckdb.Vector,
+  values: Int32Array | Float64Array | Uint8Array,
+  start: number,
+  rows: number,
+): void {
+  const size = values.BYTES_PER_ELEMENT;
+  duckdb.copy_data_to_vector(vector, 0, values.buffer as ArrayBuffer, values.byteOffset + start * size, rows * size);
+}
+
 function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows: number): void {
   switch (column.kind) {
     case 'bigint': {
@@ -90,6 +104,10 @@ function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows:
       return;
     }
     case 'integer': {
+      if (column.values instanceof Int32Array) {
+        copyTyped(vector, column.values, start, rows);
+        return;
+      }
       const buffer = scratchOf(rows * 4);
       const out = new Int32Array(buffer, 0, rows);
       const values = column.values;
@@ -98,6 +116,10 @@ function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows:
       return;
     }
     case 'double': {
+      if (column.values instanceof Float64Array) {
+        copyTyped(vector, column.values, start, rows);
+        return;
+      }
       const buffer = scratchOf(rows * 8);
       const out = new Float64Array(buffer, 0, rows);
       const values = column.values;
@@ -106,6 +128,10 @@ function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows:
       return;
     }
     case 'boolean': {
+      if (column.values instanceof Uint8Array) {
+        copyTyped(vector, column.values, start, rows);
+        return;
+      }
       const buffer = scratchOf(rows);
       const out = new Uint8Array(buffer, 0, rows);
       const values = column.values;

@@ -46,7 +46,7 @@ import {
 import { StoreError } from '../errors';
 import { mergeHistogram, quantile } from '../histogram';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
-import { type PartialAggregate, rollUpSamples } from '../rollup';
+import { type PartialAggregate, rollUpInto } from '../rollup';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -128,6 +128,31 @@ class SerialQueue {
     const result = this.tail.then(task, task);
     this.tail = result.catch(() => undefined);
     return result;
+  }
+}
+
+/**
+ * Aggregates of committed batches not yet written: one accumulator per (service, commit, metric,
+ * host class) into which each batch's samples are rolled up directly (rollUpInto), keyed within it
+ * by (minute, endpoint, flag row).
+ */
+class PendingAggregates {
+  private readonly groups = new Map<string, Map<string, StoredAggregate>>();
+  /** Rows held, over all groups. */
+  rows = 0;
+
+  add(service: string, commit: string, metric: string, hostClass: string, samples: IngestBatch['samples']): void {
+    const key = JSON.stringify([service, commit, metric, hostClass]);
+    let group = this.groups.get(key);
+    if (group === undefined) {
+      group = new Map();
+      this.groups.set(key, group);
+    }
+    this.rows += rollUpInto(group, { service, commit, metric, hostClass }, samples);
+  }
+
+  *values(): IterableIterator<StoredAggregate> {
+    for (const group of this.groups.values()) yield* group.values();
   }
 }
 
@@ -238,7 +263,7 @@ export class DuckDbStore implements Store {
   /** Next batch_seq to assign (the single writer owns the sequence). */
   private nextSeq = 1;
   /** Aggregates of committed batches not yet written, by full key. */
-  private pending = new Map<string, StoredAggregate>();
+  private pending = new PendingAggregates();
   /** The highest batch_seq whose aggregates are in `pending` (or already written). */
   private pendingThroughSeq = 0;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -424,7 +449,7 @@ export class DuckDbStore implements Store {
         }
       }
     });
-    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) {
+    if (this.pending.rows >= (this.options.aggregateFlushRows ?? 20_000)) {
       // Errors are not the callers' (their batches are committed): the rows stay and are retried.
       await this.flushAggregates().catch(() => undefined);
     }
@@ -449,7 +474,7 @@ export class DuckDbStore implements Store {
     }
     // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
     for (const { batch, seq } of outcome.fresh) {
-      this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
+      this.pending.add(batch.service, batch.commit, batch.metric, batch.hostClass, batch.samples);
       this.pendingThroughSeq = seq;
     }
     return outcome.out;
@@ -482,39 +507,14 @@ export class DuckDbStore implements Store {
     return { fresh, out };
   }
 
-  /** Merges rolled-up rows of one batch into the in-memory accumulator. */
-  private accumulate(
-    service: string,
-    commit: string,
-    metric: string,
-    hostClass: string,
-    rows: PartialAggregate[],
-  ): void {
-    for (const row of rows) {
-      const key = JSON.stringify([
-        service,
-        commit,
-        metric,
-        hostClass,
-        row.endpoint,
-        row.flagKey,
-        row.flagVariant,
-        row.minute,
-      ]);
-      const acc = this.pending.get(key);
-      if (acc === undefined) this.pending.set(key, { ...row, service, commit, metric, hostClass });
-      else mergePartial(acc, row);
-    }
-  }
-
   /**
    * Writes the in-memory aggregates and moves the watermark, in one transaction. Called when the
    * accumulator is full, on a timer, before reads of aggregates and on close(); safe to call any time.
    */
   async flushAggregates(): Promise<void> {
-    if (this.pending.size === 0) return;
+    if (this.pending.rows === 0) return;
     await this.write(async (connection) => {
-      if (this.pending.size === 0) return;
+      if (this.pending.rows === 0) return;
       const rows = this.pending;
       const throughSeq = this.pendingThroughSeq;
       await connection.run('BEGIN TRANSACTION');
@@ -530,8 +530,8 @@ export class DuckDbStore implements Store {
         await connection.run('ROLLBACK').catch(() => undefined);
         throw error;
       }
-      this.pending = new Map();
-      this.uncompactedRows += rows.size;
+      this.pending = new PendingAggregates();
+      this.uncompactedRows += rows.rows;
     });
     if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
   }
@@ -596,8 +596,13 @@ export class DuckDbStore implements Store {
       entry.samples.push(sampleFromRow(r));
     }
     for (const { head, samples } of byBatch.values()) {
-      const rows = rollUpSamples(samples);
-      this.accumulate(String(head.service), String(head.commit_id), String(head.metric), String(head.host_class), rows);
+      this.pending.add(
+        String(head.service),
+        String(head.commit_id),
+        String(head.metric),
+        String(head.host_class),
+        samples,
+      );
     }
     this.pendingThroughSeq = through;
     // Written with the writer connection directly: the store is not open for callers yet.
@@ -612,11 +617,11 @@ export class DuckDbStore implements Store {
       await connection.run('COMMIT');
     } catch (error) {
       await connection.run('ROLLBACK').catch(() => undefined);
-      this.pending = new Map();
+      this.pending = new PendingAggregates();
       throw error;
     }
-    this.uncompactedRows += this.pending.size;
-    this.pending = new Map();
+    this.uncompactedRows += this.pending.rows;
+    this.pending = new PendingAggregates();
   }
 
   /** Appends the rows of new batches inside the caller's transaction. */
@@ -624,19 +629,17 @@ export class DuckDbStore implements Store {
     connection: DuckDBConnection,
     batches: Array<{ batch: IngestBatch; seq: number }>,
   ): Promise<void> {
-    const samples = sampleColumns();
     const counts = countColumns();
     const users = userColumns();
     const rows = batchColumns();
     for (const { batch: b, seq } of batches) {
-      samples.push(seq, b.samples);
       for (const c of b.counts) counts.push(b, c);
       for (const u of b.users) users.push(b, u);
       rows.push(b, seq);
     }
     // batches first: its primary key is what refuses a repeated batch id (see ingestMany).
     await appendColumnarTo(connection, 'batches', rows.columns);
-    await appendColumnarTo(connection, 'samples', samples.columns);
+    await appendColumnarTo(connection, 'samples', sampleColumns(batches));
     await appendColumnarTo(connection, 'counts', counts.columns);
     await appendColumnarTo(connection, 'users', users.columns);
     const sketches: Array<{ service: string; minute: number; sketch: string }> = [];
@@ -1291,54 +1294,60 @@ function aggregateColumns(): { columns: Column[]; push(row: StoredAggregate, com
   };
 }
 
-function sampleColumns(): { columns: Column[]; push(seq: number, samples: IngestBatch['samples']): void } {
-  const seqs: number[] = [];
-  const ts: number[] = [];
+/**
+ * The `samples` columns of these batches. Numeric columns are typed arrays of the exact size, copied
+ * into DuckDB's vectors as they are (and not scanned by the garbage collector meanwhile).
+ */
+function sampleColumns(batches: ReadonlyArray<{ batch: IngestBatch; seq: number }>): Column[] {
+  let total = 0;
+  for (const { batch } of batches) total += batch.samples.length;
+  const seqs = new Float64Array(total);
+  const ts = new Float64Array(total);
   const endpoint: string[] = [];
-  const status: number[] = [];
-  const cost: number[] = [];
-  const wall: number[] = [];
-  const db: number[] = [];
-  const cache: number[] = [];
-  const http: number[] = [];
+  const status = new Int32Array(total);
+  const cost = new Float64Array(total);
+  const wall = new Float64Array(total);
+  const db = new Float64Array(total);
+  const cache = new Float64Array(total);
+  const http = new Float64Array(total);
   const flags: string[] = [];
   const user: string[] = [];
-  const weight: number[] = [];
-  const aborted: boolean[] = [];
-  return {
-    columns: [
-      { kind: 'bigint', values: seqs },
-      { kind: 'bigint', values: ts },
-      { kind: 'varchar', values: endpoint },
-      { kind: 'integer', values: status },
-      { kind: 'double', values: cost },
-      { kind: 'double', values: wall },
-      { kind: 'double', values: db },
-      { kind: 'double', values: cache },
-      { kind: 'double', values: http },
-      { kind: 'varchar', values: flags },
-      { kind: 'varchar', values: user },
-      { kind: 'double', values: weight },
-      { kind: 'boolean', values: aborted },
-    ],
-    push(seq, samples) {
-      for (const s of samples) {
-        seqs.push(seq);
-        ts.push(s.ts);
-        endpoint.push(s.endpoint);
-        status.push(s.status);
-        cost.push(s.cost);
-        wall.push(s.wallMs);
-        db.push(s.db);
-        cache.push(s.cache);
-        http.push(s.http);
-        flags.push(flagsJson(s.flags));
-        user.push(s.user);
-        weight.push(s.weight);
-        aborted.push(s.aborted);
-      }
-    },
-  };
+  const weight = new Float64Array(total);
+  const aborted = new Uint8Array(total);
+  let i = 0;
+  for (const { batch, seq } of batches) {
+    for (const s of batch.samples) {
+      seqs[i] = seq;
+      ts[i] = s.ts;
+      endpoint.push(s.endpoint);
+      status[i] = s.status;
+      cost[i] = s.cost;
+      wall[i] = s.wallMs;
+      db[i] = s.db;
+      cache[i] = s.cache;
+      http[i] = s.http;
+      flags.push(flagsJson(s.flags));
+      user.push(s.user);
+      weight[i] = s.weight;
+      aborted[i] = s.aborted ? 1 : 0;
+      i++;
+    }
+  }
+  return [
+    { kind: 'bigint', values: seqs },
+    { kind: 'bigint', values: ts },
+    { kind: 'varchar', values: endpoint },
+    { kind: 'integer', values: status },
+    { kind: 'double', values: cost },
+    { kind: 'double', values: wall },
+    { kind: 'double', values: db },
+    { kind: 'double', values: cache },
+    { kind: 'double', values: http },
+    { kind: 'varchar', values: flags },
+    { kind: 'varchar', values: user },
+    { kind: 'double', values: weight },
+    { kind: 'boolean', values: aborted },
+  ];
 }
 
 function countColumns(): { columns: Column[]; push(b: IngestBatch, c: IngestBatch['counts'][number]): void } {
