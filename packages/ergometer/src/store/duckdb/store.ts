@@ -137,22 +137,23 @@ class SerialQueue {
  * by (minute, endpoint, flag row).
  */
 class PendingAggregates {
-  private readonly groups = new Map<string, Map<string, StoredAggregate>>();
+  private readonly byGroup = new Map<string, Map<string, StoredAggregate>>();
   /** Rows held, over all groups. */
   rows = 0;
 
   add(service: string, commit: string, metric: string, hostClass: string, samples: IngestBatch['samples']): void {
     const key = JSON.stringify([service, commit, metric, hostClass]);
-    let group = this.groups.get(key);
+    let group = this.byGroup.get(key);
     if (group === undefined) {
       group = new Map();
-      this.groups.set(key, group);
+      this.byGroup.set(key, group);
     }
     this.rows += rollUpInto(group, { service, commit, metric, hostClass }, samples);
   }
 
-  *values(): IterableIterator<StoredAggregate> {
-    for (const group of this.groups.values()) yield* group.values();
+  /** The rows, group by group. */
+  *groups(): IterableIterator<Iterable<StoredAggregate>> {
+    for (const group of this.byGroup.values()) yield group.values();
   }
 }
 
@@ -519,7 +520,7 @@ export class DuckDbStore implements Store {
       const throughSeq = this.pendingThroughSeq;
       await connection.run('BEGIN TRANSACTION');
       try {
-        await this.writeAggregateRows(connection, rows.values());
+        await this.writeAggregateRows(connection, rows);
         await connection.run(
           "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
           { seq: throughSeq },
@@ -537,29 +538,24 @@ export class DuckDbStore implements Store {
   }
 
   /** Appends accumulated rows to the minute table and, merged per hour, to the hourly table. */
-  private async writeAggregateRows(connection: DuckDBConnection, rows: Iterable<StoredAggregate>): Promise<void> {
+  private async writeAggregateRows(connection: DuckDBConnection, pending: PendingAggregates): Promise<void> {
     const minuteColumns = aggregateColumns();
-    const hourly = new Map<string, StoredAggregate>();
-    for (const row of rows) {
-      minuteColumns.push(row, false);
-      const hour = Math.floor(row.minute / HOUR_MS) * HOUR_MS;
-      const key = JSON.stringify([
-        row.service,
-        row.commit,
-        row.metric,
-        row.hostClass,
-        row.endpoint,
-        row.flagKey,
-        row.flagVariant,
-        hour,
-      ]);
-      const acc = hourly.get(key);
-      if (acc === undefined) {
-        hourly.set(key, { ...row, minute: hour, costHist: new Map(row.costHist), wallHist: new Map(row.wallHist) });
-      } else mergePartial(acc, row);
-    }
     const hourColumns = aggregateColumns();
-    for (const row of hourly.values()) hourColumns.push(row, false);
+    for (const group of pending.groups()) {
+      // Within a group (one service, commit, metric and host class) a row is keyed by its minute,
+      // endpoint and flag row; its hour's row by the same with the hour.
+      const hourly = new Map<string, StoredAggregate>();
+      for (const row of group) {
+        minuteColumns.push(row, false);
+        const hour = Math.floor(row.minute / HOUR_MS) * HOUR_MS;
+        const key = `${hour}:${row.endpoint.length}:${row.endpoint}${row.flagKey.length}:${row.flagKey}${row.flagVariant}`;
+        const acc = hourly.get(key);
+        if (acc === undefined) {
+          hourly.set(key, { ...row, minute: hour, costHist: new Map(row.costHist), wallHist: new Map(row.wallHist) });
+        } else mergePartial(acc, row);
+      }
+      for (const row of hourly.values()) hourColumns.push(row, false);
+    }
     await appendColumnarTo(connection, 'aggregates', minuteColumns.columns);
     await appendColumnarTo(connection, 'aggregates_hourly', hourColumns.columns);
   }
@@ -608,7 +604,7 @@ export class DuckDbStore implements Store {
     // Written with the writer connection directly: the store is not open for callers yet.
     await connection.run('BEGIN TRANSACTION');
     try {
-      await this.writeAggregateRows(connection, this.pending.values());
+      await this.writeAggregateRows(connection, this.pending);
       await connection.run(
         "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
         { seq: through },
