@@ -148,7 +148,31 @@ class PendingAggregates {
       group = new Map();
       this.byGroup.set(key, group);
     }
-    this.rows += rollUpInto(group, { service, commit, metric, hostClass }, samples);
+    const create = (endpoint: string, flagKey: string, flagVariant: string, minute: number, ts: number) => ({
+      service,
+      commit,
+      metric,
+      hostClass,
+      endpoint,
+      flagKey,
+      flagVariant,
+      minute,
+      n: 0,
+      weight: 0,
+      sumCost: 0,
+      sumCost2: 0,
+      sumLogCost: 0,
+      sumLogCost2: 0,
+      sumWall: 0,
+      sumDb: 0,
+      sumCache: 0,
+      sumHttp: 0,
+      minTs: ts,
+      maxTs: ts,
+      costHist: new Map<number, number>(),
+      wallHist: new Map<number, number>(),
+    });
+    this.rows += rollUpInto(group, create, samples);
   }
 
   /** The rows, group by group. */
