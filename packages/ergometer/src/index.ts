@@ -55,6 +55,7 @@ export {
 } from './stats/index';
 export type { ClickHouseStoreOptions } from './store/clickhouse/index';
 export { openClickHouseStore } from './store/clickhouse/index';
+export { appendColumnar, type Column as DuckDbColumn } from './store/duckdb/columns';
 export type { DuckDbStoreOptions } from './store/duckdb/store';
 export { DEFAULT_DUCKDB_PATH, DuckDbStore, openDuckDbStore } from './store/duckdb/store';
 export type { StoreErrorCode } from './store/errors';

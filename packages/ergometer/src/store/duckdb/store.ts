@@ -23,23 +23,18 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import {
   BIGINT,
-  BOOLEAN,
   blobValue,
   DOUBLE,
   type DuckDBAppender,
   type DuckDBConnection,
   DuckDBDataChunk,
   DuckDBInstance,
-  type DuckDBMapValue,
   type DuckDBResultReader,
   type DuckDBType,
   type DuckDBValue,
   INTEGER,
   LIST,
   listValue,
-  MAP,
-  mapValue,
-  SMALLINT,
   VARCHAR,
 } from '@duckdb/node-api';
 import {
@@ -51,7 +46,7 @@ import {
 import { StoreError } from '../errors';
 import { mergeHistogram, quantile } from '../histogram';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
-import { type PartialAggregate, rollUpSamples } from '../rollup';
+import { type PartialAggregate, rollUpInto } from '../rollup';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -76,6 +71,7 @@ import type {
   StoredSample,
   UsersRow,
 } from '../types';
+import { appendColumnar, type Column } from './columns';
 import { migrate } from './migrations';
 
 /** Where `ergometer serve` keeps its data when no --db is given. */
@@ -101,34 +97,7 @@ export interface DuckDbStoreOptions {
 type Params = Record<string, DuckDBValue>;
 type ParamTypes = Record<string, DuckDBType>;
 
-// Appender column types, in table order (see migrations.ts).
-const SAMPLE_TYPES: DuckDBType[] = [
-  BIGINT, // batch_seq
-  BIGINT, // ts
-  VARCHAR, // endpoint
-  INTEGER, // status
-  DOUBLE, // cost
-  DOUBLE, // wall_ms
-  DOUBLE, // db_ms
-  DOUBLE, // cache_ms
-  DOUBLE, // http_ms
-  VARCHAR, // flags (JSON object)
-  VARCHAR, // user_id
-  DOUBLE, // weight
-  BOOLEAN, // aborted
-];
-const HIST_TYPE = MAP(SMALLINT, INTEGER);
-const AGGREGATE_TYPES: DuckDBType[] = [
-  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR], // service … flag_variant
-  BIGINT, // minute
-  BIGINT, // n
-  ...[DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE, DOUBLE], // weight … sum_http
-  BIGINT, // min_ts
-  BIGINT, // max_ts
-  HIST_TYPE,
-  HIST_TYPE,
-  BOOLEAN, // compacted
-];
+// Appender column types of the profile tables, in table order (see migrations.ts).
 const PROFILE_HEAD_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, BIGINT, BIGINT]; // profile_id … to_ms
 const PROFILE_ENDPOINT_TYPES: DuckDBType[] = [...PROFILE_HEAD_TYPES, VARCHAR, VARCHAR, VARCHAR, DOUBLE, DOUBLE];
 const PROFILE_FUNCTION_TYPES: DuckDBType[] = [
@@ -136,16 +105,6 @@ const PROFILE_FUNCTION_TYPES: DuckDBType[] = [
   ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR], // endpoint … file_name
   INTEGER, // line
   ...[DOUBLE, DOUBLE, DOUBLE, DOUBLE], // self_samples … total_cost
-];
-const COUNT_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR, BIGINT];
-const USER_TYPES: DuckDBType[] = [VARCHAR, VARCHAR, VARCHAR, BIGINT, VARCHAR];
-const BATCH_TYPES: DuckDBType[] = [
-  VARCHAR, // batch_id
-  BIGINT, // batch_seq
-  ...[VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR, VARCHAR], // service … runtime
-  BIGINT, // dropped
-  BIGINT, // received_at
-  INTEGER, // samples
 ];
 /** A group commit stops taking waiting calls once it holds this many samples. */
 const GROUP_COMMIT_MAX_SAMPLES = 100_000;
@@ -172,10 +131,54 @@ class SerialQueue {
   }
 }
 
-function histToMap(hist: ReadonlyMap<number, number>): DuckDBMapValue {
-  const entries: Array<{ key: DuckDBValue; value: DuckDBValue }> = [];
-  for (const [bin, count] of hist) entries.push({ key: bin, value: count });
-  return mapValue(entries);
+/**
+ * Aggregates of committed batches not yet written: one accumulator per (service, commit, metric,
+ * host class) into which each batch's samples are rolled up directly (rollUpInto), keyed within it
+ * by (minute, endpoint, flag row).
+ */
+class PendingAggregates {
+  private readonly byGroup = new Map<string, Map<string, StoredAggregate>>();
+  /** Rows held, over all groups. */
+  rows = 0;
+
+  add(service: string, commit: string, metric: string, hostClass: string, samples: IngestBatch['samples']): void {
+    const key = JSON.stringify([service, commit, metric, hostClass]);
+    let group = this.byGroup.get(key);
+    if (group === undefined) {
+      group = new Map();
+      this.byGroup.set(key, group);
+    }
+    const create = (endpoint: string, flagKey: string, flagVariant: string, minute: number, ts: number) => ({
+      service,
+      commit,
+      metric,
+      hostClass,
+      endpoint,
+      flagKey,
+      flagVariant,
+      minute,
+      n: 0,
+      weight: 0,
+      sumCost: 0,
+      sumCost2: 0,
+      sumLogCost: 0,
+      sumLogCost2: 0,
+      sumWall: 0,
+      sumDb: 0,
+      sumCache: 0,
+      sumHttp: 0,
+      minTs: ts,
+      maxTs: ts,
+      costHist: new Map<number, number>(),
+      wallHist: new Map<number, number>(),
+    });
+    this.rows += rollUpInto(group, create, samples);
+  }
+
+  /** The rows, group by group. */
+  *groups(): IterableIterator<Iterable<StoredAggregate>> {
+    for (const group of this.byGroup.values()) yield group.values();
+  }
 }
 
 function mapToHist(value: unknown): Map<number, number> {
@@ -285,7 +288,7 @@ export class DuckDbStore implements Store {
   /** Next batch_seq to assign (the single writer owns the sequence). */
   private nextSeq = 1;
   /** Aggregates of committed batches not yet written, by full key. */
-  private pending = new Map<string, StoredAggregate>();
+  private pending = new PendingAggregates();
   /** The highest batch_seq whose aggregates are in `pending` (or already written). */
   private pendingThroughSeq = 0;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -471,7 +474,7 @@ export class DuckDbStore implements Store {
         }
       }
     });
-    if (this.pending.size >= (this.options.aggregateFlushRows ?? 20_000)) {
+    if (this.pending.rows >= (this.options.aggregateFlushRows ?? 20_000)) {
       // Errors are not the callers' (their batches are committed): the rows stay and are retried.
       await this.flushAggregates().catch(() => undefined);
     }
@@ -496,7 +499,7 @@ export class DuckDbStore implements Store {
     }
     // Committed: the batches' aggregates join the accumulator (rebuilt from samples after a crash).
     for (const { batch, seq } of outcome.fresh) {
-      this.accumulate(batch.service, batch.commit, batch.metric, batch.hostClass, rollUpSamples(batch.samples));
+      this.pending.add(batch.service, batch.commit, batch.metric, batch.hostClass, batch.samples);
       this.pendingThroughSeq = seq;
     }
     return outcome.out;
@@ -529,44 +532,19 @@ export class DuckDbStore implements Store {
     return { fresh, out };
   }
 
-  /** Merges rolled-up rows of one batch into the in-memory accumulator. */
-  private accumulate(
-    service: string,
-    commit: string,
-    metric: string,
-    hostClass: string,
-    rows: PartialAggregate[],
-  ): void {
-    for (const row of rows) {
-      const key = JSON.stringify([
-        service,
-        commit,
-        metric,
-        hostClass,
-        row.endpoint,
-        row.flagKey,
-        row.flagVariant,
-        row.minute,
-      ]);
-      const acc = this.pending.get(key);
-      if (acc === undefined) this.pending.set(key, { ...row, service, commit, metric, hostClass });
-      else mergePartial(acc, row);
-    }
-  }
-
   /**
    * Writes the in-memory aggregates and moves the watermark, in one transaction. Called when the
    * accumulator is full, on a timer, before reads of aggregates and on close(); safe to call any time.
    */
   async flushAggregates(): Promise<void> {
-    if (this.pending.size === 0) return;
+    if (this.pending.rows === 0) return;
     await this.write(async (connection) => {
-      if (this.pending.size === 0) return;
+      if (this.pending.rows === 0) return;
       const rows = this.pending;
       const throughSeq = this.pendingThroughSeq;
       await connection.run('BEGIN TRANSACTION');
       try {
-        await this.writeAggregateRows(connection, rows.values());
+        await this.writeAggregateRows(connection, rows);
         await connection.run(
           "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
           { seq: throughSeq },
@@ -577,38 +555,33 @@ export class DuckDbStore implements Store {
         await connection.run('ROLLBACK').catch(() => undefined);
         throw error;
       }
-      this.pending = new Map();
-      this.uncompactedRows += rows.size;
+      this.pending = new PendingAggregates();
+      this.uncompactedRows += rows.rows;
     });
     if (this.uncompactedRows >= (this.options.compactAfterRows ?? 50_000)) await this.compact();
   }
 
   /** Appends accumulated rows to the minute table and, merged per hour, to the hourly table. */
-  private async writeAggregateRows(connection: DuckDBConnection, rows: Iterable<StoredAggregate>): Promise<void> {
-    const minuteColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-    const hourly = new Map<string, StoredAggregate>();
-    for (const row of rows) {
-      pushAggregate(minuteColumns, row, false);
-      const hour = Math.floor(row.minute / HOUR_MS) * HOUR_MS;
-      const key = JSON.stringify([
-        row.service,
-        row.commit,
-        row.metric,
-        row.hostClass,
-        row.endpoint,
-        row.flagKey,
-        row.flagVariant,
-        hour,
-      ]);
-      const acc = hourly.get(key);
-      if (acc === undefined) {
-        hourly.set(key, { ...row, minute: hour, costHist: new Map(row.costHist), wallHist: new Map(row.wallHist) });
-      } else mergePartial(acc, row);
+  private async writeAggregateRows(connection: DuckDBConnection, pending: PendingAggregates): Promise<void> {
+    const minuteColumns = aggregateColumns();
+    const hourColumns = aggregateColumns();
+    for (const group of pending.groups()) {
+      // Within a group (one service, commit, metric and host class) a row is keyed by its minute,
+      // endpoint and flag row; its hour's row by the same with the hour.
+      const hourly = new Map<string, StoredAggregate>();
+      for (const row of group) {
+        minuteColumns.push(row, false);
+        const hour = Math.floor(row.minute / HOUR_MS) * HOUR_MS;
+        const key = `${hour}:${row.endpoint.length}:${row.endpoint}${row.flagKey.length}:${row.flagKey}${row.flagVariant}`;
+        const acc = hourly.get(key);
+        if (acc === undefined) {
+          hourly.set(key, { ...row, minute: hour, costHist: new Map(row.costHist), wallHist: new Map(row.wallHist) });
+        } else mergePartial(acc, row);
+      }
+      for (const row of hourly.values()) hourColumns.push(row, false);
     }
-    const hourColumns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-    for (const row of hourly.values()) pushAggregate(hourColumns, row, false);
-    await this.appendTo(connection, 'aggregates', AGGREGATE_TYPES, minuteColumns);
-    await this.appendTo(connection, 'aggregates_hourly', AGGREGATE_TYPES, hourColumns);
+    await appendColumnarTo(connection, 'aggregates', minuteColumns.columns);
+    await appendColumnarTo(connection, 'aggregates_hourly', hourColumns.columns);
   }
 
   /**
@@ -643,14 +616,19 @@ export class DuckDbStore implements Store {
       entry.samples.push(sampleFromRow(r));
     }
     for (const { head, samples } of byBatch.values()) {
-      const rows = rollUpSamples(samples);
-      this.accumulate(String(head.service), String(head.commit_id), String(head.metric), String(head.host_class), rows);
+      this.pending.add(
+        String(head.service),
+        String(head.commit_id),
+        String(head.metric),
+        String(head.host_class),
+        samples,
+      );
     }
     this.pendingThroughSeq = through;
     // Written with the writer connection directly: the store is not open for callers yet.
     await connection.run('BEGIN TRANSACTION');
     try {
-      await this.writeAggregateRows(connection, this.pending.values());
+      await this.writeAggregateRows(connection, this.pending);
       await connection.run(
         "UPDATE store_state SET value = $seq WHERE name = 'aggregated_through_seq'",
         { seq: through },
@@ -659,11 +637,11 @@ export class DuckDbStore implements Store {
       await connection.run('COMMIT');
     } catch (error) {
       await connection.run('ROLLBACK').catch(() => undefined);
-      this.pending = new Map();
+      this.pending = new PendingAggregates();
       throw error;
     }
-    this.uncompactedRows += this.pending.size;
-    this.pending = new Map();
+    this.uncompactedRows += this.pending.rows;
+    this.pending = new PendingAggregates();
   }
 
   /** Appends the rows of new batches inside the caller's transaction. */
@@ -671,78 +649,19 @@ export class DuckDbStore implements Store {
     connection: DuckDBConnection,
     batches: Array<{ batch: IngestBatch; seq: number }>,
   ): Promise<void> {
-    const sampleColumns: DuckDBValue[][] = SAMPLE_TYPES.map(() => []);
-    const countColumns: DuckDBValue[][] = COUNT_TYPES.map(() => []);
-    const userColumns: DuckDBValue[][] = USER_TYPES.map(() => []);
-    const batchColumns: DuckDBValue[][] = BATCH_TYPES.map(() => []);
-    const [cSeq, cTs, cEndpoint, cStatus, cCost, cWall, cDb, cCache, cHttp, cFlags, cUser, cWeight, cAborted] =
-      sampleColumns as [
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-        DuckDBValue[],
-      ];
+    const counts = countColumns();
+    const users = userColumns();
+    const rows = batchColumns();
     for (const { batch: b, seq } of batches) {
-      const seqValue = BigInt(seq);
-      for (const s of b.samples) {
-        cSeq.push(seqValue);
-        cTs.push(BigInt(Math.round(s.ts)));
-        cEndpoint.push(s.endpoint);
-        cStatus.push(s.status);
-        cCost.push(s.cost);
-        cWall.push(s.wallMs);
-        cDb.push(s.db);
-        cCache.push(s.cache);
-        cHttp.push(s.http);
-        cFlags.push(flagsJson(s.flags));
-        cUser.push(s.user);
-        cWeight.push(s.weight);
-        cAborted.push(s.aborted);
-      }
-      for (const c of b.counts) {
-        pushRow(countColumns, [
-          b.service,
-          b.commit,
-          b.metric,
-          b.host,
-          BigInt(Math.round(c.minute)),
-          c.endpoint,
-          BigInt(Math.round(c.requests)),
-        ]);
-      }
-      for (const u of b.users) {
-        pushRow(userColumns, [b.service, b.commit, b.host, BigInt(Math.round(u.minute)), u.sketch]);
-      }
-      pushRow(batchColumns, [
-        b.batchId,
-        seqValue,
-        b.service,
-        b.host,
-        b.region,
-        b.commit,
-        b.hostClass,
-        b.metric,
-        b.agentVersion,
-        b.runtime,
-        BigInt(Math.round(b.dropped)),
-        BigInt(Math.round(b.receivedAt)),
-        b.samples.length,
-      ]);
+      for (const c of b.counts) counts.push(b, c);
+      for (const u of b.users) users.push(b, u);
+      rows.push(b, seq);
     }
     // batches first: its primary key is what refuses a repeated batch id (see ingestMany).
-    await this.appendTo(connection, 'batches', BATCH_TYPES, batchColumns);
-    await this.appendTo(connection, 'samples', SAMPLE_TYPES, sampleColumns);
-    await this.appendTo(connection, 'counts', COUNT_TYPES, countColumns);
-    await this.appendTo(connection, 'users', USER_TYPES, userColumns);
+    await appendColumnarTo(connection, 'batches', rows.columns);
+    await appendColumnarTo(connection, 'samples', sampleColumns(batches));
+    await appendColumnarTo(connection, 'counts', counts.columns);
+    await appendColumnarTo(connection, 'users', users.columns);
     const sketches: Array<{ service: string; minute: number; sketch: string }> = [];
     for (const { batch: b } of batches) {
       for (const u of b.users) sketches.push({ service: b.service, minute: Math.round(u.minute), sketch: u.sketch });
@@ -828,9 +747,9 @@ export class DuckDbStore implements Store {
         WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
           AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
           AND k.minute = a.minute)`);
-    const columns: DuckDBValue[][] = AGGREGATE_TYPES.map(() => []);
-    for (const row of merged.values()) pushAggregate(columns, row, true);
-    await this.appendTo(connection, table, AGGREGATE_TYPES, columns);
+    const columns = aggregateColumns();
+    for (const row of merged.values()) columns.push(row, true);
+    await appendColumnarTo(connection, table, columns.columns);
     await connection.run('DROP TABLE compact_keys');
     return { rowsBefore: rows.length, rowsAfter: merged.size };
   }
@@ -1323,33 +1242,257 @@ export class DuckDbStore implements Store {
   }
 }
 
-function pushAggregate(columns: DuckDBValue[][], row: StoredAggregate, compacted: boolean): void {
-  const values: DuckDBValue[] = [
-    row.service,
-    row.commit,
-    row.endpoint,
-    row.metric,
-    row.hostClass,
-    row.flagKey,
-    row.flagVariant,
-    BigInt(row.minute),
-    BigInt(row.n),
-    row.weight,
-    row.sumCost,
-    row.sumCost2,
-    row.sumLogCost,
-    row.sumLogCost2,
-    row.sumWall,
-    row.sumDb,
-    row.sumCache,
-    row.sumHttp,
-    BigInt(Math.round(row.minTs)),
-    BigInt(Math.round(row.maxTs)),
-    histToMap(row.costHist),
-    histToMap(row.wallHist),
-    compacted,
+/** Column builders of one append, in table order (see migrations.ts). */
+function aggregateColumns(): { columns: Column[]; push(row: StoredAggregate, compacted: boolean): void } {
+  const text = Array.from({ length: 7 }, (): string[] => []);
+  const [service, commit, endpoint, metric, hostClass, flagKey, flagVariant] = text as [
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
   ];
-  pushRow(columns, values);
+  const minute: number[] = [];
+  const n: number[] = [];
+  const sums = Array.from({ length: 9 }, (): number[] => []);
+  const [weight, sumCost, sumCost2, sumLogCost, sumLogCost2, sumWall, sumDb, sumCache, sumHttp] = sums as [
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+  ];
+  const minTs: number[] = [];
+  const maxTs: number[] = [];
+  const costHist: Array<ReadonlyMap<number, number>> = [];
+  const wallHist: Array<ReadonlyMap<number, number>> = [];
+  const compactedColumn: boolean[] = [];
+  const columns: Column[] = [
+    ...text.map((values): Column => ({ kind: 'varchar', values })),
+    { kind: 'bigint', values: minute },
+    { kind: 'bigint', values: n },
+    ...sums.map((values): Column => ({ kind: 'double', values })),
+    { kind: 'bigint', values: minTs },
+    { kind: 'bigint', values: maxTs },
+    { kind: 'hist', values: costHist },
+    { kind: 'hist', values: wallHist },
+    { kind: 'boolean', values: compactedColumn },
+  ];
+  return {
+    columns,
+    push(row, compacted) {
+      service.push(row.service);
+      commit.push(row.commit);
+      endpoint.push(row.endpoint);
+      metric.push(row.metric);
+      hostClass.push(row.hostClass);
+      flagKey.push(row.flagKey);
+      flagVariant.push(row.flagVariant);
+      minute.push(row.minute);
+      n.push(row.n);
+      weight.push(row.weight);
+      sumCost.push(row.sumCost);
+      sumCost2.push(row.sumCost2);
+      sumLogCost.push(row.sumLogCost);
+      sumLogCost2.push(row.sumLogCost2);
+      sumWall.push(row.sumWall);
+      sumDb.push(row.sumDb);
+      sumCache.push(row.sumCache);
+      sumHttp.push(row.sumHttp);
+      minTs.push(row.minTs);
+      maxTs.push(row.maxTs);
+      costHist.push(row.costHist);
+      wallHist.push(row.wallHist);
+      compactedColumn.push(compacted);
+    },
+  };
+}
+
+/**
+ * The `samples` columns of these batches. Numeric columns are typed arrays of the exact size, copied
+ * into DuckDB's vectors as they are (and not scanned by the garbage collector meanwhile).
+ */
+function sampleColumns(batches: ReadonlyArray<{ batch: IngestBatch; seq: number }>): Column[] {
+  let total = 0;
+  for (const { batch } of batches) total += batch.samples.length;
+  const seqs = new Float64Array(total);
+  const ts = new Float64Array(total);
+  const endpoint: string[] = [];
+  const status = new Int32Array(total);
+  const cost = new Float64Array(total);
+  const wall = new Float64Array(total);
+  const db = new Float64Array(total);
+  const cache = new Float64Array(total);
+  const http = new Float64Array(total);
+  const flags: string[] = [];
+  const user: string[] = [];
+  const weight = new Float64Array(total);
+  const aborted = new Uint8Array(total);
+  let i = 0;
+  for (const { batch, seq } of batches) {
+    for (const s of batch.samples) {
+      seqs[i] = seq;
+      ts[i] = s.ts;
+      endpoint.push(s.endpoint);
+      status[i] = s.status;
+      cost[i] = s.cost;
+      wall[i] = s.wallMs;
+      db[i] = s.db;
+      cache[i] = s.cache;
+      http[i] = s.http;
+      flags.push(flagsJson(s.flags));
+      user.push(s.user);
+      weight[i] = s.weight;
+      aborted[i] = s.aborted ? 1 : 0;
+      i++;
+    }
+  }
+  return [
+    { kind: 'bigint', values: seqs },
+    { kind: 'bigint', values: ts },
+    { kind: 'varchar', values: endpoint },
+    { kind: 'integer', values: status },
+    { kind: 'double', values: cost },
+    { kind: 'double', values: wall },
+    { kind: 'double', values: db },
+    { kind: 'double', values: cache },
+    { kind: 'double', values: http },
+    { kind: 'varchar', values: flags },
+    { kind: 'varchar', values: user },
+    { kind: 'double', values: weight },
+    { kind: 'boolean', values: aborted },
+  ];
+}
+
+function countColumns(): { columns: Column[]; push(b: IngestBatch, c: IngestBatch['counts'][number]): void } {
+  const [service, commit, metric, host, endpoint] = Array.from({ length: 5 }, (): string[] => []) as [
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+  ];
+  const minute: number[] = [];
+  const requests: number[] = [];
+  return {
+    columns: [
+      { kind: 'varchar', values: service },
+      { kind: 'varchar', values: commit },
+      { kind: 'varchar', values: metric },
+      { kind: 'varchar', values: host },
+      { kind: 'bigint', values: minute },
+      { kind: 'varchar', values: endpoint },
+      { kind: 'bigint', values: requests },
+    ],
+    push(b, c) {
+      service.push(b.service);
+      commit.push(b.commit);
+      metric.push(b.metric);
+      host.push(b.host);
+      minute.push(c.minute);
+      endpoint.push(c.endpoint);
+      requests.push(c.requests);
+    },
+  };
+}
+
+function userColumns(): { columns: Column[]; push(b: IngestBatch, u: IngestBatch['users'][number]): void } {
+  const [service, commit, host, sketch] = Array.from({ length: 4 }, (): string[] => []) as [
+    string[],
+    string[],
+    string[],
+    string[],
+  ];
+  const minute: number[] = [];
+  return {
+    columns: [
+      { kind: 'varchar', values: service },
+      { kind: 'varchar', values: commit },
+      { kind: 'varchar', values: host },
+      { kind: 'bigint', values: minute },
+      { kind: 'varchar', values: sketch },
+    ],
+    push(b, u) {
+      service.push(b.service);
+      commit.push(b.commit);
+      host.push(b.host);
+      minute.push(u.minute);
+      sketch.push(u.sketch);
+    },
+  };
+}
+
+function batchColumns(): { columns: Column[]; push(b: IngestBatch, seq: number): void } {
+  const batchId: string[] = [];
+  const seqs: number[] = [];
+  const text = Array.from({ length: 8 }, (): string[] => []);
+  const [service, host, region, commit, hostClass, metric, agentVersion, runtime] = text as [
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+    string[],
+  ];
+  const dropped: number[] = [];
+  const receivedAt: number[] = [];
+  const samples: number[] = [];
+  return {
+    columns: [
+      { kind: 'varchar', values: batchId },
+      { kind: 'bigint', values: seqs },
+      ...text.map((values): Column => ({ kind: 'varchar', values })),
+      { kind: 'bigint', values: dropped },
+      { kind: 'bigint', values: receivedAt },
+      { kind: 'integer', values: samples },
+    ],
+    push(b, seq) {
+      batchId.push(b.batchId);
+      seqs.push(seq);
+      service.push(b.service);
+      host.push(b.host);
+      region.push(b.region);
+      commit.push(b.commit);
+      hostClass.push(b.hostClass);
+      metric.push(b.metric);
+      agentVersion.push(b.agentVersion);
+      runtime.push(b.runtime);
+      dropped.push(b.dropped);
+      receivedAt.push(b.receivedAt);
+      samples.push(b.samples.length);
+    },
+  };
+}
+
+/**
+ * Appends column-wise rows to `table` inside the caller's transaction. On failure (e.g. a duplicate
+ * batch id) the appender's rows are discarded: left in it, they would be flushed again when it is
+ * closed or garbage-collected, into whatever transaction is open then.
+ */
+async function appendColumnarTo(connection: DuckDBConnection, table: string, columns: Column[]): Promise<void> {
+  if ((columns[0]?.values.length ?? 0) === 0) return;
+  const appender = await connection.createAppender(table);
+  try {
+    appendColumnar(appender, columns);
+    appender.flushSync();
+  } catch (error) {
+    try {
+      appender.clear();
+      appender.closeSync();
+    } catch {
+      // the caller rolls the transaction back
+    }
+    throw error;
+  }
+  appender.closeSync();
 }
 
 /** Flags as a JSON object; '{}' (most samples) without calling JSON.stringify. */
@@ -1374,10 +1517,6 @@ function sampleFromRow(r: Record<string, unknown>): IngestBatch['samples'][numbe
     weight: Number(r.weight),
     aborted: Boolean(r.aborted),
   };
-}
-
-function pushRow(columns: DuckDBValue[][], values: readonly DuckDBValue[]): void {
-  for (let i = 0; i < values.length; i++) columns[i]?.push(values[i] as DuckDBValue);
 }
 
 function storedAggregateFromRow(r: Record<string, unknown>): StoredAggregate {
@@ -1467,19 +1606,22 @@ async function mergeUsersMinutes(
 ): Promise<number> {
   const merged = unionByMinute(sketches);
   if (merged.size === 0) return 0;
-  const columns: DuckDBValue[][] = [[], [], []];
+  const service: string[] = [];
+  const minute: number[] = [];
+  const sketch: string[] = [];
   for (const m of merged.values()) {
-    if (m.sketch) pushRow(columns, [m.service, BigInt(m.minute), encodeUsersSketch(m.sketch)]);
-    for (const text of m.raw) pushRow(columns, [m.service, BigInt(m.minute), text]);
+    for (const text of m.sketch ? [encodeUsersSketch(m.sketch), ...m.raw] : m.raw) {
+      service.push(m.service);
+      minute.push(m.minute);
+      sketch.push(text);
+    }
   }
-  const appender = await connection.createAppender('users_merged');
-  try {
-    appendColumns(appender, [VARCHAR, BIGINT, VARCHAR], columns);
-    appender.flushSync();
-  } finally {
-    appender.closeSync();
-  }
-  return columns[0]?.length ?? 0;
+  await appendColumnarTo(connection, 'users_merged', [
+    { kind: 'varchar', values: service },
+    { kind: 'bigint', values: minute },
+    { kind: 'varchar', values: sketch },
+  ]);
+  return service.length;
 }
 
 /** Merges the `users_merged` rows of every (service, minute) that has several into one (in the caller's transaction). */

@@ -1,0 +1,206 @@
+/**
+ * Column-wise appends to DuckDB tables, the store's hot write path.
+ *
+ * `@duckdb/node-api`'s DuckDBDataChunk.setColumns takes one DuckDBValue per cell (BigInt objects for
+ * BIGINT, entry objects for MAP) and walks them one by one; on the ingest workload building the
+ * sample chunks that way cost about as much CPU as DuckDB's own append (docs/benchmarks.md, ingest
+ * floor). Here each numeric column of a chunk is filled into one typed array and copied into the
+ * DuckDB vector with a single call; strings are assigned one call each (DuckDB copies them into the
+ * vector's heap); a MAP(SMALLINT, INTEGER) histogram column is written as its list entries plus its
+ * key and value child vectors, three copies per chunk whatever the number of bins.
+ *
+ * The chunks are still node-api DuckDBDataChunk objects, appended with DuckDBAppender.appendDataChunk:
+ * only the vector memory is written through `@duckdb/node-bindings`, the same native module node-api
+ * uses (package.json pins the version node-api depends on).
+ */
+
+import {
+  BIGINT,
+  BOOLEAN,
+  DOUBLE,
+  type DuckDBAppender,
+  DuckDBDataChunk,
+  type DuckDBType,
+  INTEGER,
+  MAP,
+  SMALLINT,
+  VARCHAR,
+} from '@duckdb/node-api';
+import duckdb from '@duckdb/node-bindings';
+import { StoreError } from '../errors';
+
+/** One column of rows to append, in table order. Numbers of `bigint` columns are rounded to integers. */
+export type Column =
+  | { kind: 'bigint'; values: ArrayLike<number> }
+  /** An Int32Array is copied as it is. */
+  | { kind: 'integer'; values: ArrayLike<number> }
+  /** A Float64Array is copied as it is. */
+  | { kind: 'double'; values: ArrayLike<number> }
+  /** A Uint8Array (0 or 1 per row) is copied as it is. */
+  | { kind: 'boolean'; values: ArrayLike<boolean> | Uint8Array }
+  | { kind: 'varchar'; values: string[] }
+  /** MAP(SMALLINT, INTEGER): histogram bin → count. */
+  | { kind: 'hist'; values: Array<ReadonlyMap<number, number>> };
+
+export type ColumnKind = Column['kind'];
+
+const DUCKDB_TYPE: Record<ColumnKind, DuckDBType> = {
+  bigint: BIGINT,
+  integer: INTEGER,
+  double: DOUBLE,
+  boolean: BOOLEAN,
+  varchar: VARCHAR,
+  hist: MAP(SMALLINT, INTEGER),
+};
+
+/** DuckDB's vector size: a data chunk holds at most this many rows. */
+const CHUNK_ROWS = 2048;
+const TWO_POW_32 = 4_294_967_296;
+
+/** Reused scratch memory for one column of one chunk (16 bytes a row covers every fixed-size type here). */
+let scratch = new ArrayBuffer(CHUNK_ROWS * 16);
+
+function scratchOf(bytes: number): ArrayBuffer {
+  if (scratch.byteLength < bytes) scratch = new ArrayBuffer(bytes);
+  return scratch;
+}
+
+/** Writes `value` (an integer) as a little-endian int64 at `words[2 * i]`, without a BigInt. */
+function setInt64(words: Int32Array, i: number, value: number): void {
+  const high = Math.floor(value / TWO_POW_32);
+  words[2 * i] = (value - high * TWO_POW_32) | 0;
+  words[2 * i + 1] = high | 0;
+}
+
+/** Copies rows [start, start + rows) of a typed array whose layout is the vector's. */
+function copyTyped(
+  vector: duckdb.Vector,
+  values: Int32Array | Float64Array | Uint8Array,
+  start: number,
+  rows: number,
+): void {
+  const size = values.BYTES_PER_ELEMENT;
+  duckdb.copy_data_to_vector(vector, 0, values.buffer as ArrayBuffer, values.byteOffset + start * size, rows * size);
+}
+
+function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows: number): void {
+  switch (column.kind) {
+    case 'bigint': {
+      const buffer = scratchOf(rows * 8);
+      const words = new Int32Array(buffer, 0, rows * 2);
+      const values = column.values;
+      for (let i = 0; i < rows; i++) {
+        const value = Math.round(values[start + i] as number);
+        // A BigInt conversion refused these before; written as bits they would be garbage.
+        if (!Number.isSafeInteger(value)) {
+          throw new StoreError(
+            'ERGOMETER_STORE_QUERY_FAILED',
+            `cannot store ${values[start + i]} in an integer column: give a finite number below 2^53`,
+          );
+        }
+        setInt64(words, i, value);
+      }
+      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows * 8);
+      return;
+    }
+    case 'integer': {
+      if (column.values instanceof Int32Array) {
+        copyTyped(vector, column.values, start, rows);
+        return;
+      }
+      const buffer = scratchOf(rows * 4);
+      const out = new Int32Array(buffer, 0, rows);
+      const values = column.values;
+      for (let i = 0; i < rows; i++) out[i] = values[start + i] as number;
+      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows * 4);
+      return;
+    }
+    case 'double': {
+      if (column.values instanceof Float64Array) {
+        copyTyped(vector, column.values, start, rows);
+        return;
+      }
+      const buffer = scratchOf(rows * 8);
+      const out = new Float64Array(buffer, 0, rows);
+      const values = column.values;
+      for (let i = 0; i < rows; i++) out[i] = values[start + i] as number;
+      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows * 8);
+      return;
+    }
+    case 'boolean': {
+      if (column.values instanceof Uint8Array) {
+        copyTyped(vector, column.values, start, rows);
+        return;
+      }
+      const buffer = scratchOf(rows);
+      const out = new Uint8Array(buffer, 0, rows);
+      const values = column.values;
+      for (let i = 0; i < rows; i++) out[i] = values[start + i] ? 1 : 0;
+      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows);
+      return;
+    }
+    case 'varchar': {
+      const values = column.values;
+      for (let i = 0; i < rows; i++) duckdb.vector_assign_string_element(vector, i, values[start + i] as string);
+      return;
+    }
+    case 'hist':
+      writeHistograms(vector, column.values, start, rows);
+      return;
+  }
+}
+
+/** A MAP(SMALLINT, INTEGER) column: list entries (offset, length as uint64) and the key/value children. */
+function writeHistograms(
+  vector: duckdb.Vector,
+  values: ReadonlyArray<ReadonlyMap<number, number>>,
+  start: number,
+  rows: number,
+): void {
+  let total = 0;
+  for (let i = 0; i < rows; i++) total += (values[start + i] as ReadonlyMap<number, number>).size;
+  const entries = new Int32Array(rows * 4);
+  const keys = new Int16Array(Math.max(1, total));
+  const counts = new Int32Array(Math.max(1, total));
+  let offset = 0;
+  for (let i = 0; i < rows; i++) {
+    const hist = values[start + i] as ReadonlyMap<number, number>;
+    // uint64 offset and length; both are far below 2^32 (at most CHUNK_ROWS × bins).
+    entries[4 * i] = offset;
+    entries[4 * i + 2] = hist.size;
+    for (const [bin, count] of hist) {
+      keys[offset] = bin;
+      counts[offset] = count;
+      offset++;
+    }
+  }
+  duckdb.list_vector_reserve(vector, total);
+  duckdb.list_vector_set_size(vector, total);
+  duckdb.copy_data_to_vector(vector, 0, entries.buffer, 0, entries.byteLength);
+  if (total === 0) return;
+  const child = duckdb.list_vector_get_child(vector);
+  duckdb.copy_data_to_vector(duckdb.struct_vector_get_child(child, 0), 0, keys.buffer, 0, total * 2);
+  duckdb.copy_data_to_vector(duckdb.struct_vector_get_child(child, 1), 0, counts.buffer, 0, total * 4);
+}
+
+/**
+ * Appends the rows of `columns` (all of the same length, in the table's column order) through
+ * `appender`, in chunks of at most 2048 rows. The caller flushes and closes the appender.
+ */
+export function appendColumnar(appender: DuckDBAppender, columns: readonly Column[]): void {
+  const rows = columns[0]?.values.length ?? 0;
+  for (const column of columns) {
+    if (column.values.length !== rows) {
+      throw new Error(`appendColumnar: columns of ${rows} and ${column.values.length} rows (a bug in the store)`);
+    }
+  }
+  const types = columns.map((column) => DUCKDB_TYPE[column.kind]);
+  for (let start = 0; start < rows; start += CHUNK_ROWS) {
+    const count = Math.min(CHUNK_ROWS, rows - start);
+    const chunk = DuckDBDataChunk.create(types, count);
+    for (let c = 0; c < columns.length; c++) {
+      writeColumn(duckdb.data_chunk_get_vector(chunk.chunk, c), columns[c] as Column, start, count);
+    }
+    appender.appendDataChunk(chunk);
+  }
+}
