@@ -33,6 +33,7 @@ import {
   resolveLimits,
   rollUpSamples,
   type Store,
+  sampleColumns,
   validateBatch,
 } from 'ergometer';
 import type { ServerConfig } from './ingest/server';
@@ -306,60 +307,10 @@ async function measureStore(store: Store, run: number, dbPid?: number): Promise<
  */
 async function measureRawDuckDb(dir: string, run: number): Promise<Measured> {
   const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  // Built by the store's own code, before the clock starts: the ceiling times the append alone.
   const groups: DuckDbColumn[][] = [];
   for (let g = 0; g < batches.length; g += CONCURRENCY) {
-    const group = batches.slice(g, g + CONCURRENCY);
-    const rows = group.reduce((sum, b) => sum + b.samples.length, 0);
-    const seq = new Float64Array(rows);
-    const ts = new Float64Array(rows);
-    const status = new Int32Array(rows);
-    const numbers = Array.from({ length: 6 }, () => new Float64Array(rows));
-    const [cost, wall, db, cache, http, weight] = numbers as [
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-    ];
-    const aborted = new Uint8Array(rows);
-    const endpoint: string[] = [];
-    const flags: string[] = [];
-    const user: string[] = [];
-    let i = 0;
-    group.forEach((b, k) => {
-      for (const s of b.samples) {
-        seq[i] = g + k + 1;
-        ts[i] = s.ts;
-        endpoint.push(s.endpoint);
-        status[i] = s.status;
-        cost[i] = s.cost;
-        wall[i] = s.wallMs;
-        db[i] = s.db;
-        cache[i] = s.cache;
-        http[i] = s.http;
-        flags.push(JSON.stringify(s.flags));
-        user.push(s.user);
-        weight[i] = s.weight;
-        aborted[i] = s.aborted ? 1 : 0;
-        i++;
-      }
-    });
-    groups.push([
-      { kind: 'bigint', values: seq },
-      { kind: 'bigint', values: ts },
-      { kind: 'varchar', values: endpoint },
-      { kind: 'integer', values: status },
-      { kind: 'double', values: cost },
-      { kind: 'double', values: wall },
-      { kind: 'double', values: db },
-      { kind: 'double', values: cache },
-      { kind: 'double', values: http },
-      { kind: 'varchar', values: flags },
-      { kind: 'varchar', values: user },
-      { kind: 'double', values: weight },
-      { kind: 'boolean', values: aborted },
-    ]);
+    groups.push(sampleColumns(batches.slice(g, g + CONCURRENCY).map((batch, k) => ({ batch, seq: g + k + 1 }))));
   }
   const instance = await DuckDBInstance.create(path.join(dir, 'raw.duckdb'));
   const connection = await instance.connect();

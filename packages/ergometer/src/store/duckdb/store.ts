@@ -1318,7 +1318,7 @@ function aggregateColumns(): { columns: Column[]; push(row: StoredAggregate, com
  * The `samples` columns of these batches. Numeric columns are typed arrays of the exact size, copied
  * into DuckDB's vectors as they are (and not scanned by the garbage collector meanwhile).
  */
-function sampleColumns(batches: ReadonlyArray<{ batch: IngestBatch; seq: number }>): Column[] {
+export function sampleColumns(batches: ReadonlyArray<{ batch: IngestBatch; seq: number }>): Column[] {
   let total = 0;
   for (const { batch } of batches) total += batch.samples.length;
   const seqs = new Float64Array(total);
