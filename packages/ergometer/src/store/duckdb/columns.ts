@@ -44,6 +44,36 @@ export type Column =
 
 export type ColumnKind = Column['kind'];
 
+/** The value type a column of this kind holds per row. */
+type ValueOf<K extends ColumnKind> = K extends 'varchar'
+  ? string
+  : K extends 'boolean'
+    ? boolean
+    : K extends 'hist'
+      ? ReadonlyMap<number, number>
+      : number;
+
+/** One column of a {@link columnsOf} table: its kind and how a row's arguments give its value. */
+export type ColumnSpec<Row extends unknown[]> = {
+  [K in ColumnKind]: readonly [K, (...row: Row) => ValueOf<K>];
+}[ColumnKind];
+
+/**
+ * Columns built a row at a time from the specs (table order): for the small tables written beside the
+ * samples (counts, users, batches). The hot ones (samples, aggregates) fill typed arrays by hand.
+ */
+export function columnsOf<Row extends unknown[]>(
+  specs: ReadonlyArray<ColumnSpec<Row>>,
+): { columns: Column[]; push(...row: Row): void } {
+  const arrays = specs.map((): unknown[] => []);
+  return {
+    columns: specs.map(([kind], i) => ({ kind, values: arrays[i] }) as Column),
+    push(...row: Row): void {
+      for (let i = 0; i < specs.length; i++) (arrays[i] as unknown[]).push((specs[i] as ColumnSpec<Row>)[1](...row));
+    },
+  };
+}
+
 const DUCKDB_TYPE: Record<ColumnKind, DuckDBType> = {
   bigint: BIGINT,
   integer: INTEGER,

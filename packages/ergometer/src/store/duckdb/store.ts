@@ -71,7 +71,7 @@ import type {
   StoredSample,
   UsersRow,
 } from '../types';
-import { appendColumnar, type Column } from './columns';
+import { appendColumnar, type Column, columnsOf } from './columns';
 import { migrate } from './migrations';
 
 /** Where `ergometer serve` keeps its data when no --db is given. */
@@ -1370,107 +1370,48 @@ export function sampleColumns(batches: ReadonlyArray<{ batch: IngestBatch; seq: 
   ];
 }
 
-function countColumns(): { columns: Column[]; push(b: IngestBatch, c: IngestBatch['counts'][number]): void } {
-  const [service, commit, metric, host, endpoint] = Array.from({ length: 5 }, (): string[] => []) as [
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-  ];
-  const minute: number[] = [];
-  const requests: number[] = [];
-  return {
-    columns: [
-      { kind: 'varchar', values: service },
-      { kind: 'varchar', values: commit },
-      { kind: 'varchar', values: metric },
-      { kind: 'varchar', values: host },
-      { kind: 'bigint', values: minute },
-      { kind: 'varchar', values: endpoint },
-      { kind: 'bigint', values: requests },
-    ],
-    push(b, c) {
-      service.push(b.service);
-      commit.push(b.commit);
-      metric.push(b.metric);
-      host.push(b.host);
-      minute.push(c.minute);
-      endpoint.push(c.endpoint);
-      requests.push(c.requests);
-    },
-  };
-}
+type Count = IngestBatch['counts'][number];
+type Users = IngestBatch['users'][number];
 
-function userColumns(): { columns: Column[]; push(b: IngestBatch, u: IngestBatch['users'][number]): void } {
-  const [service, commit, host, sketch] = Array.from({ length: 4 }, (): string[] => []) as [
-    string[],
-    string[],
-    string[],
-    string[],
-  ];
-  const minute: number[] = [];
-  return {
-    columns: [
-      { kind: 'varchar', values: service },
-      { kind: 'varchar', values: commit },
-      { kind: 'varchar', values: host },
-      { kind: 'bigint', values: minute },
-      { kind: 'varchar', values: sketch },
-    ],
-    push(b, u) {
-      service.push(b.service);
-      commit.push(b.commit);
-      host.push(b.host);
-      minute.push(u.minute);
-      sketch.push(u.sketch);
-    },
-  };
-}
+/** The `counts` table's columns. */
+const countColumns = () =>
+  columnsOf<[IngestBatch, Count]>([
+    ['varchar', (b) => b.service],
+    ['varchar', (b) => b.commit],
+    ['varchar', (b) => b.metric],
+    ['varchar', (b) => b.host],
+    ['bigint', (_b, c) => c.minute],
+    ['varchar', (_b, c) => c.endpoint],
+    ['bigint', (_b, c) => c.requests],
+  ]);
 
-function batchColumns(): { columns: Column[]; push(b: IngestBatch, seq: number): void } {
-  const batchId: string[] = [];
-  const seqs: number[] = [];
-  const text = Array.from({ length: 8 }, (): string[] => []);
-  const [service, host, region, commit, hostClass, metric, agentVersion, runtime] = text as [
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-  ];
-  const dropped: number[] = [];
-  const receivedAt: number[] = [];
-  const samples: number[] = [];
-  return {
-    columns: [
-      { kind: 'varchar', values: batchId },
-      { kind: 'bigint', values: seqs },
-      ...text.map((values): Column => ({ kind: 'varchar', values })),
-      { kind: 'bigint', values: dropped },
-      { kind: 'bigint', values: receivedAt },
-      { kind: 'integer', values: samples },
-    ],
-    push(b, seq) {
-      batchId.push(b.batchId);
-      seqs.push(seq);
-      service.push(b.service);
-      host.push(b.host);
-      region.push(b.region);
-      commit.push(b.commit);
-      hostClass.push(b.hostClass);
-      metric.push(b.metric);
-      agentVersion.push(b.agentVersion);
-      runtime.push(b.runtime);
-      dropped.push(b.dropped);
-      receivedAt.push(b.receivedAt);
-      samples.push(b.samples.length);
-    },
-  };
-}
+/** The `users` table's columns. */
+const userColumns = () =>
+  columnsOf<[IngestBatch, Users]>([
+    ['varchar', (b) => b.service],
+    ['varchar', (b) => b.commit],
+    ['varchar', (b) => b.host],
+    ['bigint', (_b, u) => u.minute],
+    ['varchar', (_b, u) => u.sketch],
+  ]);
+
+/** The `batches` table's columns. */
+const batchColumns = () =>
+  columnsOf<[IngestBatch, number]>([
+    ['varchar', (b) => b.batchId],
+    ['bigint', (_b, seq) => seq],
+    ['varchar', (b) => b.service],
+    ['varchar', (b) => b.host],
+    ['varchar', (b) => b.region],
+    ['varchar', (b) => b.commit],
+    ['varchar', (b) => b.hostClass],
+    ['varchar', (b) => b.metric],
+    ['varchar', (b) => b.agentVersion],
+    ['varchar', (b) => b.runtime],
+    ['bigint', (b) => b.dropped],
+    ['bigint', (b) => b.receivedAt],
+    ['integer', (b) => b.samples.length],
+  ]);
 
 /**
  * Appends column-wise rows to `table` inside the caller's transaction. On failure (e.g. a duplicate
