@@ -676,22 +676,7 @@ export class DuckDbStore implements Store {
     columns: DuckDBValue[][],
   ): Promise<void> {
     if ((columns[0]?.length ?? 0) === 0) return;
-    const appender = await connection.createAppender(table);
-    try {
-      appendColumns(appender, types, columns);
-      appender.flushSync();
-    } catch (error) {
-      // Discard the rows that failed (e.g. a duplicate batch id): left in the appender, they would be
-      // flushed again when it is closed or garbage-collected, into whatever transaction is open then.
-      try {
-        appender.clear();
-        appender.closeSync();
-      } catch {
-        // the caller rolls the transaction back
-      }
-      throw error;
-    }
-    appender.closeSync();
+    await appendGuarded(connection, table, (appender) => appendColumns(appender, types, columns));
   }
 
   /**
@@ -1413,16 +1398,25 @@ const batchColumns = () =>
     ['integer', (b) => b.samples.length],
   ]);
 
-/**
- * Appends column-wise rows to `table` inside the caller's transaction. On failure (e.g. a duplicate
- * batch id) the appender's rows are discarded: left in it, they would be flushed again when it is
- * closed or garbage-collected, into whatever transaction is open then.
- */
+/** Appends column-wise rows to `table` inside the caller's transaction ({@link appendGuarded}). */
 async function appendColumnarTo(connection: DuckDBConnection, table: string, columns: Column[]): Promise<void> {
   if ((columns[0]?.values.length ?? 0) === 0) return;
+  await appendGuarded(connection, table, (appender) => appendColumnar(appender, columns));
+}
+
+/**
+ * Appends to `table` what `fill` puts in a fresh appender, inside the caller's transaction. On failure
+ * (e.g. a duplicate batch id) the appender's rows are discarded: left in it, they would be flushed again
+ * when it is closed or garbage-collected, into whatever transaction is open then.
+ */
+async function appendGuarded(
+  connection: DuckDBConnection,
+  table: string,
+  fill: (appender: DuckDBAppender) => void,
+): Promise<void> {
   const appender = await connection.createAppender(table);
   try {
-    appendColumnar(appender, columns);
+    fill(appender);
     appender.flushSync();
   } catch (error) {
     try {
