@@ -288,8 +288,8 @@ export class Profiler {
    * Node 20 path, between windows: the `before` hook off, and the label storage too. An AsyncLocalStorage
    * that has run once keeps Node's async_hooks `init` hook on for every later promise and callback of the
    * process (all storages share it), and so keeps the agent's own request storage from turning it off
-   * when nothing is sampled: between windows the profiler cost as much as while recording (+20% CPU per
-   * request at the defaults against +27% recording all the time; docs/benchmarks.md). run() turns it on
+   * when nothing is sampled: between windows the profiler cost about as much as while recording (a run
+   * before this fix: +20% CPU per request at the defaults against +27% recording all the time). run() turns it on
    * again for the next window's first request. A request that spans the end of a window keeps no labels
    * into the next one; its later samples there are unlabelled.
    */
