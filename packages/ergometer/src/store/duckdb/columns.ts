@@ -59,8 +59,9 @@ export type ColumnSpec<Row extends unknown[]> = {
 }[ColumnKind];
 
 /**
- * Columns built a row at a time from the specs (table order): for the small tables written beside the
- * samples (counts, users, batches). The hot ones (samples, aggregates) fill typed arrays by hand.
+ * Columns built a row at a time from the specs (table order): for the tables written beside the samples
+ * (aggregates, counts, users, batches), whose rows are far fewer than samples. The samples fill typed
+ * arrays by hand (sampleColumns in store.ts).
  */
 export function columnsOf<Row extends unknown[]>(
   specs: ReadonlyArray<ColumnSpec<Row>>,
@@ -113,6 +114,28 @@ function copyTyped(
   duckdb.copy_data_to_vector(vector, 0, values.buffer as ArrayBuffer, values.byteOffset + start * size, rows * size);
 }
 
+/**
+ * Copies rows [start, start + rows) of a column whose vector holds `Typed` elements: as they are when the
+ * column is already a `Typed` array, else converted through the scratch buffer (booleans as 0 or 1).
+ */
+function copyNumbers(
+  vector: duckdb.Vector,
+  values: ArrayLike<number> | ArrayLike<boolean>,
+  Typed: Int32ArrayConstructor | Float64ArrayConstructor | Uint8ArrayConstructor,
+  start: number,
+  rows: number,
+): void {
+  if (values instanceof Typed) {
+    copyTyped(vector, values, start, rows);
+    return;
+  }
+  const bytes = rows * Typed.BYTES_PER_ELEMENT;
+  const buffer = scratchOf(bytes);
+  const out = new Typed(buffer, 0, rows);
+  for (let i = 0; i < rows; i++) out[i] = Number(values[start + i]);
+  duckdb.copy_data_to_vector(vector, 0, buffer, 0, bytes);
+}
+
 function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows: number): void {
   switch (column.kind) {
     case 'bigint': {
@@ -133,42 +156,15 @@ function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows:
       duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows * 8);
       return;
     }
-    case 'integer': {
-      if (column.values instanceof Int32Array) {
-        copyTyped(vector, column.values, start, rows);
-        return;
-      }
-      const buffer = scratchOf(rows * 4);
-      const out = new Int32Array(buffer, 0, rows);
-      const values = column.values;
-      for (let i = 0; i < rows; i++) out[i] = values[start + i] as number;
-      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows * 4);
+    case 'integer':
+      copyNumbers(vector, column.values, Int32Array, start, rows);
       return;
-    }
-    case 'double': {
-      if (column.values instanceof Float64Array) {
-        copyTyped(vector, column.values, start, rows);
-        return;
-      }
-      const buffer = scratchOf(rows * 8);
-      const out = new Float64Array(buffer, 0, rows);
-      const values = column.values;
-      for (let i = 0; i < rows; i++) out[i] = values[start + i] as number;
-      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows * 8);
+    case 'double':
+      copyNumbers(vector, column.values, Float64Array, start, rows);
       return;
-    }
-    case 'boolean': {
-      if (column.values instanceof Uint8Array) {
-        copyTyped(vector, column.values, start, rows);
-        return;
-      }
-      const buffer = scratchOf(rows);
-      const out = new Uint8Array(buffer, 0, rows);
-      const values = column.values;
-      for (let i = 0; i < rows; i++) out[i] = values[start + i] ? 1 : 0;
-      duckdb.copy_data_to_vector(vector, 0, buffer, 0, rows);
+    case 'boolean':
+      copyNumbers(vector, column.values, Uint8Array, start, rows);
       return;
-    }
     case 'varchar': {
       const values = column.values;
       for (let i = 0; i < rows; i++) duckdb.vector_assign_string_element(vector, i, values[start + i] as string);

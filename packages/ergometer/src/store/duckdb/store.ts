@@ -1227,77 +1227,33 @@ export class DuckDbStore implements Store {
   }
 }
 
-/** Column builders of one append, in table order (see migrations.ts). */
-function aggregateColumns(): { columns: Column[]; push(row: StoredAggregate, compacted: boolean): void } {
-  const text = Array.from({ length: 7 }, (): string[] => []);
-  const [service, commit, endpoint, metric, hostClass, flagKey, flagVariant] = text as [
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-    string[],
-  ];
-  const minute: number[] = [];
-  const n: number[] = [];
-  const sums = Array.from({ length: 9 }, (): number[] => []);
-  const [weight, sumCost, sumCost2, sumLogCost, sumLogCost2, sumWall, sumDb, sumCache, sumHttp] = sums as [
-    number[],
-    number[],
-    number[],
-    number[],
-    number[],
-    number[],
-    number[],
-    number[],
-    number[],
-  ];
-  const minTs: number[] = [];
-  const maxTs: number[] = [];
-  const costHist: Array<ReadonlyMap<number, number>> = [];
-  const wallHist: Array<ReadonlyMap<number, number>> = [];
-  const compactedColumn: boolean[] = [];
-  const columns: Column[] = [
-    ...text.map((values): Column => ({ kind: 'varchar', values })),
-    { kind: 'bigint', values: minute },
-    { kind: 'bigint', values: n },
-    ...sums.map((values): Column => ({ kind: 'double', values })),
-    { kind: 'bigint', values: minTs },
-    { kind: 'bigint', values: maxTs },
-    { kind: 'hist', values: costHist },
-    { kind: 'hist', values: wallHist },
-    { kind: 'boolean', values: compactedColumn },
-  ];
-  return {
-    columns,
-    push(row, compacted) {
-      service.push(row.service);
-      commit.push(row.commit);
-      endpoint.push(row.endpoint);
-      metric.push(row.metric);
-      hostClass.push(row.hostClass);
-      flagKey.push(row.flagKey);
-      flagVariant.push(row.flagVariant);
-      minute.push(row.minute);
-      n.push(row.n);
-      weight.push(row.weight);
-      sumCost.push(row.sumCost);
-      sumCost2.push(row.sumCost2);
-      sumLogCost.push(row.sumLogCost);
-      sumLogCost2.push(row.sumLogCost2);
-      sumWall.push(row.sumWall);
-      sumDb.push(row.sumDb);
-      sumCache.push(row.sumCache);
-      sumHttp.push(row.sumHttp);
-      minTs.push(row.minTs);
-      maxTs.push(row.maxTs);
-      costHist.push(row.costHist);
-      wallHist.push(row.wallHist);
-      compactedColumn.push(compacted);
-    },
-  };
-}
+/** The aggregate tables' columns, in table order (see migrations.ts). */
+const aggregateColumns = () =>
+  columnsOf<[StoredAggregate, boolean]>([
+    ['varchar', (r) => r.service],
+    ['varchar', (r) => r.commit],
+    ['varchar', (r) => r.endpoint],
+    ['varchar', (r) => r.metric],
+    ['varchar', (r) => r.hostClass],
+    ['varchar', (r) => r.flagKey],
+    ['varchar', (r) => r.flagVariant],
+    ['bigint', (r) => r.minute],
+    ['bigint', (r) => r.n],
+    ['double', (r) => r.weight],
+    ['double', (r) => r.sumCost],
+    ['double', (r) => r.sumCost2],
+    ['double', (r) => r.sumLogCost],
+    ['double', (r) => r.sumLogCost2],
+    ['double', (r) => r.sumWall],
+    ['double', (r) => r.sumDb],
+    ['double', (r) => r.sumCache],
+    ['double', (r) => r.sumHttp],
+    ['bigint', (r) => r.minTs],
+    ['bigint', (r) => r.maxTs],
+    ['hist', (r) => r.costHist],
+    ['hist', (r) => r.wallHist],
+    ['boolean', (_r, compacted) => compacted],
+  ]);
 
 /**
  * The `samples` columns of these batches. Numeric columns are typed arrays of the exact size, copied
