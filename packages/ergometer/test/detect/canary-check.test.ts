@@ -6,33 +6,20 @@
  * one stays a canary.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { EndpointComparison } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { CANARY_CHECK_Z, detectRollouts, disagreesWithCanary } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
-import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { HOUR, type Phase, T0, writeScenario } from './scenario';
+import { HOUR, type Phase, T0, withTempStore } from './scenario';
 
 const FEED = 'GET /feed/:id';
 const COST = 1_000_000;
 const config = resolveDetectorConfig();
 
-async function withStore(phases: Phase[], run: (store: Store) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-canary-check-'));
-  const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-  try {
-    await store.init();
-    await writeScenario(store, 'cc', phases, 11);
-    await run(store);
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+function withStore(phases: Phase[], run: (store: Store) => Promise<void>): Promise<void> {
+  return withTempStore('ergometer-canary-check-', run, { service: 'cc', phases, seed: 11 });
 }
 
 /** v1 for 6 h, then v2 beside it for 2 h (the canary), then v2 alone; v2 costs `during` × v1 in the canary, `after` × after it. */

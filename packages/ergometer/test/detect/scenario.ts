@@ -21,6 +21,27 @@ export async function writeScenario(store: Store, service: string, phases: Phase
   return written;
 }
 
+/**
+ * Runs `run` on a fresh DuckDB file in a temp folder (with `scenario`'s phases written first, when
+ * given), then closes and removes it, whether `run` passed or not.
+ */
+export async function withTempStore(
+  prefix: string,
+  run: (store: Store) => Promise<void>,
+  scenario?: { service: string; phases: Phase[]; seed: number },
+): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
+  try {
+    await store.init();
+    if (scenario) await writeScenario(store, scenario.service, scenario.phases, scenario.seed);
+    await run(store);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export const NOW = Date.UTC(2026, 10, 20, 12);
 export const T0 = NOW - 12 * HOUR;
 export const BASE = { 'GET /feed/:id': 1_000_000, 'GET /profile/:id': 400_000, 'GET /search': 2_000_000 };

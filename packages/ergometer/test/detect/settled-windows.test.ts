@@ -4,32 +4,20 @@
  * on complete UTC days. On a real DuckDB file, with data arriving while the detectors run.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { detectFlags, flagLookAlphaShare } from '../../src/detect/flag';
 import { detectTrends } from '../../src/detect/trend';
 import { endOfMinute } from '../../src/detect/window';
-import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { HOUR, type Phase, scenarioBatches, T0, writeScenario } from './scenario';
+import { HOUR, type Phase, scenarioBatches, T0, withTempStore, writeScenario } from './scenario';
 
 const MINUTE = 60_000;
 const DAY = 24 * HOUR;
 const FEED = 'GET /feed/:id';
 
-async function withStore(run: (store: Store) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-settled-'));
-  const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-  try {
-    await store.init();
-    await run(store);
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+function withStore(run: (store: Store) => Promise<void>): Promise<void> {
+  return withTempStore('ergometer-settled-', run);
 }
 
 describe('flag and trend windows do not slide with every run', () => {

@@ -4,32 +4,19 @@
  * rollout's own minute. On a real DuckDB file, with rollouts and flags that start mid-minute.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { detectFlags } from '../../src/detect/flag';
 import { detectRollouts, INTERIM_LOOKS } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
-import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { BASE, HOUR, type Phase, T0, writeScenario } from './scenario';
+import { BASE, HOUR, type Phase, T0, withTempStore } from './scenario';
 
 const MINUTE = 60_000;
 const FEED = 'GET /feed/:id';
 
-async function withStore(phases: Phase[], run: (store: Store) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-windows-'));
-  const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-  try {
-    await store.init();
-    await writeScenario(store, 'win', phases, 5);
-    await run(store);
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+function withStore(phases: Phase[], run: (store: Store) => Promise<void>): Promise<void> {
+  return withTempStore('ergometer-windows-', run, { service: 'win', phases, seed: 5 });
 }
 
 function assertWholeMinutes(w: { from?: number; to?: number }, what: string): void {
