@@ -78,20 +78,9 @@ export class ProfiledApp {
     });
   }
 
-  /** GET `route`, parsed as JSON. */
-  getJson(route: string): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port: this.port, path: route, agent: this.client }, (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => {
-            body += chunk;
-          });
-          res.on('end', () => resolve(JSON.parse(body)));
-        })
-        .on('error', reject);
-    });
+  /** GET `route`, parsed as JSON (outside the load's keep-alive pool). */
+  async getJson(route: string): Promise<unknown> {
+    return (await fetch(`http://127.0.0.1:${this.port}${route}`)).json();
   }
 
   get(route: string): Promise<number> {
