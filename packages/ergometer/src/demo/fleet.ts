@@ -60,9 +60,10 @@ export class Fleet {
 
   private startProcess(host: string, version: DemoVersion, commit: string): Promise<HostProcess> {
     // Without inlining, V8's profiler charges the time of a small hot function such as dropNearDuplicates to
-    // that function instead of to the caller it was inlined into: the root cause names what a reader
-    // would look for. The same flag for every version, so the comparison stays fair.
-    const child = spawn(process.execPath, ['--no-turbo-inlining', SERVICE_ENTRY], {
+    // that function instead of to the caller it was inlined into (docs/agent.md, "Inlining"): the root cause
+    // names what a reader would look for. TurboFan's and (Node 22 on) Maglev's inlining. The same flags for
+    // every version, so the comparison stays fair.
+    const child = spawn(process.execPath, ['--no-turbo-inlining', '--no-maglev-inlining', SERVICE_ENTRY], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,

@@ -24,6 +24,14 @@ export interface FunctionTest {
   base: number;
   head: number;
   change: FunctionChange;
+  /** The same for the function's total cost (itself and everything it calls). */
+  totalChange: FunctionChange;
+  /**
+   * Set when this function's increase may be cost V8 charged to a caller on one side and to the function
+   * on the other (an inlining change): the function whose self cost fell by at least half this increase
+   * while its total did not fall by as much. See {@link attributionShifts}.
+   */
+  shiftedFrom?: { function: string; amount: number };
   /** The endpoint's mean cost per request at the baseline (request samples). */
   endpointBase: number;
   /** Profile samples of the endpoint on each side. */
@@ -34,8 +42,17 @@ interface SideData {
   /** Endpoint cost per profile, by profile id. */
   endpointCost: Map<string, number>;
   endpointSamples: number;
-  /** function key → profile id → self cost; and its pooled self samples. */
-  functions: Map<string, { row: ProfileFunctionRow; byProfile: Map<string, number>; samples: number }>;
+  /** function key → profile id → self and total cost; and its pooled self and total samples. */
+  functions: Map<
+    string,
+    {
+      row: ProfileFunctionRow;
+      byProfile: Map<string, number>;
+      totalByProfile: Map<string, number>;
+      samples: number;
+      totalSamples: number;
+    }
+  >;
   mean: number;
   varMean: number;
 }
@@ -86,24 +103,28 @@ async function sideData(
     const key = functionKey(row);
     let f = data.functions.get(key);
     if (!f) {
-      f = { row, byProfile: new Map(), samples: 0 };
+      f = { row, byProfile: new Map(), totalByProfile: new Map(), samples: 0, totalSamples: 0 };
       data.functions.set(key, f);
     }
     f.byProfile.set(row.profileId, (f.byProfile.get(row.profileId) ?? 0) + row.selfCost);
+    f.totalByProfile.set(row.profileId, (f.totalByProfile.get(row.profileId) ?? 0) + row.totalCost);
     f.samples += row.selfSamples;
+    f.totalSamples += row.totalSamples;
   }
   return data;
 }
 
-function estimate(data: SideData, key: string) {
+function estimate(data: SideData, key: string, which: 'self' | 'total') {
   const f = data.functions.get(key);
+  const byProfile = which === 'self' ? f?.byProfile : f?.totalByProfile;
   const ys: number[] = [];
   const xs: number[] = [];
   for (const [profileId, cost] of data.endpointCost) {
     xs.push(cost);
-    ys.push(f?.byProfile.get(profileId) ?? 0);
+    ys.push(byProfile?.get(profileId) ?? 0);
   }
-  const share = shareOfSums(ys, xs, f?.samples ?? 0, data.endpointSamples);
+  const samples = which === 'self' ? f?.samples : f?.totalSamples;
+  const share = shareOfSums(ys, xs, samples ?? 0, data.endpointSamples);
   return costPerRequest(share, data.mean, data.varMean);
 }
 
@@ -134,8 +155,8 @@ export async function testFunctions(
     // "(garbage collector)" (the demo's comments endpoint, untouched by v3, got +515% of it beside v3's
     // allocating search). It still counts in the endpoint's cost and in the rollout's root cause.
     if (isPseudoFrame(row)) continue;
-    const baseCost = estimate(base, key);
-    const headCost = estimate(head, key);
+    const baseCost = estimate(base, key, 'self');
+    const headCost = estimate(head, key, 'self');
     out.push({
       rollout,
       function: row.function,
@@ -144,11 +165,48 @@ export async function testFunctions(
       base: baseCost.cost,
       head: headCost.cost,
       change: functionChange(baseCost, headCost, config.confidence),
+      totalChange: functionChange(estimate(base, key, 'total'), estimate(head, key, 'total'), config.confidence),
       endpointBase: base.mean,
       samples: { baseline: base.endpointSamples, candidate: head.endpointSamples },
     });
   }
+  attributionShifts(out);
   return out;
+}
+
+/**
+ * Marks the increases that an attribution shift can explain (sets `shiftedFrom`). V8's sampling profiler
+ * charges the samples taken inside a function inlined into its caller to the caller (the sampled frame's
+ * inlining is not expanded; docs/agent.md, "Inlining"), and whether the caller is optimized with the
+ * function inlined depends on when the optimizing compiler got to it, which differs between processes:
+ * long-running processes of the old commit against freshly started ones of the new, or one process
+ * against another. Where it differs between the two sides, the callee's self cost moves into the caller's
+ * or out of it, and the endpoint does not pay for it.
+ *
+ * The sign of such a move: a function whose self cost confidently fell while its total cost (itself and
+ * everything it calls) did not fall by as much; the cost went from it to something below it. An increase
+ * elsewhere of at most twice that amount may be that cost, and is not reported as a regression. The
+ * shift is not traced to the callee (the aggregates keep no call edges), so a real increase in a function
+ * called below a shifting caller is not reported either: the rollout alert and its root cause still are.
+ */
+export function attributionShifts(tests: FunctionTest[]): void {
+  let donor: { function: string; amount: number; key: string } | undefined;
+  for (const t of tests) {
+    if (!(t.change.ci[1] < 0)) continue;
+    const fellBy = -t.change.delta;
+    const totalFellBy = Math.max(0, -t.totalChange.delta);
+    const amount = fellBy - totalFellBy;
+    if (amount > 0 && (donor === undefined || amount > donor.amount)) {
+      donor = { function: t.function, amount, key: functionKey(t) };
+    }
+  }
+  if (donor === undefined) return;
+  for (const t of tests) {
+    if (functionKey(t) === donor.key || !(t.change.delta > 0)) continue;
+    if (donor.amount >= COST_SHIFT_FRACTION * t.change.delta) {
+      t.shiftedFrom = { function: donor.function, amount: donor.amount };
+    }
+  }
 }
 
 /**
@@ -157,7 +215,8 @@ export async function testFunctions(
  *    minFunctionSharePct of the endpoint's base cost;
  *  - not a cost shift (FBDetect): if the endpoint's change is confidently below half of the
  *    function's increase (upper end of its interval, from the rollout comparison), the cost moved
- *    from other functions of the endpoint to this one, and the endpoint did not pay for it.
+ *    from other functions of the endpoint to this one, and the endpoint did not pay for it;
+ *  - not an attribution shift from a caller ({@link attributionShifts}).
  */
 export function isFunctionRegression(test: FunctionTest, config: DetectorConfig): boolean {
   const delta = test.change.delta;
@@ -165,6 +224,7 @@ export function isFunctionRegression(test: FunctionTest, config: DetectorConfig)
   if (test.base > 0 && (delta / test.base) * 100 < config.minFunctionEffectPct) return false;
   const ofEndpointPct = (delta / test.endpointBase) * 100;
   if (ofEndpointPct < config.minFunctionSharePct) return false;
+  if (test.shiftedFrom !== undefined) return false;
   return test.rollout.comparison.ci[1] >= COST_SHIFT_FRACTION * ofEndpointPct;
 }
 
