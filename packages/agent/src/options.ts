@@ -112,6 +112,13 @@ export interface ProfileOptions {
   periodMs?: number;
   /** Mean time between two stack samples, µs (`ERGOMETER_PROFILE_INTERVAL_US`). Default 10000 (100 Hz). */
   intervalMicros?: number;
+  /**
+   * How a `dutyCycle` below 1 is realised (`ERGOMETER_PROFILE_SCHEDULE`): `auto` (default) picks `windows` on
+   * Node 20 and `continuous` from Node 22 on; `windows` forces windows there too, where V8 then charges samples
+   * in code optimized between windows to its callers (docs/agent.md, "How the duty cycle is realised"): for
+   * measuring the profiler's cost (bench/), not for root causes.
+   */
+  schedule?: 'auto' | 'windows' | 'continuous';
 }
 
 /** Profiler options after defaults, environment variables and validation. */
@@ -121,6 +128,7 @@ export interface ResolvedProfileOptions {
   dutyCycle: number;
   periodMs: number;
   intervalMicros: number;
+  schedule: 'auto' | 'windows' | 'continuous';
 }
 
 /** Options after defaults, environment variables and validation. */
@@ -305,7 +313,21 @@ function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
     ),
     periodMs,
     intervalMicros,
+    schedule: schedule(options.schedule ?? env.ERGOMETER_PROFILE_SCHEDULE),
   };
+}
+
+const SCHEDULES = ['auto', 'windows', 'continuous'] as const;
+
+function schedule(value: unknown): ResolvedProfileOptions['schedule'] {
+  if (value === undefined || value === '') return 'auto';
+  const found = SCHEDULES.find((s) => s === value);
+  if (found !== undefined) return found;
+  throw bad(
+    'profile.schedule',
+    `expected one of ${SCHEDULES.join(', ')}, got ${describe(value)}`,
+    'ERGOMETER_PROFILE_SCHEDULE',
+  );
 }
 
 function flag(option: string, envName: string, value: unknown, fallback: boolean): boolean {

@@ -103,7 +103,8 @@ export class Profiler {
       // A build of the addon without the probe: take the path that works everywhere.
     }
     this.contextPath = acf ? 'async-context-frame' : 'async-hooks';
-    const continuous = options.dutyCycle >= 1 || stopLosesCode();
+    const continuous =
+      options.dutyCycle >= 1 || options.schedule === 'continuous' || (options.schedule === 'auto' && stopLosesCode());
     this.schedule = continuous ? 'continuous' : 'windows';
     // Continuous below a duty cycle of 1: the same samples per period, spread over all of it.
     this.samplingIntervalMicros =

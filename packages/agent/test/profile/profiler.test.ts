@@ -243,6 +243,19 @@ describe('profiler in an Express app', () => {
     }
   });
 
+  it('schedule: "windows" records windows on every version (for measuring the cost), "continuous" never stops', async (t) => {
+    for (const schedule of ['windows', 'continuous'] as const) {
+      const { app } = await startInTempDir(t, {
+        profile: { enabled: true, dutyCycle: 0.25, periodMs: 800, intervalMicros: 2000, schedule },
+      });
+      await app.load(10, 2, 1000);
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
+      assert.equal(report.profiling?.schedule, schedule);
+      assert.equal(report.profiling?.samplingIntervalMicros, schedule === 'windows' ? 2000 : 8000);
+    }
+  });
+
   it("stops V8's profiler between windows only where a restart keeps track of compiled code (V8 11)", () => {
     assert.equal(stopLosesCode('11.3.244.8-node.33'), false);
     assert.equal(stopLosesCode('12.4.254.21-node.57'), true);

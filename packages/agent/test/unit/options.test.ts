@@ -233,10 +233,31 @@ const OPTION_CASES: OptionCase[] = [
     option: 'profile',
     envName: 'ERGOMETER_PROFILE',
     envText: '1',
-    fromEnv: { enabled: true, processFraction: 1, dutyCycle: 0.1, periodMs: 60_000, intervalMicros: 10_000 },
+    fromEnv: {
+      enabled: true,
+      processFraction: 1,
+      dutyCycle: 0.1,
+      periodMs: 60_000,
+      intervalMicros: 10_000,
+      schedule: 'auto',
+    },
     optionValue: { enabled: false, dutyCycle: 0.5 },
-    fromOption: { enabled: false, processFraction: 1, dutyCycle: 0.5, periodMs: 60_000, intervalMicros: 10_000 },
-    fallback: { enabled: false, processFraction: 1, dutyCycle: 0.1, periodMs: 60_000, intervalMicros: 10_000 },
+    fromOption: {
+      enabled: false,
+      processFraction: 1,
+      dutyCycle: 0.5,
+      periodMs: 60_000,
+      intervalMicros: 10_000,
+      schedule: 'auto',
+    },
+    fallback: {
+      enabled: false,
+      processFraction: 1,
+      dutyCycle: 0.1,
+      periodMs: 60_000,
+      intervalMicros: 10_000,
+      schedule: 'auto',
+    },
   },
 ];
 
@@ -249,6 +270,7 @@ describe('profile options', () => {
       ERGOMETER_PROFILE_DUTY_CYCLE: '0.5',
       ERGOMETER_PROFILE_PERIOD_MS: '30000',
       ERGOMETER_PROFILE_INTERVAL_US: '5000',
+      ERGOMETER_PROFILE_SCHEDULE: 'windows',
     };
     assert.deepEqual(resolveOptions({}, env).profile, {
       enabled: true,
@@ -256,7 +278,13 @@ describe('profile options', () => {
       dutyCycle: 0.5,
       periodMs: 30_000,
       intervalMicros: 5000,
+      schedule: 'windows',
     });
+    assert.equal(resolveOptions({}, REQUIRED).profile.schedule, 'auto');
+    rejects(
+      () => resolveOptions({ profile: { schedule: 'sometimes' as never } }, REQUIRED),
+      /profile.schedule \(ERGOMETER_PROFILE_SCHEDULE\): expected one of auto, windows, continuous, got "sometimes"/,
+    );
     rejects(
       () => resolveOptions({}, { ...REQUIRED, ERGOMETER_PROFILE: 'maybe' }),
       /profile.enabled \(ERGOMETER_PROFILE\)/,
