@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { LoadRequest, LoadResult } from './apps/load-generator';
-import type { PairedResult } from './apps/paired-server';
+import type { PairedCycle, PairedResult } from './apps/paired-server';
 import { canPin, firstMessage, LOAD_CPU, median, SERVER_CPU, startChild } from './throughput';
 
 /**
@@ -22,10 +22,29 @@ import { canPin, firstMessage, LOAD_CPU, median, SERVER_CPU, startChild } from '
  *
  *   node bench/dist/src/paired.js [runs=4] [seconds=8]
  */
-async function pairedRun(durationSeconds: number, pinning: boolean): Promise<PairedResult> {
+/**
+ * The cost of recording from the cycles of a profiler-mode run: the mean over cycles of
+ * ln(CPU per request recording / not recording), with a 95% interval (normal, over cycles), as a ratio.
+ */
+export function cycleCost(cycles: readonly PairedCycle[]): { ratio: number; low: number; high: number; n: number } {
+  const logs = cycles.map((c) => Math.log(c.on.cpuMicros / c.on.requests / (c.off.cpuMicros / c.off.requests)));
+  const n = logs.length;
+  const mean = logs.reduce((a, b) => a + b, 0) / n;
+  const variance = logs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, n - 1);
+  const half = 1.96 * Math.sqrt(variance / n);
+  return { ratio: Math.exp(mean), low: Math.exp(mean - half), high: Math.exp(mean + half), n };
+}
+
+/** One paired run; `extraEnv` selects the server's mode (PAIRED_PHASE_MS, PAIRED_PROFILER_INTERVAL_US). */
+export async function pairedRun(
+  durationSeconds: number,
+  pinning: boolean,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<PairedResult> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-paired-'));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    ...extraEnv,
     BENCH_COLLECTOR: `file:${path.join(dir, 'samples.ndjson')}`,
     ERGOMETER_COMMIT: 'bench',
   };
@@ -72,6 +91,15 @@ async function main(): Promise<void> {
     const extra = result.onCpuMicrosPerRequest - result.offCpuMicrosPerRequest;
     ratios.push(ratio);
     extras.push(extra);
+    if (result.edge !== undefined && result.edge.edges > 0) {
+      const offRate = result.offCpuMicrosPerRequest;
+      const perWindow = (2 * (result.edge.edgeCpuMicros - result.edge.edgeRequests * offRate)) / result.edge.edges;
+      const cost = cycleCost(result.edge.cycles);
+      console.log(
+        `paired: run ${run}: ${result.edge.edges / 2} windows, ${(perWindow / 1000).toFixed(1)} ms CPU each to start and end; ` +
+          `recording/not over ${cost.n} cycles ${cost.ratio.toFixed(3)} (95% ${cost.low.toFixed(3)}–${cost.high.toFixed(3)})`,
+      );
+    }
     console.log(
       `paired: run ${run}/${runs}: agent off ${result.offCpuMicrosPerRequest.toFixed(1)} µs CPU/req ` +
         `(${result.offRequests} req), on ${result.onCpuMicrosPerRequest.toFixed(1)} µs (${result.onRequests} req): ` +

@@ -15,8 +15,8 @@ import type { RequestHandler } from 'express';
  *   PAIRED_PROFILER_INTERVAL_US  profiler mode (profiler.ts): the agent's middleware runs on every request
  *                    at sampleRate 0.01, and its profiler records windows of half of each 2 × PAIRED_PHASE_MS
  *                    period at this sampling interval; "on" is the CPU per request of the 5 ms ticks in which
- *                    the profiler recorded (or started, or stopped and serialized: the windows' own cost
- *                    counts as recording), "off" of the ticks in which it did not.
+ *                    the profiler recorded steadily, "off" of the ticks in which it did not, and the ticks
+ *                    around the start and end of each window (the window's own cost) apart.
  *
  * Talks to its parent over IPC: sends `{ type: 'listening', port }`; on
  * `{ type: 'measure' }` starts summing (after the warm-up); on
@@ -30,6 +30,17 @@ export interface PairedResult {
   onCpuMicrosPerRequest: number;
   offRequests: number;
   onRequests: number;
+  /**
+   * Profiler mode: the ticks around window starts and ends, how many starts and ends there were, and the
+   * steady ticks per cycle (a window and the stretch before it).
+   */
+  edge?: { edgeCpuMicros: number; edgeRequests: number; edges: number; cycles: PairedCycle[] };
+}
+
+/** One window's steady recording ticks and the not-recording ticks before it. */
+export interface PairedCycle {
+  on: Phase;
+  off: Phase;
 }
 
 interface Phase {
@@ -62,31 +73,57 @@ function serveProfiler(intervalMicros: number): void {
   const server = createBenchApp(instrument).listen(0, '127.0.0.1', () => {
     process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
   });
-  const phases: Record<'on' | 'off', Phase> = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
+  const phases: Record<'on' | 'off' | 'edge', Phase> = {
+    on: { cpuMicros: 0, requests: 0 },
+    off: { cpuMicros: 0, requests: 0 },
+    edge: { cpuMicros: 0, requests: 0 },
+  };
   let measuring = false;
   let lastCpuMicros = cpuMicros();
   let lastRequests = 0;
-  let recordedSinceTick = false;
-  // The windows start and end on the agent's timers: a tick counts as "on" if the profiler recorded at any
-  // moment of it that a 1 ms poll saw, so the start and the end of a window (stop, serialization) count as on.
+  // A 1 ms poll sees the windows start and end (they run on the agent's timers). Ticks within EDGE_MS of a
+  // start or an end are the window's own cost (starting V8's profiler, stopping it, serializing and
+  // compressing the profile on the threadpool): "edge", kept apart from steady recording and not recording.
+  let recording = agent.profiling?.recording === true;
+  let lastEdgeAt = Number.NEGATIVE_INFINITY;
+  let edges = 0;
+  const EDGE_MS = 50;
+  // One cycle per window: the steady recording ticks of the window and the not-recording ticks before it.
+  const cycles: PairedCycle[] = [];
+  let cycle: PairedCycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
   setInterval(() => {
-    if (agent.profiling?.recording === true) recordedSinceTick = true;
+    const now = agent.profiling?.recording === true;
+    if (now !== recording) {
+      recording = now;
+      lastEdgeAt = performance.now();
+      if (measuring) edges++;
+      if (now) {
+        if (cycle.on.requests > 0 && cycle.off.requests > 0) cycles.push(cycle);
+        cycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
+      }
+    }
   }, 1).unref();
   setInterval(() => {
     const nowCpuMicros = cpuMicros();
-    const recording = recordedSinceTick || agent.profiling?.recording === true;
     if (measuring) {
-      const phase = recording ? phases.on : phases.off;
-      phase.cpuMicros += nowCpuMicros - lastCpuMicros;
-      phase.requests += requests - lastRequests;
+      const edge = performance.now() - lastEdgeAt < EDGE_MS;
+      for (const phase of edge ? [phases.edge] : recording ? [phases.on, cycle.on] : [phases.off, cycle.off]) {
+        phase.cpuMicros += nowCpuMicros - lastCpuMicros;
+        phase.requests += requests - lastRequests;
+      }
     }
     lastCpuMicros = nowCpuMicros;
     lastRequests = requests;
-    recordedSinceTick = agent.profiling?.recording === true;
   }, 5).unref();
-  answerOnStop(server, phases, agent, () => {
-    measuring = true;
-  });
+  answerOnStop(
+    server,
+    phases,
+    agent,
+    () => {
+      measuring = true;
+    },
+    () => ({ edgeCpuMicros: phases.edge.cpuMicros, edgeRequests: phases.edge.requests, edges, cycles }),
+  );
 }
 
 function serve(): void {
@@ -133,6 +170,7 @@ function answerOnStop(
   phases: Record<'on' | 'off', Phase>,
   agent: { shutdown(): Promise<unknown> },
   startMeasuring: () => void,
+  edge?: () => PairedResult['edge'],
 ): void {
   process.on('message', (message: { type: string }) => {
     if (message.type === 'measure') startMeasuring();
@@ -144,6 +182,7 @@ function answerOnStop(
       offRequests: phases.off.requests,
       onRequests: phases.on.requests,
     };
+    if (edge !== undefined) result.edge = edge();
     server.close();
     server.closeAllConnections();
     process.send?.(result, () => {
