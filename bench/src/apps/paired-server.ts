@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 
 /**
  * The server of the paired overhead benchmark (paired.ts): the throughput app
- * with the agent at sampleRate 1, whose middleware is skipped every other
+ * with the agent at sampleRate 1 (or PAIRED_SAMPLE_RATE), whose middleware is skipped every other
  * phase of PAIRED_PHASE_MS. CPU time per request is summed per phase, so
  * "agent on" and "agent off" are measured in the same process, interleaved
  * every few hundred milliseconds: both see the same machine, the same JIT
@@ -12,6 +12,7 @@ import type { RequestHandler } from 'express';
  *
  *   BENCH_COLLECTOR  the agent's collector (`file:` URL in a temp dir)
  *   PAIRED_PHASE_MS  length of one phase (default 250)
+ *   PAIRED_SAMPLE_RATE  the agent's sampleRate (default 1)
  *   PAIRED_PROFILER_INTERVAL_US  profiler mode (profiler.ts): the agent's middleware runs on every request
  *                    at sampleRate 0.01, and its profiler records windows of half of each 2 × PAIRED_PHASE_MS
  *                    period at this sampling interval; "on" is the CPU per request of the 5 ms ticks in which
@@ -128,7 +129,11 @@ function serveProfiler(intervalMicros: number): void {
 
 function serve(): void {
   const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
-  const agent = start({ service: 'bench-paired', collector: process.env.BENCH_COLLECTOR, sampleRate: 1 });
+  const agent = start({
+    service: 'bench-paired',
+    collector: process.env.BENCH_COLLECTOR,
+    sampleRate: Number(process.env.PAIRED_SAMPLE_RATE ?? 1),
+  });
   const middleware = agent.express();
   let agentOn = false;
   let requests = 0;
