@@ -8,7 +8,7 @@
  * minimum effects and the cost-shift filter.
  */
 import { isPseudoFrame } from '../profile/decode';
-import { endpointMeans, functionKey } from '../profile/diff';
+import { endpointMeans, functionKey, movedBelow } from '../profile/diff';
 import { costPerRequest, type FunctionChange, functionChange, shareOfSums } from '../stats/shares';
 import type { ProfileEndpointRow, ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
 import type { TestedChange } from './candidate';
@@ -193,9 +193,7 @@ export function attributionShifts(tests: FunctionTest[]): void {
   let donor: { function: string; amount: number; key: string } | undefined;
   for (const t of tests) {
     if (!(t.change.ci[1] < 0)) continue;
-    const fellBy = -t.change.delta;
-    const totalFellBy = Math.max(0, -t.totalChange.delta);
-    const amount = fellBy - totalFellBy;
+    const amount = movedBelow(t.change.delta, t.totalChange.delta);
     if (amount > 0 && (donor === undefined || amount > donor.amount)) {
       donor = { function: t.function, amount, key: functionKey(t) };
     }
