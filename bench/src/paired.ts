@@ -23,8 +23,9 @@ import { canPin, firstMessage, LOAD_CPU, median, SERVER_CPU, startChild } from '
  *   node bench/dist/src/paired.js [runs=4] [seconds=8]
  */
 /**
- * The cost of recording from the cycles of a profiler-mode run: the mean over cycles of
- * ln(CPU per request recording / not recording), with a 95% interval (normal, over cycles), as a ratio.
+ * The cost of "on" from the cycles of a paired run: the mean over cycles of ln(CPU per request on / off),
+ * with a 95% interval (normal, over cycles), as a ratio. Adjacent phases see the same machine, so the
+ * host's drift, which moves separate runs by tens of percent here, cancels within each cycle.
  */
 export function cycleCost(cycles: readonly PairedCycle[]): { ratio: number; low: number; high: number; n: number } {
   const logs = cycles.map((c) => Math.log(c.on.cpuMicros / c.on.requests / (c.off.cpuMicros / c.off.requests)));
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
   const pinning = canPin();
   const ratios: number[] = [];
   const extras: number[] = [];
+  const allCycles: PairedCycle[] = [];
   for (let run = 1; run <= runs; run++) {
     const result = await pairedRun(seconds, pinning);
     const ratio = result.offCpuMicrosPerRequest / result.onCpuMicrosPerRequest;
@@ -94,18 +96,23 @@ async function main(): Promise<void> {
     if (result.edge !== undefined && result.edge.edges > 0) {
       const offRate = result.offCpuMicrosPerRequest;
       const perWindow = (2 * (result.edge.edgeCpuMicros - result.edge.edgeRequests * offRate)) / result.edge.edges;
-      const cost = cycleCost(result.edge.cycles);
       console.log(
-        `paired: run ${run}: ${result.edge.edges / 2} windows, ${(perWindow / 1000).toFixed(1)} ms CPU each to start and end; ` +
-          `recording/not over ${cost.n} cycles ${cost.ratio.toFixed(3)} (95% ${cost.low.toFixed(3)}–${cost.high.toFixed(3)})`,
+        `paired: run ${run}: ${result.edge.edges / 2} windows, ${(perWindow / 1000).toFixed(1)} ms CPU each to start and end`,
       );
     }
+    const cost = cycleCost(result.cycles);
+    allCycles.push(...result.cycles);
     console.log(
       `paired: run ${run}/${runs}: agent off ${result.offCpuMicrosPerRequest.toFixed(1)} µs CPU/req ` +
         `(${result.offRequests} req), on ${result.onCpuMicrosPerRequest.toFixed(1)} µs (${result.onRequests} req): ` +
-        `+${extra.toFixed(1)} µs, off/on ${ratio.toFixed(3)}`,
+        `+${extra.toFixed(1)} µs, off/on ${ratio.toFixed(3)}; on/off over ${cost.n} cycles ×${cost.ratio.toFixed(3)} ` +
+        `(95% ×${cost.low.toFixed(3)}–×${cost.high.toFixed(3)})`,
     );
   }
+  const pooled = cycleCost(allCycles);
+  console.log(
+    `paired: all ${pooled.n} cycles: on/off ×${pooled.ratio.toFixed(3)} (95% ×${pooled.low.toFixed(3)}–×${pooled.high.toFixed(3)})`,
+  );
   console.log(
     `paired: median off/on ${median(ratios).toFixed(3)} (min ${Math.min(...ratios).toFixed(3)}, ` +
       `max ${Math.max(...ratios).toFixed(3)}), median +${median(extras).toFixed(1)} µs CPU per request, ` +

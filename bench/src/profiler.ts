@@ -218,7 +218,7 @@ async function pairedProfilerCost(
       });
       const edge = result.edge;
       if (edge === undefined) throw new Error('the paired server did not run in profiler mode');
-      cycles.push(...edge.cycles);
+      cycles.push(...result.cycles);
       if (edge.edges > 0) {
         windowCosts.push((2 * (edge.edgeCpuMicros - edge.edgeRequests * result.offCpuMicrosPerRequest)) / edge.edges);
       }
@@ -227,7 +227,7 @@ async function pairedProfilerCost(
         requests: off.requests + result.offRequests,
       };
       console.error(
-        `profiler: paired ${interval.micros} µs run ${run}/${runs}: ${edge.cycles.length} cycles, ` +
+        `profiler: paired ${interval.micros} µs run ${run}/${runs}: ${result.cycles.length} cycles, ` +
           `off ${result.offCpuMicrosPerRequest.toFixed(1)} µs/req, recording ${result.onCpuMicrosPerRequest.toFixed(1)} µs/req`,
       );
     }

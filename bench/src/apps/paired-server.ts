@@ -31,14 +31,13 @@ export interface PairedResult {
   onCpuMicrosPerRequest: number;
   offRequests: number;
   onRequests: number;
-  /**
-   * Profiler mode: the ticks around window starts and ends, how many starts and ends there were, and the
-   * steady ticks per cycle (a window and the stretch before it).
-   */
-  edge?: { edgeCpuMicros: number; edgeRequests: number; edges: number; cycles: PairedCycle[] };
+  /** Profiler mode: the ticks around window starts and ends, and how many starts and ends there were. */
+  edge?: { edgeCpuMicros: number; edgeRequests: number; edges: number };
+  /** Per cycle: an "off" stretch and the "on" one after it (profiler mode: a window and the stretch before it). */
+  cycles: PairedCycle[];
 }
 
-/** One window's steady recording ticks and the not-recording ticks before it. */
+/** One "on" stretch and the "off" one before it. */
 export interface PairedCycle {
   on: Phase;
   off: Phase;
@@ -123,7 +122,8 @@ function serveProfiler(intervalMicros: number): void {
     () => {
       measuring = true;
     },
-    () => ({ edgeCpuMicros: phases.edge.cpuMicros, edgeRequests: phases.edge.requests, edges, cycles }),
+    cycles,
+    () => ({ edgeCpuMicros: phases.edge.cpuMicros, edgeRequests: phases.edge.requests, edges }),
   );
 }
 
@@ -152,21 +152,35 @@ function serve(): void {
   let lastCpuMicros = cpuMicros();
   let lastRequests = 0;
   const phaseMs = Number(process.env.PAIRED_PHASE_MS ?? 250);
+  const cycles: PairedCycle[] = [];
+  let cycle: PairedCycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
   setInterval(() => {
     const nowCpuMicros = cpuMicros();
     if (measuring) {
-      const phase = agentOn ? phases.on : phases.off;
-      phase.cpuMicros += nowCpuMicros - lastCpuMicros;
-      phase.requests += requests - lastRequests;
+      for (const phase of agentOn ? [phases.on, cycle.on] : [phases.off, cycle.off]) {
+        phase.cpuMicros += nowCpuMicros - lastCpuMicros;
+        phase.requests += requests - lastRequests;
+      }
+      // A cycle is an off phase and the on phase after it.
+      if (agentOn) {
+        if (cycle.off.requests > 0 && cycle.on.requests > 0) cycles.push(cycle);
+        cycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
+      }
     }
     lastCpuMicros = nowCpuMicros;
     lastRequests = requests;
     agentOn = !agentOn;
   }, phaseMs).unref();
 
-  answerOnStop(server, phases, agent, () => {
-    measuring = true;
-  });
+  answerOnStop(
+    server,
+    phases,
+    agent,
+    () => {
+      measuring = true;
+    },
+    cycles,
+  );
 }
 
 /** The IPC protocol of both modes: `measure` starts summing, `stop` answers with the result and exits. */
@@ -175,6 +189,7 @@ function answerOnStop(
   phases: Record<'on' | 'off', Phase>,
   agent: { shutdown(): Promise<unknown> },
   startMeasuring: () => void,
+  cycles: PairedCycle[],
   edge?: () => PairedResult['edge'],
 ): void {
   process.on('message', (message: { type: string }) => {
@@ -186,6 +201,7 @@ function answerOnStop(
       onCpuMicrosPerRequest: phases.on.cpuMicros / phases.on.requests,
       offRequests: phases.off.requests,
       onRequests: phases.on.requests,
+      cycles,
     };
     if (edge !== undefined) result.edge = edge();
     server.close();

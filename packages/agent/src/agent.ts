@@ -36,16 +36,13 @@ const ALREADY_RUNNING = Symbol('ergometer.already-running');
 
 /** On an unsampled request that is counted: the agent counting it, and the route resolver it was given. */
 const kCountedBy = Symbol('ergometer.counted-by');
-const kRouteResolver = Symbol('ergometer.route-resolver');
-const kRouteSource = Symbol('ergometer.route-source');
 /** The profiler's labels of a request, while the profiler runs. */
 const kProfileLabels = Symbol('ergometer.profile-labels');
 
 interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
-  [kCountedBy]?: Agent;
-  [kRouteResolver]?: RouteResolver<unknown>;
-  [kRouteSource]?: unknown;
+  /** Set on an unsampled request being counted: by which agent, and how to name its route. */
+  [kCountedBy]?: { agent: Agent; route: RouteResolver<unknown> | undefined; source: unknown };
   [kProfileLabels]?: ProfileLabels;
 }
 
@@ -75,7 +72,8 @@ function onSampledClose(this: SampledResponse): void {
 /** `close` listener of counted unsampled responses: one function for all, no closure per request. */
 function onUnsampledClose(this: ServerResponse): void {
   const req = this.req as InstrumentedRequest | undefined;
-  req?.[kCountedBy]?.countFinished(req, req[kRouteResolver], req[kRouteSource]);
+  const counted = req?.[kCountedBy];
+  if (req !== undefined && counted !== undefined) counted.agent.countFinished(req, counted.route, counted.source);
 }
 
 let runningAgent: Agent | undefined;
@@ -365,13 +363,19 @@ export class Agent {
    * option) when its response closes. Two layers count it once; the inner one's route resolver wins.
    */
   countUnsampled<S>(req: IncomingMessage, res: ServerResponse, route?: RouteResolver<S>, routeSource?: S): void {
-    const counted = req as InstrumentedRequest;
-    if (route !== undefined) {
-      counted[kRouteResolver] = route as RouteResolver<unknown>;
-      counted[kRouteSource] = routeSource;
+    const instrumented = req as InstrumentedRequest;
+    const counted = instrumented[kCountedBy];
+    if (counted !== undefined) {
+      if (route !== undefined) {
+        counted.route = route as RouteResolver<unknown>;
+        counted.source = routeSource;
+      }
+      return;
     }
-    if (counted[kCountedBy] !== undefined || !this.running) return;
-    counted[kCountedBy] = this;
+    if (!this.running) return;
+    // One property added to the framework's request object, not three: each addition to objects whose shapes
+    // vary from framework to framework can be a slow shape transition.
+    instrumented[kCountedBy] = { agent: this, route: route as RouteResolver<unknown> | undefined, source: routeSource };
     res.on('close', onUnsampledClose);
   }
 
