@@ -53,6 +53,27 @@ function cpuMicros(): number {
   return usage.user + usage.system;
 }
 
+/**
+ * Adds the process's CPU and the requests served since the previous call to each of `phases`
+ * (nothing before `measuring`); both modes call it once per tick.
+ */
+function tickMeter(requests: () => number): (phases: Phase[], measuring: boolean) => void {
+  let lastCpuMicros = cpuMicros();
+  let lastRequests = requests();
+  return (phases, measuring) => {
+    const nowCpuMicros = cpuMicros();
+    const nowRequests = requests();
+    if (measuring) {
+      for (const phase of phases) {
+        phase.cpuMicros += nowCpuMicros - lastCpuMicros;
+        phase.requests += nowRequests - lastRequests;
+      }
+    }
+    lastCpuMicros = nowCpuMicros;
+    lastRequests = nowRequests;
+  };
+}
+
 /** Profiler mode: every request through the agent at 0.01; on and off are the profiler's recording windows. */
 function serveProfiler(intervalMicros: number): void {
   const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
@@ -78,9 +99,8 @@ function serveProfiler(intervalMicros: number): void {
     off: { cpuMicros: 0, requests: 0 },
     edge: { cpuMicros: 0, requests: 0 },
   };
-  let measuring = false;
-  let lastCpuMicros = cpuMicros();
-  let lastRequests = 0;
+  const state = { measuring: false };
+  const tick = tickMeter(() => requests);
   // A 1 ms poll sees the windows start and end (they run on the agent's timers). Ticks within EDGE_MS of a
   // start or an end are the window's own cost (starting V8's profiler, stopping it, serializing and
   // compressing the profile on the threadpool): "edge", kept apart from steady recording and not recording.
@@ -96,7 +116,7 @@ function serveProfiler(intervalMicros: number): void {
     if (now !== recording) {
       recording = now;
       lastEdgeAt = performance.now();
-      if (measuring) edges++;
+      if (state.measuring) edges++;
       if (now) {
         if (cycle.on.requests > 0 && cycle.off.requests > 0) cycles.push(cycle);
         cycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
@@ -104,27 +124,14 @@ function serveProfiler(intervalMicros: number): void {
     }
   }, 1).unref();
   setInterval(() => {
-    const nowCpuMicros = cpuMicros();
-    if (measuring) {
-      const edge = performance.now() - lastEdgeAt < EDGE_MS;
-      for (const phase of edge ? [phases.edge] : recording ? [phases.on, cycle.on] : [phases.off, cycle.off]) {
-        phase.cpuMicros += nowCpuMicros - lastCpuMicros;
-        phase.requests += requests - lastRequests;
-      }
-    }
-    lastCpuMicros = nowCpuMicros;
-    lastRequests = requests;
+    const edge = performance.now() - lastEdgeAt < EDGE_MS;
+    tick(edge ? [phases.edge] : recording ? [phases.on, cycle.on] : [phases.off, cycle.off], state.measuring);
   }, 5).unref();
-  answerOnStop(
-    server,
-    phases,
-    agent,
-    () => {
-      measuring = true;
-    },
-    cycles,
-    () => ({ edgeCpuMicros: phases.edge.cpuMicros, edgeRequests: phases.edge.requests, edges }),
-  );
+  answerOnStop(server, phases, agent, state, cycles, () => ({
+    edgeCpuMicros: phases.edge.cpuMicros,
+    edgeRequests: phases.edge.requests,
+    edges,
+  }));
 }
 
 function serve(): void {
@@ -148,39 +155,22 @@ function serve(): void {
   });
 
   const phases: Record<'on' | 'off', Phase> = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
-  let measuring = false;
-  let lastCpuMicros = cpuMicros();
-  let lastRequests = 0;
+  const state = { measuring: false };
+  const tick = tickMeter(() => requests);
   const phaseMs = Number(process.env.PAIRED_PHASE_MS ?? 250);
   const cycles: PairedCycle[] = [];
   let cycle: PairedCycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
   setInterval(() => {
-    const nowCpuMicros = cpuMicros();
-    if (measuring) {
-      for (const phase of agentOn ? [phases.on, cycle.on] : [phases.off, cycle.off]) {
-        phase.cpuMicros += nowCpuMicros - lastCpuMicros;
-        phase.requests += requests - lastRequests;
-      }
-      // A cycle is an off phase and the on phase after it.
-      if (agentOn) {
-        if (cycle.off.requests > 0 && cycle.on.requests > 0) cycles.push(cycle);
-        cycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
-      }
+    tick(agentOn ? [phases.on, cycle.on] : [phases.off, cycle.off], state.measuring);
+    // A cycle is an off phase and the on phase after it.
+    if (state.measuring && agentOn) {
+      if (cycle.off.requests > 0 && cycle.on.requests > 0) cycles.push(cycle);
+      cycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
     }
-    lastCpuMicros = nowCpuMicros;
-    lastRequests = requests;
     agentOn = !agentOn;
   }, phaseMs).unref();
 
-  answerOnStop(
-    server,
-    phases,
-    agent,
-    () => {
-      measuring = true;
-    },
-    cycles,
-  );
+  answerOnStop(server, phases, agent, state, cycles);
 }
 
 /** The IPC protocol of both modes: `measure` starts summing, `stop` answers with the result and exits. */
@@ -188,12 +178,12 @@ function answerOnStop(
   server: import('node:http').Server,
   phases: Record<'on' | 'off', Phase>,
   agent: { shutdown(): Promise<unknown> },
-  startMeasuring: () => void,
+  state: { measuring: boolean },
   cycles: PairedCycle[],
   edge?: () => PairedResult['edge'],
 ): void {
   process.on('message', (message: { type: string }) => {
-    if (message.type === 'measure') startMeasuring();
+    if (message.type === 'measure') state.measuring = true;
     if (message.type !== 'stop') return;
     const result: PairedResult = {
       type: 'result',
