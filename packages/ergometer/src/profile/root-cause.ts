@@ -14,7 +14,7 @@
 import type { Alert, RootCause } from '../detect/alert';
 import type { Store } from '../store/types';
 import { isNativeFrame } from './decode';
-import { type DiffQuery, diffFunctions, type FunctionDiff, movedBelow, shortenFiles, sideCosts } from './diff';
+import { type DiffQuery, diffFunctions, type FunctionDiff, shortenFiles, sideCosts } from './diff';
 
 /** A function must explain this fraction of the endpoint's change to be named its cause. */
 export const EXPLAIN_FRACTION = 0.6;
@@ -38,7 +38,7 @@ export function pickRootCause(functions: readonly FunctionDiff[], baseCost: numb
   const explaining = functions
     .filter((f) => f.deltaTotal >= EXPLAIN_FRACTION * change && !isNativeFrame(f))
     .sort((a, b) => a.head.total - b.head.total);
-  const deepest = causeAbove(functions, explaining, change)[0];
+  const deepest = explaining[0];
   if (deepest) {
     out.push({ function: deepest.function, file: deepest.file, line: deepest.line, deltaPct: pct(deepest.deltaTotal) });
   }
@@ -48,29 +48,6 @@ export function pickRootCause(functions: readonly FunctionDiff[], baseCost: numb
     out.push({ function: f.function, file: f.file, line: f.line, deltaPct: pct(f.deltaSelf) });
   }
   return out;
-}
-
-/**
- * `explaining` (deepest first), or only those at or above an attribution shift when the functions below it
- * are ambiguous. A shift: a function whose self cost fell while its total did not (cost moved to its callees,
- * as when the two sides differ in what V8 inlined; docs/agent.md, "Inlining"). Its callees' total changes then
- * carry moved cost, and two of them on separate call paths can both seem to explain the change (the "deepest"
- * rule assumes one chain): the cause is then named no deeper than the shifting function.
- */
-function causeAbove(functions: readonly FunctionDiff[], explaining: FunctionDiff[], change: number): FunctionDiff[] {
-  let shifted: FunctionDiff | undefined;
-  let most = MIN_FURTHER_FRACTION * change;
-  for (const f of functions) {
-    const moved = movedBelow(f.deltaSelf, f.deltaTotal);
-    if (moved >= most) {
-      shifted = f;
-      most = moved;
-    }
-  }
-  if (shifted === undefined) return explaining;
-  const floor = shifted.head.total;
-  if (explaining.filter((f) => f.head.total < floor).length <= 1) return explaining;
-  return explaining.filter((f) => f.head.total >= floor);
 }
 
 /**
