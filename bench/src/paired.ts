@@ -36,6 +36,16 @@ export function cycleCost(cycles: readonly PairedCycle[]): { ratio: number; low:
   return { ratio: Math.exp(mean), low: Math.exp(mean - half), high: Math.exp(mean + half), n };
 }
 
+/**
+ * Profiler mode: the CPU each window's start and end cost, µs — the edge ticks' CPU beyond what their requests
+ * cost at the not-recording rate, per window (two edges). Undefined when no window started or ended.
+ */
+export function windowCostMicros(result: PairedResult): number | undefined {
+  const edge = result.edge;
+  if (edge === undefined || edge.edges === 0) return undefined;
+  return (2 * (edge.edgeCpuMicros - edge.edgeRequests * result.offCpuMicrosPerRequest)) / edge.edges;
+}
+
 /** One paired run; `extraEnv` selects the server's mode (PAIRED_PHASE_MS, PAIRED_PROFILER_INTERVAL_US). */
 export async function pairedRun(
   durationSeconds: number,
@@ -93,9 +103,8 @@ async function main(): Promise<void> {
     const extra = result.onCpuMicrosPerRequest - result.offCpuMicrosPerRequest;
     ratios.push(ratio);
     extras.push(extra);
-    if (result.edge !== undefined && result.edge.edges > 0) {
-      const offRate = result.offCpuMicrosPerRequest;
-      const perWindow = (2 * (result.edge.edgeCpuMicros - result.edge.edgeRequests * offRate)) / result.edge.edges;
+    const perWindow = windowCostMicros(result);
+    if (result.edge !== undefined && perWindow !== undefined) {
       console.log(
         `paired: run ${run}: ${result.edge.edges / 2} windows, ${(perWindow / 1000).toFixed(1)} ms CPU each to start and end`,
       );

@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { PairedCycle } from './apps/paired-server';
 import { PROFILER_VARIANTS } from './apps/server';
-import { cycleCost, pairedRun } from './paired';
+import { cycleCost, pairedRun, windowCostMicros } from './paired';
 import type { BenchTable } from './report';
 import { canPin, median, pct, type RunResult, runOnce, type ThroughputOptions } from './throughput';
 
@@ -14,6 +14,8 @@ import { canPin, median, pct, type RunResult, runOnce, type ThroughputOptions } 
  * recording all the time, whose first profile — one full default period of 60 s — gives the size of
  * one minute of profile data per process.
  */
+
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 
 /** Goal: the profiler at its defaults costs at most 2% of throughput. */
 const GOAL_LOSS = 0.02;
@@ -139,9 +141,8 @@ export async function benchProfiler(): Promise<BenchTable> {
           `(${pct(lowest(defaults) / lowest(base) - 1)}), recording all the time ${lowest(recording).toFixed(1)} µs ` +
           `(${pct(lowest(recording) / lowest(base) - 1)}).`
         : `${defaultLoss <= GOAL_LOSS ? 'met' : 'not met'} on this run.`;
-  const major = Number(process.versions.node.split('.')[0]);
   const schedule =
-    major >= 22
+    NODE_MAJOR >= 22
       ? 'from Node 22 on the default samples all the time at a tenth of the rate (every 100 ms; docs/agent.md, "How the duty cycle is realised")'
       : 'on Node 20 the default records a window of a tenth of each period (0.2 s every 2 s here)';
   return {
@@ -153,7 +154,7 @@ export async function benchProfiler(): Promise<BenchTable> {
       `period of 2 s instead of 60 s so that every round holds whole periods (${schedule}; it starts, stops and ships 30 times as often ` +
       'as the default, so it overstates the cost if anything). Server and autocannon pinned to one CPU each' +
       `${pinning ? '' : ' (pinning unavailable here)'}, ${settings.connections} connections. ` +
-      `Labels follow requests through ${major >= 24 ? 'AsyncContextFrame (Node 24 path)' : 'an async_hooks before hook (Node 20 path)'}. ` +
+      `Labels follow requests through ${NODE_MAJOR >= 24 ? 'AsyncContextFrame (Node 24 path)' : 'an async_hooks before hook (Node 20 path)'}. ` +
       'Runs where other processes used more than 10% of a CPU were repeated (within a budget). The paired per-round throughput ratio ' +
       'and the server CPU per request (all server threads, from /proc) are the figures to read.',
     columns: [
@@ -216,12 +217,10 @@ async function pairedProfilerCost(
         PAIRED_PHASE_MS: String(PAIRED_PHASE_MS),
         PAIRED_PROFILER_INTERVAL_US: String(interval.micros),
       });
-      const edge = result.edge;
-      if (edge === undefined) throw new Error('the paired server did not run in profiler mode');
+      if (result.edge === undefined) throw new Error('the paired server did not run in profiler mode');
       cycles.push(...result.cycles);
-      if (edge.edges > 0) {
-        windowCosts.push((2 * (edge.edgeCpuMicros - edge.edgeRequests * result.offCpuMicrosPerRequest)) / edge.edges);
-      }
+      const windowCost = windowCostMicros(result);
+      if (windowCost !== undefined) windowCosts.push(windowCost);
       off = {
         cpuMicros: off.cpuMicros + result.offCpuMicrosPerRequest * result.offRequests,
         requests: off.requests + result.offRequests,
@@ -250,14 +249,13 @@ async function pairedProfilerCost(
   const slow = at(100_000);
   const notes: string[] = [];
   if (fast && slow) {
-    const major = Number(process.versions.node.split('.')[0]);
     // Defaults: Node 20 records a tenth of the time at 100 Hz, with one window (start + end) a minute; from
     // Node 22 on it records all the time at 10 Hz, and restarts once a minute (no code logging: less than a
     // window's start and end, counted as one to stay on the safe side). The window's CPU is over a minute of a
     // saturated CPU (1 s of CPU per second).
     const windowShare = (ms: number) => ms / 60_000;
     const estimate =
-      major >= 22
+      NODE_MAJOR >= 22
         ? { point: slow.ratio - 1, high: slow.high - 1, window: windowShare(slow.windowMs) }
         : { point: 0.1 * (fast.ratio - 1), high: 0.1 * (fast.high - 1), window: windowShare(fast.windowMs) };
     const point = estimate.point + estimate.window;
@@ -265,7 +263,7 @@ async function pairedProfilerCost(
     notes.push(
       `**Paired in one process, the profiler at its defaults costs ${pct(point)} more server CPU per request ` +
         `(upper 95% bound ${pct(high)})**: ${
-          major >= 22
+          NODE_MAJOR >= 22
             ? `recording all the time at 10 Hz (×${slow.ratio.toFixed(3)})`
             : `a tenth of the time recording at 100 Hz (0.1 × ${pct(fast.ratio - 1)})`
         } plus one window start and end a minute (${pct(estimate.window, 2)} of a busy CPU). ` +

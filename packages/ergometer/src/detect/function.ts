@@ -8,7 +8,7 @@
  * minimum effects and the cost-shift filter.
  */
 import { isPseudoFrame } from '../profile/decode';
-import { endpointMeans, functionKey, movedBelow } from '../profile/diff';
+import { endpointMeans, functionKey } from '../profile/diff';
 import { costPerRequest, type FunctionChange, functionChange, shareOfSums } from '../stats/shares';
 import type { ProfileEndpointRow, ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
 import type { TestedChange } from './candidate';
@@ -38,21 +38,23 @@ export interface FunctionTest {
   samples: { baseline: number; candidate: number };
 }
 
+/** One function's cost (self or total) on one side: by profile id, and its pooled samples. */
+interface CostParts {
+  byProfile: Map<string, number>;
+  samples: number;
+}
+
+const addTo = (parts: CostParts, profileId: string, cost: number, samples: number): void => {
+  parts.byProfile.set(profileId, (parts.byProfile.get(profileId) ?? 0) + cost);
+  parts.samples += samples;
+};
+
 interface SideData {
   /** Endpoint cost per profile, by profile id. */
   endpointCost: Map<string, number>;
   endpointSamples: number;
-  /** function key → profile id → self and total cost; and its pooled self and total samples. */
-  functions: Map<
-    string,
-    {
-      row: ProfileFunctionRow;
-      byProfile: Map<string, number>;
-      totalByProfile: Map<string, number>;
-      samples: number;
-      totalSamples: number;
-    }
-  >;
+  /** function key → its self and its total cost, each by profile id and as pooled samples. */
+  functions: Map<string, { row: ProfileFunctionRow; self: CostParts; total: CostParts }>;
   mean: number;
   varMean: number;
 }
@@ -103,28 +105,24 @@ async function sideData(
     const key = functionKey(row);
     let f = data.functions.get(key);
     if (!f) {
-      f = { row, byProfile: new Map(), totalByProfile: new Map(), samples: 0, totalSamples: 0 };
+      f = { row, self: { byProfile: new Map(), samples: 0 }, total: { byProfile: new Map(), samples: 0 } };
       data.functions.set(key, f);
     }
-    f.byProfile.set(row.profileId, (f.byProfile.get(row.profileId) ?? 0) + row.selfCost);
-    f.totalByProfile.set(row.profileId, (f.totalByProfile.get(row.profileId) ?? 0) + row.totalCost);
-    f.samples += row.selfSamples;
-    f.totalSamples += row.totalSamples;
+    addTo(f.self, row.profileId, row.selfCost, row.selfSamples);
+    addTo(f.total, row.profileId, row.totalCost, row.totalSamples);
   }
   return data;
 }
 
 function estimate(data: SideData, key: string, which: 'self' | 'total') {
-  const f = data.functions.get(key);
-  const byProfile = which === 'self' ? f?.byProfile : f?.totalByProfile;
+  const parts = data.functions.get(key)?.[which];
   const ys: number[] = [];
   const xs: number[] = [];
   for (const [profileId, cost] of data.endpointCost) {
     xs.push(cost);
-    ys.push(byProfile?.get(profileId) ?? 0);
+    ys.push(parts?.byProfile.get(profileId) ?? 0);
   }
-  const samples = which === 'self' ? f?.samples : f?.totalSamples;
-  const share = shareOfSums(ys, xs, samples ?? 0, data.endpointSamples);
+  const share = shareOfSums(ys, xs, parts?.samples ?? 0, data.endpointSamples);
   return costPerRequest(share, data.mean, data.varMean);
 }
 
@@ -148,7 +146,7 @@ export async function testFunctions(
   for (const key of new Set([...base.functions.keys(), ...head.functions.keys()])) {
     const b = base.functions.get(key);
     const h = head.functions.get(key);
-    if (Math.max(b?.samples ?? 0, h?.samples ?? 0) < config.minFunctionSamples) continue;
+    if (Math.max(b?.self.samples ?? 0, h?.self.samples ?? 0) < config.minFunctionSamples) continue;
     const row = (b ?? h)?.row as ProfileFunctionRow;
     // Not a function a commit can have changed: the garbage collector's time is charged to whatever
     // request is running when a collection starts, so one endpoint's allocations show up as another's
@@ -190,21 +188,30 @@ export async function testFunctions(
  * called below a shifting caller is not reported either: the rollout alert and its root cause still are.
  */
 export function attributionShifts(tests: FunctionTest[]): void {
-  let donor: { function: string; amount: number; key: string } | undefined;
+  let donor: FunctionTest | undefined;
+  let moved = 0;
   for (const t of tests) {
     if (!(t.change.ci[1] < 0)) continue;
     const amount = movedBelow(t.change.delta, t.totalChange.delta);
-    if (amount > 0 && (donor === undefined || amount > donor.amount)) {
-      donor = { function: t.function, amount, key: functionKey(t) };
+    if (amount > moved) {
+      donor = t;
+      moved = amount;
     }
   }
   if (donor === undefined) return;
   for (const t of tests) {
-    if (functionKey(t) === donor.key || !(t.change.delta > 0)) continue;
-    if (donor.amount >= COST_SHIFT_FRACTION * t.change.delta) {
-      t.shiftedFrom = { function: donor.function, amount: donor.amount };
+    if (t !== donor && t.change.delta > 0 && moved >= COST_SHIFT_FRACTION * t.change.delta) {
+      t.shiftedFrom = { function: donor.function, amount: moved };
     }
   }
+}
+
+/**
+ * The part of a function's self-cost decrease that its total cost (itself and its callees) did not lose:
+ * cost that moved from the function to something it calls. 0 when self did not fall.
+ */
+function movedBelow(deltaSelf: number, deltaTotal: number): number {
+  return Math.max(0, -deltaSelf - Math.max(0, -deltaTotal));
 }
 
 /**

@@ -88,16 +88,6 @@ export const MAX_FLAME_PROFILES = 200;
 /** Flame nodes below this fraction of the larger root are dropped (keeps the answer small). */
 const FLAME_MIN_FRACTION = 0.0005;
 
-/**
- * The part of a function's self-cost decrease that its total cost (itself and its callees) did not lose:
- * cost that moved from the function to something it calls. V8 charges samples inside an inlined callee
- * to its caller, so where the two sides differ in what is inlined, cost moves between a caller's self
- * cost and its callees' without any change (docs/agent.md, "Inlining"). 0 when self did not fall.
- */
-export function movedBelow(deltaSelf: number, deltaTotal: number): number {
-  return Math.max(0, -deltaSelf - Math.max(0, -deltaTotal));
-}
-
 export function functionKey(f: { function: string; file: string; line: number }): string {
   return `${f.function}\u0000${f.file}\u0000${f.line}`;
 }

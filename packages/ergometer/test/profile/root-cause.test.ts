@@ -68,6 +68,27 @@ async function detect(c: TestCollector, now: number): Promise<Alert[]> {
   return (await runDetectors(c.store, resolveDetectorConfig(), { now, service: SERVICE })).alerts;
 }
 
+/**
+ * A fresh collector loaded with v1 doing `v1Work` and v2 doing `v2Work` per request, then one detector run:
+ * its alerts, and the rollout alert (asserted to be among them).
+ */
+async function rolloutRun(
+  t: TestContext,
+  v1Work: Record<string, number>,
+  v2Work: Record<string, number>,
+  requests: number,
+  seed: number,
+): Promise<{ alerts: Alert[]; rollout: Alert }> {
+  const c = await startTestCollector(t);
+  const { now, list } = versions(v2Work, requests);
+  (list[0] as Version).work = v1Work;
+  await load(c, list, seed);
+  const alerts = await detect(c, now);
+  const rollout = alerts.find((a) => a.kind === 'rollout');
+  assert.ok(rollout, alerts.map((a) => a.summary).join('\n'));
+  return { alerts, rollout };
+}
+
 function findPath(node: FlameNode, names: string[]): FlameNode | undefined {
   if (names.length === 0) return node;
   const child = node.children.find((c) => c.name === names[0]);
@@ -254,17 +275,11 @@ describe('root cause and the function detector (generated pprof, real collector 
   });
 
   it('more garbage collector time on an endpoint whose functions did not change: no function alert for the collector', async (t: TestContext) => {
-    const c = await startTestCollector(t);
     // GC charged to this endpoint's requests grows by 60 µs (+6% of the endpoint): what another
     // endpoint's allocations do to it. Its own functions are unchanged.
     const v1 = { ...V1_WORK, '(garbage collector)': 20_000 };
-    const { now, list } = versions({ ...v1, '(garbage collector)': 80_000 }, 40_000);
-    (list[0] as Version).work = v1;
-    await load(c, list, 71);
-    const alerts = await detect(c, now);
     // The endpoint did get dearer, and the collector is what explains it...
-    const rollout = alerts.find((a) => a.kind === 'rollout');
-    assert.ok(rollout, alerts.map((a) => a.summary).join('\n'));
+    const { alerts, rollout } = await rolloutRun(t, v1, { ...v1, '(garbage collector)': 80_000 }, 40_000, 71);
     assert.equal(rollout.rootCause[0]?.function, '(garbage collector)', JSON.stringify(rollout.rootCause));
     // ...but it is no function of the commit's: no function alert names it (or anything else).
     assert.deepEqual(
@@ -274,7 +289,6 @@ describe('root cause and the function detector (generated pprof, real collector 
   });
 
   it('an inlining change between the sides beside a real regression: the function alert names renderFeed, not serialize', async (t: TestContext) => {
-    const c = await startTestCollector(t);
     // v1's processes had handleFeed optimized with serialize inlined for half of their requests: V8 then
     // charges serialize's own samples to handleFeed (docs/agent.md, "Inlining"). v2's have not (yet), and
     // v2 adds 400 µs to renderFeed. serialize's self cost "grows" by 150 µs, handleFeed's falls by as much,
@@ -282,12 +296,8 @@ describe('root cause and the function detector (generated pprof, real collector 
     // (a CI run of the profiler e2e test raised "serialize +105%" this way).
     const half = (V1_WORK.serialize as number) / 2;
     const v1 = { ...V1_WORK, handleFeed: (V1_WORK.handleFeed as number) + half, serialize: half };
-    const { now, list } = versions({ ...V1_WORK, renderFeed: (V1_WORK.renderFeed as number) + 400_000 }, 30_000);
-    (list[0] as Version).work = v1;
-    await load(c, list, 64);
-    const alerts = await detect(c, now);
-    const rollout = alerts.find((a) => a.kind === 'rollout');
-    assert.ok(rollout, alerts.map((a) => a.summary).join('\n'));
+    const v2 = { ...V1_WORK, renderFeed: (V1_WORK.renderFeed as number) + 400_000 };
+    const { alerts, rollout } = await rolloutRun(t, v1, v2, 30_000, 64);
     assert.equal(rollout.rootCause[0]?.function, 'renderFeed', JSON.stringify(rollout.rootCause));
     assert.deepEqual(
       alerts.filter((a) => a.kind === 'function').map((a) => a.rootCause[0]?.function),
@@ -297,7 +307,6 @@ describe('root cause and the function detector (generated pprof, real collector 
   });
 
   it('an inlining change larger than the real regression: no function alert', async (t: TestContext) => {
-    const c = await startTestCollector(t);
     // v1 charged half of loadItems and half of serialize to handleFeed (350 µs), v2 none of it, and v2 adds
     // 100 µs to renderFeed. Which function grew cannot be told from self costs: no function alert (the rollout
     // alert stands; its root cause is descriptive and here names whichever explaining function is deepest).
@@ -307,12 +316,8 @@ describe('root cause and the function detector (generated pprof, real collector 
       ...shifted,
       handleFeed: (V1_WORK.handleFeed as number) + shifted.loadItems + shifted.serialize,
     };
-    const { now, list } = versions({ ...V1_WORK, renderFeed: (V1_WORK.renderFeed as number) + 100_000 }, 30_000);
-    (list[0] as Version).work = v1;
-    await load(c, list, 65);
-    const alerts = await detect(c, now);
-    const rollout = alerts.find((a) => a.kind === 'rollout');
-    assert.ok(rollout, alerts.map((a) => a.summary).join('\n'));
+    const v2 = { ...V1_WORK, renderFeed: (V1_WORK.renderFeed as number) + 100_000 };
+    const { alerts } = await rolloutRun(t, v1, v2, 30_000, 65);
     assert.deepEqual(
       alerts.filter((a) => a.kind === 'function').map((a) => a.summary),
       [],
