@@ -31,7 +31,8 @@ export function cycleCost(cycles: readonly PairedCycle[]): { ratio: number; low:
   const logs = cycles.map((c) => Math.log(c.on.cpuMicros / c.on.requests / (c.off.cpuMicros / c.off.requests)));
   const n = logs.length;
   const mean = logs.reduce((a, b) => a + b, 0) / n;
-  const variance = logs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, n - 1);
+  // One cycle says nothing about the spread: no interval rather than a zero-width one.
+  const variance = n < 2 ? Number.POSITIVE_INFINITY : logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1);
   const half = 1.96 * Math.sqrt(variance / n);
   return { ratio: Math.exp(mean), low: Math.exp(mean - half), high: Math.exp(mean + half), n };
 }
