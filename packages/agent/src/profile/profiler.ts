@@ -56,11 +56,12 @@ export type ContextPath = 'async-context-frame' | 'async-hooks';
 export type ProfileSchedule = 'windows' | 'continuous';
 
 /**
- * Whether stopping V8's CPU profiler and starting it again mis-attributes samples. From V8 12 (Node 22) on,
- * code optimized while no profile runs is unknown to the next one: a sample in it loses its leaf frames and
- * is charged to the nearest known caller. On Node 24 a third of a test endpoint's CPU landed in the caller
- * of its three hot functions (test/integration/profile-e2e.test.ts; none with the profiler never stopped).
- * V8 11 (Node 20) logs that code when the profiler starts again.
+ * Whether stopping V8's CPU profiler and starting it again mis-attributes samples. From V8 12 (Node 22) on, the
+ * code log taken when a profiler starts misses code compiled by on-stack replacement (a function entered into
+ * optimized code in the middle of a long loop): a sample in such code compiled while no profile ran loses its
+ * leaf frame and is charged to the nearest known caller (60–100% of a loop function's samples on Node 24 in a
+ * probe; none with `--no-use-osr`; test/profile/profiler.test.ts shows it through the agent). V8 11 (Node 20)
+ * logs that code when the profiler starts again.
  */
 export function stopLosesCode(v8Version: string = process.versions.v8): boolean {
   return Number.parseInt(v8Version, 10) >= 12;

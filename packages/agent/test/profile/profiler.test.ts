@@ -256,6 +256,42 @@ describe('profiler in an Express app', () => {
     }
   });
 
+  // Regression for the schedule choice: on V8 12+ (Node 22, 24) a profiler started after V8 compiled a function by
+  // on-stack replacement charges that function's samples to its caller (docs/agent.md, "How the duty cycle is
+  // realised"). With `schedule: "windows"` forced on Node 24 this test fails: rareCaller, which does nothing
+  // itself, gets most of the cost.
+  it('charges a long loop first run between two windows to itself, not to its caller, at the default schedule', async (t) => {
+    const { app, dir } = await startInTempDir(
+      t,
+      { profile: { enabled: true, dutyCycle: 0.25, periodMs: 800, intervalMicros: 2000 } },
+      // Without inlining, so that every function has frames of its own (see docs/agent.md, "Inlining").
+      ['--no-turbo-inlining', '--no-maglev-inlining'],
+    );
+    // First calls while nothing records (between two windows), where there are windows: V8 optimizes rareLoop
+    // by OSR in them. Continuous recording has no such moment.
+    const profiling = async () => (await app.getJson('/profiling')) as { recording: boolean; schedule: string };
+    const deadline = Date.now() + 5000;
+    while ((await profiling()).schedule === 'windows' && (await profiling()).recording && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (let i = 0; i < 3; i++) assert.equal(await app.get(`/rare/${i}`), 200);
+    const startedMs = Date.now();
+    for (let i = 3; Date.now() - startedMs < 3000; i++) assert.equal(await app.get(`/rare/${i}`), 200);
+    const report = await app.shutdown();
+    assert.deepEqual(app.fatal, [], app.stderr);
+    const rare = readProfiles(dir)
+      .profiles.flatMap((p) => p.samples)
+      .filter((s) => s.labels.endpoint === 'GET /rare/:id' && has(s, 'rareCaller'));
+    const leafCost = (name: string) => sum(rare.filter((s) => s.stack[0]?.name === name));
+    const share = leafCost('rareLoop') / sum(rare);
+    assert.ok(rare.length >= 20, `${rare.length} samples under rareCaller`);
+    assert.ok(
+      share >= 0.9,
+      `rareLoop's self share of rareCaller's cost is ${(share * 100).toFixed(0)}% (rareCaller self ` +
+        `${((leafCost('rareCaller') / sum(rare)) * 100).toFixed(0)}%), schedule ${report.profiling?.schedule}`,
+    );
+  });
+
   it("stops V8's profiler between windows only where a restart keeps track of compiled code (V8 11)", () => {
     assert.equal(stopLosesCode('11.3.244.8-node.33'), false);
     assert.equal(stopLosesCode('12.4.254.21-node.57'), true);
