@@ -67,6 +67,25 @@ export function stopLosesCode(v8Version: string = process.versions.v8): boolean 
   return Number.parseInt(v8Version, 10) >= 12;
 }
 
+/** Process CPU time before the profiler starts beyond which {@link lateStartWarning} warns, µs. */
+export const LATE_START_CPU_MICROS = 3_000_000;
+
+/**
+ * The warning for a profiler started after the process has already worked for a while, on a V8 whose profiler
+ * cannot see code compiled by on-stack replacement before it started (see {@link stopLosesCode}); undefined when
+ * there is nothing to warn about. `cpuMicros`: the process's CPU time (user + system) so far. Module loading
+ * alone stays well below the threshold; seconds of CPU mean request handling or warm-up work ran first.
+ */
+export function lateStartWarning(cpuMicros: number, v8Version: string = process.versions.v8): string | undefined {
+  if (!stopLosesCode(v8Version) || cpuMicros <= LATE_START_CPU_MICROS) return undefined;
+  return (
+    `the profiler started after this process had used ${(cpuMicros / 1e6).toFixed(1)} s of CPU: on Node 22+ V8 cannot ` +
+    'place samples in code it optimized by on-stack replacement before the profiler started, and charges them to ' +
+    'the caller until it compiles that code again. Start the agent first (node --import @ergometer/agent/register, ' +
+    'or start() at the top of the entry module); see docs/agent.md, "Start the agent before your code runs hot"'
+  );
+}
+
 /** Holder of the labels in the Node 20 path: one per stretch between two samples (see setLabels). */
 interface LabelsHolder {
   labels: ProfileLabels | undefined;

@@ -5,10 +5,12 @@
  * weights that add up to the thread's CPU time.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { stopLosesCode } from '../../src/profile/profiler';
+import { LATE_START_CPU_MICROS, lateStartWarning, stopLosesCode } from '../../src/profile/profiler';
 import { type DecodedProfile, type DecodedSample, decodePprof, startInTempDir } from './harness';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
@@ -296,6 +298,37 @@ describe('profiler in an Express app', () => {
     assert.equal(stopLosesCode('11.3.244.8-node.33'), false);
     assert.equal(stopLosesCode('12.4.254.21-node.57'), true);
     assert.equal(stopLosesCode('13.6.233.17-node.37'), true);
+  });
+
+  it('warns when the profiler starts after seconds of CPU, where V8 12+ cannot see code optimized before', () => {
+    assert.match(lateStartWarning(4_000_000, '12.4.254.21-node.57') ?? '', /used 4\.0 s of CPU.*Start the agent first/);
+    assert.equal(lateStartWarning(4_000_000, '11.3.244.8-node.33'), undefined);
+    assert.equal(lateStartWarning(LATE_START_CPU_MICROS - 1, '13.6.233.17-node.37'), undefined);
+  });
+
+  it('a process that starts its agent after seconds of work gets the warning once on Node 22+, one that starts it first none', async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-late-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const run = (burnCpuMicros: number) => {
+      const script = `
+        const burnUntil = ${burnCpuMicros};
+        const used = () => { const u = process.cpuUsage(); return u.user + u.system; };
+        let x = 0;
+        while (used() < burnUntil) for (let i = 0; i < 1e5; i++) x += Math.sqrt(i);
+        const { start } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'index.js'))});
+        const agent = start({ service: 'late', commit: 'c1', collector: 'file:${path.join(dir, 'samples.ndjson')}',
+          exitFlushTimeoutMs: 0, profile: { enabled: true } });
+        agent.shutdown().then(() => process.exit(0));`;
+      const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
+      return spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 60_000 });
+    };
+    const late = run(LATE_START_CPU_MICROS + 300_000);
+    const early = run(0);
+    assert.equal(late.status, 0, late.stderr);
+    assert.equal(early.status, 0, early.stderr);
+    const warnings = (stderr: string) => stderr.match(/ERGOMETER_PROFILER_STARTED_LATE/g)?.length ?? 0;
+    assert.equal(warnings(late.stderr), NODE_MAJOR >= 22 ? 1 : 0, late.stderr);
+    assert.equal(warnings(early.stderr), 0, early.stderr);
   });
 
   it('sends the window so far when the process gets SIGTERM (exit flush)', async (t) => {
