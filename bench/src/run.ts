@@ -19,6 +19,7 @@ import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/s
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { benchProfiler } from './profiler';
+import { benchProfilerParts } from './profiler-parts';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -39,6 +40,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['endpoints latency', benchEndpointsLatency],
   ['dashboard', benchDashboard],
   ['profiler', benchProfiler],
+  ['profiler parts', benchProfilerParts],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');
