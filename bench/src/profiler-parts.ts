@@ -10,18 +10,13 @@
 import { types } from 'node:util';
 import { time } from '@datadog/pprof';
 import { isAsyncContextFrameActive } from '@datadog/pprof/out/src/async-context-frame';
-import type { PairedCycle } from './apps/paired-server';
+import { cpuMicros, type PairedCycle } from './apps/paired-server';
 import { cycleCost } from './paired';
 import type { BenchTable } from './report';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const CYCLES = QUICK ? 6 : 30;
 const PHASE_MS = 300;
-
-function cpuMicros(): number {
-  const used = process.cpuUsage();
-  return used.user + used.system;
-}
 
 /** Pure JavaScript: a short loop, no call into C++. */
 function jsWork(): number {
@@ -49,16 +44,18 @@ async function asyncWork(): Promise<number> {
 interface Part {
   label: string;
   intervalMicros: number;
-  /** One unit of work; `labelled` while the profiler runs and the row labels its work. */
+  /** One unit of work; `labelled` while the profiler runs in a labelling row. */
   unit: (labelled: boolean) => unknown;
-  labels?: boolean;
-  /** What the last column divides the extra CPU by: a stack sample (CPU-bound rows) or a unit of work. */
-  per: 'sample' | 'unit' | 'none';
+  /**
+   * `sampling`: a CPU-bound loop, the extra CPU given per stack sample; `native`: no per-item figure;
+   * `labelling`: each unit labelled (AsyncContextFrame), the extra CPU given per unit of work.
+   */
+  kind: 'sampling' | 'native' | 'labelling';
 }
 
 /** CPU per unit of work over one phase, with 8 units in flight for async work. */
 async function phase(part: Part, on: boolean): Promise<{ cpuMicros: number; requests: number }> {
-  const labelled = on && part.labels === true;
+  const labelled = on && part.kind === 'labelling';
   const start = cpuMicros();
   const end = performance.now() + PHASE_MS;
   let units = 0;
@@ -82,7 +79,7 @@ async function measure(part: Part): Promise<(string | number)[]> {
       withContexts: true,
       collectCpuTime: true,
       collectAsyncId: false,
-      useCPED: part.labels === true,
+      useCPED: part.kind === 'labelling',
     });
     // The start logs the compiled code: not part of the steady cost.
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -99,26 +96,27 @@ async function measure(part: Part): Promise<(string | number)[]> {
   if (cost.low <= 1) {
     // An interval that holds zero says nothing about the cost of one sample or unit.
     row.push('within noise');
-  } else if (part.per === 'unit') {
+  } else if (part.kind === 'labelling') {
     const offPerUnit = cycles.reduce((s, c) => s + c.off.cpuMicros, 0) / cycles.reduce((s, c) => s + c.off.requests, 0);
     row.push(`${((cost.ratio - 1) * offPerUnit).toFixed(2)} µs per unit of work`);
-  } else if (part.per === 'sample') {
-    // The loop keeps one CPU busy: the extra share of it is each sample's CPU times samples per second.
-    row.push(`${(((cost.ratio - 1) * 1e6) / (1e6 / part.intervalMicros)).toFixed(0)} µs per sample`);
+  } else if (part.kind === 'sampling') {
+    // The loop keeps one CPU busy: the extra share of it is each sample's CPU times samples per second, so a
+    // sample costs that share of the interval between two samples.
+    row.push(`${((cost.ratio - 1) * part.intervalMicros).toFixed(0)} µs per sample`);
   } else row.push('—');
   return row;
 }
 
 export async function benchProfilerParts(): Promise<BenchTable> {
   const parts: Part[] = [
-    { label: 'sampling at 1 kHz, a JavaScript loop', intervalMicros: 1_000, unit: jsWork, per: 'sample' },
-    { label: 'sampling at 100 Hz, a JavaScript loop', intervalMicros: 10_000, unit: jsWork, per: 'sample' },
-    { label: 'sampling at 10 Hz, a JavaScript loop', intervalMicros: 100_000, unit: jsWork, per: 'sample' },
+    { label: 'sampling at 1 kHz, a JavaScript loop', intervalMicros: 1_000, unit: jsWork, kind: 'sampling' },
+    { label: 'sampling at 100 Hz, a JavaScript loop', intervalMicros: 10_000, unit: jsWork, kind: 'sampling' },
+    { label: 'sampling at 10 Hz, a JavaScript loop', intervalMicros: 100_000, unit: jsWork, kind: 'sampling' },
     {
       label: 'sampling at 10 Hz, 200 calls of a C++ binding (util.types.isPromise)',
       intervalMicros: 100_000,
       unit: nativeWork,
-      per: 'none',
+      kind: 'native',
     },
   ];
   let acf = false;
@@ -131,8 +129,7 @@ export async function benchProfilerParts(): Promise<BenchTable> {
     parts.push({
       label: 'sampling at 10 Hz + labelling each unit of async work (runWithContext)',
       intervalMicros: 100_000,
-      labels: true,
-      per: 'unit',
+      kind: 'labelling',
       unit: (labelled) => (labelled ? time.runWithContext({}, asyncWork) : asyncWork()),
     });
   }

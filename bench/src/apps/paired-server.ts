@@ -48,7 +48,8 @@ interface Phase {
   requests: number;
 }
 
-function cpuMicros(): number {
+/** This process's CPU time so far (user + system, all threads), µs. */
+export function cpuMicros(): number {
   const usage = process.cpuUsage();
   return usage.user + usage.system;
 }

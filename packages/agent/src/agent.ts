@@ -583,10 +583,11 @@ function startProfiler(options: ResolvedOptions, shipper: ProfileShipper): Profi
     const { Profiler, lateStartWarning } = require('./profile/profiler') as typeof import('./profile/profiler');
     const { service, commit, host } = options;
     const profiler = new Profiler(options.profile, (profile) => shipper.add({ service, commit, host, ...profile }));
-    profiler.start();
-    const cpu = process.cpuUsage();
-    const late = lateStartWarning(cpu.user + cpu.system);
-    if (late !== undefined) process.emitWarning(late, { code: 'ERGOMETER_PROFILER_STARTED_LATE' });
+    if (profiler.start()) {
+      const cpu = process.cpuUsage();
+      const late = lateStartWarning(cpu.user + cpu.system);
+      if (late !== undefined) process.emitWarning(late, { code: 'ERGOMETER_PROFILER_STARTED_LATE' });
+    }
     return profiler;
   } catch (error) {
     process.emitWarning(

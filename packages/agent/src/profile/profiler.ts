@@ -139,11 +139,15 @@ export class Profiler {
     }
   }
 
-  /** Starts the first window. Throws when the native profiler cannot start (the agent then runs without it). */
-  start(): void {
-    if (this.options.dutyCycle <= 0) return;
+  /**
+   * Starts the first window; false when `dutyCycle` is 0 (nothing will be recorded). Throws when the native
+   * profiler cannot start (the agent then runs without it).
+   */
+  start(): boolean {
+    if (this.options.dutyCycle <= 0) return false;
     if (this.schedule === 'continuous') this.beginWindow();
     else this.schedulePeriod();
+    return true;
   }
 
   /**

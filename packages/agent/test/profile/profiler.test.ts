@@ -271,9 +271,10 @@ describe('profiler in an Express app', () => {
     );
     // First calls while nothing records (between two windows), where there are windows: V8 optimizes rareLoop
     // by OSR in them. Continuous recording has no such moment.
-    const profiling = async () => (await app.getJson('/profiling')) as { recording: boolean; schedule: string };
     const deadline = Date.now() + 5000;
-    while ((await profiling()).schedule === 'windows' && (await profiling()).recording && Date.now() < deadline) {
+    for (;;) {
+      const profiling = (await app.getJson('/profiling')) as { recording: boolean; schedule: string };
+      if (profiling.schedule !== 'windows' || !profiling.recording || Date.now() >= deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     for (let i = 0; i < 3; i++) assert.equal(await app.get(`/rare/${i}`), 200);
