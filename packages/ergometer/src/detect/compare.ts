@@ -1,5 +1,5 @@
 import { mannWhitneyFromHistograms, type RankTestResult } from '../stats/rank';
-import type { Moments } from '../stats/ratio';
+import { blockSums, type Moments } from '../stats/ratio';
 import { stratifiedRatio } from '../stats/stratified';
 import { mergeHistogram } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Metric, Store } from '../store/types';
@@ -10,6 +10,36 @@ export interface GroupSelector {
   from?: number;
   to?: number;
   flag?: { key: string; variant: string };
+  /**
+   * Cut the window into time blocks of this length (a multiple of a minute): the variance of each
+   * endpoint's mean then also allows for costs correlated in time (stats/ratio.ts,
+   * relativeVarianceOfMean). For groups of different processes or times; see {@link blockMsFor}.
+   */
+  blockMs?: number;
+}
+
+/** Blocks a window is cut into for the between-block variance (stats/ratio.ts MIN_BLOCKS needs 8). */
+export const WINDOW_BLOCKS = 20;
+
+/**
+ * The block length for a window: a twentieth of it in whole minutes (the store's resolution), at
+ * least one minute. A 6-hour window gets 18-minute blocks; one shorter than 8 minutes too few blocks
+ * for their variance to be used.
+ */
+export function blockMsFor(from: number, to: number): number {
+  return Math.max(1, Math.ceil((to - from) / WINDOW_BLOCKS / 60_000)) * 60_000;
+}
+
+/**
+ * A selector read in time blocks of {@link blockMsFor} its window (unchanged without one). For every comparison of different
+ * processes or hours — all rollout comparisons: the test, the canary's check, the fold into a flag
+ * alert, the check that a later commit resolved it — so that costs correlated in time (a neighbour on
+ * the core, a heap that grew) widen the interval instead of raising an alert (stats/ratio.ts,
+ * relativeVarianceOfMean). Not for flag variants: those are requests of the same processes, interleaved.
+ */
+export function inBlocks(sel: GroupSelector): GroupSelector {
+  if (sel.from === undefined || sel.to === undefined) return sel;
+  return { ...sel, blockMs: blockMsFor(sel.from, sel.to) };
 }
 
 /** The change of one endpoint between two groups, combined over host classes. */
@@ -32,17 +62,26 @@ export interface EndpointComparison {
 export interface Group {
   moments: Moments;
   hist: Map<number, number>;
+  /** Per time block (bucket start): count and sum, when the rows were read in blocks. */
+  blocks?: Map<number, { n: number; sum: number }>;
 }
 
 function emptyGroup(): Group {
   return { moments: { n: 0, sum: 0, sum2: 0 }, hist: new Map() };
 }
 
-function addRow(group: Group, row: AggregateRow): void {
+function addRow(group: Group, row: AggregateRow, blocked: boolean): void {
   group.moments.n += row.n;
   group.moments.sum += row.sumCost;
   group.moments.sum2 += row.sumCost2;
   mergeHistogram(group.hist, row.costHist);
+  if (!blocked) return;
+  group.blocks ??= new Map();
+  const block = group.blocks.get(row.bucket);
+  if (block) {
+    block.n += row.n;
+    block.sum += row.sumCost;
+  } else group.blocks.set(row.bucket, { n: row.n, sum: row.sumCost });
 }
 
 /** Key of one stratum: costs are only compared within the same endpoint, metric and host class. */
@@ -52,11 +91,13 @@ function stratumKey(row: AggregateRow): string {
 
 /**
  * The groups (one per endpoint, metric and host class) of aggregate rows grouped by endpoint and
- * host class; with `flag`, only the rows of that flag key and variant.
+ * host class; with `flag`, only the rows of that flag key and variant. With `blocked`, the rows are
+ * time buckets (a query with bucketMs) and each group keeps its per-block sums.
  */
 export function groupsFromRows(
   rows: readonly AggregateRow[],
   flag?: { key: string; variant: string },
+  blocked = false,
 ): Map<string, Group> {
   const groups = new Map<string, Group>();
   for (const row of rows) {
@@ -67,7 +108,10 @@ export function groupsFromRows(
       group = emptyGroup();
       groups.set(key, group);
     }
-    addRow(group, row);
+    addRow(group, row, blocked);
+  }
+  for (const group of groups.values()) {
+    if (group.blocks) group.moments.blocks = blockSums(group.blocks.values());
   }
   return groups;
 }
@@ -83,7 +127,9 @@ async function groupsOf(store: Store, service: string, sel: GroupSelector): Prom
   if (sel.commit !== undefined) query.commit = sel.commit;
   if (sel.from !== undefined) query.from = sel.from;
   if (sel.to !== undefined) query.to = sel.to;
-  return groupsFromRows(await store.aggregates(query), sel.flag);
+  const blocked = sel.blockMs !== undefined && sel.blockMs > 0;
+  if (blocked) query.bucketMs = sel.blockMs;
+  return groupsFromRows(await store.aggregates(query), sel.flag, blocked);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { normalQuantile } from '../stats/distributions';
 import type { CommitInfo, Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { compareGroups, type EndpointComparison, type GroupSelector } from './compare';
+import { compareGroups, type EndpointComparison, type GroupSelector, inBlocks } from './compare';
 import type { DetectorConfig } from './config';
 import { endOfMinute, type MinuteWindow, minuteWindow } from './window';
 
@@ -135,15 +135,15 @@ export async function detectRollouts(
     if (canary && canary.to >= window.to) {
       // Both commits served through the whole look: the concurrent (canary) comparison.
       method = 'canary';
-      base = { commit: baseline.commit, ...window };
-      cand = { commit: candidate.commit, ...window };
+      base = inBlocks({ commit: baseline.commit, ...window });
+      cand = inBlocks({ commit: candidate.commit, ...window });
     } else {
       // No canary, or the look reaches past its end (the new commit took all the traffic): the old
       // commit before and during the rollout against the new one, so a short canary on a small
       // share is still followed by the comparison of the full rollout.
       method = 'before-after';
-      base = { commit: baseline.commit, ...minuteWindow(start - config.rolloutWindowMs, window.to) };
-      cand = { commit: candidate.commit, ...window };
+      base = inBlocks({ commit: baseline.commit, ...minuteWindow(start - config.rolloutWindowMs, window.to) });
+      cand = inBlocks({ commit: candidate.commit, ...window });
     }
     const options = { minSamples: config.minSamples, confidence: config.confidence };
     const comparisons = await compareGroups(store, service, base, cand, options);
@@ -195,8 +195,8 @@ async function canaryComparisons(
   const comparisons = await compareGroups(
     store,
     service,
-    { commit: baseline, ...canary },
-    { commit: candidate, ...canary },
+    inBlocks({ commit: baseline, ...canary }),
+    inBlocks({ commit: candidate, ...canary }),
     options,
   );
   return new Map(comparisons.map((c) => [`${c.endpoint}\u0000${c.metric}`, c]));

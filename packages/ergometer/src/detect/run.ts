@@ -5,7 +5,7 @@ import { minuteOf } from '../store/rollup';
 import type { ProfileEndpointRow, Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
-import { compareGroups } from './compare';
+import { compareGroups, inBlocks } from './compare';
 import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from './config';
 import { detectFlags } from './flag';
 import { type FunctionTest, isFunctionRegression, testFunctions } from './function';
@@ -269,8 +269,8 @@ async function markResolved(
         await compareGroups(
           store,
           alert.service,
-          { commit: alert.baseline.commit, from: alert.baseline.from, to: alert.baseline.to },
-          { commit: newest.commit, from, to },
+          inBlocks({ commit: alert.baseline.commit, from: alert.baseline.from, to: alert.baseline.to }),
+          inBlocks({ commit: newest.commit, from, to }),
           { minSamples: config.minSamples, confidence: config.confidence },
         )
       ).filter((c) => c.endpoint === alert.endpoint && c.metric === alert.metric);
@@ -326,18 +326,18 @@ async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], confi
           await compareGroups(
             store,
             rollout.service,
-            {
+            inBlocks({
               commit: rollout.baseline.commit,
               from: rollout.baseline.from,
               to: rollout.baseline.to,
               ...(baselineFlag ? { flag: baselineFlag } : {}),
-            },
-            {
+            }),
+            inBlocks({
               commit: rollout.candidate.commit,
               from: rollout.candidate.from,
               to: rollout.candidate.to,
               flag: { key: flag.key, variant: flag.control },
-            },
+            }),
             { minSamples: config.minSamples, confidence: config.confidence },
           )
         ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric)[0];

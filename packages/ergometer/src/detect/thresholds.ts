@@ -1,4 +1,4 @@
-import { normalQuantile } from '../stats/distributions';
+import { chiSquareQuantile, normalQuantile } from '../stats/distributions';
 import { ratioOfMeans } from '../stats/ratio';
 import type { Store } from '../store/types';
 import type { DetectorConfig } from './config';
@@ -100,10 +100,4 @@ export function thresholdFor(
   const fromNoise = learnt.get(endpoint);
   if (fromNoise !== undefined && fromNoise > config.minEffectPct) return { pct: fromNoise, source: 'learnt' };
   return { pct: config.minEffectPct, source: 'default' };
-}
-
-/** χ² quantile by the Wilson–Hilferty cube approximation (within ~1% for k ≥ 3). */
-export function chiSquareQuantile(p: number, k: number): number {
-  const c = 2 / (9 * k);
-  return k * (1 - c + normalQuantile(p) * Math.sqrt(c)) ** 3;
 }

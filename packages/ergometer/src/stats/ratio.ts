@@ -1,4 +1,4 @@
-import { studentQuantile, studentTwoSidedP } from './distributions';
+import { chiSquareQuantile, studentQuantile, studentTwoSidedP } from './distributions';
 
 /**
  * What the store's aggregates give for one group of samples: count, sum and sum of squares of
@@ -8,6 +8,76 @@ export interface Moments {
   n: number;
   sum: number;
   sum2: number;
+  /**
+   * The same samples cut into consecutive time blocks, when the caller has them: then the variance
+   * of the mean also allows for costs that are correlated in time ({@link relativeVarianceOfMean}).
+   */
+  blocks?: BlockSums;
+}
+
+/**
+ * Sums over the time blocks of one group: block b holds n_b samples costing S_b in all. Enough for
+ * the between-block (cluster-robust) variance of the group's mean, and additive over disjoint blocks.
+ */
+export interface BlockSums {
+  /** Blocks holding at least one sample. */
+  count: number;
+  /** Σ S_b² */
+  sumS2: number;
+  /** Σ S_b·n_b */
+  sumSN: number;
+  /** Σ n_b² */
+  sumN2: number;
+}
+
+/** Blocks a group needs before their variance is used: fewer say too little about it (df = blocks − 1). */
+export const MIN_BLOCKS = 8;
+
+/** The block sums of (n_b, S_b) pairs, one per non-empty block. */
+export function blockSums(blocks: Iterable<{ n: number; sum: number }>): BlockSums {
+  const out: BlockSums = { count: 0, sumS2: 0, sumSN: 0, sumN2: 0 };
+  for (const { n, sum } of blocks) {
+    if (!(n > 0)) continue;
+    out.count++;
+    out.sumS2 += sum * sum;
+    out.sumSN += sum * n;
+    out.sumN2 += n * n;
+  }
+  return out;
+}
+
+/**
+ * Var(x̄)/x̄², the relative variance of a group's mean cost, and its degrees of freedom.
+ *
+ * Treating requests as independent gives s²/(n·x̄²) with n − 1 df. Costs measured in CPU time are
+ * not independent in time: a process that shares its core with a busy neighbour, a garbage
+ * collector's heap state, a cache that warms — each makes every request of a stretch dearer or
+ * cheaper together, and the window sampler takes requests in bursts by design. Then s²/n
+ * understates the variance of the mean: on the demo's two-core machine by 2–7× (docs/MATH.md,
+ * "Costs correlated in time"), enough for two processes of one commit to differ "significantly".
+ * With block sums the between-block (cluster-robust, ratio-estimator) variance
+ *
+ *   V_B = B/(B−1) · Σ_b (S_b − x̄·n_b)² / (n·x̄)²,   B − 1 df
+ *
+ * measures the noise at the blocks' time scale whatever its source. It is used where the blocks
+ * differ more than independent samples let them: (B−1)·V_B/V > χ²_{B−1}(0.90), a heterogeneity test
+ * as in learnThresholds. Always taking the larger of the two would cost power on independent costs
+ * (V_B from 20 blocks scatters by ±30%, so the max is biased up, and has B − 1 df): it moved a +6%
+ * change across the line in the detector tests. The test keeps 90% of independent groups on V and
+ * its n − 1 df, and finds a 3× excess in ~97% of groups (test/stats/ratio.test.ts measures both). Fewer
+ * than MIN_BLOCKS blocks: V.
+ */
+export function relativeVarianceOfMean(m: Moments): { relVar: number; df: number; blocked: boolean } {
+  const mu = mean(m);
+  const independent = variance(m) / (m.n * mu * mu);
+  const b = m.blocks;
+  if (b === undefined || b.count < MIN_BLOCKS) return { relVar: independent, df: m.n - 1, blocked: false };
+  const spread = Math.max(0, b.sumS2 - 2 * mu * b.sumSN + mu * mu * b.sumN2);
+  const between = ((b.count / (b.count - 1)) * spread) / (m.n * m.n * mu * mu);
+  const heterogeneous = (b.count - 1) * between > chiSquareQuantile(0.9, b.count - 1) * independent;
+  return heterogeneous
+    ? { relVar: between, df: b.count - 1, blocked: true }
+    : { relVar: independent, df: m.n - 1, blocked: false };
 }
 
 export function mean(m: Moments): number {
@@ -20,7 +90,7 @@ export function variance(m: Moments): number {
   return Math.max(0, (m.sum2 - (m.sum * m.sum) / m.n) / (m.n - 1));
 }
 
-/** Combines moments (sums add). */
+/** Combines moments (sums add; block sums are not kept: the two groups' blocks may overlap in time). */
 export function addMoments(a: Moments, b: Moments): Moments {
   return { n: a.n + b.n, sum: a.sum + b.sum, sum2: a.sum2 + b.sum2 };
 }
@@ -47,7 +117,8 @@ export interface RatioEstimate {
  *
  *   ln R̂ = ln x̄_c − ln x̄_b,   Var(ln R̂) ≈ s_c² / (n_c x̄_c²) + s_b² / (n_b x̄_b²)
  *
- * with Welch–Satterthwaite degrees of freedom. It estimates exactly the quantity capacity is paid
+ * with Welch–Satterthwaite degrees of freedom; a side with block sums may use its between-block
+ * variance instead ({@link relativeVarianceOfMean}). It estimates exactly the quantity capacity is paid
  * in (mean cost per request, not a median or a geometric mean), needs only count/sum/sum² (so it
  * runs on the store's aggregates), and working on the log scale keeps the interval asymmetric the
  * way a ratio's is. docs/MATH.md shows its calibration on skewed, heavy-tailed simulated costs and
@@ -60,16 +131,18 @@ export function ratioOfMeans(baseline: Moments, candidate: Moments, confidence =
   const meanB = mean(baseline);
   const meanC = mean(candidate);
   if (!(meanB > 0 && meanC > 0)) return undefined;
-  // Relative variance of each mean: Var(x̄)/x̄².
-  const relVarB = variance(baseline) / (baseline.n * meanB * meanB);
-  const relVarC = variance(candidate) / (candidate.n * meanC * meanC);
+  // Relative variance of each mean: Var(x̄)/x̄², from blocks where they say it is larger.
+  const b = relativeVarianceOfMean(baseline);
+  const c = relativeVarianceOfMean(candidate);
+  const relVarB = b.relVar;
+  const relVarC = c.relVar;
   const varLog = relVarB + relVarC;
   const logRatio = Math.log(meanC / meanB);
   const se = Math.sqrt(varLog);
   // Welch–Satterthwaite on the two relative variances.
   const df =
     varLog > 0
-      ? (varLog * varLog) / ((relVarB * relVarB) / (baseline.n - 1) + (relVarC * relVarC) / (candidate.n - 1))
+      ? (varLog * varLog) / ((relVarB * relVarB) / b.df + (relVarC * relVarC) / c.df)
       : Number.POSITIVE_INFINITY;
   const dfUsed = Number.isFinite(df) ? df : 1e9;
   let pValue: number;

@@ -1,4 +1,4 @@
-import { normalQuantile, normalTwoSidedP } from './distributions';
+import { studentQuantile, studentTwoSidedP } from './distributions';
 import { type Moments, mean, type RatioEstimate, ratioOfMeans, variance } from './ratio';
 
 export interface Stratum {
@@ -27,7 +27,9 @@ export interface StratifiedEstimate {
  * sample mean; weights taken from it would favour the strata whose candidate happened to be cheap
  * (or whose baseline happened to be dear) and make the test anti-conservative. Pooled weights do not
  * depend on which side drew what. The variance of the combination is Σ w_h² se_h² / (Σ w_h)² with
- * each stratum's own se_h. One stratum: exactly ratioOfMeans (Student t with Welch df).
+ * each stratum's own se_h, and Student t with Satterthwaite's df over the strata (each stratum's own
+ * Welch df: large unless a stratum's variance comes from few time blocks). One stratum: exactly
+ * ratioOfMeans.
  */
 export function stratifiedRatio(strata: readonly Stratum[], confidence = 0.95): StratifiedEstimate | undefined {
   const estimates: Array<{ e: RatioEstimate; w: number }> = [];
@@ -57,18 +59,22 @@ export function stratifiedRatio(strata: readonly Stratum[], confidence = 0.95): 
   let weightSum = 0;
   let weighted = 0;
   let variancePart = 0;
+  let dfDenominator = 0;
   for (const { e, w } of estimates) {
     weightSum += w;
     weighted += w * Math.log(e.ratio);
-    variancePart += w * w * e.seLogRatio * e.seLogRatio;
+    const part = w * w * e.seLogRatio * e.seLogRatio;
+    variancePart += part;
+    dfDenominator += (part * part) / e.df;
   }
   const logRatio = weighted / weightSum;
   const se = Math.sqrt(variancePart) / weightSum;
-  const z = normalQuantile(1 - (1 - confidence) / 2);
+  const df = dfDenominator > 0 ? (variancePart * variancePart) / dfDenominator : 1e9;
+  const t = studentQuantile(1 - (1 - confidence) / 2, df);
   return {
     changePct: (Math.exp(logRatio) - 1) * 100,
-    ci: [(Math.exp(logRatio - z * se) - 1) * 100, (Math.exp(logRatio + z * se) - 1) * 100],
-    pValue: se > 0 ? normalTwoSidedP(logRatio / se) : logRatio === 0 ? 1 : 0,
+    ci: [(Math.exp(logRatio - t * se) - 1) * 100, (Math.exp(logRatio + t * se) - 1) * 100],
+    pValue: se > 0 ? studentTwoSidedP(logRatio / se, df) : logRatio === 0 ? 1 : 0,
     seLogRatio: se,
     used: estimates.length,
   };

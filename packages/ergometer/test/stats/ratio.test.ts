@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type Moments, minimumDetectableChangePct, ratioOfMeans } from '../../src/stats/ratio';
+import {
+  blockSums,
+  MIN_BLOCKS,
+  type Moments,
+  minimumDetectableChangePct,
+  ratioOfMeans,
+  relativeVarianceOfMean,
+} from '../../src/stats/ratio';
 import { logNormalSampler, paretoSampler, seededRandom } from './random';
 
 function momentsOf(values: number[]): Moments {
@@ -118,5 +125,111 @@ describe('ratio of mean costs (delta method on the log ratio)', () => {
     assert.ok(small > large * 1.9 && small < large * 2.1);
     // (1.96 + 0.84) × 0.01 ≈ 2.8% → e^0.028 − 1
     assert.ok(Math.abs(large - (Math.exp(2.8016 * 0.01) - 1) * 100) < 0.01);
+  });
+});
+
+describe('the variance of a mean from time blocks (costs correlated in time)', () => {
+  const BLOCKS = 20;
+  /**
+   * One group of `n` costs in BLOCKS consecutive blocks of unequal sizes; in block b every cost is
+   * multiplied by a level drawn per block (log-normal with σ `drift`: a stretch of time in which the
+   * process was dearer or cheaper, as a neighbour on its core makes it). Returns plain and blocked moments.
+   */
+  function drawGroup(random: () => number, cost: () => number, n: number, drift: number, shift = 1) {
+    const level = logNormalSampler(random, 1, drift);
+    const sizes = Array.from({ length: BLOCKS }, () => 0.5 + random());
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const blocks: Array<{ n: number; sum: number }> = [];
+    const all: number[] = [];
+    for (const size of sizes) {
+      const m = Math.max(1, Math.round((n * size) / total));
+      const factor = drift > 0 ? level() : 1;
+      let sum = 0;
+      for (let i = 0; i < m; i++) {
+        const v = cost() * factor * shift;
+        sum += v;
+        all.push(v);
+      }
+      blocks.push({ n: m, sum });
+    }
+    const plain = momentsOf(all);
+    return { plain, blocked: { ...plain, blocks: blockSums(blocks) } as Moments };
+  }
+
+  function falseAlarms(drift: number, repetitions: number, seed: number) {
+    const random = seededRandom(seed);
+    const cost = logNormalSampler(random, 1e6, 1);
+    let plainRejected = 0;
+    let blockedRejected = 0;
+    let blockedUsed = 0;
+    for (let r = 0; r < repetitions; r++) {
+      const a = drawGroup(random, cost, 800, drift);
+      const b = drawGroup(random, cost, 800, drift);
+      const plain = ratioOfMeans(a.plain, b.plain);
+      const blocked = ratioOfMeans(a.blocked, b.blocked);
+      assert.ok(plain && blocked);
+      if (plain.pValue < 0.05) plainRejected++;
+      if (blocked.pValue < 0.05) blockedRejected++;
+      if (relativeVarianceOfMean(a.blocked).blocked) blockedUsed++;
+    }
+    return {
+      plain: plainRejected / repetitions,
+      blocked: blockedRejected / repetitions,
+      blockedUsed: blockedUsed / repetitions,
+    };
+  }
+
+  it('blocks sums add up to the moments they cut', () => {
+    const sums = blockSums([
+      { n: 2, sum: 10 },
+      { n: 0, sum: 0 },
+      { n: 3, sum: 9 },
+    ]);
+    assert.deepEqual(sums, { count: 2, sumS2: 181, sumSN: 47, sumN2: 13 });
+  });
+
+  it('independent costs keep the independent-samples variance (and its power) in ~90% of groups, and α', () => {
+    const result = falseAlarms(0, 600, 11);
+    // The heterogeneity test's 10% level: the blocks' variance is used for about a tenth of them.
+    assert.ok(result.blockedUsed <= 0.13, `blocked variance used in ${result.blockedUsed} of independent groups`);
+    assert.ok(result.blocked >= 0.03 && result.blocked <= 0.075, `false alarms ${result.blocked} at α = 0.05`);
+  });
+
+  it('costs whose level drifts from block to block: calibrated with blocks, many false alarms without', () => {
+    // σ 0.3 per block: the between-block variance is ~3× the independent one (2–7× was measured
+    // on two processes of one commit on the demo's two-core machine).
+    const result = falseAlarms(0.3, 1500, 12);
+    assert.ok(result.plain > 0.25, `treating the costs as independent rejects in ${result.plain} (it should)`);
+    assert.ok(result.blockedUsed > 0.9, `blocks used in ${result.blockedUsed}`);
+    assert.ok(result.blocked <= 0.075, `with blocks: ${result.blocked} false alarms at α = 0.05`);
+  });
+
+  it('fewer than MIN_BLOCKS blocks: the independent-samples variance, whatever the blocks say', () => {
+    const m: Moments = {
+      n: 4,
+      sum: 40,
+      sum2: 500,
+      blocks: { count: MIN_BLOCKS - 1, sumS2: 1e9, sumSN: 0, sumN2: 1 },
+    };
+    const v = relativeVarianceOfMean(m);
+    assert.equal(v.blocked, false);
+    assert.equal(v.df, 3);
+  });
+
+  it('a real change is still found through drifting costs, with an interval that holds it', () => {
+    const random = seededRandom(13);
+    const cost = logNormalSampler(random, 1e6, 1);
+    let found = 0;
+    let covered = 0;
+    for (let r = 0; r < 200; r++) {
+      const a = drawGroup(random, cost, 3000, 0.1);
+      const b = drawGroup(random, cost, 3000, 0.1, 1.25);
+      const e = ratioOfMeans(a.blocked, b.blocked);
+      assert.ok(e);
+      if (e.pValue < 0.001) found++;
+      if (e.ci[0] <= 25 && 25 <= e.ci[1]) covered++;
+    }
+    assert.ok(found / 200 > 0.8, `+25% found in ${found} of 200`);
+    assert.ok(covered / 200 >= 0.9, `interval held +25% in ${covered} of 200`);
   });
 });
