@@ -37,6 +37,13 @@ export interface Phase {
   shareBAt?: (hourStartMs: number) => number;
   /** endpoint → cost shape; endpoints not named are log-normal σ = 0.5. */
   shapes?: Record<string, CostShape>;
+  /**
+   * The phase's processes get dearer or cheaper for stretches of `periodMs` (aligned to the epoch):
+   * every cost in a stretch is multiplied by one log-normal factor of log-sd `sigma`, as a neighbour
+   * on the core or a heap that grew does to CPU time. Drawn from its own seeded source, so other
+   * phases' draws do not change with it.
+   */
+  drift?: { sigma: number; periodMs: number; seed: number };
 }
 
 /**
@@ -54,6 +61,7 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
       : Math.exp(shape.sigma * normal());
   let batchNo = 0;
   for (const phase of phases) {
+    const driftAt = phase.drift ? driftLevels(phase.drift) : undefined;
     const draws = new Map<string, () => number>();
     for (const endpoint of Object.keys(phase.endpoints)) {
       const shape = phase.shapes?.[endpoint];
@@ -80,8 +88,10 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
           }
           const hostClass = onB ? 'B x4' : 'A x2';
           const list = batchesByClass.get(hostClass) ?? [];
+          const ts = start + Math.floor(random() * (end - start));
+          if (driftAt) cost *= driftAt(ts);
           list.push({
-            ts: start + Math.floor(random() * (end - start)),
+            ts,
             endpoint,
             status: 200,
             cost: Math.round(cost),
@@ -147,5 +157,20 @@ export function toWire(batch: IngestBatch): Record<string, unknown> {
     })),
     counts: batch.counts,
     users: batch.users,
+  };
+}
+
+/** The cost level of a drifting phase at `ts`: one seeded log-normal factor per stretch. */
+function driftLevels(drift: NonNullable<Phase['drift']>): (ts: number) => number {
+  const normal = normalSampler(seededRandom(drift.seed));
+  const levels = new Map<number, number>();
+  return (ts) => {
+    const period = Math.floor(ts / drift.periodMs);
+    let level = levels.get(period);
+    if (level === undefined) {
+      level = Math.exp(drift.sigma * normal());
+      levels.set(period, level);
+    }
+    return level;
   };
 }
