@@ -188,10 +188,10 @@ describe('the variance of a mean from time blocks (costs correlated in time)', (
     assert.deepEqual(sums, { count: 2, sumS2: 181, sumSN: 47, sumN2: 13 });
   });
 
-  it('independent costs keep the independent-samples variance (and its power) in ~90% of groups, and α', () => {
+  it('independent costs keep the independent-samples variance (and its power) in ~99% of groups, and α', () => {
     const result = falseAlarms(0, 600, 11);
-    // The heterogeneity test's 10% level: the blocks' variance is used for about a tenth of them.
-    assert.ok(result.blockedUsed <= 0.13, `blocked variance used in ${result.blockedUsed} of independent groups`);
+    // The heterogeneity test's 1% level: the blocks' variance is used for about one group in a hundred.
+    assert.ok(result.blockedUsed <= 0.03, `blocked variance used in ${result.blockedUsed} of independent groups`);
     assert.ok(result.blocked >= 0.03 && result.blocked <= 0.075, `false alarms ${result.blocked} at α = 0.05`);
   });
 
@@ -200,8 +200,9 @@ describe('the variance of a mean from time blocks (costs correlated in time)', (
     // on two processes of one commit on the demo's two-core machine).
     const result = falseAlarms(0.3, 1500, 12);
     assert.ok(result.plain > 0.25, `treating the costs as independent rejects in ${result.plain} (it should)`);
-    assert.ok(result.blockedUsed > 0.9, `blocks used in ${result.blockedUsed}`);
-    assert.ok(result.blocked <= 0.075, `with blocks: ${result.blocked} false alarms at α = 0.05`);
+    assert.ok(result.blockedUsed > 0.8, `blocks used in ${result.blockedUsed}`);
+    // Not quite 5%: a mild drift escapes the heterogeneity test, and t with 19 df is short of the tails.
+    assert.ok(result.blocked <= 0.08, `with blocks: ${result.blocked} false alarms at α = 0.05`);
   });
 
   it('fewer than MIN_BLOCKS blocks: the independent-samples variance, whatever the blocks say', () => {
