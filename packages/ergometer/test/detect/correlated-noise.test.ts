@@ -9,9 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Alert } from '../../src/detect/alert';
 import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { runDetectors } from '../../src/detect/run';
+import type { Store } from '../../src/store/types';
 import { HOUR, type Phase, T0, withTempStore } from './scenario';
 
 const ENDPOINTS = { 'GET /feed/:id': 1_000_000, 'GET /profile/:id': 400_000, 'GET /search': 2_000_000 };
@@ -51,52 +53,52 @@ function driftingCanary(factor: number): Phase[] {
 /** After the canary: both commits stopped, so the final look compares the whole 2 h canary. */
 const NOW = T0 + 2 * HOUR + 30 * 60_000;
 
+/** Writes a drifting canary with v2 `factor` × v1 on the feed, runs the detectors after it, hands `check` the rollout alerts. */
+function withDriftingCanary(factor: number, check: (rollouts: Alert[], store: Store) => Promise<void>): Promise<void> {
+  return withTempStore(
+    'ergometer-drift-',
+    async (store) => {
+      const run = await runDetectors(store, config, { now: NOW });
+      await check(
+        run.alerts.filter((a) => a.kind === 'rollout'),
+        store,
+      );
+    },
+    { service: 'drift', phases: driftingCanary(factor), seed: 5 },
+  );
+}
+
 describe('rollout comparisons under costs correlated in time', () => {
   it('an unchanged canary whose processes drift apart raises nothing; as independent requests it would', async () => {
-    await withTempStore(
-      'ergometer-drift-',
-      async (store) => {
-        const run = await runDetectors(store, config, { now: NOW });
-        const rollouts = run.alerts.filter((a) => a.kind === 'rollout');
-        assert.deepEqual(
-          rollouts.map((a) => a.summary),
-          [],
-        );
-        // The same two windows, every request taken as independent (no blocks): "significant".
-        const naive = await compareGroups(
-          store,
-          'drift',
-          { commit: 'v1', from: T0, to: T0 + 2 * HOUR },
-          { commit: 'v2', from: T0, to: T0 + 2 * HOUR },
-          { minSamples: config.minSamples },
-        );
-        const smallest = Math.min(...naive.map((c) => c.pValue));
-        assert.ok(
-          smallest < config.alpha / naive.length,
-          `independent-request p-values: ${naive.map((c) => c.pValue)}`,
-        );
-      },
-      { service: 'drift', phases: driftingCanary(1), seed: 5 },
-    );
+    await withDriftingCanary(1, async (rollouts, store) => {
+      assert.deepEqual(
+        rollouts.map((a) => a.summary),
+        [],
+      );
+      // The same two windows, every request taken as independent (no blocks): "significant".
+      const naive = await compareGroups(
+        store,
+        'drift',
+        { commit: 'v1', from: T0, to: T0 + 2 * HOUR },
+        { commit: 'v2', from: T0, to: T0 + 2 * HOUR },
+        { minSamples: config.minSamples },
+      );
+      const smallest = Math.min(...naive.map((c) => c.pValue));
+      assert.ok(smallest < config.alpha / naive.length, `independent-request p-values: ${naive.map((c) => c.pValue)}`);
+    });
   });
 
   it('a real +25% on one endpoint is still found through the same drift, with an interval that holds it', async () => {
-    await withTempStore(
-      'ergometer-drift-',
-      async (store) => {
-        const run = await runDetectors(store, config, { now: NOW });
-        const rollouts = run.alerts.filter((a) => a.kind === 'rollout');
-        assert.deepEqual(
-          rollouts.map((a) => a.endpoint),
-          ['GET /feed/:id'],
-          rollouts.map((a) => a.summary).join('\n'),
-        );
-        const feed = rollouts[0];
-        assert.ok(feed);
-        assert.equal(feed.comparison, 'canary');
-        assert.ok(feed.ci[0] < 25 && 25 < feed.ci[1], `interval ${feed.ci} holds +25%`);
-      },
-      { service: 'drift', phases: driftingCanary(1.25), seed: 5 },
-    );
+    await withDriftingCanary(1.25, async (rollouts) => {
+      assert.deepEqual(
+        rollouts.map((a) => a.endpoint),
+        ['GET /feed/:id'],
+        rollouts.map((a) => a.summary).join('\n'),
+      );
+      const feed = rollouts[0];
+      assert.ok(feed);
+      assert.equal(feed.comparison, 'canary');
+      assert.ok(feed.ci[0] < 25 && 25 < feed.ci[1], `interval ${feed.ci} holds +25%`);
+    });
   });
 });
