@@ -189,7 +189,10 @@ export async function benchFalseAlerts(): Promise<BenchTable> {
       'Rollouts in which the commit changed nothing. The statistics rows run the rollout comparison the detector makes ' +
       '(per endpoint and host class, stratified, Benjamini–Hochberg over the rollout’s endpoints, ' +
       `α = ${DEFAULT_DETECTOR_CONFIG.alpha}, minimum effect ${DEFAULT_DETECTOR_CONFIG.minEffectPct}%, regressions only) on ` +
-      'simulated samples, with traffic moving from 30% to 70% on a 1.5× dearer host class at the rollout and the new commit’s ' +
+      'simulated samples of independent costs (the detector also reads each side in 20 time blocks and takes their variance ' +
+      'where they vary more than independent samples allow — docs/MATH.md, “Costs correlated in time”; on independent costs ' +
+      'that is ~1% of groups, and it only ever widens an interval, so these rows bound the detector’s rate), ' +
+      'with traffic moving from 30% to 70% on a 1.5× dearer host class at the rollout and the new commit’s ' +
       'data arriving over the 6 h window in 32 steps; “every run, full α” tests at every step (the detector before this change; ' +
       '`serve` runs every minute, so it did worse), “sequential looks” only at the 6 looks, each with its share of α (the ' +
       `detector now: docs/detectors.md) — ${statisticsSeconds.toFixed(0)} s. The simulator row is the world of the tables above, ` +

@@ -31,8 +31,8 @@ export function blockMsFor(from: number, to: number): number {
 }
 
 /**
- * A selector read in time blocks of {@link blockMsFor} its window (unchanged without one). For every comparison of different
- * processes or hours — all rollout comparisons: the test, the canary's check, the fold into a flag
+ * A selector read in time blocks of {@link blockMsFor} its window (unchanged without one). For every
+ * comparison of different processes or hours — all rollout comparisons: the test, the canary's check, the fold into a flag
  * alert, the check that a later commit resolved it — so that costs correlated in time (a neighbour on
  * the core, a heap that grew) widen the interval instead of raising an alert (stats/ratio.ts,
  * relativeVarianceOfMean). Not for flag variants: those are requests of the same processes, interleaved.

@@ -227,8 +227,10 @@ export function binomialUpperBound(events: number, trials: number, confidence = 
   return lo;
 }
 
-/** χ² quantile by the Wilson–Hilferty cube approximation (within ~1% for k ≥ 3): the heterogeneity tests of
- * detect/thresholds.ts and stats/ratio.ts (relativeVarianceOfMean). */
+/**
+ * χ² quantile by the Wilson–Hilferty cube approximation (within ~1% for k ≥ 3), for the heterogeneity
+ * tests of detect/thresholds.ts and stats/ratio.ts (relativeVarianceOfMean).
+ */
 export function chiSquareQuantile(p: number, k: number): number {
   const c = 2 / (9 * k);
   return k * (1 - c + normalQuantile(p) * Math.sqrt(c)) ** 3;
