@@ -57,6 +57,12 @@ export interface Alert {
   costMean: { baseline: number; candidate: number };
   /** Host classes compared (costs are only compared within a class, then combined). */
   hostClasses: string[];
+  /**
+   * Where the interval's variance came from: requests taken as independent, or `time-blocks` when the
+   * costs varied in time more than independent requests allow and the interval was widened for it
+   * (docs/MATH.md, "Costs correlated in time"). Not on function alerts.
+   */
+  varianceFrom?: 'requests' | 'time-blocks';
   rootCause: Array<RootCause>;
   /**
    * Set when the regression is gone: the commit that brought the endpoint back to its baseline
@@ -87,7 +93,8 @@ function formatP(p: number): string {
 
 /** The sentence an alert is read by: what changed, by how much, how sure, since what, what to open next. */
 export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
-  const change = `${formatPct(a.changePct)} CPU per request (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}, ${a.n.baseline} vs ${a.n.candidate} samples)`;
+  const blocks = a.varianceFrom === 'time-blocks' ? '; interval widened: costs varied in time' : '';
+  const change = `${formatPct(a.changePct)} CPU per request (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}, ${a.n.baseline} vs ${a.n.candidate} samples${blocks})`;
   const unit = a.metric === 'instructions' ? 'instructions' : 'CPU ns';
   const means = `mean ${Math.round(a.costMean.baseline)} → ${Math.round(a.costMean.candidate)} ${unit}`;
   const cause =

@@ -1,5 +1,5 @@
 import { mannWhitneyFromHistograms, type RankTestResult } from '../stats/rank';
-import { blockSums, type Moments } from '../stats/ratio';
+import { blockSums, type Moments, relativeVarianceOfMean } from '../stats/ratio';
 import { stratifiedRatio } from '../stats/stratified';
 import { mergeHistogram } from '../store/histogram';
 import type { AggregateQuery, AggregateRow, Metric, Store } from '../store/types';
@@ -54,6 +54,12 @@ export interface EndpointComparison {
   /** Standard error of ln(ratio), for thresholds and minimum detectable change. */
   seLogRatio: number;
   hostClasses: string[];
+  /**
+   * Where the interval's variance came from: `requests` taken as independent, or `time-blocks` when a
+   * side's costs varied between its time blocks more than independent requests allow (stats/ratio.ts,
+   * relativeVarianceOfMean; only for selectors read {@link inBlocks}).
+   */
+  varianceFrom: 'requests' | 'time-blocks';
   /** The rank test on the pooled histograms of the compared classes: a second opinion. */
   rank: RankTestResult | undefined;
 }
@@ -199,6 +205,11 @@ export function compareGroupMaps(
       pValue,
       seLogRatio: se,
       hostClasses: usable.map((s) => s.hostClass).sort(),
+      varianceFrom: usable.some(
+        (s) => relativeVarianceOfMean(s.b.moments).blocked || relativeVarianceOfMean(s.c.moments).blocked,
+      )
+        ? 'time-blocks'
+        : 'requests',
       rank: mannWhitneyFromHistograms(histB, histC),
     });
   }

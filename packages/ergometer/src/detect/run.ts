@@ -87,6 +87,7 @@ export async function runDetectors(
       ...(t.overruled ? { beforeAfterOverruled: t.overruled } : {}),
       costMean: c.costMean,
       hostClasses: c.hostClasses,
+      varianceFrom: c.varianceFrom,
       rootCause: [],
       detectedAt: now,
     };

@@ -43,6 +43,7 @@ function comparison(changePct: number, seLogRatio: number): EndpointComparison {
     pValue: 0.5,
     seLogRatio,
     hostClasses: ['a'],
+    varianceFrom: 'requests',
     rank: undefined,
   };
 }

@@ -99,6 +99,9 @@ describe('rollout comparisons under costs correlated in time', () => {
       assert.ok(feed);
       assert.equal(feed.comparison, 'canary');
       assert.ok(feed.ci[0] < 25 && 25 < feed.ci[1], `interval ${feed.ci} holds +25%`);
+      // The alert says its interval was widened for the drift.
+      assert.equal(feed.varianceFrom, 'time-blocks');
+      assert.match(feed.summary, /interval widened: costs varied in time/);
     });
   });
 });

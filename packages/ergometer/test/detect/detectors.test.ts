@@ -34,6 +34,8 @@ describe('detectors on a real DuckDB store', () => {
     // The last look (3 h, when v3 replaced v2) reaches past the hour of canary: before/after.
     assert.equal(rollout.comparison, 'before-after');
     assert.ok(rollout.ci[0] < 6 && 6 < rollout.ci[1], `the interval ${rollout.ci} holds the injected +6%`);
+    // Independent costs (the scenario draws them so): the interval of independent requests.
+    assert.equal(rollout.varianceFrom, 'requests');
     assert.equal(rollout.resolvedBy, 'v4', 'the fix in v3 resolves it (checked against the newest commit)');
     const flag = run.alerts.find((a) => a.kind === 'flag');
     assert.ok(flag, described.join('\n'));
