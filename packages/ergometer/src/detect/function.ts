@@ -9,9 +9,11 @@
  */
 import { isPseudoFrame } from '../profile/decode';
 import { endpointMeans, functionKey } from '../profile/diff';
+import { blockSums, type Moments, relativeVarianceOfMean } from '../stats/ratio';
 import { costPerRequest, type FunctionChange, functionChange, shareOfSums } from '../stats/shares';
-import type { ProfileEndpointRow, ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
+import type { AggregateQuery, ProfileEndpointRow, ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
 import type { TestedChange } from './candidate';
+import { inBlocks } from './compare';
 import type { DetectorConfig } from './config';
 
 /** One function tested between the two sides of a rollout. */
@@ -88,13 +90,12 @@ async function sideData(
   );
   const m = means.get(rollout.comparison.endpoint);
   if (!m || m.n < 2) return undefined;
-  const variance = Math.max(0, (m.sumCost2 - m.n * m.mean * m.mean) / (m.n - 1));
   const data: SideData = {
     endpointCost: new Map(),
     endpointSamples: 0,
     functions: new Map(),
     mean: m.mean,
-    varMean: variance / m.n,
+    varMean: (await relativeVarianceOfEndpointMean(store, rollout, selector)) * m.mean * m.mean,
   };
   for (const e of endpoints) {
     if (e.cost <= 0) continue;
@@ -112,6 +113,48 @@ async function sideData(
     addTo(f.total, row.profileId, row.totalCost, row.totalSamples);
   }
   return data;
+}
+
+/**
+ * Var(x̄)/x̄² of the endpoint's mean cost on one side, read in time blocks as the rollout comparison is
+ * (detect/compare.ts inBlocks): a function's cost per request is its share times that mean, and a
+ * process that was dearer for stretches of the window makes every function of the endpoint dearer with
+ * it. With the independent-requests variance, such a stretch passed for a regression of whichever
+ * function carries most of the endpoint (the demo once alerted on its search handler, +25%, beside a
+ * commit that changed the feed).
+ */
+async function relativeVarianceOfEndpointMean(
+  store: Store,
+  rollout: TestedChange,
+  selector: TestedChange['baseline'],
+): Promise<number> {
+  const query: AggregateQuery = {
+    service: rollout.service,
+    commit: selector.commit,
+    endpoint: rollout.comparison.endpoint,
+    metric: rollout.comparison.metric,
+    groupBy: ['endpoint'],
+    flags: 'none',
+    histograms: 'none',
+  };
+  const blocked = inBlocks(selector);
+  if (blocked.from !== undefined) query.from = blocked.from;
+  if (blocked.to !== undefined) query.to = blocked.to;
+  if (blocked.blockMs !== undefined) query.bucketMs = blocked.blockMs;
+  const moments: Moments = { n: 0, sum: 0, sum2: 0 };
+  const blocks = new Map<number, { n: number; sum: number }>();
+  for (const row of await store.aggregates(query)) {
+    moments.n += row.n;
+    moments.sum += row.sumCost;
+    moments.sum2 += row.sumCost2;
+    const block = blocks.get(row.bucket) ?? { n: 0, sum: 0 };
+    block.n += row.n;
+    block.sum += row.sumCost;
+    blocks.set(row.bucket, block);
+  }
+  if (moments.n < 2) return 0;
+  if (blocked.blockMs !== undefined) moments.blocks = blockSums(blocks.values());
+  return relativeVarianceOfMean(moments).relVar;
 }
 
 function estimate(data: SideData, key: string, which: 'self' | 'total') {
