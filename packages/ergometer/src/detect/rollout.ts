@@ -1,4 +1,5 @@
 import { normalQuantile } from '../stats/distributions';
+import { MINUTE_MS } from '../store/rollup';
 import type { CommitInfo, Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroups, type EndpointComparison, type GroupSelector, inBlocks } from './compare';
@@ -60,6 +61,19 @@ export function rolloutLook(elapsedMs: number, windowMs: number, endedAfterMs?: 
     }
   }
   return undefined;
+}
+
+/**
+ * How far a look may reach past the end of its canary and still be the canary's: a tenth of the look,
+ * at least two minutes. Where the old commit's last sample came a minute or two before the new one's
+ * (a fleet rarely stops both at once), the look ended past the canary by that much and became a
+ * before/after over the hours before the rollout — where the cost had moved with the hour — instead of
+ * the concurrent comparison of almost all of it (the demo's quiet canary alerted so: +21% before/after,
+ * +9% in the canary). The new commit's few minutes alone are left out; a longer stretch alone is a real
+ * rollout to all traffic, and gets the before/after.
+ */
+export function canarySlackMs(window: MinuteWindow): number {
+  return Math.max(2 * MINUTE_MS, Math.floor((window.to - window.from) / 10 / MINUTE_MS) * MINUTE_MS);
 }
 
 /** How far (two-sided 99%) a before/after estimate may sit from its canary's before the canary decides. */
@@ -132,11 +146,13 @@ export async function detectRollouts(
     // even when the old commit's last sample came a moment before the new one's.
     const canary =
       overlapMs >= config.minCanaryMs ? minuteWindow(start, endOfMinute(start + overlapMs - 1)) : undefined;
-    if (canary && canary.to >= window.to) {
-      // Both commits served through the whole look: the concurrent (canary) comparison.
+    if (canary && canary.to + canarySlackMs(window) >= window.to) {
+      // Both commits served through the whole look (but for a sliver at its end): the concurrent (canary)
+      // comparison, over the minutes both served in.
       method = 'canary';
-      base = inBlocks({ commit: baseline.commit, ...window });
-      cand = inBlocks({ commit: candidate.commit, ...window });
+      const concurrent = { from: window.from, to: Math.min(window.to, canary.to) };
+      base = inBlocks({ commit: baseline.commit, ...concurrent });
+      cand = inBlocks({ commit: candidate.commit, ...concurrent });
     } else {
       // No canary, or the look reaches past its end (the new commit took all the traffic): the old
       // commit before and during the rollout against the new one, so a short canary on a small

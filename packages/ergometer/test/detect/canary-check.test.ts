@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EndpointComparison } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
-import { CANARY_CHECK_Z, detectRollouts, disagreesWithCanary } from '../../src/detect/rollout';
+import { CANARY_CHECK_Z, canarySlackMs, detectRollouts, disagreesWithCanary } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
 import type { Store } from '../../src/store/types';
 import { HOUR, type Phase, T0, withTempStore } from './scenario';
@@ -131,5 +131,30 @@ describe('the canary checks the before/after looks past its end', () => {
         assert.equal(t.baseline.from, T0, 'only the canary hour of v1, not the 6 h before');
       }
     });
+  });
+
+  it('a canary whose new commit served a few minutes longer is still the canary, over the minutes both served', async () => {
+    // v2 runs 4 minutes past v1's end (a tenth of the 64-minute look is 6): the look is the canary's, not a
+    // before/after against v1's six hours before (where the demo's quiet canary found +21% on a cost
+    // that had moved with the hour).
+    const phases: Phase[] = [
+      { commit: 'v1', from: T0 - 6 * HOUR, to: T0 + HOUR, endpoints: { [FEED]: COST }, perHour: 3000, shareB: 0 },
+      { commit: 'v2', from: T0, to: T0 + HOUR + 4 * 60_000, endpoints: { [FEED]: COST }, perHour: 3000, shareB: 0 },
+    ];
+    await withStore(phases, async (store) => {
+      const tested = await detectRollouts(store, 'cc', T0 + 3 * HOUR, config);
+      assert.ok(tested.length > 0);
+      for (const t of tested) {
+        assert.equal(t.method, 'canary');
+        assert.deepEqual([t.baseline.from, t.baseline.to], [T0, T0 + HOUR], 'the minutes both served');
+        assert.deepEqual([t.candidate.from, t.candidate.to], [T0, T0 + HOUR]);
+      }
+    });
+  });
+
+  it('canarySlackMs: a tenth of the look in whole minutes, at least two', () => {
+    assert.equal(canarySlackMs({ from: 0, to: 10 * 60_000 }), 2 * 60_000);
+    assert.equal(canarySlackMs({ from: 0, to: 64 * 60_000 }), 6 * 60_000);
+    assert.equal(canarySlackMs({ from: 0, to: 6 * HOUR }), 36 * 60_000);
   });
 });
