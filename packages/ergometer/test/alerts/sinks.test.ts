@@ -8,32 +8,14 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { deliver, LogSink, SlackSink, WebhookSink } from '../../src/alerts/sinks';
 import { AlertBook } from '../../src/alerts/state';
-import { type Alert, alertId, describeAlert } from '../../src/detect/alert';
+import { type Alert, alertId } from '../../src/detect/alert';
+import { alertFixture } from '../support/alerts';
 
 function makeAlert(endpoint: string, commit = 'def456', extra: Partial<Alert> = {}): Alert {
-  const body: Omit<Alert, 'id' | 'summary'> = {
-    kind: 'rollout',
-    service: 'api',
-    endpoint,
-    metric: 'cpu_ns',
-    baseline: { commit: 'abc123' },
-    candidate: { commit },
-    flag: null,
-    changePct: 3.1,
-    ci: [2.2, 4.0],
-    pValue: 1e-9,
-    pValueRaw: 1e-11,
-    n: { baseline: 10000, candidate: 9000 },
-    threshold: 1,
-    thresholdSource: 'default',
-    comparison: 'canary',
-    costMean: { baseline: 100000, candidate: 103100 },
-    hostClasses: ['Xeon x2'],
-    rootCause: [{ function: 'renderFeed', file: 'src/feed.js', line: 42, deltaPct: 2.5 }],
-    detectedAt: 1,
-    ...extra,
+  return {
+    ...alertFixture({ endpoint, candidate: { commit }, ...extra }),
+    id: alertId(['rollout', 'api', endpoint, commit]),
   };
-  return { id: alertId(['rollout', 'api', endpoint, commit]), ...body, summary: describeAlert(body) };
 }
 
 interface Received {

@@ -16,30 +16,16 @@ import {
   REGRESSED_FUNCTION,
 } from '../../src/demo/expectations';
 import type { Alert } from '../../src/detect/alert';
+import { alertFixture } from '../support/alerts';
 
 function record(alert: Partial<Alert> & Pick<Alert, 'kind' | 'endpoint'>): AlertRecord {
-  const full: Alert = {
-    id: `${alert.kind}-${alert.endpoint}-${alert.candidate?.commit ?? ''}`,
+  const full = alertFixture({
     service: DEMO_SERVICE,
-    metric: 'cpu_ns',
     baseline: { commit: DEMO_COMMITS.v1 },
     candidate: { commit: DEMO_COMMITS.v2 },
-    flag: null,
-    changePct: 30,
-    ci: [20, 40],
-    pValue: 1e-9,
-    pValueRaw: 1e-10,
-    n: { baseline: 500, candidate: 500 },
-    threshold: 15,
-    thresholdSource: 'config',
-    comparison: 'canary',
-    costMean: { baseline: 1, candidate: 1.3 },
-    hostClasses: ['x'],
     rootCause: [{ function: REGRESSED_FUNCTION, file: 'service.js', line: 1, deltaPct: 20 }],
-    summary: `${alert.kind} on ${alert.endpoint}`,
-    detectedAt: 0,
     ...alert,
-  };
+  });
   return { alert: full, status: 'open', firstSeen: 0, lastSeen: 0, resolvedAt: null };
 }
 

@@ -10,7 +10,7 @@ import { runDetectors } from '../../src/detect/run';
 import { learnThresholds, thresholdFor } from '../../src/detect/thresholds';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
-import { BASE, HOUR, NOW, type Phase, storyStoreForSuite, T0, writeScenario } from './scenario';
+import { BASE, HOUR, NOW, type Phase, storyStoreForSuite, T0, withTempStore, writeScenario } from './scenario';
 
 describe('detectors on a real DuckDB store', () => {
   const story = storyStoreForSuite('ergometer-detect-');
@@ -136,72 +136,42 @@ describe('detectors: A/A rollouts raise nothing', () => {
 
 describe('learnt thresholds', () => {
   it('an endpoint whose mean wanders hour to hour learns a threshold above that wander; a steady one does not', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-learn-'));
-    const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-    try {
-      await store.init();
-      // 20 hours (10 disjoint pairs) of one commit; /wander's level moves ±6% from hour to hour (mix
-      // changes), /steady's does not.
-      const phases: Phase[] = [];
-      for (let h = 0; h < 20; h++) {
-        phases.push({
-          commit: 'c1',
-          from: NOW - (20 - h) * HOUR,
-          to: NOW - (19 - h) * HOUR,
-          endpoints: { 'GET /wander': 1_000_000 * (h % 2 === 0 ? 1.06 : 0.94), 'GET /steady': 1_000_000 },
-          perHour: 2000,
-          shareB: 0,
-        });
-      }
-      await writeScenario(store, 'learn', phases, 5);
-      const learnt = await learnThresholds(store, 'learn', NOW, resolveDetectorConfig());
-      const wander = learnt.get('GET /wander') ?? 0;
-      // |ln(1.06/0.94)| ≈ 0.12 per pair: τ ≈ 0.12, so z·τ ≈ 0.31 → a threshold of ~36%.
-      assert.ok(wander > 20 && wander < 60, `learnt ${wander}%`);
-      assert.equal(learnt.get('GET /steady'), 0);
-      const config = resolveDetectorConfig();
-      assert.deepEqual(thresholdFor('learn', 'GET /wander', config, learnt), { pct: wander, source: 'learnt' });
-      assert.deepEqual(thresholdFor('learn', 'GET /steady', config, learnt), { pct: 1, source: 'default' });
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withTempStore(
+      'ergometer-detect-learn-',
+      async (store) => {
+        const learnt = await learnThresholds(store, 'learn', NOW, resolveDetectorConfig());
+        const wander = learnt.get('GET /wander') ?? 0;
+        // |ln(1.06/0.94)| ≈ 0.12 per pair: τ ≈ 0.12, so z·τ ≈ 0.31 → a threshold of ~36%.
+        assert.ok(wander > 20 && wander < 60, `learnt ${wander}%`);
+        assert.equal(learnt.get('GET /steady'), 0);
+        const config = resolveDetectorConfig();
+        assert.deepEqual(thresholdFor('learn', 'GET /wander', config, learnt), { pct: wander, source: 'learnt' });
+        assert.deepEqual(thresholdFor('learn', 'GET /steady', config, learnt), { pct: 1, source: 'default' });
+      },
+      { service: 'learn', phases: wanderingHours({ 'GET /steady': 1_000_000 }), seed: 5 },
+    );
   });
 
   it('a flag is held to the configured or default threshold, not to the wander learnt between hours', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-detect-flag-wander-'));
-    const store = openDuckDbStore({ path: path.join(dir, 'ergometer.duckdb') });
-    try {
-      await store.init();
-      // As above, /wander moves ±6% from hour to hour (a learnt threshold of ~36%); a flag makes it 25%
-      // dearer for a fifth of its requests, in every hour. On and off share the hours: the wander is not
-      // the flag's, and the demo lost its flag alert to such a threshold on a loaded machine.
-      const phases: Phase[] = [];
-      for (let h = 0; h < 20; h++) {
-        phases.push({
-          commit: 'c1',
-          from: NOW - (20 - h) * HOUR,
-          to: NOW - (19 - h) * HOUR,
-          endpoints: { 'GET /wander': 1_000_000 * (h % 2 === 0 ? 1.06 : 0.94) },
-          perHour: 2000,
-          shareB: 0,
-          flag: { key: 'ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /wander': 1.25 } },
-        });
-      }
-      await writeScenario(store, 'learn', phases, 5);
-      const config = resolveDetectorConfig();
-      const learnt = (await learnThresholds(store, 'learn', NOW, config)).get('GET /wander') ?? 0;
-      assert.ok(learnt > 25, `learnt ${learnt}%: above the flag's effect, or this test shows nothing`);
-      const run = await runDetectors(store, config, { now: NOW });
-      const flag = run.alerts.find((a) => a.kind === 'flag');
-      assert.ok(flag, run.alerts.map((a) => a.summary).join('\n'));
-      assert.equal(flag.endpoint, 'GET /wander');
-      assert.deepEqual([flag.threshold, flag.thresholdSource], [config.minEffectPct, 'default']);
-      assert.ok(flag.ci[0] < 25 && 25 < flag.ci[1], `interval ${flag.ci} holds +25%`);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    // As above, /wander moves ±6% from hour to hour (a learnt threshold of ~36%); a flag makes it 25%
+    // dearer for a fifth of its requests, in every hour. On and off share the hours: the wander is not
+    // the flag's, and the demo lost its flag alert to such a threshold on a loaded machine.
+    const flag = { key: 'ranker', variant: 'on', control: 'off', share: 0.2, factor: { 'GET /wander': 1.25 } };
+    await withTempStore(
+      'ergometer-detect-flag-wander-',
+      async (store) => {
+        const config = resolveDetectorConfig();
+        const learnt = (await learnThresholds(store, 'learn', NOW, config)).get('GET /wander') ?? 0;
+        assert.ok(learnt > 25, `learnt ${learnt}%: above the flag's effect, or this test shows nothing`);
+        const run = await runDetectors(store, config, { now: NOW });
+        const alert = run.alerts.find((a) => a.kind === 'flag');
+        assert.ok(alert, run.alerts.map((a) => a.summary).join('\n'));
+        assert.equal(alert.endpoint, 'GET /wander');
+        assert.deepEqual([alert.threshold, alert.thresholdSource], [config.minEffectPct, 'default']);
+        assert.ok(alert.ci[0] < 25 && 25 < alert.ci[1], `interval ${alert.ci} holds +25%`);
+      },
+      { service: 'learn', phases: wanderingHours({}, flag), seed: 5 },
+    );
   });
 
   // Regression: consecutive pairs that share an hour have correlated ln-ratios, so Cochran's Q had
@@ -234,3 +204,23 @@ describe('learnt thresholds', () => {
     }
   });
 });
+
+/**
+ * 20 hours (10 disjoint pairs) of one commit ending at NOW: GET /wander's level moves ±6% from hour to hour
+ * (mix changes), the `others` stay put; with `flag`, in every hour.
+ */
+function wanderingHours(others: Record<string, number>, flag?: Phase['flag']): Phase[] {
+  const phases: Phase[] = [];
+  for (let h = 0; h < 20; h++) {
+    phases.push({
+      commit: 'c1',
+      from: NOW - (20 - h) * HOUR,
+      to: NOW - (19 - h) * HOUR,
+      endpoints: { 'GET /wander': 1_000_000 * (h % 2 === 0 ? 1.06 : 0.94), ...others },
+      perHour: 2000,
+      shareB: 0,
+      ...(flag ? { flag } : {}),
+    });
+  }
+  return phases;
+}
