@@ -8,12 +8,12 @@
  * minimum effects and the cost-shift filter.
  */
 import { isPseudoFrame } from '../profile/decode';
-import { endpointMeans, functionKey } from '../profile/diff';
-import { blockSums, type Moments, relativeVarianceOfMean } from '../stats/ratio';
+import { functionKey } from '../profile/diff';
+import { relativeVarianceOfMean } from '../stats/ratio';
 import { costPerRequest, type FunctionChange, functionChange, shareOfSums } from '../stats/shares';
 import type { AggregateQuery, ProfileEndpointRow, ProfileFunctionRow, ProfileQuery, Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { inBlocks } from './compare';
+import { type Group, groupsFromRows, inBlocks } from './compare';
 import type { DetectorConfig } from './config';
 
 /** One function tested between the two sides of a rollout. */
@@ -82,20 +82,15 @@ async function sideData(
   if (selector.from !== undefined) q.from = selector.from;
   if (selector.to !== undefined) q.to = selector.to;
   if (endpoints.length === 0) return undefined;
-  const means = await endpointMeans(
-    store,
-    { service: rollout.service, endpoint: rollout.comparison.endpoint, base: selector, head: selector },
-    selector,
-    rollout.comparison.metric,
-  );
-  const m = means.get(rollout.comparison.endpoint);
-  if (!m || m.n < 2) return undefined;
+  const m = await endpointMean(store, rollout, selector);
+  if (!m || m.moments.n < 2) return undefined;
+  const mean = m.moments.sum / m.moments.n;
   const data: SideData = {
     endpointCost: new Map(),
     endpointSamples: 0,
     functions: new Map(),
-    mean: m.mean,
-    varMean: (await relativeVarianceOfEndpointMean(store, rollout, selector)) * m.mean * m.mean,
+    mean,
+    varMean: relativeVarianceOfMean(m.moments).relVar * mean * mean,
   };
   for (const e of endpoints) {
     if (e.cost <= 0) continue;
@@ -116,18 +111,20 @@ async function sideData(
 }
 
 /**
- * Var(x̄)/x̄² of the endpoint's mean cost on one side, read in time blocks as the rollout comparison is
- * (detect/compare.ts inBlocks): a function's cost per request is its share times that mean, and a
+ * The endpoint's request samples on one side (all host classes merged, as the profiles merge them), read
+ * in time blocks as the rollout comparison is (detect/compare.ts inBlocks), so that its mean's variance
+ * allows for costs correlated in time: a function's cost per request is its share times that mean, and a
  * process that was dearer for stretches of the window makes every function of the endpoint dearer with
  * it. With the independent-requests variance, such a stretch passed for a regression of whichever
  * function carries most of the endpoint (the demo once alerted on its search handler, +25%, beside a
  * commit that changed the feed).
  */
-async function relativeVarianceOfEndpointMean(
+async function endpointMean(
   store: Store,
   rollout: TestedChange,
   selector: TestedChange['baseline'],
-): Promise<number> {
+): Promise<Group | undefined> {
+  const blocked = inBlocks(selector);
   const query: AggregateQuery = {
     service: rollout.service,
     commit: selector.commit,
@@ -137,24 +134,12 @@ async function relativeVarianceOfEndpointMean(
     flags: 'none',
     histograms: 'none',
   };
-  const blocked = inBlocks(selector);
   if (blocked.from !== undefined) query.from = blocked.from;
   if (blocked.to !== undefined) query.to = blocked.to;
   if (blocked.blockMs !== undefined) query.bucketMs = blocked.blockMs;
-  const moments: Moments = { n: 0, sum: 0, sum2: 0 };
-  const blocks = new Map<number, { n: number; sum: number }>();
-  for (const row of await store.aggregates(query)) {
-    moments.n += row.n;
-    moments.sum += row.sumCost;
-    moments.sum2 += row.sumCost2;
-    const block = blocks.get(row.bucket) ?? { n: 0, sum: 0 };
-    block.n += row.n;
-    block.sum += row.sumCost;
-    blocks.set(row.bucket, block);
-  }
-  if (moments.n < 2) return 0;
-  if (blocked.blockMs !== undefined) moments.blocks = blockSums(blocks.values());
-  return relativeVarianceOfMean(moments).relVar;
+  const groups = groupsFromRows(await store.aggregates(query), undefined, blocked.blockMs !== undefined);
+  // One group: grouped by endpoint alone, for one endpoint and metric.
+  return groups.values().next().value;
 }
 
 function estimate(data: SideData, key: string, which: 'self' | 'total') {
