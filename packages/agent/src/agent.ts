@@ -5,7 +5,7 @@ import { expressRouteOf } from './adapters/routes';
 import { backendRequestEnded, backendRequestStarted } from './backend/calls';
 import { installBackendInstrumentation, timeBackendCall } from './backend/instrumentation';
 import type { BackendKind } from './backend/times';
-import { EndpointCardinalityGuard, endpointName, templateFromPath, UNMATCHED } from './context/endpoint';
+import { EndpointCardinalityGuard, endpointName, templateFromPath } from './context/endpoint';
 import { currentRequest, MAX_FLAGS_PER_REQUEST, RequestContext, requestStorage } from './context/request-context';
 import { CpuAttributor } from './cpu/attributor';
 import { channels, publish } from './diagnostics';
@@ -33,16 +33,14 @@ export type RouteResolver<S = undefined> = (routeSource: S) => string | undefine
 /** Marks a request the agent has already seen, so that two layers (register + a framework adapter) never measure it twice. */
 const kRequestState = Symbol('ergometer.request');
 const ALREADY_RUNNING = Symbol('ergometer.already-running');
+/** An outer layer found the request unsampled and counts it. */
+const COUNTED_ABOVE = Symbol('ergometer.counted-above');
 
-/** On an unsampled request that is counted: the agent counting it, and the route resolver it was given. */
-const kCountedBy = Symbol('ergometer.counted-by');
 /** The profiler's labels of a request, while the profiler runs. */
 const kProfileLabels = Symbol('ergometer.profile-labels');
 
 interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
-  /** Set on an unsampled request being counted: by which agent, and how to name its route. */
-  [kCountedBy]?: { agent: Agent; route: RouteResolver<unknown> | undefined; source: unknown };
   [kProfileLabels]?: ProfileLabels;
 }
 
@@ -69,12 +67,12 @@ function onSampledClose(this: SampledResponse): void {
   if (req !== undefined && ctx !== undefined) this[kSampledBy]?.completeOnce(ctx, req, this, !this.writableFinished);
 }
 
-/** `close` listener of counted unsampled responses: one function for all, no closure per request. */
-function onUnsampledClose(this: ServerResponse): void {
-  const req = this.req as InstrumentedRequest | undefined;
-  const counted = req?.[kCountedBy];
-  if (req !== undefined && counted !== undefined) counted.agent.countFinished(req, counted.route, counted.source);
-}
+/**
+ * A `close` listener that counts an unsampled request under a framework's route: the agent's
+ * {@link Agent.countClosed} is its `listener`, as Node's `once()` wrappers carry theirs, so that
+ * `res.listenerCount('close', countClosed)` and `res.removeListener('close', countClosed)` find it too.
+ */
+type CountingListener = (() => void) & { listener?: (this: ServerResponse) => void };
 
 let runningAgent: Agent | undefined;
 
@@ -217,8 +215,8 @@ export class Agent {
   ): T {
     // A resolver given without a source takes `undefined` (S defaults to undefined).
     const ctx = this.decide(req, res, route, routeSource as S);
-    if (ctx === undefined) {
-      this.countUnsampled(req, res, route, routeSource);
+    if (ctx === undefined || ctx === COUNTED_ABOVE) {
+      if (this.running) this.count(req, res, ctx === COUNTED_ABOVE, route, routeSource);
       return handler();
     }
     if (ctx === ALREADY_RUNNING) return handler();
@@ -239,7 +237,8 @@ export class Agent {
 
   /**
    * The sampling decision for `req`, made once per request. Returns the new context of a request
-   * to start measuring, ALREADY_RUNNING when an outer layer measures it, or undefined. An
+   * to start measuring, ALREADY_RUNNING when an outer layer measures it, COUNTED_ABOVE when an outer layer
+   * found it unsampled and counts it, or undefined (not sampled). An
    * unsampled request costs one clock comparison and no allocation.
    */
   private decide<S>(
@@ -247,7 +246,7 @@ export class Agent {
     res: ServerResponse,
     route: RouteResolver<S> | undefined,
     routeSource: S,
-  ): RequestContext | typeof ALREADY_RUNNING | undefined {
+  ): RequestContext | typeof ALREADY_RUNNING | typeof COUNTED_ABOVE | undefined {
     const instrumented = req as InstrumentedRequest;
     const existing = instrumented[kRequestState];
     if (existing !== undefined) {
@@ -256,9 +255,11 @@ export class Agent {
       if (route !== undefined) existing.setRouteResolver(route, routeSource);
       return ALREADY_RUNNING;
     }
-    // Unsampled requests are not marked: two layers decide within
-    // microseconds of each other, and so agree but at a window's very edge.
-    if (!this.running || !this.sampler.shouldSample()) return undefined;
+    if (!this.running) return undefined;
+    // An outer layer found it unsampled and counts it (at a sampling window's very edge the two could
+    // disagree): that decision stands.
+    if (res.listenerCount('close', this.countClosed) > 0) return COUNTED_ABOVE;
+    if (!this.sampler.shouldSample()) return undefined;
     try {
       const ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
       instrumented[kRequestState] = ctx;
@@ -361,30 +362,60 @@ export class Agent {
   /**
    * @internal Counts a request the agent does not sample (wire `counts`, and `users` with a `userId`
    * option) when its response closes. Two layers count it once; the inner one's route resolver wins.
+   *
+   * Nothing is written on `req` or `res`: adding a property to the framework's request object cost ~2 µs
+   * of CPU per request with Express (a bigger property store to copy, more to collect), as much as the
+   * rest of the unsampled path together. What marks a counted request is the listener itself: the
+   * agent's one {@link countClosed} function, which names the route from `req` as Express leaves it (or
+   * from the path), or, for a router that keeps its route elsewhere (Fastify, Koa, Hono), a closure over
+   * the resolver and its source that carries `countClosed` as its `listener`.
    */
   countUnsampled<S>(req: IncomingMessage, res: ServerResponse, route?: RouteResolver<S>, routeSource?: S): void {
-    const instrumented = req as InstrumentedRequest;
-    const counted = instrumented[kCountedBy];
-    if (counted !== undefined) {
-      if (route !== undefined) {
-        counted.route = route as RouteResolver<unknown>;
-        counted.source = routeSource;
-      }
+    if (this.running) this.count(req, res, res.listenerCount('close', this.countClosed) > 0, route, routeSource);
+  }
+
+  /** {@link countUnsampled}, told whether an outer layer counts the request already. */
+  private count<S>(
+    req: IncomingMessage,
+    res: ServerResponse,
+    countedAbove: boolean,
+    route: RouteResolver<S> | undefined,
+    routeSource: S | undefined,
+  ): void {
+    const countClosed = this.countClosed;
+    // Express's route is on req, where countClosed looks anyway: no closure needed.
+    const fromReq =
+      route === undefined || ((route as RouteResolver<unknown>) === expressRouteOf && routeSource === req);
+    if (countedAbove) {
+      // A resolver given here knows the route better than the layer above it.
+      if (fromReq) return;
+      res.removeListener('close', countClosed);
+    }
+    if (fromReq) {
+      res.on('close', countClosed);
       return;
     }
-    if (!this.running) return;
-    // One property added to the framework's request object, not three: each addition to objects whose shapes
-    // vary from framework to framework can be a slow shape transition.
-    instrumented[kCountedBy] = { agent: this, route: route as RouteResolver<unknown> | undefined, source: routeSource };
-    res.on('close', onUnsampledClose);
+    const listener: CountingListener = () => this.countFinished(req, route as RouteResolver<unknown>, routeSource);
+    listener.listener = countClosed;
+    res.on('close', listener);
   }
+
+  /**
+   * @internal The `close` listener of requests counted unsampled whose route is on `req` (Express, or
+   * no router: the path template). One function per agent, and the mark of a counted request.
+   */
+  readonly countClosed = ((agent: Agent) =>
+    function countClosedRequest(this: ServerResponse): void {
+      const req = this.req as IncomingMessage | undefined;
+      if (req !== undefined) agent.countFinished(req, undefined, undefined);
+    })(this);
 
   /** @internal The end of a counted unsampled request. */
   countFinished(req: IncomingMessage, route: RouteResolver<unknown> | undefined, routeSource: unknown): void {
     try {
       const method = req.method ?? 'GET';
-      const endpoint = this.endpoints.admit(method, this.resolveEndpoint(method, req, route, routeSource));
-      (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
+      const endpoint = this.endpointOf(method, req, route, routeSource);
+      if (this.profiler !== undefined) (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
       this.countTotals(req, endpoint);
     } catch (error) {
       publish(channels.internalError, { error });
@@ -521,10 +552,13 @@ export class Agent {
     const endedAtMs = performance.now();
     const wallMs = endedAtMs - ctx.startedAtMonotonicMs;
     const backend = backendRequestEnded(ctx, endedAtMs);
-    const endpoint = this.endpoints.admit(ctx.method, ctx.endpoint ?? this.resolveSampledEndpoint(ctx, req));
+    const endpoint =
+      ctx.endpoint === undefined
+        ? this.resolveSampledEndpoint(ctx, req)
+        : this.endpoints.admit(ctx.method, ctx.endpoint);
     (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
-    // An outer layer that found the request unsampled (at a window's edge) counts it already.
-    const user = (req as InstrumentedRequest)[kCountedBy] === undefined ? this.countTotals(req, endpoint) : undefined;
+    // Never counted unsampled as well: once a layer counts a request unsampled, the layers below it keep to that.
+    const user = this.countTotals(req, endpoint);
     // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.
     const rate = this.options.endpointSampleRates.get(endpoint) ?? this.options.sampleRate;
     if (rate <= 0 || (rate < this.sampler.rate && Math.random() >= rate / this.sampler.rate)) return;
@@ -552,24 +586,24 @@ export class Agent {
       } catch (error) {
         publish(channels.internalError, { error });
       }
-      return endpointName(ctx.method, route);
+      return this.endpoints.name(ctx.method, route);
     }
-    return this.resolveEndpoint(ctx.method, req, undefined, undefined);
+    return this.endpointOf(ctx.method, req, undefined, undefined);
   }
 
-  /** The endpoint name of `req` from the framework's resolver, else Express's req.route, else its path. */
-  private resolveEndpoint(
+  /** The endpoint name of `req` (admitted by the cardinality guard) from the framework's resolver, else Express's req.route, else its path. */
+  private endpointOf(
     method: string,
     req: IncomingMessage,
     route: RouteResolver<unknown> | undefined,
     routeSource: unknown,
   ): string {
-    if (route !== undefined) return endpointName(method, route(routeSource));
+    if (route !== undefined) return this.endpoints.name(method, route(routeSource));
     // No framework adapter: an Express app instrumented only through node:http
     // (e.g. with --import @ergometer/agent/register) still leaves its route on req.
     const expressRoute = expressRouteOf(req);
-    if (expressRoute !== undefined) return endpointName(method, expressRoute);
-    return endpointName(method, req.url === undefined ? UNMATCHED : templateFromPath(req.url));
+    if (expressRoute !== undefined) return this.endpoints.name(method, expressRoute);
+    return this.endpoints.name(method, req.url === undefined ? undefined : templateFromPath(req.url));
   }
 }
 

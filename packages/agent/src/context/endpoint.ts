@@ -39,9 +39,33 @@ export function templateFromPath(url: string): string {
  */
 export class EndpointCardinalityGuard {
   private readonly seen = new Set<string>();
+  /** Admitted names by method and route: the same route string every request, so no name is built per request. */
+  private readonly admitted = new Map<string, Map<string, string>>();
   overflowed = 0;
 
   constructor(private readonly maxEndpoints = 500) {}
+
+  /**
+   * `admit(method, endpointName(method, route))`. An admitted name is looked up by its parts (a router gives the
+   * same route string every time, its hash already computed), not built and hashed again for every request.
+   */
+  name(method: string, route: string | undefined): string {
+    const key = route === undefined || route === '' ? UNMATCHED : route;
+    let routes = this.admitted.get(method);
+    const known = routes?.get(key);
+    if (known !== undefined) return known;
+    const name = this.admit(method, `${method} ${key}`);
+    // Only admitted names are kept (at most maxEndpoints of them); those past the cap go through admit() each
+    // time, which counts them.
+    if (this.seen.has(name)) {
+      if (routes === undefined) {
+        routes = new Map();
+        this.admitted.set(method, routes);
+      }
+      routes.set(key, name);
+    }
+    return name;
+  }
 
   admit(method: string, name: string): string {
     if (this.seen.has(name)) return name;

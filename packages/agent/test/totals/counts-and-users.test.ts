@@ -148,3 +148,118 @@ test('plain node:http: unsampled requests are counted under the path template', 
     fileAgent.remove();
   }
 });
+
+/**
+ * Two layers on one request: the outer `agent.http()` (what `--import @ergometer/agent/register` installs on
+ * every server) and a framework adapter inside it, or the same adapter twice (an app and its sub-router). Each
+ * request is counted once, under the innermost router's template: `/search/:term`, where the outer layer
+ * alone would say `/search/shoes` (a slug is no identifier).
+ */
+describe('two layers of instrumentation count each request once, under the inner router’s route', () => {
+  const LAYERED_TRAFFIC = ['/search/shoes', '/search/hats', '/users/7', '/search/shoes', '/nowhere'];
+  const LAYERED_COUNTS = { 'GET /search/:term': 3, 'GET /users/:id': 1, 'GET (unmatched)': 1 };
+
+  async function layered(
+    sampleRate: number,
+    serve: (agent: FileAgent['agent']) => Promise<{ port: number; close: () => Promise<void> }>,
+  ): Promise<Record<string, number>> {
+    const fileAgent = new FileAgent({ sampleRate });
+    try {
+      const { port, close } = await serve(fileAgent.agent);
+      for (const path of LAYERED_TRAFFIC) await (await fetch(`http://127.0.0.1:${port}${path}`)).text();
+      await close();
+      const batches = await fileAgent.batches();
+      const samples = batches.flatMap((b) => b.samples);
+      assert.equal(samples.length, sampleRate === 0 ? 0 : LAYERED_TRAFFIC.length, 'one sample per request at 1.0');
+      return countsByEndpoint(batches);
+    } finally {
+      fileAgent.remove();
+    }
+  }
+
+  async function listen(server: http.Server): Promise<{ port: number; close: () => Promise<void> }> {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      port: (server.address() as AddressInfo).port,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+
+  const SETUPS: [string, (agent: FileAgent['agent']) => Promise<{ port: number; close: () => Promise<void> }>][] = [
+    [
+      'agent.http() around Express with agent.express()',
+      async (agent) => {
+        const app = express();
+        app.use(agent.express());
+        app.get('/search/:term', (_req, res) => void res.send('found'));
+        app.get('/users/:id', (_req, res) => void res.send('user'));
+        return listen(
+          http.createServer(agent.http((req: http.IncomingMessage, res: http.ServerResponse) => app(req, res))),
+        );
+      },
+    ],
+    [
+      'agent.express() on the app and again on its router',
+      async (agent) => {
+        const app = express();
+        const router = express.Router();
+        app.use(agent.express());
+        router.use(agent.express());
+        router.get('/search/:term', (_req, res) => void res.send('found'));
+        router.get('/users/:id', (_req, res) => void res.send('user'));
+        app.use(router);
+        return listen(http.createServer(app));
+      },
+    ],
+    [
+      'agent.http() around Fastify with agent.fastify',
+      async (agent) => {
+        const app = Fastify({ serverFactory: (handler) => http.createServer(agent.http(handler)) });
+        await app.register(agent.fastify as unknown as Parameters<typeof app.register>[0]);
+        app.get('/search/:term', async () => 'found');
+        app.get('/users/:id', async () => 'user');
+        await app.listen({ port: 0, host: '127.0.0.1' });
+        return { port: (app.server.address() as AddressInfo).port, close: () => app.close() };
+      },
+    ],
+    [
+      'agent.http() around Koa with agent.koa() twice',
+      async (agent) => {
+        const Koa = (await import('koa')).default;
+        const Router = (await import('@koa/router')).default;
+        const app = new Koa();
+        const router = new Router();
+        router.get('/search/:term', (ctx) => {
+          ctx.body = 'found';
+        });
+        router.get('/users/:id', (ctx) => {
+          ctx.body = 'user';
+        });
+        app.use(agent.koa());
+        app.use(agent.koa());
+        app.use(router.routes());
+        return listen(http.createServer(agent.http(app.callback())));
+      },
+    ],
+    [
+      'agent.http() around Hono with agent.hono()',
+      async (agent) => {
+        const { Hono } = await import('hono');
+        const { getRequestListener } = await import('@hono/node-server');
+        const app = new Hono();
+        app.use(agent.hono() as unknown as Parameters<typeof app.use>[0]);
+        app.get('/search/:term', (c) => c.text('found'));
+        app.get('/users/:id', (c) => c.text('user'));
+        return listen(http.createServer(agent.http(getRequestListener(app.fetch))));
+      },
+    ],
+  ];
+
+  for (const [title, serve] of SETUPS) {
+    for (const sampleRate of [0, 1]) {
+      test(`${title}, sampleRate ${sampleRate}`, async () => {
+        assert.deepEqual(await layered(sampleRate, serve), LAYERED_COUNTS);
+      });
+    }
+  }
+});

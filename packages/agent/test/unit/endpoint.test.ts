@@ -174,4 +174,24 @@ describe('EndpointCardinalityGuard', () => {
       ),
     );
   });
+
+  test('property: name(method, route) answers as admit(method, endpointName(method, route)), overflow counts included', () => {
+    const route = fc.oneof(
+      fc.constant(undefined),
+      fc.constant(''),
+      fc.integer({ min: 0, max: 30 }).map((n) => `/r${n}`),
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.array(fc.tuple(fc.constantFrom('GET', 'POST'), route), { maxLength: 200 }),
+        (max, requests) => {
+          const byParts = new EndpointCardinalityGuard(max);
+          const byName = new EndpointCardinalityGuard(max);
+          for (const [m, r] of requests) assert.equal(byParts.name(m, r), byName.admit(m, endpointName(m, r)));
+          assert.equal(byParts.overflowed, byName.overflowed);
+        },
+      ),
+    );
+  });
 });
