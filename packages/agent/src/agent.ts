@@ -36,12 +36,8 @@ const ALREADY_RUNNING = Symbol('ergometer.already-running');
 /** An outer layer found the request unsampled and counts it. */
 const COUNTED_ABOVE = Symbol('ergometer.counted-above');
 
-/** The profiler's labels of a request, while the profiler runs. */
-const kProfileLabels = Symbol('ergometer.profile-labels');
-
 interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
-  [kProfileLabels]?: ProfileLabels;
 }
 
 /** On a sampled response: the request it answers (whose kRequestState is its context) and the agent measuring it. */
@@ -191,19 +187,19 @@ export class Agent {
   ): T {
     const profiler = this.profiler;
     if (profiler?.active === true) {
-      const labelled = req as InstrumentedRequest;
-      const existing = labelled[kProfileLabels];
+      // An outer layer's labels are the context this layer runs in (nothing is written on req: see countUnsampled).
+      const existing = profiler.currentLabels();
       if (existing === undefined) {
         // Every request is labelled while the profiler runs, sampled or not: a profile's shares per
         // endpoint need them all. The labels are finished where the request's endpoint is known.
         const labels = new ProfileLabels(req.method ?? 'GET');
         if (route !== undefined) labels.setRouteResolver(route, routeSource as S);
-        labelled[kProfileLabels] = labels;
-        return profiler.runLabelled(labels, () => this.measureRequest(req, res, handler, route, routeSource));
+        return profiler.runLabelled(labels, () => this.measureRequest(req, res, handler, route, routeSource, labels));
       }
       if (route !== undefined) existing.setRouteResolver(route, routeSource as S);
+      return this.measureRequest(req, res, handler, route, routeSource, existing);
     }
-    return this.measureRequest(req, res, handler, route, routeSource);
+    return this.measureRequest(req, res, handler, route, routeSource, undefined);
   }
 
   private measureRequest<T, S>(
@@ -212,14 +208,23 @@ export class Agent {
     handler: () => T,
     route: RouteResolver<S> | undefined,
     routeSource: S | undefined,
+    labels: ProfileLabels | undefined,
   ): T {
     // A resolver given without a source takes `undefined` (S defaults to undefined).
     const ctx = this.decide(req, res, route, routeSource as S);
     if (ctx === undefined || ctx === COUNTED_ABOVE) {
-      if (this.running) this.count(req, res, ctx === COUNTED_ABOVE, route, routeSource);
+      if (this.running) this.count(req, res, ctx === COUNTED_ABOVE, route, routeSource, labels);
       return handler();
     }
-    if (ctx === ALREADY_RUNNING) return handler();
+    if (ctx === ALREADY_RUNNING) {
+      // Measured by an outer layer that ran before the profiler started recording: these labels are its.
+      if (labels !== undefined) {
+        const running = (req as InstrumentedRequest)[kRequestState];
+        if (running !== undefined) running.profileLabels ??= labels;
+      }
+      return handler();
+    }
+    ctx.profileLabels = labels;
     return requestStorage.run(ctx, () => {
       this.attributor.begin(ctx);
       backendRequestStarted(ctx);
@@ -371,7 +376,9 @@ export class Agent {
    * the resolver and its source that carries `countClosed` as its `listener`.
    */
   countUnsampled<S>(req: IncomingMessage, res: ServerResponse, route?: RouteResolver<S>, routeSource?: S): void {
-    if (this.running) this.count(req, res, res.listenerCount('close', this.countClosed) > 0, route, routeSource);
+    if (this.running) {
+      this.count(req, res, res.listenerCount('close', this.countClosed) > 0, route, routeSource, undefined);
+    }
   }
 
   /** {@link countUnsampled}, told whether an outer layer counts the request already. */
@@ -381,11 +388,14 @@ export class Agent {
     countedAbove: boolean,
     route: RouteResolver<S> | undefined,
     routeSource: S | undefined,
+    labels: ProfileLabels | undefined,
   ): void {
     const countClosed = this.countClosed;
-    // Express's route is on req, where countClosed looks anyway: no closure needed.
+    // Express's route is on req, where countClosed looks anyway: no closure needed (unless the profiler's
+    // labels of the request are to be finished too).
     const fromReq =
-      route === undefined || ((route as RouteResolver<unknown>) === expressRouteOf && routeSource === req);
+      labels === undefined &&
+      (route === undefined || ((route as RouteResolver<unknown>) === expressRouteOf && routeSource === req));
     if (countedAbove) {
       // A resolver given here knows the route better than the layer above it.
       if (fromReq) return;
@@ -395,7 +405,8 @@ export class Agent {
       res.on('close', countClosed);
       return;
     }
-    const listener: CountingListener = () => this.countFinished(req, route as RouteResolver<unknown>, routeSource);
+    const listener: CountingListener = () =>
+      this.countFinished(req, route as RouteResolver<unknown> | undefined, routeSource, labels);
     listener.listener = countClosed;
     res.on('close', listener);
   }
@@ -407,15 +418,20 @@ export class Agent {
   readonly countClosed = ((agent: Agent) =>
     function countClosedRequest(this: ServerResponse): void {
       const req = this.req as IncomingMessage | undefined;
-      if (req !== undefined) agent.countFinished(req, undefined, undefined);
+      if (req !== undefined) agent.countFinished(req, undefined, undefined, undefined);
     })(this);
 
   /** @internal The end of a counted unsampled request. */
-  countFinished(req: IncomingMessage, route: RouteResolver<unknown> | undefined, routeSource: unknown): void {
+  countFinished(
+    req: IncomingMessage,
+    route: RouteResolver<unknown> | undefined,
+    routeSource: unknown,
+    labels: ProfileLabels | undefined,
+  ): void {
     try {
       const method = req.method ?? 'GET';
       const endpoint = this.endpointOf(method, req, route, routeSource);
-      if (this.profiler !== undefined) (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
+      labels?.finish(endpoint);
       this.countTotals(req, endpoint);
     } catch (error) {
       publish(channels.internalError, { error });
@@ -556,7 +572,7 @@ export class Agent {
       ctx.endpoint === undefined
         ? this.resolveSampledEndpoint(ctx, req)
         : this.endpoints.admit(ctx.method, ctx.endpoint);
-    (req as InstrumentedRequest)[kProfileLabels]?.finish(endpoint);
+    ctx.profileLabels?.finish(endpoint);
     // Never counted unsampled as well: once a layer counts a request unsampled, the layers below it keep to that.
     const user = this.countTotals(req, endpoint);
     // Per-endpoint rates: the sampler ran at the highest rate; thin to this endpoint's.

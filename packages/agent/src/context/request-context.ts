@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { BackendTimes } from '../backend/times';
+import type { ProfileLabels } from '../profile/labels';
 
 /**
  * Everything the agent knows about one sampled request. Created only for
@@ -22,6 +23,8 @@ export class RequestContext {
   backend: BackendTimes | undefined;
   /** Flags refused because the request already had {@link MAX_FLAGS_PER_REQUEST}. */
   flagsDropped = 0;
+  /** The profiler's labels of this request, when the profiler was recording as it started. */
+  profileLabels: ProfileLabels | undefined = undefined;
   /** The framework's way to name the route once it has routed the request, and what it reads. */
   private routeResolver: ((source: unknown) => string | undefined) | undefined;
   private routeSource: unknown;

@@ -54,10 +54,15 @@ export class ProfiledApp {
     });
   }
 
-  static async start(options: AgentOptions, execArgv: string[] = []): Promise<ProfiledApp> {
+  /** `layered`: the Express app (with agent.express()) is served through agent.http(), two layers per request. */
+  static async start(
+    options: AgentOptions,
+    execArgv: string[] = [],
+    fixture: { layered?: boolean } = {},
+  ): Promise<ProfiledApp> {
     const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
     const child = fork(FIXTURE, [], {
-      env: { ...env, FIXTURE_CONFIG: JSON.stringify({ options }) },
+      env: { ...env, FIXTURE_CONFIG: JSON.stringify({ options, ...fixture }) },
       execArgv,
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
@@ -153,6 +158,7 @@ export async function startInTempDir(
   t: TestContext,
   options: Partial<AgentOptions>,
   execArgv: string[] = [],
+  fixture: { layered?: boolean } = {},
 ): Promise<{ app: ProfiledApp; dir: string }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-profile-'));
   let app: ProfiledApp | undefined;
@@ -169,6 +175,7 @@ export async function startInTempDir(
       ...options,
     },
     execArgv,
+    fixture,
   );
   return { app, dir };
 }

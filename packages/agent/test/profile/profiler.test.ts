@@ -47,8 +47,12 @@ const PATHS: { contextPath: string; execArgv: string[] }[] =
     : [{ contextPath: 'async-hooks', execArgv: [] }];
 
 describe('profiler in an Express app', () => {
-  for (const { contextPath, execArgv } of PATHS) {
-    it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${contextPath})`, async (t) => {
+  // Layered: agent.http() around the app's agent.express(); the inner layer's route names the samples.
+  for (const { contextPath, execArgv, layered } of PATHS.flatMap((p) =>
+    [false, true].map((layered) => ({ ...p, layered })),
+  )) {
+    const layers = layered ? ', agent.http() around agent.express()' : '';
+    it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${contextPath}${layers})`, async (t) => {
       const { app, dir } = await startInTempDir(
         t,
         {
@@ -58,6 +62,7 @@ describe('profiler in an Express app', () => {
           profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 2000 },
         },
         execArgv,
+        { layered },
       );
       const served = await app.load(40, 4, 4000);
       const report = await app.shutdown();
