@@ -189,10 +189,10 @@ export class Agent {
     if (profiler?.active === true) {
       // An outer layer's labels are the context this layer runs in (nothing is written on req: see countUnsampled).
       const existing = profiler.currentLabels();
-      if (existing === undefined) {
+      if (existing === undefined || !existing.isFor(req)) {
         // Every request is labelled while the profiler runs, sampled or not: a profile's shares per
         // endpoint need them all. The labels are finished where the request's endpoint is known.
-        const labels = new ProfileLabels(req.method ?? 'GET');
+        const labels = new ProfileLabels(req.method ?? 'GET', req);
         if (route !== undefined) labels.setRouteResolver(route, routeSource as S);
         return profiler.runLabelled(labels, () => this.measureRequest(req, res, handler, route, routeSource, labels));
       }

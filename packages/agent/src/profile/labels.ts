@@ -21,7 +21,17 @@ export class ProfileLabels {
   constructor(
     /** HTTP method, upper case. */
     readonly method: string,
+    /** The request labelled, until it ends: an inner layer of instrumentation finds these labels by it. */
+    private request: object | undefined = undefined,
   ) {}
+
+  /**
+   * Whether these are the labels of `request`, still running. A request handled inside another one's context
+   * (an in-process sub-request, e.g. Fastify's inject()) finds the outer request's labels there: not its own.
+   */
+  isFor(request: object): boolean {
+    return this.request === request;
+  }
 
   /** The innermost adapter's resolver wins, as for the request context. */
   setRouteResolver<S>(resolver: (source: S) => string | undefined, source: S): void {
@@ -32,6 +42,7 @@ export class ProfileLabels {
   /** The request ended: its endpoint is final, its framework objects are let go. */
   finish(endpoint: string): void {
     this.endpoint = endpoint;
+    this.request = undefined;
     this.routeResolver = undefined;
     this.routeSource = undefined;
   }

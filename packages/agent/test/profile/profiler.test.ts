@@ -5,7 +5,7 @@
  * weights that add up to the thread's CPU time.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -375,4 +375,34 @@ describe('profiler in an Express app', () => {
     assert.equal(report.pprofLoaded, false);
     assert.equal(report.profiling, null);
   });
+});
+
+// A request handled inside another request's context (an in-process sub-request: Fastify's inject()) finds the
+// outer request's labels as the profiler's current context. It gets labels of its own, and the outer request's
+// labels keep naming the outer endpoint.
+describe('profiler labels of an in-process sub-request', () => {
+  const FIXTURE = path.join(__dirname, '..', '..', '..', 'test', 'profile', 'fixtures', 'subrequest.cjs');
+  for (const { contextPath, execArgv } of PATHS) {
+    for (const sampleRate of [0, 1]) {
+      it(`are its own, not the outer request's (${contextPath}, sampleRate ${sampleRate})`, (t) => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-subrequest-'));
+        t.after(() => rmSync(dir, { recursive: true, force: true }));
+        const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
+        const out = execFileSync(process.execPath, [...execArgv, FIXTURE], {
+          env: { ...env, FIXTURE_COLLECTOR: path.join(dir, 'samples.ndjson'), FIXTURE_SAMPLE_RATE: String(sampleRate) },
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
+        assert.deepEqual(JSON.parse(out), {
+          body: 'outer+inner',
+          recording: true,
+          labelled: true,
+          innerHasOwnLabels: true,
+          outerKeptItsLabels: true,
+          outerEndpoint: 'GET /outer',
+          innerEndpoint: 'GET /inner/:id',
+        });
+      });
+    }
+  }
 });
