@@ -40,29 +40,6 @@ interface InstrumentedRequest extends IncomingMessage {
   [kRequestState]?: RequestContext;
 }
 
-/** On a sampled response: the request it answers (whose kRequestState is its context) and the agent measuring it. */
-const kSampledRequest = Symbol('ergometer.sampled-request');
-const kSampledBy = Symbol('ergometer.sampled-by');
-
-interface SampledResponse extends ServerResponse {
-  [kSampledRequest]?: InstrumentedRequest;
-  [kSampledBy]?: Agent;
-}
-
-/** `finish` listener of sampled responses: one function for all, no closure per request. */
-function onSampledFinish(this: SampledResponse): void {
-  const req = this[kSampledRequest];
-  const ctx = req?.[kRequestState];
-  if (req !== undefined && ctx !== undefined) this[kSampledBy]?.completeOnce(ctx, req, this, false);
-}
-
-/** `close` listener of sampled responses. 'close' without 'finish': the client went away (or the socket broke) first. */
-function onSampledClose(this: SampledResponse): void {
-  const req = this[kSampledRequest];
-  const ctx = req?.[kRequestState];
-  if (req !== undefined && ctx !== undefined) this[kSampledBy]?.completeOnce(ctx, req, this, !this.writableFinished);
-}
-
 /**
  * A `close` listener that counts an unsampled request under a framework's route: the agent's
  * {@link Agent.countClosed} is its `listener`, as Node's `once()` wrappers carry theirs, so that
@@ -269,7 +246,7 @@ export class Agent {
       const ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
       instrumented[kRequestState] = ctx;
       if (route !== undefined) ctx.setRouteResolver(route, routeSource);
-      this.watchResponse(req, res);
+      this.watchResponse(ctx, req, res);
       return ctx;
     } catch (error) {
       publish(channels.internalError, { error });
@@ -543,13 +520,11 @@ export class Agent {
     };
   }
 
-  private watchResponse(req: IncomingMessage, res: ServerResponse): void {
-    // Shared listeners and two fields instead of closures: this runs for every sampled request.
-    const watched = res as SampledResponse;
-    watched[kSampledRequest] = req;
-    watched[kSampledBy] = this;
-    res.on('finish', onSampledFinish);
-    res.on('close', onSampledClose);
+  private watchResponse(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
+    // Closures, not properties on res: a property added to the framework's objects costs more (countUnsampled).
+    res.on('finish', () => this.completeOnce(ctx, req, res, false));
+    // 'close' without 'finish': the client went away (or the socket broke) first.
+    res.on('close', () => this.completeOnce(ctx, req, res, !res.writableFinished));
   }
 
   /** @internal The end of a sampled request, from whichever of `finish` and `close` comes first. */
