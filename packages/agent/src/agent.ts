@@ -30,7 +30,11 @@ import { AGENT_VERSION } from './version';
  */
 export type RouteResolver<S = undefined> = (routeSource: S) => string | undefined;
 
-/** Marks a request the agent has already seen, so that two layers (register + a framework adapter) never measure it twice. */
+/**
+ * Marks a sampled request (its context), so that two layers (register + a framework adapter) never measure it
+ * twice. The only property the agent writes on the framework's objects, and only on sampled requests; an unsampled
+ * one is marked by its counting listener (see countUnsampled).
+ */
 const kRequestState = Symbol('ergometer.request');
 const ALREADY_RUNNING = Symbol('ergometer.already-running');
 /** An outer layer found the request unsampled and counts it. */
@@ -220,8 +224,8 @@ export class Agent {
   /**
    * The sampling decision for `req`, made once per request. Returns the new context of a request
    * to start measuring, ALREADY_RUNNING when an outer layer measures it, COUNTED_ABOVE when an outer layer
-   * found it unsampled and counts it, or undefined (not sampled). An
-   * unsampled request costs one clock comparison and no allocation.
+   * found it unsampled and counts it, or undefined (not sampled). Deciding an unsampled request costs a look
+   * at its response's `close` listeners and one clock comparison, and allocates nothing.
    */
   private decide<S>(
     req: IncomingMessage,
