@@ -50,11 +50,12 @@ export class EndpointCardinalityGuard {
    * same route string every time, its hash already computed), not built and hashed again for every request.
    */
   name(method: string, route: string | undefined): string {
-    const key = route === undefined || route === '' ? UNMATCHED : route;
+    // endpointName() names undefined and '' alike: one entry for both.
+    const key = route ?? '';
     let routes = this.admitted.get(method);
     const known = routes?.get(key);
     if (known !== undefined) return known;
-    const name = this.admit(method, `${method} ${key}`);
+    const name = this.admit(method, endpointName(method, route));
     // Only admitted names are kept (at most maxEndpoints of them); those past the cap go through admit() each
     // time, which counts them.
     if (this.seen.has(name)) {
