@@ -18,6 +18,8 @@ import type { RequestHandler } from 'express';
  *                    period at this sampling interval; "on" is the CPU per request of the 5 ms ticks in which
  *                    the profiler recorded steadily, "off" of the ticks in which it did not, and the ticks
  *                    around the start and end of each window (the window's own cost) apart.
+ *   PAIRED_PROFILER_LABEL_FRACTION  profiler mode: the fraction of requests labelled while it records
+ *                    (profile.labelFraction; default 1 on the windows schedule used here).
  *
  * Talks to its parent over IPC: sends `{ type: 'listening', port }`; on
  * `{ type: 'measure' }` starts summing (after the warm-up); on
@@ -79,11 +81,20 @@ function tickMeter(requests: () => number): (phases: Phase[], measuring: boolean
 function serveProfiler(intervalMicros: number): void {
   const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
   const phaseMs = Number(process.env.PAIRED_PHASE_MS ?? 250);
+  const labelFraction = process.env.PAIRED_PROFILER_LABEL_FRACTION;
   const agent = start({
     service: 'bench-paired-profiler',
     collector: process.env.BENCH_COLLECTOR,
     sampleRate: 0.01,
-    profile: { enabled: true, dutyCycle: 0.5, periodMs: 2 * phaseMs, intervalMicros, schedule: 'windows' },
+    profile: {
+      enabled: true,
+      dutyCycle: 0.5,
+      periodMs: 2 * phaseMs,
+      intervalMicros,
+      schedule: 'windows',
+      // The fraction of requests labelled in the recording phases (the agent's default is 1 on this schedule).
+      ...(labelFraction === undefined ? {} : { labelFraction: Number(labelFraction) }),
+    },
   });
   let requests = 0;
   const middleware = agent.express();

@@ -170,15 +170,18 @@ export class Agent {
     if (profiler?.active === true) {
       // An outer layer's labels are the context this layer runs in (nothing is written on req: see countUnsampled).
       const existing = profiler.currentLabels();
-      if (existing === undefined || !existing.isFor(req)) {
-        // Every request is labelled while the profiler runs, sampled or not: a profile's shares per
-        // endpoint need them all. The labels are finished where the request's endpoint is known.
+      if (existing?.isFor(req)) {
+        if (route !== undefined) existing.setRouteResolver(route, routeSource as S);
+        return this.measureRequest(req, res, handler, route, routeSource, existing);
+      }
+      // A request gets labels (sampled or not) with probability profile.labelFraction, drawn by the first layer
+      // that sees it; one handled inside another request's labels always does, or it would wear those. The
+      // labels are finished where the request's endpoint is known.
+      if (existing !== undefined || (!this.seenAbove(req, res) && profiler.drawLabels())) {
         const labels = new ProfileLabels(req.method ?? 'GET', req);
         if (route !== undefined) labels.setRouteResolver(route, routeSource as S);
         return profiler.runLabelled(labels, () => this.measureRequest(req, res, handler, route, routeSource, labels));
       }
-      if (route !== undefined) existing.setRouteResolver(route, routeSource as S);
-      return this.measureRequest(req, res, handler, route, routeSource, existing);
     }
     return this.measureRequest(req, res, handler, route, routeSource, undefined);
   }
@@ -211,6 +214,16 @@ export class Agent {
       backendRequestStarted(ctx);
       return handler();
     });
+  }
+
+  /**
+   * Whether an outer layer of instrumentation has decided for this request already: it measures it (its
+   * context is on req) or counts it (its close listener is on res). See decide().
+   */
+  private seenAbove(req: IncomingMessage, res: ServerResponse): boolean {
+    return (
+      (req as InstrumentedRequest)[kRequestState] !== undefined || res.listenerCount('close', this.countClosed) > 0
+    );
   }
 
   /** @internal Cheap pre-check for adapters: false means "not measured, skip the agent entirely". */
@@ -294,6 +307,7 @@ export class Agent {
    * `profile.processFraction`); else whether a profile is being recorded now and how request labels
    * follow async work (`async-context-frame` on Node 24, `async-hooks` on Node 20), and how the duty cycle is
    * realised (`windows` on Node 20, `continuous` at a longer sampling interval from Node 22 on).
+   * `labelFraction`: the fraction of requests labelled while it records (profile.labelFraction after defaults).
    * `labelHooks`: whether the profiler's async_hooks (its `before` hook and label storage, `async-hooks`
    * path only) are on now; off between windows, so the process pays for them only while recording.
    */
@@ -303,6 +317,7 @@ export class Agent {
         readonly contextPath: ContextPath;
         readonly schedule: ProfileSchedule;
         readonly samplingIntervalMicros: number;
+        readonly labelFraction: number;
         readonly labelHooks: boolean;
       }
     | undefined {
@@ -314,6 +329,7 @@ export class Agent {
           contextPath: profiler.contextPath,
           schedule: profiler.schedule,
           samplingIntervalMicros: profiler.samplingIntervalMicros,
+          labelFraction: profiler.labelFraction,
           labelHooks: profiler.labelHooksOn,
         };
   }

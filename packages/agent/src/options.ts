@@ -119,6 +119,16 @@ export interface ProfileOptions {
    * measuring the profiler's cost (bench/), not for root causes.
    */
   schedule?: 'auto' | 'windows' | 'continuous';
+  /**
+   * Fraction of requests whose stack samples carry labels while the profiler records, above 0 up to 1
+   * (`ERGOMETER_PROFILE_LABEL_FRACTION`); each request draws once. Labelling a request is the profiler's main
+   * cost per request (docs/agent.md, "What labelling costs"), and a function's cost per request comes from its
+   * share of its endpoint's labelled samples, which a random subset of requests estimates without bias. On the
+   * `continuous` schedule the profiler samples `1 / labelFraction` times as often to keep the labelled samples
+   * per period (never faster than `intervalMicros`). Default: 0.2 on `continuous`, 1 on `windows` (a window is
+   * the subset already).
+   */
+  labelFraction?: number;
 }
 
 /** Profiler options after defaults, environment variables and validation. */
@@ -129,6 +139,8 @@ export interface ResolvedProfileOptions {
   periodMs: number;
   intervalMicros: number;
   schedule: 'auto' | 'windows' | 'continuous';
+  /** undefined: the schedule's default (see ProfileOptions.labelFraction). */
+  labelFraction: number | undefined;
 }
 
 /** Options after defaults, environment variables and validation. */
@@ -314,7 +326,21 @@ function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
     periodMs,
     intervalMicros,
     schedule: schedule(options.schedule ?? env.ERGOMETER_PROFILE_SCHEDULE),
+    labelFraction: labelFraction(options.labelFraction ?? env.ERGOMETER_PROFILE_LABEL_FRACTION),
   };
+}
+
+function labelFraction(value: unknown): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = toNumber(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 1) {
+    throw bad(
+      'profile.labelFraction',
+      `expected a number above 0 up to 1, got ${describe(value)}${n === 0 ? ' (to turn the profiler off: profile.enabled false)' : ''}`,
+      'ERGOMETER_PROFILE_LABEL_FRACTION',
+    );
+  }
+  return n;
 }
 
 const SCHEDULES = ['auto', 'windows', 'continuous'] as const;

@@ -26,6 +26,7 @@ export interface AppReport {
     contextPath: string;
     schedule: string;
     samplingIntervalMicros: number;
+    labelFraction: number;
     labelHooks: boolean;
   } | null;
   profilesSent: number;

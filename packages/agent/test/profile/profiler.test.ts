@@ -10,7 +10,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { LATE_START_CPU_MICROS, lateStartWarning, stopLosesCode } from '../../src/profile/profiler';
+import { type ProfileOptions, resolveOptions } from '../../src/options';
+import {
+  CONTINUOUS_LABEL_FRACTION,
+  LATE_START_CPU_MICROS,
+  lateStartWarning,
+  Profiler,
+  stopLosesCode,
+} from '../../src/profile/profiler';
 import { type DecodedProfile, type DecodedSample, decodePprof, startInTempDir } from './harness';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
@@ -154,8 +161,10 @@ describe('profiler in an Express app', () => {
     assert.deepEqual(report.internalErrors, []);
     const continuous = NODE_MAJOR >= 22;
     assert.equal(report.profiling?.schedule, continuous ? 'continuous' : 'windows');
-    // The same samples per 800 ms period either way: a 200 ms window at 2 ms, or the whole period at 8 ms.
-    assert.equal(report.profiling?.samplingIntervalMicros, continuous ? 8000 : 2000);
+    // The same labelled samples per 800 ms period either way: a 200 ms window at 2 ms labelling every request,
+    // or the whole period at 2 ms labelling a quarter of them (labelFraction: at least the duty cycle).
+    assert.equal(report.profiling?.samplingIntervalMicros, 2000);
+    assert.equal(report.profiling?.labelFraction, continuous ? 0.25 : 1);
     const { index, profiles } = readProfiles(dir);
     assert.ok(index.length >= 3, `${index.length} profiles`);
     // All but the last (cut short by shutdown): a window of 200 ms, or the whole 800 ms period.
@@ -259,7 +268,87 @@ describe('profiler in an Express app', () => {
       const report = await app.shutdown();
       assert.deepEqual(app.fatal, [], app.stderr);
       assert.equal(report.profiling?.schedule, schedule);
-      assert.equal(report.profiling?.samplingIntervalMicros, schedule === 'windows' ? 2000 : 8000);
+      assert.equal(report.profiling?.samplingIntervalMicros, 2000);
+      assert.equal(report.profiling?.labelFraction, schedule === 'windows' ? 1 : 0.25);
+    }
+  });
+
+  it('labels profile.labelFraction of the requests, each drawn once however many layers see it', async (t) => {
+    for (const { contextPath, execArgv, layered } of PATHS.flatMap((p) =>
+      [false, true].map((layered) => ({ ...p, layered })),
+    )) {
+      const { app, dir } = await startInTempDir(
+        t,
+        {
+          sampleRate: 0.01,
+          profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 2000, labelFraction: 0.5 },
+        },
+        execArgv,
+        { layered },
+      );
+      await app.load(40, 4, 4000);
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
+      assert.deepEqual(report.internalErrors, []);
+      assert.equal(report.profiling?.labelFraction, 0.5);
+      const heavy = readProfiles(dir)
+        .profiles.flatMap((p) => p.samples)
+        .filter((s) => has(s, 'heavyPrimeSieve'));
+      const labelled = heavy.filter((s) => s.labels.endpoint === 'GET /heavy/:id');
+      // The rest are unlabelled, never another endpoint's.
+      assert.deepEqual(
+        heavy.filter((s) => s.labels.endpoint !== undefined && s.labels.endpoint !== 'GET /heavy/:id').length,
+        0,
+      );
+      // Hundreds of heavy requests, one or two samples each: half of the cost labelled, give or take a few
+      // percent. A second layer drawing again would label three quarters.
+      const share = sum(labelled) / sum(heavy);
+      const count = (samples: DecodedSample[]) => samples.reduce((total, s) => total + s.count, 0);
+      const where = `${contextPath}${layered ? ', two layers' : ''}: ${count(labelled)} of ${count(heavy)} heavy samples`;
+      t.diagnostic(`${where}, ${(share * 100).toFixed(1)}% of their cost labelled`);
+      assert.ok(count(heavy) >= 300, where);
+      assert.ok(share > 0.38 && share < 0.62, `${where}, ${(share * 100).toFixed(1)}% of their cost labelled`);
+    }
+  });
+
+  it('on the continuous schedule samples 1 / labelFraction as often, to keep the labelled samples of its duty cycle', () => {
+    const profile = (options: ProfileOptions) =>
+      resolveOptions({ service: 'x', collector: 'file:./x.ndjson', profile: options }, {}).profile;
+    const cases: [ProfileOptions, { interval: number; fraction: number }][] = [
+      // The defaults from Node 22 on: a fifth of the requests, 5 × as often as a tenth of the time at 100 Hz.
+      [{ schedule: 'continuous' }, { interval: 20_000, fraction: CONTINUOUS_LABEL_FRACTION }],
+      // A duty cycle above the default fraction: label that share, at intervalMicros.
+      [
+        { schedule: 'continuous', dutyCycle: 0.5 },
+        { interval: 10_000, fraction: 0.5 },
+      ],
+      [
+        { schedule: 'continuous', dutyCycle: 1 },
+        { interval: 10_000, fraction: 1 },
+      ],
+      // Given explicitly it is kept; the interval never goes below intervalMicros.
+      [
+        { schedule: 'continuous', labelFraction: 0.05 },
+        { interval: 10_000, fraction: 0.05 },
+      ],
+      [
+        { schedule: 'continuous', labelFraction: 0.5 },
+        { interval: 50_000, fraction: 0.5 },
+      ],
+      // Windows: the window is the subset; every request in it is labelled unless told otherwise.
+      [{ schedule: 'windows' }, { interval: 10_000, fraction: 1 }],
+      [
+        { schedule: 'windows', labelFraction: 0.5 },
+        { interval: 10_000, fraction: 0.5 },
+      ],
+    ];
+    for (const [options, expected] of cases) {
+      const profiler = new Profiler(profile(options), () => {});
+      assert.deepEqual(
+        { interval: profiler.samplingIntervalMicros, fraction: profiler.labelFraction },
+        expected,
+        JSON.stringify(options),
+      );
     }
   });
 

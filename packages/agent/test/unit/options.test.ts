@@ -240,6 +240,7 @@ const OPTION_CASES: OptionCase[] = [
       periodMs: 60_000,
       intervalMicros: 10_000,
       schedule: 'auto',
+      labelFraction: undefined,
     },
     optionValue: { enabled: false, dutyCycle: 0.5 },
     fromOption: {
@@ -249,6 +250,7 @@ const OPTION_CASES: OptionCase[] = [
       periodMs: 60_000,
       intervalMicros: 10_000,
       schedule: 'auto',
+      labelFraction: undefined,
     },
     fallback: {
       enabled: false,
@@ -257,6 +259,7 @@ const OPTION_CASES: OptionCase[] = [
       periodMs: 60_000,
       intervalMicros: 10_000,
       schedule: 'auto',
+      labelFraction: undefined,
     },
   },
 ];
@@ -271,6 +274,7 @@ describe('profile options', () => {
       ERGOMETER_PROFILE_PERIOD_MS: '30000',
       ERGOMETER_PROFILE_INTERVAL_US: '5000',
       ERGOMETER_PROFILE_SCHEDULE: 'windows',
+      ERGOMETER_PROFILE_LABEL_FRACTION: '0.3',
     };
     assert.deepEqual(resolveOptions({}, env).profile, {
       enabled: true,
@@ -279,7 +283,19 @@ describe('profile options', () => {
       periodMs: 30_000,
       intervalMicros: 5000,
       schedule: 'windows',
+      labelFraction: 0.3,
     });
+    // Unset: the profiler picks by schedule (0.2 on continuous, 1 on windows).
+    assert.equal(resolveOptions({}, REQUIRED).profile.labelFraction, undefined);
+    assert.equal(resolveOptions({ profile: { labelFraction: 1 } }, REQUIRED).profile.labelFraction, 1);
+    rejects(
+      () => resolveOptions({ profile: { labelFraction: 0 } }, REQUIRED),
+      /profile.labelFraction \(ERGOMETER_PROFILE_LABEL_FRACTION\): expected a number above 0 up to 1, got 0/,
+    );
+    rejects(
+      () => resolveOptions({}, { ...REQUIRED, ERGOMETER_PROFILE_LABEL_FRACTION: '1.5' }),
+      /profile.labelFraction \(ERGOMETER_PROFILE_LABEL_FRACTION\): expected a number above 0 up to 1, got "1.5"/,
+    );
     assert.equal(resolveOptions({}, REQUIRED).profile.schedule, 'auto');
     rejects(
       () => resolveOptions({ profile: { schedule: 'sometimes' as never } }, REQUIRED),
