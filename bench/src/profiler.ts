@@ -91,6 +91,7 @@ export async function benchProfiler(): Promise<BenchTable> {
       ]);
 
   const paired = await pairedProfilerCost(quick, pinning);
+  const labelling = await pairedLabellingCost(quick, pinning);
 
   const rows: (string | number)[][] = [];
   const byVariant = (variant: string) => runs.filter((r) => r.variant === variant);
@@ -143,7 +144,7 @@ export async function benchProfiler(): Promise<BenchTable> {
         : `${defaultLoss <= GOAL_LOSS ? 'met' : 'not met'} on this run.`;
   const schedule =
     NODE_MAJOR >= 22
-      ? 'from Node 22 on the default samples all the time at a tenth of the rate (every 100 ms; docs/agent.md, "How the duty cycle is realised")'
+      ? 'from Node 22 on the default samples all the time, every 20 ms, and labels a fifth of the requests: the labelled samples of a tenth of the time at 100 Hz (docs/agent.md, "How the duty cycle is realised")'
       : 'on Node 20 the default records a window of a tenth of each period (0.2 s every 2 s here)';
   return {
     title: `Profiler: throughput on vs off, and one minute of profile data (Node ${process.version})`,
@@ -166,7 +167,12 @@ export async function benchProfiler(): Promise<BenchTable> {
       'p99 ms',
       'peak RSS MiB',
     ],
-    rows: [...rows, ...paired.rows, ...sizeRows.map((r) => [r[0]!, '—', '—', '—', '—', '—', `${r[1]} (${r[2]})`])],
+    rows: [
+      ...rows,
+      ...paired.rows,
+      ...labelling,
+      ...sizeRows.map((r) => [r[0]!, '—', '—', '—', '—', '—', `${r[1]} (${r[2]})`]),
+    ],
     notes: [
       ...paired.notes,
       `**Separate processes, at its defaults the profiler cost ${pct(defaultLoss)} of throughput** (paired per-round ratios: ` +
@@ -179,22 +185,90 @@ export async function benchProfiler(): Promise<BenchTable> {
       fullMinute
         ? `One minute of profile data per process: **${(fullMinute.bytes / 1024).toFixed(1)} KiB** gzipped pprof when recording ` +
           `all the time at 100 Hz (${((fullMinute.bytes * 60 * 24) / 2 ** 20).toFixed(1)} MiB per process per day), at ` +
-          `${sizeRun.requestsPerSecond.toFixed(0)} req/s; at the default dutyCycle a minute holds a tenth of the samples.`
+          `${sizeRun.requestsPerSecond.toFixed(0)} req/s; ${
+            NODE_MAJOR >= 22
+              ? 'at the defaults here a minute holds half of the samples (50 Hz), four fifths of them without labels.'
+              : 'at the default dutyCycle a minute holds a tenth of the samples.'
+          }`
         : 'No full 60 s profile was written in this (quick) run.',
     ],
   };
 }
 
-/** Sampling intervals of the paired measurement: the recording rate of Node 20's windows, and Node 22+'s continuous rate. */
-const PAIRED_INTERVALS = [
-  { micros: 10_000, label: '100 Hz (a window at the defaults on Node 20)' },
-  { micros: 100_000, label: '10 Hz (all the time at the defaults from Node 22 on)' },
+/** Pairs of label fractions (off phase, on phase) of the labelling measurement. */
+const LABELLING_PAIRS = [
+  { off: 0, on: 1, label: 'every request' },
+  { off: 0, on: 0.2, label: 'a fifth of the requests (the default from Node 22 on)' },
+] as const;
+
+/**
+ * What labelling costs alone, in one process (apps/paired-server.ts, labelling mode): the profiler records all the
+ * time at 10 Hz and the fraction of requests it labels alternates every 300 ms between none and each of
+ * LABELLING_PAIRS. CPU per request of the labelling phases over the phases before them; the extra µs per request.
+ */
+async function pairedLabellingCost(quick: boolean, pinning: boolean): Promise<(string | number)[][]> {
+  const runs = quick ? 1 : 2;
+  const seconds = quick ? 4 : 30;
+  const rows: (string | number)[][] = [];
+  for (const pair of LABELLING_PAIRS) {
+    const cycles: PairedCycle[] = [];
+    let off = { cpuMicros: 0, requests: 0 };
+    for (let run = 1; run <= runs; run++) {
+      const result = await pairedRun(seconds, pinning, {
+        PAIRED_PHASE_MS: '300',
+        PAIRED_LABEL_FRACTIONS: `${pair.off},${pair.on}`,
+      });
+      cycles.push(...result.cycles);
+      off = {
+        cpuMicros: off.cpuMicros + result.offCpuMicrosPerRequest * result.offRequests,
+        requests: off.requests + result.offRequests,
+      };
+      console.error(
+        `profiler: labelling ${pair.on} vs ${pair.off} run ${run}/${runs}: ${result.cycles.length} cycles, ` +
+          `${result.offCpuMicrosPerRequest.toFixed(1)} → ${result.onCpuMicrosPerRequest.toFixed(1)} µs/req`,
+      );
+    }
+    const cost = cycleCost(cycles);
+    const offPerRequest = off.cpuMicros / off.requests;
+    const micros = (ratio: number) => ((ratio - 1) * offPerRequest).toFixed(1);
+    rows.push([
+      `paired in one process: recording all the time at 10 Hz, labelling ${pair.label} vs none`,
+      '—',
+      '—',
+      '—',
+      `${offPerRequest.toFixed(1)} → ×${cost.ratio.toFixed(3)} (95% ×${cost.low.toFixed(3)}–×${cost.high.toFixed(3)}, ${cost.n} cycles): ` +
+        `${micros(cost.ratio)} µs per request (${micros(cost.low)} to ${micros(cost.high)})`,
+      '—',
+      '—',
+    ]);
+  }
+  return rows;
+}
+
+/**
+ * Settings of the paired measurement: the recording of Node 20's windows at the defaults; Node 22+'s continuous
+ * recording at the defaults (intervalMicros × labelFraction / dutyCycle = 10 ms × 0.2 / 0.1, a fifth of the
+ * requests labelled: packages/agent/src/profile/profiler.ts); and the same before labelFraction existed (10 Hz,
+ * every request labelled), for comparison.
+ */
+const PAIRED_SETTINGS = [
+  { micros: 10_000, labelFraction: 1, label: '100 Hz, every request labelled (a window at the defaults on Node 20)' },
+  {
+    micros: 20_000,
+    labelFraction: 0.2,
+    label: '50 Hz, a fifth of the requests labelled (all the time at the defaults from Node 22 on)',
+  },
+  {
+    micros: 100_000,
+    labelFraction: 1,
+    label: '10 Hz, every request labelled (the Node 22+ defaults before labelFraction)',
+  },
 ] as const;
 const PAIRED_PHASE_MS = 1000;
 
 /**
  * The profiler's cost measured in one process (apps/paired-server.ts, profiler mode): the agent at sampleRate
- * 0.01 with its profiler forced to windows of 1 s every 2 s, at each interval of PAIRED_INTERVALS. Per window,
+ * 0.01 with its profiler forced to windows of 1 s every 2 s, at each of PAIRED_SETTINGS. Per window,
  * CPU per request while it records steadily against the stretch before it; the ticks around each start and end
  * are the window's own cost. Side by side in time, so the host's drift cancels, which separate processes a
  * minute apart on this VM do not. The rows give the pooled ratio and its 95% interval over all cycles; the note
@@ -208,7 +282,7 @@ async function pairedProfilerCost(
   const seconds = quick ? 4 : 30;
   const rows: (string | number)[][] = [];
   const found: Array<{ micros: number; ratio: number; high: number; windowMs: number }> = [];
-  for (const interval of PAIRED_INTERVALS) {
+  for (const interval of PAIRED_SETTINGS) {
     const cycles: PairedCycle[] = [];
     const windowCosts: number[] = [];
     let off = { cpuMicros: 0, requests: 0 };
@@ -216,6 +290,7 @@ async function pairedProfilerCost(
       const result = await pairedRun(seconds, pinning, {
         PAIRED_PHASE_MS: String(PAIRED_PHASE_MS),
         PAIRED_PROFILER_INTERVAL_US: String(interval.micros),
+        PAIRED_PROFILER_LABEL_FRACTION: String(interval.labelFraction),
       });
       if (result.edge === undefined) throw new Error('the paired server did not run in profiler mode');
       cycles.push(...result.cycles);
@@ -246,11 +321,11 @@ async function pairedProfilerCost(
   }
   const at = (micros: number) => found.find((f) => f.micros === micros);
   const fast = at(10_000);
-  const slow = at(100_000);
+  const slow = at(20_000);
   const notes: string[] = [];
   if (fast && slow) {
     // Defaults: Node 20 records a tenth of the time at 100 Hz, with one window (start + end) a minute; from
-    // Node 22 on it records all the time at 10 Hz, and restarts once a minute (no code logging: less than a
+    // Node 22 on it records all the time at 50 Hz labelling a fifth of the requests, and restarts once a minute (no code logging: less than a
     // window's start and end, counted as one to stay on the safe side). The window's CPU is over a minute of a
     // saturated CPU (1 s of CPU per second).
     const windowShare = (ms: number) => ms / 60_000;
@@ -264,7 +339,7 @@ async function pairedProfilerCost(
       `**Paired in one process, the profiler at its defaults costs ${pct(point)} more server CPU per request ` +
         `(upper 95% bound ${pct(high)})**: ${
           NODE_MAJOR >= 22
-            ? `recording all the time at 10 Hz (×${slow.ratio.toFixed(3)})`
+            ? `recording all the time at 50 Hz with a fifth of the requests labelled (×${slow.ratio.toFixed(3)})`
             : `a tenth of the time recording at 100 Hz (0.1 × ${pct(fast.ratio - 1)})`
         } plus one window start and end a minute (${pct(estimate.window, 2)} of a busy CPU). ` +
         `Goal ≤ ${pct(GOAL_LOSS, 0)}: ${high <= GOAL_LOSS ? 'met (upper bound)' : point <= GOAL_LOSS ? 'not shown (the point estimate is below, the upper bound is not)' : 'not met'}. ` +

@@ -18,6 +18,8 @@ import type { RequestHandler } from 'express';
  *                    period at this sampling interval; "on" is the CPU per request of the 5 ms ticks in which
  *                    the profiler recorded steadily, "off" of the ticks in which it did not, and the ticks
  *                    around the start and end of each window (the window's own cost) apart.
+ *   PAIRED_LABEL_FRACTIONS=off,on  labelling mode (profiler.ts): the profiler records all the time, and the
+ *                    fraction of requests it labels alternates between the two (see serveLabelling).
  *   PAIRED_PROFILER_LABEL_FRACTION  profiler mode: the fraction of requests labelled while it records
  *                    (profile.labelFraction; default 1 on the windows schedule used here).
  *
@@ -146,6 +148,48 @@ function serveProfiler(intervalMicros: number): void {
   }));
 }
 
+/**
+ * Labelling mode: the profiler records all the time (continuous, every PAIRED_PROFILER_INTERVAL_US or 100 ms) and
+ * the fraction of requests it labels alternates between `off` and `on` every PAIRED_PHASE_MS, so the pair measures
+ * what labelling costs per request and nothing else (V8's sampling is the same in both phases). The fraction is set
+ * on the agent's profiler object directly: a benchmark's reach into the agent, not an API.
+ */
+function serveLabelling(off: number, on: number): void {
+  const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
+  const agent = start({
+    service: 'bench-paired-labelling',
+    collector: process.env.BENCH_COLLECTOR,
+    sampleRate: 0.01,
+    profile: {
+      enabled: true,
+      dutyCycle: 1,
+      intervalMicros: Number(process.env.PAIRED_PROFILER_INTERVAL_US ?? 100_000),
+      schedule: 'continuous',
+    },
+  });
+  const profiler = (agent as unknown as { profiler?: { labelFraction: number } }).profiler;
+  if (profiler === undefined) throw new Error('the profiler did not start');
+  profiler.labelFraction = off;
+  let requests = 0;
+  const middleware = agent.express();
+  const instrument: RequestHandler = (req, res, next) => {
+    requests++;
+    middleware(req, res, next);
+  };
+  const { createBenchApp }: typeof import('./app') = require('./app');
+  const server = createBenchApp(instrument).listen(0, '127.0.0.1', () => {
+    process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
+  });
+  alternate(
+    server,
+    agent,
+    () => requests,
+    (isOn) => {
+      profiler.labelFraction = isOn ? on : off;
+    },
+  );
+}
+
 function serve(): void {
   const { start }: typeof import('@ergometer/agent') = require('@ergometer/agent');
   const agent = start({
@@ -166,20 +210,40 @@ function serve(): void {
     process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
   });
 
+  alternate(
+    server,
+    agent,
+    () => requests,
+    (isOn) => {
+      agentOn = isOn;
+    },
+  );
+}
+
+/** Switches `setOn` every PAIRED_PHASE_MS and sums each phase's CPU and requests; answers `measure` and `stop`. */
+function alternate(
+  server: import('node:http').Server,
+  agent: { shutdown(): Promise<unknown> },
+  requests: () => number,
+  setOn: (on: boolean) => void,
+): void {
   const phases: Record<'on' | 'off', Phase> = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
   const state = { measuring: false };
-  const tick = tickMeter(() => requests);
+  const tick = tickMeter(requests);
   const phaseMs = Number(process.env.PAIRED_PHASE_MS ?? 250);
   const cycles: PairedCycle[] = [];
   let cycle: PairedCycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
+  let on = false;
+  setOn(on);
   setInterval(() => {
-    tick(agentOn ? [phases.on, cycle.on] : [phases.off, cycle.off], state.measuring);
+    tick(on ? [phases.on, cycle.on] : [phases.off, cycle.off], state.measuring);
     // A cycle is an off phase and the on phase after it.
-    if (state.measuring && agentOn) {
+    if (state.measuring && on) {
       if (cycle.off.requests > 0 && cycle.on.requests > 0) cycles.push(cycle);
       cycle = { on: { cpuMicros: 0, requests: 0 }, off: { cpuMicros: 0, requests: 0 } };
     }
-    agentOn = !agentOn;
+    on = !on;
+    setOn(on);
   }, phaseMs).unref();
 
   answerOnStop(server, phases, agent, state, cycles);
@@ -223,6 +287,8 @@ if (require.main === module) {
     process.exit(2);
   }
   const profilerInterval = process.env.PAIRED_PROFILER_INTERVAL_US;
-  if (profilerInterval !== undefined) serveProfiler(Number(profilerInterval));
+  const labelFractions = process.env.PAIRED_LABEL_FRACTIONS?.split(',').map(Number);
+  if (labelFractions !== undefined) serveLabelling(labelFractions[0] ?? 0, labelFractions[1] ?? 1);
+  else if (profilerInterval !== undefined) serveProfiler(Number(profilerInterval));
   else serve();
 }
