@@ -144,7 +144,7 @@ export async function benchProfiler(): Promise<BenchTable> {
         : `${defaultLoss <= GOAL_LOSS ? 'met' : 'not met'} on this run.`;
   const schedule =
     NODE_MAJOR >= 22
-      ? 'from Node 22 on the default samples all the time, every 20 ms, and labels a fifth of the requests: the labelled samples of a tenth of the time at 100 Hz (docs/agent.md, "How the duty cycle is realised")'
+      ? 'from Node 22 on the default samples all the time, every 40 ms, and labels two fifths of the requests: the labelled samples of a tenth of the time at 100 Hz (docs/agent.md, "How the duty cycle is realised")'
       : 'on Node 20 the default records a window of a tenth of each period (0.2 s every 2 s here)';
   return {
     title: `Profiler: throughput on vs off, and one minute of profile data (Node ${process.version})`,
@@ -187,7 +187,7 @@ export async function benchProfiler(): Promise<BenchTable> {
           `all the time at 100 Hz (${((fullMinute.bytes * 60 * 24) / 2 ** 20).toFixed(1)} MiB per process per day), at ` +
           `${sizeRun.requestsPerSecond.toFixed(0)} req/s; ${
             NODE_MAJOR >= 22
-              ? 'at the defaults here a minute holds half of the samples (50 Hz), four fifths of them without labels.'
+              ? 'at the defaults here a minute holds a quarter of the samples (25 Hz), three fifths of them without labels.'
               : 'at the default dutyCycle a minute holds a tenth of the samples.'
           }`
         : 'No full 60 s profile was written in this (quick) run.',
@@ -198,7 +198,7 @@ export async function benchProfiler(): Promise<BenchTable> {
 /** Pairs of label fractions (off phase, on phase) of the labelling measurement. */
 const LABELLING_PAIRS = [
   { off: 0, on: 1, label: 'every request' },
-  { off: 0, on: 0.2, label: 'a fifth of the requests (the default from Node 22 on)' },
+  { off: 0, on: 0.4, label: 'two fifths of the requests (the default from Node 22 on)' },
 ] as const;
 
 /**
@@ -247,17 +247,18 @@ async function pairedLabellingCost(quick: boolean, pinning: boolean): Promise<(s
 
 /**
  * Settings of the paired measurement: the recording of Node 20's windows at the defaults; Node 22+'s continuous
- * recording at the defaults (intervalMicros × labelFraction / dutyCycle = 10 ms × 0.2 / 0.1, a fifth of the
- * requests labelled: packages/agent/src/profile/profiler.ts); and the same before labelFraction existed (10 Hz,
- * every request labelled), for comparison.
+ * recording at the defaults (intervalMicros × labelFraction / dutyCycle = 10 ms × 0.4 / 0.1, two fifths of the
+ * requests labelled: packages/agent/src/profile/profiler.ts); for comparison a smaller fraction sampled more often,
+ * and the Node 22+ defaults before labelFraction existed (10 Hz, every request labelled).
  */
 const PAIRED_SETTINGS = [
   { micros: 10_000, labelFraction: 1, label: '100 Hz, every request labelled (a window at the defaults on Node 20)' },
   {
-    micros: 20_000,
-    labelFraction: 0.2,
-    label: '50 Hz, a fifth of the requests labelled (all the time at the defaults from Node 22 on)',
+    micros: 40_000,
+    labelFraction: 0.4,
+    label: '25 Hz, two fifths of the requests labelled (all the time at the defaults from Node 22 on)',
   },
+  { micros: 20_000, labelFraction: 0.2, label: '50 Hz, a fifth of the requests labelled (for comparison)' },
   {
     micros: 100_000,
     labelFraction: 1,
@@ -321,11 +322,11 @@ async function pairedProfilerCost(
   }
   const at = (micros: number) => found.find((f) => f.micros === micros);
   const fast = at(10_000);
-  const slow = at(20_000);
+  const slow = at(40_000);
   const notes: string[] = [];
   if (fast && slow) {
     // Defaults: Node 20 records a tenth of the time at 100 Hz, with one window (start + end) a minute; from
-    // Node 22 on it records all the time at 50 Hz labelling a fifth of the requests, and restarts once a minute (no code logging: less than a
+    // Node 22 on it records all the time at 25 Hz labelling two fifths of the requests, and restarts once a minute (no code logging: less than a
     // window's start and end, counted as one to stay on the safe side). The window's CPU is over a minute of a
     // saturated CPU (1 s of CPU per second).
     const windowShare = (ms: number) => ms / 60_000;
@@ -339,7 +340,7 @@ async function pairedProfilerCost(
       `**Paired in one process, the profiler at its defaults costs ${pct(point)} more server CPU per request ` +
         `(upper 95% bound ${pct(high)})**: ${
           NODE_MAJOR >= 22
-            ? `recording all the time at 50 Hz with a fifth of the requests labelled (×${slow.ratio.toFixed(3)})`
+            ? `recording all the time at 25 Hz with two fifths of the requests labelled (×${slow.ratio.toFixed(3)})`
             : `a tenth of the time recording at 100 Hz (0.1 × ${pct(fast.ratio - 1)})`
         } plus one window start and end a minute (${pct(estimate.window, 2)} of a busy CPU). ` +
         `Goal ≤ ${pct(GOAL_LOSS, 0)}: ${high <= GOAL_LOSS ? 'met (upper bound)' : point <= GOAL_LOSS ? 'not shown (the point estimate is below, the upper bound is not)' : 'not met'}. ` +

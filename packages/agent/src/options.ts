@@ -125,7 +125,7 @@ export interface ProfileOptions {
    * cost per request (docs/agent.md, "What labelling costs"), and a function's cost per request comes from its
    * share of its endpoint's labelled samples, which a random subset of requests estimates without bias. On the
    * `continuous` schedule the profiler samples `1 / labelFraction` times as often to keep the labelled samples
-   * per period (never faster than `intervalMicros`). Default: 0.2 on `continuous`, 1 on `windows` (a window is
+   * per period (never faster than `intervalMicros`). Default: 0.4 on `continuous`, 1 on `windows` (a window is
    * the subset already).
    */
   labelFraction?: number;

@@ -69,11 +69,12 @@ export function stopLosesCode(v8Version: string = process.versions.v8): boolean 
 
 /**
  * Default fraction of requests labelled on the `continuous` schedule. Labelling a request (a context holder
- * and an AsyncContextFrame on Node 24, ~1–3 µs) cost ~3% of a 90 µs request when every request was labelled
- * at 10 Hz; a fifth of them sampled at 50 Hz keeps the labelled samples per period and costs about a third of
- * that (docs/agent.md, "What labelling costs").
+ * and an AsyncContextFrame on Node 24, ~1–4 µs) was most of the profiler's ~4% on a 85 µs request when every
+ * request was labelled at 10 Hz; but a sample costs too (more, the more often), so the fraction trades one
+ * for the other: two fifths at 25 Hz keep the labelled samples per period and measured about half the cost
+ * (docs/agent.md, "What labelling costs").
  */
-export const CONTINUOUS_LABEL_FRACTION = 0.2;
+export const CONTINUOUS_LABEL_FRACTION = 0.4;
 
 /** Process CPU time before the profiler starts beyond which {@link lateStartWarning} warns, µs. */
 export const LATE_START_CPU_MICROS = 3_000_000;

@@ -162,9 +162,9 @@ describe('profiler in an Express app', () => {
     const continuous = NODE_MAJOR >= 22;
     assert.equal(report.profiling?.schedule, continuous ? 'continuous' : 'windows');
     // The same labelled samples per 800 ms period either way: a 200 ms window at 2 ms labelling every request,
-    // or the whole period at 2 ms labelling a quarter of them (labelFraction: at least the duty cycle).
-    assert.equal(report.profiling?.samplingIntervalMicros, 2000);
-    assert.equal(report.profiling?.labelFraction, continuous ? 0.25 : 1);
+    // or the whole period at 3.2 ms labelling two fifths of them (2 ms × 0.4 / 0.25).
+    assert.equal(report.profiling?.samplingIntervalMicros, continuous ? 3200 : 2000);
+    assert.equal(report.profiling?.labelFraction, continuous ? 0.4 : 1);
     const { index, profiles } = readProfiles(dir);
     assert.ok(index.length >= 3, `${index.length} profiles`);
     // All but the last (cut short by shutdown): a window of 200 ms, or the whole 800 ms period.
@@ -268,8 +268,8 @@ describe('profiler in an Express app', () => {
       const report = await app.shutdown();
       assert.deepEqual(app.fatal, [], app.stderr);
       assert.equal(report.profiling?.schedule, schedule);
-      assert.equal(report.profiling?.samplingIntervalMicros, 2000);
-      assert.equal(report.profiling?.labelFraction, schedule === 'windows' ? 1 : 0.25);
+      assert.equal(report.profiling?.samplingIntervalMicros, schedule === 'windows' ? 2000 : 3200);
+      assert.equal(report.profiling?.labelFraction, schedule === 'windows' ? 1 : 0.4);
     }
   });
 
@@ -315,8 +315,8 @@ describe('profiler in an Express app', () => {
     const profile = (options: ProfileOptions) =>
       resolveOptions({ service: 'x', collector: 'file:./x.ndjson', profile: options }, {}).profile;
     const cases: [ProfileOptions, { interval: number; fraction: number }][] = [
-      // The defaults from Node 22 on: a fifth of the requests, 5 × as often as a tenth of the time at 100 Hz.
-      [{ schedule: 'continuous' }, { interval: 20_000, fraction: CONTINUOUS_LABEL_FRACTION }],
+      // The defaults from Node 22 on: two fifths of the requests, 2.5 × as often as a tenth of the time at 100 Hz.
+      [{ schedule: 'continuous' }, { interval: 40_000, fraction: CONTINUOUS_LABEL_FRACTION }],
       // A duty cycle above the default fraction: label that share, at intervalMicros.
       [
         { schedule: 'continuous', dutyCycle: 0.5 },
