@@ -125,8 +125,9 @@ export interface ProfileOptions {
    * cost per request (docs/agent.md, "What labelling costs"), and a function's cost per request comes from its
    * share of its endpoint's labelled samples, which a random subset of requests estimates without bias. On the
    * `continuous` schedule the profiler samples `1 / labelFraction` times as often to keep the labelled samples
-   * per period (never faster than `intervalMicros`). Default: 0.4 on `continuous`, 1 on `windows` (a window is
-   * the subset already).
+   * per period (never faster than `intervalMicros`). Default: 0.4 (at least `dutyCycle`) on `continuous` with
+   * AsyncContextFrame (Node 24), else 1: a window is the subset already, and on the async-hooks path a label
+   * costs little beside the hook that runs on every callback anyway.
    */
   labelFraction?: number;
 }

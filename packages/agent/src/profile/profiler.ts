@@ -68,7 +68,7 @@ export function stopLosesCode(v8Version: string = process.versions.v8): boolean 
 }
 
 /**
- * Default fraction of requests labelled on the `continuous` schedule. Labelling a request (a context holder
+ * Default fraction of requests labelled on the `continuous` schedule with AsyncContextFrame (Node 24). Labelling a request (a context holder
  * and an AsyncContextFrame on Node 24, ~1–4 µs) was most of the profiler's ~4% on a 85 µs request when every
  * request was labelled at 10 Hz; but a sample costs too (more, the more often), so the fraction trades one
  * for the other: two fifths at 25 Hz keep the labelled samples per period and measured about half the cost
@@ -137,8 +137,10 @@ export class Profiler {
     const continuous =
       options.dutyCycle >= 1 || options.schedule === 'continuous' || (options.schedule === 'auto' && stopLosesCode());
     this.schedule = continuous ? 'continuous' : 'windows';
+    // Only labels on the AsyncContextFrame path cost per request enough to trade them for samples: on the
+    // async-hooks path the hook runs on every callback, labelled or not.
     this.labelFraction =
-      options.labelFraction ?? (continuous ? Math.max(CONTINUOUS_LABEL_FRACTION, options.dutyCycle) : 1);
+      options.labelFraction ?? (continuous && acf ? Math.max(CONTINUOUS_LABEL_FRACTION, options.dutyCycle) : 1);
     // Continuous below a duty cycle of 1: the same labelled samples per period, spread over all of it
     // (samples in requests left unlabelled make up for the labels; never faster than intervalMicros).
     this.samplingIntervalMicros =

@@ -162,9 +162,11 @@ describe('profiler in an Express app', () => {
     const continuous = NODE_MAJOR >= 22;
     assert.equal(report.profiling?.schedule, continuous ? 'continuous' : 'windows');
     // The same labelled samples per 800 ms period either way: a 200 ms window at 2 ms labelling every request,
-    // or the whole period at 3.2 ms labelling two fifths of them (2 ms × 0.4 / 0.25).
-    assert.equal(report.profiling?.samplingIntervalMicros, continuous ? 3200 : 2000);
-    assert.equal(report.profiling?.labelFraction, continuous ? 0.4 : 1);
+    // or the whole period at 3.2 ms labelling two fifths of them (2 ms × 0.4 / 0.25; Node 24), or at 8 ms
+    // labelling every request (Node 22's async-hooks path).
+    const acf = report.profiling?.contextPath === 'async-context-frame';
+    assert.equal(report.profiling?.samplingIntervalMicros, continuous ? (acf ? 3200 : 8000) : 2000);
+    assert.equal(report.profiling?.labelFraction, continuous && acf ? 0.4 : 1);
     const { index, profiles } = readProfiles(dir);
     assert.ok(index.length >= 3, `${index.length} profiles`);
     // All but the last (cut short by shutdown): a window of 200 ms, or the whole 800 ms period.
@@ -268,8 +270,10 @@ describe('profiler in an Express app', () => {
       const report = await app.shutdown();
       assert.deepEqual(app.fatal, [], app.stderr);
       assert.equal(report.profiling?.schedule, schedule);
-      assert.equal(report.profiling?.samplingIntervalMicros, schedule === 'windows' ? 2000 : 3200);
-      assert.equal(report.profiling?.labelFraction, schedule === 'windows' ? 1 : 0.4);
+      // Continuous: two fifths labelled at 3.2 ms with AsyncContextFrame, else every request at 8 ms.
+      const traded = schedule === 'continuous' && report.profiling?.contextPath === 'async-context-frame';
+      assert.equal(report.profiling?.samplingIntervalMicros, schedule === 'windows' ? 2000 : traded ? 3200 : 8000);
+      assert.equal(report.profiling?.labelFraction, traded ? 0.4 : 1);
     }
   });
 
@@ -314,13 +318,18 @@ describe('profiler in an Express app', () => {
   it('on the continuous schedule samples 1 / labelFraction as often, to keep the labelled samples of its duty cycle', () => {
     const profile = (options: ProfileOptions) =>
       resolveOptions({ service: 'x', collector: 'file:./x.ndjson', profile: options }, {}).profile;
+    const acf = new Profiler(profile({}), () => {}).contextPath === 'async-context-frame';
     const cases: [ProfileOptions, { interval: number; fraction: number }][] = [
-      // The defaults from Node 22 on: two fifths of the requests, 2.5 × as often as a tenth of the time at 100 Hz.
-      [{ schedule: 'continuous' }, { interval: 40_000, fraction: CONTINUOUS_LABEL_FRACTION }],
+      // The defaults on Node 24: two fifths of the requests, 2.5 × as often as a tenth of the time at 100 Hz. On
+      // the async-hooks path (Node 20 and 22) every request, at a tenth of the rate.
+      [
+        { schedule: 'continuous' },
+        acf ? { interval: 40_000, fraction: CONTINUOUS_LABEL_FRACTION } : { interval: 100_000, fraction: 1 },
+      ],
       // A duty cycle above the default fraction: label that share, at intervalMicros.
       [
         { schedule: 'continuous', dutyCycle: 0.5 },
-        { interval: 10_000, fraction: 0.5 },
+        acf ? { interval: 10_000, fraction: 0.5 } : { interval: 20_000, fraction: 1 },
       ],
       [
         { schedule: 'continuous', dutyCycle: 1 },
