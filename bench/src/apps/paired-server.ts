@@ -98,23 +98,14 @@ function serveProfiler(intervalMicros: number): void {
       ...(labelFraction === undefined ? {} : { labelFraction: Number(labelFraction) }),
     },
   });
-  let requests = 0;
-  const middleware = agent.express();
-  const instrument: RequestHandler = (req, res, next) => {
-    requests++;
-    middleware(req, res, next);
-  };
-  const { createBenchApp }: typeof import('./app') = require('./app');
-  const server = createBenchApp(instrument).listen(0, '127.0.0.1', () => {
-    process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
-  });
+  const { server, requests } = listenCounting(agent.express());
   const phases: Record<'on' | 'off' | 'edge', Phase> = {
     on: { cpuMicros: 0, requests: 0 },
     off: { cpuMicros: 0, requests: 0 },
     edge: { cpuMicros: 0, requests: 0 },
   };
   const state = { measuring: false };
-  const tick = tickMeter(() => requests);
+  const tick = tickMeter(requests);
   // A 1 ms poll sees the windows start and end (they run on the agent's timers). Ticks within EDGE_MS of a
   // start or an end are the window's own cost (starting V8's profiler, stopping it, serializing and
   // compressing the profile on the threadpool): "edge", kept apart from steady recording and not recording.
@@ -170,24 +161,10 @@ function serveLabelling(off: number, on: number): void {
   const profiler = (agent as unknown as { profiler?: { labelFraction: number } }).profiler;
   if (profiler === undefined) throw new Error('the profiler did not start');
   profiler.labelFraction = off;
-  let requests = 0;
-  const middleware = agent.express();
-  const instrument: RequestHandler = (req, res, next) => {
-    requests++;
-    middleware(req, res, next);
-  };
-  const { createBenchApp }: typeof import('./app') = require('./app');
-  const server = createBenchApp(instrument).listen(0, '127.0.0.1', () => {
-    process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
+  const { server, requests } = listenCounting(agent.express());
+  alternate(server, agent, requests, (isOn) => {
+    profiler.labelFraction = isOn ? on : off;
   });
-  alternate(
-    server,
-    agent,
-    () => requests,
-    (isOn) => {
-      profiler.labelFraction = isOn ? on : off;
-    },
-  );
 }
 
 function serve(): void {
@@ -199,25 +176,27 @@ function serve(): void {
   });
   const middleware = agent.express();
   let agentOn = false;
+  const { server, requests } = listenCounting((req, res, next) => {
+    if (agentOn) middleware(req, res, next);
+    else next();
+  });
+  alternate(server, agent, requests, (isOn) => {
+    agentOn = isOn;
+  });
+}
+
+/** Serves the benchmark app with `handle` as its first middleware, counting requests; tells the parent its port. */
+function listenCounting(handle: RequestHandler): { server: import('node:http').Server; requests: () => number } {
   let requests = 0;
   const instrument: RequestHandler = (req, res, next) => {
     requests++;
-    if (agentOn) middleware(req, res, next);
-    else next();
+    handle(req, res, next);
   };
   const { createBenchApp }: typeof import('./app') = require('./app');
   const server = createBenchApp(instrument).listen(0, '127.0.0.1', () => {
     process.send?.({ type: 'listening', port: (server.address() as AddressInfo).port });
   });
-
-  alternate(
-    server,
-    agent,
-    () => requests,
-    (isOn) => {
-      agentOn = isOn;
-    },
-  );
+  return { server, requests: () => requests };
 }
 
 /** Switches `setOn` every PAIRED_PHASE_MS and sums each phase's CPU and requests; answers `measure` and `stop`. */

@@ -105,7 +105,8 @@ export interface ProfileOptions {
    * when it ends. Default 0.1 (6 s a minute): recording costs more than 2% of throughput on a busy
    * server (docs/benchmarks.md), so by default it records a tenth of the time. 1 records continuously.
    * From Node 22 on, a stopped V8 profiler loses track of code, so it records all the time at
-   * `intervalMicros / dutyCycle` instead (the same samples per period; docs/agent.md, "Profiler").
+   * `intervalMicros × labelFraction / dutyCycle` instead (the same labelled samples per period; docs/agent.md,
+   * "Profiler").
    */
   dutyCycle?: number;
   /** Length of one profile, ms (`ERGOMETER_PROFILE_PERIOD_MS`); one profile is shipped per period. Default 60000. */

@@ -50,8 +50,9 @@ export type ContextPath = 'async-context-frame' | 'async-hooks';
  * How `dutyCycle` < 1 is realised (docs/agent.md, "Profiler"):
  *  - `windows`: the V8 profiler records one window of `dutyCycle × periodMs` per period at `intervalMicros`,
  *    and is stopped in between;
- *  - `continuous`: it never stops, and samples every `intervalMicros / dutyCycle` instead, the same number of
- *    samples per period. Used where a stopped V8 profiler loses track of code (see {@link stopLosesCode}).
+ *  - `continuous`: it never stops, and samples every `intervalMicros × labelFraction / dutyCycle` instead, labelling
+ *    `labelFraction` of the requests: the same number of labelled samples per period. Used where a stopped V8
+ *    profiler loses track of code (see {@link stopLosesCode}).
  */
 export type ProfileSchedule = 'windows' | 'continuous';
 
@@ -68,11 +69,11 @@ export function stopLosesCode(v8Version: string = process.versions.v8): boolean 
 }
 
 /**
- * Default fraction of requests labelled on the `continuous` schedule with AsyncContextFrame (Node 24). Labelling a request (a context holder
- * and an AsyncContextFrame on Node 24, ~1–4 µs) was most of the profiler's ~4% on a 85 µs request when every
- * request was labelled at 10 Hz; but a sample costs too (more, the more often), so the fraction trades one
- * for the other: two fifths at 25 Hz keep the labelled samples per period and measured about half the cost
- * (docs/agent.md, "What labelling costs").
+ * Default fraction of requests labelled on the `continuous` schedule with AsyncContextFrame (Node 24). Labelling
+ * a request (a context holder and an AsyncContextFrame, ~0.5–4 µs measured) is a large part of the profiler's
+ * ~3–4% on an 85 µs request when every request is labelled at 10 Hz; but a stack sample costs too, so the
+ * fraction trades one for the other. Two fifths at 25 Hz keep the labelled samples per period and lose least if
+ * either cost is the larger (docs/agent.md, "What labelling costs").
  */
 export const CONTINUOUS_LABEL_FRACTION = 0.4;
 
