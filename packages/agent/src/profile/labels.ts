@@ -1,6 +1,6 @@
 /**
- * What a profile sample taken during a request is labelled with. One object per request while the
- * profiler runs; the profiler holds a reference to it from each stack sample and reads it only when
+ * What a profile sample taken during a request is labelled with. One object per labelled request while
+ * the profiler runs (profile.labelFraction of them); the profiler holds a reference to it from each stack sample and reads it only when
  * it serializes the profile, so an endpoint resolved when the response ends, or a flag recorded
  * after the sample was taken, still labels that sample.
  *
