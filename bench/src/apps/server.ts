@@ -63,8 +63,8 @@ const MIDDLEWARE_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
 /**
  * The profiler of the profiler benchmark's variants. `agent-0.01-profile`: recording all the time
  * (dutyCycle 1), otherwise at its defaults: what it costs while it records. `agent-0.01-profile-default`:
- * its defaults (dutyCycle 0.1: on Node 20 a window of a tenth of each period, from Node 22 on all the
- * time at a tenth of the sampling rate), except a period of 2 s instead of 60 s so that every few-second
+ * its defaults (dutyCycle 0.1: on Node 20 a window of a tenth of each period, on Node 24 all the time at
+ * 25 Hz labelling two fifths of the requests), except a period of 2 s instead of 60 s so that every few-second
  * round holds whole periods: that starts, stops and ships profiles 30 times as often as the default, so
  * if anything it overstates the default's cost.
  */
