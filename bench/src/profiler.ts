@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { PairedCycle } from './apps/paired-server';
+import type { PairedCycle, PairedResult } from './apps/paired-server';
 import { PROFILER_VARIANTS } from './apps/server';
 import { cycleCost, pairedRun, windowCostMicros } from './paired';
 import type { BenchTable } from './report';
@@ -207,29 +207,16 @@ const LABELLING_PAIRS = [
  * LABELLING_PAIRS. CPU per request of the labelling phases over the phases before them; the extra µs per request.
  */
 async function pairedLabellingCost(quick: boolean, pinning: boolean): Promise<(string | number)[][]> {
-  const runs = quick ? 1 : 2;
-  const seconds = quick ? 4 : 30;
   const rows: (string | number)[][] = [];
   for (const pair of LABELLING_PAIRS) {
-    const cycles: PairedCycle[] = [];
-    let off = { cpuMicros: 0, requests: 0 };
-    for (let run = 1; run <= runs; run++) {
-      const result = await pairedRun(seconds, pinning, {
-        PAIRED_PHASE_MS: '300',
-        PAIRED_LABEL_FRACTIONS: `${pair.off},${pair.on}`,
-      });
-      cycles.push(...result.cycles);
-      off = {
-        cpuMicros: off.cpuMicros + result.offCpuMicrosPerRequest * result.offRequests,
-        requests: off.requests + result.offRequests,
-      };
-      console.error(
-        `profiler: labelling ${pair.on} vs ${pair.off} run ${run}/${runs}: ${result.cycles.length} cycles, ` +
-          `${result.offCpuMicrosPerRequest.toFixed(1)} → ${result.onCpuMicrosPerRequest.toFixed(1)} µs/req`,
-      );
-    }
+    const { cycles, offPerRequest } = await pooledPairedRuns(
+      quick ? 1 : 2,
+      quick ? 4 : 30,
+      pinning,
+      { PAIRED_PHASE_MS: '300', PAIRED_LABEL_FRACTIONS: `${pair.off},${pair.on}` },
+      `labelling ${pair.on} vs ${pair.off}`,
+    );
     const cost = cycleCost(cycles);
-    const offPerRequest = off.cpuMicros / off.requests;
     const micros = (ratio: number) => ((ratio - 1) * offPerRequest).toFixed(1);
     rows.push([
       `paired in one process: recording all the time at 10 Hz, labelling ${pair.label} vs none`,
@@ -246,17 +233,54 @@ async function pairedLabellingCost(quick: boolean, pinning: boolean): Promise<(s
 }
 
 /**
+ * `runs` paired runs of `seconds` with `env` (apps/paired-server.ts selects its mode from it): their results, their
+ * cycles pooled, and the CPU per request of all their "off" phases together. Logs each run as `what`.
+ */
+async function pooledPairedRuns(
+  runs: number,
+  seconds: number,
+  pinning: boolean,
+  env: NodeJS.ProcessEnv,
+  what: string,
+): Promise<{ results: PairedResult[]; cycles: PairedCycle[]; offPerRequest: number }> {
+  const results: PairedResult[] = [];
+  for (let run = 1; run <= runs; run++) {
+    const result = await pairedRun(seconds, pinning, env);
+    results.push(result);
+    console.error(
+      `profiler: ${what} run ${run}/${runs}: ${result.cycles.length} cycles, ` +
+        `off ${result.offCpuMicrosPerRequest.toFixed(1)} µs/req, on ${result.onCpuMicrosPerRequest.toFixed(1)} µs/req`,
+    );
+  }
+  const offCpuMicros = results.reduce((sum, r) => sum + r.offCpuMicrosPerRequest * r.offRequests, 0);
+  const offRequests = results.reduce((sum, r) => sum + r.offRequests, 0);
+  return { results, cycles: results.flatMap((r) => r.cycles), offPerRequest: offCpuMicros / offRequests };
+}
+
+/**
  * Settings of the paired measurement: the recording of Node 20's windows at the defaults; Node 22+'s continuous
  * recording at the defaults (intervalMicros × labelFraction / dutyCycle = 10 ms × 0.4 / 0.1, two fifths of the
  * requests labelled: packages/agent/src/profile/profiler.ts); for comparison a smaller fraction sampled more often,
  * and the Node 22+ defaults before labelFraction existed (10 Hz, every request labelled).
  */
-const PAIRED_SETTINGS = [
-  { micros: 10_000, labelFraction: 1, label: '100 Hz, every request labelled (a window at the defaults on Node 20)' },
+const PAIRED_SETTINGS: readonly {
+  micros: number;
+  labelFraction: number;
+  label: string;
+  /** The recording at the defaults on this Node.js line, if it is one. */
+  defaults?: 'node20' | 'node22';
+}[] = [
+  {
+    micros: 10_000,
+    labelFraction: 1,
+    label: '100 Hz, every request labelled (a window at the defaults on Node 20)',
+    defaults: 'node20',
+  },
   {
     micros: 40_000,
     labelFraction: 0.4,
     label: '25 Hz, two fifths of the requests labelled (all the time at the defaults from Node 22 on)',
+    defaults: 'node22',
   },
   { micros: 20_000, labelFraction: 0.2, label: '50 Hz, a fifth of the requests labelled (for comparison)' },
   {
@@ -264,7 +288,7 @@ const PAIRED_SETTINGS = [
     labelFraction: 1,
     label: '10 Hz, every request labelled (the Node 22+ defaults before labelFraction)',
   },
-] as const;
+];
 const PAIRED_PHASE_MS = 1000;
 
 /**
@@ -279,37 +303,25 @@ async function pairedProfilerCost(
   quick: boolean,
   pinning: boolean,
 ): Promise<{ rows: (string | number)[][]; notes: string[] }> {
-  const runs = quick ? 1 : 3;
-  const seconds = quick ? 4 : 30;
   const rows: (string | number)[][] = [];
-  const found: Array<{ micros: number; ratio: number; high: number; windowMs: number }> = [];
+  const found: Array<{ defaults?: 'node20' | 'node22'; ratio: number; high: number; windowMs: number }> = [];
   for (const interval of PAIRED_SETTINGS) {
-    const cycles: PairedCycle[] = [];
-    const windowCosts: number[] = [];
-    let off = { cpuMicros: 0, requests: 0 };
-    for (let run = 1; run <= runs; run++) {
-      const result = await pairedRun(seconds, pinning, {
+    const { results, cycles, offPerRequest } = await pooledPairedRuns(
+      quick ? 1 : 3,
+      quick ? 4 : 30,
+      pinning,
+      {
         PAIRED_PHASE_MS: String(PAIRED_PHASE_MS),
         PAIRED_PROFILER_INTERVAL_US: String(interval.micros),
         PAIRED_PROFILER_LABEL_FRACTION: String(interval.labelFraction),
-      });
-      if (result.edge === undefined) throw new Error('the paired server did not run in profiler mode');
-      cycles.push(...result.cycles);
-      const windowCost = windowCostMicros(result);
-      if (windowCost !== undefined) windowCosts.push(windowCost);
-      off = {
-        cpuMicros: off.cpuMicros + result.offCpuMicrosPerRequest * result.offRequests,
-        requests: off.requests + result.offRequests,
-      };
-      console.error(
-        `profiler: paired ${interval.micros} µs run ${run}/${runs}: ${result.cycles.length} cycles, ` +
-          `off ${result.offCpuMicrosPerRequest.toFixed(1)} µs/req, recording ${result.onCpuMicrosPerRequest.toFixed(1)} µs/req`,
-      );
-    }
+      },
+      `paired ${interval.micros} µs, labelling ${interval.labelFraction}`,
+    );
+    if (results.some((r) => r.edge === undefined)) throw new Error('the paired server did not run in profiler mode');
+    const windowCosts = results.map(windowCostMicros).filter((cost) => cost !== undefined);
     const cost = cycleCost(cycles);
     const windowMs = median(windowCosts) / 1000;
-    const offPerRequest = off.cpuMicros / off.requests;
-    found.push({ micros: interval.micros, ratio: cost.ratio, high: cost.high, windowMs });
+    found.push({ defaults: interval.defaults, ratio: cost.ratio, high: cost.high, windowMs });
     rows.push([
       `paired in one process: recording at ${interval.label} vs not`,
       '—',
@@ -320,14 +332,13 @@ async function pairedProfilerCost(
       `window start + end: ${windowMs.toFixed(0)} ms CPU`,
     ]);
   }
-  const at = (micros: number) => found.find((f) => f.micros === micros);
-  const fast = at(10_000);
-  const slow = at(40_000);
+  const fast = found.find((f) => f.defaults === 'node20');
+  const slow = found.find((f) => f.defaults === 'node22');
   const notes: string[] = [];
   if (fast && slow) {
     // Defaults: Node 20 records a tenth of the time at 100 Hz, with one window (start + end) a minute; from
-    // Node 22 on it records all the time at 25 Hz labelling two fifths of the requests, and restarts once a minute (no code logging: less than a
-    // window's start and end, counted as one to stay on the safe side). The window's CPU is over a minute of a
+    // Node 22 on it records all the time at 25 Hz labelling two fifths of the requests, and restarts once a
+    // minute (no code logging: less than a window's start and end, counted as one to stay on the safe side). The window's CPU is over a minute of a
     // saturated CPU (1 s of CPU per second).
     const windowShare = (ms: number) => ms / 60_000;
     const estimate =

@@ -175,9 +175,10 @@ export class Agent {
         return this.measureRequest(req, res, handler, route, routeSource, existing);
       }
       // A request gets labels (sampled or not) with probability profile.labelFraction, drawn by the first layer
-      // that sees it; one handled inside another request's labels always does, or it would wear those. The
-      // labels are finished where the request's endpoint is known.
-      if (existing !== undefined || (!this.seenAbove(req, res) && profiler.drawLabels())) {
+      // that sees it (an inner layer's draw does not count: the draw first, the cheaper test for most requests);
+      // one handled inside another request's labels always does, or it would wear those. The labels are finished
+      // where the request's endpoint is known.
+      if (existing !== undefined || (profiler.drawLabels() && !this.seenAbove(req, res))) {
         const labels = new ProfileLabels(req.method ?? 'GET', req);
         if (route !== undefined) labels.setRouteResolver(route, routeSource as S);
         return profiler.runLabelled(labels, () => this.measureRequest(req, res, handler, route, routeSource, labels));
