@@ -211,6 +211,103 @@ test('batches arriving during a write are written together in one group commit',
   assert.equal(await c.store.sampleCount(), 11);
 });
 
+/** An upload whose body is sent in two parts: the first now, the rest when `finish()` is called. */
+function heldUpload(url: string, body: Buffer): { finish(): Promise<{ status: number; body: string }> } {
+  const req = request(`${url}/v1/samples`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${INGEST_TOKEN}`, 'content-type': 'application/json' },
+  });
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+  });
+  const half = Math.floor(body.length / 2);
+  req.write(body.subarray(0, half));
+  return {
+    finish() {
+      req.end(body.subarray(half));
+      return answer;
+    },
+  };
+}
+
+test('while uploads are still arriving, the next group commit waits for them (groupIntervalMs)', {
+  timeout: 60_000,
+}, async (t) => {
+  const gate = { value: undefined as ReturnType<typeof gated> | undefined };
+  const c = await startTestCollector(t, {
+    queue: { groupIntervalMs: 60_000 },
+    wrapStore: (store) => {
+      gate.value = gated(store);
+      return gate.value.store;
+    },
+  });
+  const first = c.post('/v1/samples', wireBatch(1));
+  while ((gate.value?.groups.length ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
+  const queued = c.post('/v1/samples', wireBatch(2));
+  while ((await metricsOf(c.url)).get('ergometer_write_queue_batches') !== 2)
+    await new Promise((r) => setTimeout(r, 5));
+  const arriving = heldUpload(c.url, Buffer.from(JSON.stringify(wireBatch(4))));
+  while ((await metricsOf(c.url)).get('ergometer_uploads_in_progress') !== 1)
+    await new Promise((r) => setTimeout(r, 5));
+  gate.value?.open();
+  assert.equal((await first).status, 200);
+  // The first write has ended, but the next one waits: an upload is still on its way.
+  let answered = false;
+  void queued.then(() => (answered = true));
+  await new Promise((r) => setTimeout(r, 300));
+  const answeredMeanwhile = answered;
+  const groupsMeanwhile = [...(gate.value?.groups ?? [])];
+  // Once it has arrived, both go in one write, long before the interval is over.
+  const late = await arriving.finish();
+  assert.equal(answeredMeanwhile, false, 'the queued batch was written before the arriving one joined it');
+  assert.deepEqual(groupsMeanwhile, [1]);
+  assert.equal(late.status, 200, late.body);
+  assert.equal((await queued).status, 200);
+  assert.deepEqual(gate.value?.groups, [1, 2]);
+  assert.equal(await c.store.sampleCount(), 7);
+});
+
+test('a lone client is never kept waiting by the group interval', { timeout: 30_000 }, async (t) => {
+  const c = await startTestCollector(t, { queue: { groupIntervalMs: 60_000 } });
+  // One upload at a time: nothing else is arriving when each is queued, so none waits for the 60 s
+  // interval (the test's 30 s timeout would fail it).
+  for (let i = 0; i < 5; i++) assert.equal((await c.post('/v1/samples', wireBatch(2))).status, 200);
+  assert.equal(await c.store.sampleCount(), 10);
+});
+
+test('an upload that never arrives holds the next group commit for one interval at most', {
+  timeout: 60_000,
+}, async (t) => {
+  const gate = { value: undefined as ReturnType<typeof gated> | undefined };
+  const c = await startTestCollector(t, {
+    queue: { groupIntervalMs: 200 },
+    wrapStore: (store) => {
+      gate.value = gated(store);
+      return gate.value.store;
+    },
+  });
+  const first = c.post('/v1/samples', wireBatch(1));
+  while ((gate.value?.groups.length ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
+  const queued = c.post('/v1/samples', wireBatch(2));
+  while ((await metricsOf(c.url)).get('ergometer_write_queue_batches') !== 2)
+    await new Promise((r) => setTimeout(r, 5));
+  const stalled = heldUpload(c.url, Buffer.from(JSON.stringify(wireBatch(4))));
+  while ((await metricsOf(c.url)).get('ergometer_uploads_in_progress') !== 1)
+    await new Promise((r) => setTimeout(r, 5));
+  gate.value?.open();
+  assert.equal((await first).status, 200);
+  assert.equal((await queued).status, 200);
+  assert.deepEqual(gate.value?.groups, [1, 1]);
+  assert.equal((await stalled.finish()).status, 200);
+  assert.deepEqual(gate.value?.groups, [1, 1, 1]);
+});
+
 test('cardinality guard: samples past the endpoint or flag-key limit are refused and counted, the rest stored', {
   timeout: 60_000,
 }, async (t) => {
