@@ -11,7 +11,6 @@
  */
 import {
   AlertBook,
-  type CollectorOptions,
   createCollector,
   openClickHouseStore,
   openDuckDbStore,
@@ -30,8 +29,6 @@ export interface ServerConfig {
   readToken: string;
   /** Serve GET /v1/alerts from an (empty, in-memory) alert book, as `ergometer serve` does; else it answers 501. */
   alerts?: boolean;
-  /** Overrides of the collector's write queue (as `createCollector({ queue })`). */
-  queue?: CollectorOptions['queue'];
 }
 
 async function main(): Promise<void> {
@@ -48,7 +45,6 @@ async function main(): Promise<void> {
     ingestTokens: [config.ingestToken],
     readTokens: [config.readToken],
     log: (message) => process.stderr.write(`bench collector: ${message}\n`),
-    ...(config.queue ? { queue: config.queue } : {}),
     ...(config.alerts ? { read: { alerts: { book: new AlertBook(undefined), config: resolveDetectorConfig() } } } : {}),
   });
   const address = await collector.listen(0, '127.0.0.1');

@@ -38,8 +38,6 @@ Ingest, query API, detectors, alerts, and the dashboard at / (sign in with a rea
   --max-flag-keys N          distinct flag keys per service (default 500)
   --max-body-bytes N         request body limit on the wire (default 8388608)
   --queue-batches N          batches queued for the store before 429 (default 256)
-  --group-interval-ms N      while uploads keep arriving, start a store write at most every N ms,
-                             so that more batches share one commit (default 100; 0: write at once)
   --config F                 JSON config: "detectors" (thresholds…, docs/detectors.md) and
                              "alerts" ({ "webhook": { "url", "headers" }, "slack": { "url" }, "log": true })
   --detect-interval S        run the detectors every S seconds (default 60; 0 turns them off)
@@ -70,7 +68,6 @@ export async function serveCommand(
     'max-flag-keys': { type: 'string' },
     'max-body-bytes': { type: 'string' },
     'queue-batches': { type: 'string' },
-    'group-interval-ms': { type: 'string' },
     config: { type: 'string' },
     'detect-interval': { type: 'string' },
     webhook: { type: 'string' },
@@ -102,11 +99,6 @@ export async function serveCommand(
   const maxBodyBytes = integerOption(values, 'max-body-bytes', 1024, 1 << 30);
   if (maxBodyBytes !== undefined) limits.maxBodyBytes = maxBodyBytes;
   const queueBatches = integerOption(values, 'queue-batches', 1, 1_000_000);
-  const groupIntervalMs = integerOption(values, 'group-interval-ms', 0, 10_000);
-  const queue = {
-    ...(queueBatches !== undefined ? { maxBatches: queueBatches } : {}),
-    ...(groupIntervalMs !== undefined ? { groupIntervalMs } : {}),
-  };
   const detectIntervalS = integerOption(values, 'detect-interval', 0, 86_400) ?? 60;
   const configFile = stringOption(values, 'config');
   const detectorConfig: DetectorConfig = configFile ? loadDetectorConfig(configFile) : resolveDetectorConfig();
@@ -141,7 +133,7 @@ export async function serveCommand(
     ingestTokens: tokens.ingestTokens,
     readTokens: tokens.readTokens,
     limits,
-    queue,
+    ...(queueBatches !== undefined ? { queue: { maxBatches: queueBatches } } : {}),
     read: { alerts: { book, config: detectorConfig } },
   });
   let address: Awaited<ReturnType<typeof collector.listen>>;

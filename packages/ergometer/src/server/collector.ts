@@ -15,7 +15,7 @@ import { CardinalityGuard } from '../ingest/cardinality';
 import { type IngestLimits, resolveLimits } from '../ingest/limits';
 import { parseJsonBody, validateBatch, validateDeploy } from '../ingest/validate';
 import { decodeProfile, summarizeProfile } from '../profile/decode';
-import type { IngestBatch, IngestResult, Store } from '../store/types';
+import type { Store } from '../store/types';
 import { VERSION } from '../version';
 import { TokenSet } from './auth';
 import { readBody } from './body';
@@ -169,28 +169,18 @@ export function createCollector(options: CollectorOptions): Collector {
 
   async function postSamples(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const receivedAt = now();
-    // From here until the batch is queued, a group write about to start may wait for it (write-queue.ts).
-    const arrived = writeQueue.announce();
-    let batch: IngestBatch;
-    let refused: ReturnType<CardinalityGuard['apply']>;
-    let written: Promise<IngestResult>;
-    try {
-      const body = await readUpload(req, limits.maxBodyBytes, limits.maxInflatedBytes);
-      batch = validateBatch(parseJsonBody(body, limits, 'ERGOMETER_BAD_BATCH'), limits, receivedAt);
-      const seeded = seedGuard(batch.service);
-      if (seeded !== undefined) await seeded;
-      refused = guard.apply(batch);
-      written = writeQueue.enqueue(batch);
-    } finally {
-      arrived();
-    }
+    const body = await readUpload(req, limits.maxBodyBytes, limits.maxInflatedBytes);
+    const batch = validateBatch(parseJsonBody(body, limits, 'ERGOMETER_BAD_BATCH'), limits, receivedAt);
+    const seeded = seedGuard(batch.service);
+    if (seeded !== undefined) await seeded;
+    const refused = guard.apply(batch);
     const refusedSamples = refused.refusedEndpoint + refused.refusedFlag;
     if (refusedSamples + refused.refusedCounts > 0) {
       metrics.cardinalityRefusedEndpoint += refused.refusedEndpoint;
       metrics.cardinalityRefusedFlag += refused.refusedFlag;
       metrics.cardinalityRefusedCounts += refused.refusedCounts;
     }
-    const result = await written;
+    const result = await writeQueue.enqueue(batch);
     const answer: Record<string, unknown> = { accepted: result.stored ? result.samples : batch.samples.length };
     if (result.stored) {
       metrics.batchesAccepted++;

@@ -5,19 +5,12 @@
  * caller's promise resolves only when the write that carried its batch resolved, i.e. when its
  * batch is durable; that is what lets the route answer 200.
  *
- * While batches keep arriving, group commits start at most every `groupIntervalMs`: a write that would
- * start sooner after the previous one waits out the rest of the interval, or until no upload announced
- * to the queue is still on its way, so that those uploads join its group. A store write has a large
- * fixed cost (a DuckDB commit ~1 ms of CPU before any row; a ClickHouse INSERT a part per table), so
- * under load fewer, larger groups cost less CPU per sample; a lone client is never kept waiting.
- *
  * When the queue holds `maxBatches` batches or `maxSamples` samples, `enqueue` throws a 429
  * (ERGOMETER_QUEUE_FULL, Retry-After) instead of growing: the agent backs off and retries the
  * same batchId.
  *
- *   announce ─► enqueue ─► [ queued … ] ─► group ─► ingestMany ─► resolve each caller
- *                             ▲ full? 429   (one in flight at a time, at most one start per
- *                                            groupIntervalMs while more is announced)
+ *   enqueue ─► [ queued … ] ─► group ─► ingestMany ─► resolve each caller
+ *                  ▲ full? 429           (one in flight at a time)
  */
 import { performance } from 'node:perf_hooks';
 import { ErgometerError } from '../errors';
@@ -32,12 +25,6 @@ export interface WriteQueueOptions {
   maxGroupSamples: number;
   /** Seconds a client is told to wait in Retry-After when the queue is full. Default 1. */
   retryAfterSeconds: number;
-  /**
-   * Milliseconds from the start of one group write to the start of the next at least, while uploads
-   * announced to the queue are still arriving (a commit delay). 0 writes as soon as the previous write
-   * ends. Default 100.
-   */
-  groupIntervalMs: number;
 }
 
 export const DEFAULT_QUEUE_OPTIONS: Readonly<WriteQueueOptions> = Object.freeze({
@@ -45,7 +32,6 @@ export const DEFAULT_QUEUE_OPTIONS: Readonly<WriteQueueOptions> = Object.freeze(
   maxSamples: 500_000,
   maxGroupSamples: 100_000,
   retryAfterSeconds: 1,
-  groupIntervalMs: 100,
 });
 
 interface Entry {
@@ -60,12 +46,6 @@ export class WriteQueue {
   private readonly pending = new Map<string, Promise<IngestResult>>();
   private pendingSamples = 0;
   private running: Promise<void> | null = null;
-  /** Uploads announced and not yet queued (or failed). */
-  private announced = 0;
-  /** When the last group write started (performance.now()). */
-  private lastStart = Number.NEGATIVE_INFINITY;
-  /** Ends the writer's wait for announced uploads, while it waits. */
-  private wake: (() => void) | null = null;
 
   constructor(
     private readonly store: Store,
@@ -76,22 +56,6 @@ export class WriteQueue {
   /** Batches and samples queued or being written. */
   depth(): { batches: number; samples: number } {
     return { batches: this.pending.size, samples: this.pendingSamples };
-  }
-
-  /**
-   * Announces an upload on its way to {@link enqueue} (being received, parsed, validated), so that a
-   * group write about to start may wait for it. Call the returned function once the batch is queued or
-   * the upload failed.
-   */
-  announce(): () => void {
-    this.announced++;
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.announced--;
-      if (this.wake !== null && (this.announced === 0 || this.groupIsFull())) this.wake();
-    };
   }
 
   /**
@@ -130,27 +94,6 @@ export class WriteQueue {
     return promise;
   }
 
-  private groupIsFull(): boolean {
-    let samples = 0;
-    for (const entry of this.queued) samples += entry.batch.samples.length;
-    return samples >= this.options.maxGroupSamples;
-  }
-
-  /** Waits until `groupIntervalMs` after the last write started, or until nothing announced is still arriving. */
-  private async paceGroup(): Promise<void> {
-    const wait = this.lastStart + this.options.groupIntervalMs - performance.now();
-    if (wait <= 0 || this.announced === 0 || this.groupIsFull()) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.wake = null;
-        resolve();
-      };
-      const timer = setTimeout(done, wait);
-      this.wake = done;
-    });
-  }
-
   /** Resolves when everything queued so far has been written (or failed). */
   async drain(): Promise<void> {
     while (this.running !== null) await this.running;
@@ -170,7 +113,6 @@ export class WriteQueue {
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.queued.length > 0) {
-        await this.paceGroup();
         let take = 0;
         let samples = 0;
         while (take < this.queued.length) {
@@ -181,7 +123,6 @@ export class WriteQueue {
         }
         const group = this.queued.splice(0, take);
         const started = performance.now();
-        this.lastStart = started;
         try {
           const results = await this.store.ingestMany(group.map((entry) => entry.batch));
           this.onWrite((performance.now() - started) / 1000);
