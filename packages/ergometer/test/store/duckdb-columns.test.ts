@@ -127,8 +127,9 @@ describe('rollUpInto', () => {
   it('accumulating batches gives the rows of rolling each up alone and merging them', () => {
     const batches = generateDataset(11, 6).batches;
     const accumulated = new Map<string, PartialAggregate>();
+    let created = 0;
     for (const batch of batches) {
-      rollUpInto(accumulated, emptyPartial, batch.samples);
+      created += rollUpInto(accumulated, emptyPartial, batch.samples);
     }
     const expected = new Map<string, PartialAggregate>();
     for (const row of batches.flatMap((batch) => rollUpSamples(batch.samples))) {
@@ -148,6 +149,7 @@ describe('rollUpInto', () => {
       for (const [bin, count] of row.wallHist) acc.wallHist.set(bin, (acc.wallHist.get(bin) ?? 0) + count);
     }
     assert.equal(accumulated.size, expected.size);
+    assert.equal(created, accumulated.size, 'rollUpInto returns the rows it created');
     for (const row of accumulated.values()) {
       const want = expected.get(JSON.stringify([row.minute, row.endpoint, row.flagKey, row.flagVariant]));
       assert.ok(want, `unexpected row ${row.endpoint} ${row.flagKey}=${row.flagVariant} at ${row.minute}`);
@@ -160,5 +162,44 @@ describe('rollUpInto', () => {
       assert.deepEqual(new Map([...row.costHist].sort()), new Map([...want.costHist].sort()));
       assert.deepEqual(new Map([...row.wallHist].sort()), new Map([...want.wallHist].sort()));
     }
+  });
+
+  it('keeps endpoints and flags apart whatever characters they hold, in one accumulator and in two', () => {
+    const sample = (endpoint: string, flags: Record<string, string>, cost: number) => ({
+      ts: 1_700_000_000_000,
+      endpoint,
+      status: 200,
+      cost,
+      wallMs: 1,
+      db: 0,
+      cache: 0,
+      http: 0,
+      flags,
+      user: '',
+      weight: 1,
+      aborted: false,
+    });
+    const samples = [
+      sample('GET /a', { 'k:1': 'v' }, 10),
+      sample('GET /a', { k: '1:v' }, 20),
+      sample('GET /a1:', {}, 40),
+      sample('GET /a', {}, 80),
+    ];
+    const first = new Map<string, PartialAggregate>();
+    const second = new Map<string, PartialAggregate>();
+    assert.equal(rollUpInto(first, emptyPartial, samples.slice(0, 2)), 3);
+    assert.equal(rollUpInto(second, emptyPartial, samples), 4);
+    assert.equal(rollUpInto(first, emptyPartial, samples.slice(2)), 1);
+    for (const rows of [first, second]) {
+      const cost = (endpoint: string, flagKey: string, flagVariant: string) =>
+        [...rows.values()].find(
+          (r) => r.endpoint === endpoint && r.flagKey === flagKey && r.flagVariant === flagVariant,
+        )?.sumCost;
+      assert.equal(cost('GET /a', '', ''), 110);
+      assert.equal(cost('GET /a', 'k:1', 'v'), 10);
+      assert.equal(cost('GET /a', 'k', '1:v'), 20);
+      assert.equal(cost('GET /a1:', '', ''), 40);
+    }
+    assert.equal(first.size, 4);
   });
 });
