@@ -516,8 +516,8 @@ export async function benchIngest(): Promise<BenchTable> {
       `DuckDB over HTTP, run by run: ${duckHttpRuns.map((m) => fmt((1e6 * m.cpuS) / m.samples, 2)).join(', ')} µs of collector CPU per sample.`,
     );
     notes.push(
-      `DuckDB over HTTP: ${fmt(duckPerCpu)} samples per collector CPU-second = ${fmt((100 * duckPerCpu) / (duckStore.samples / duckStore.cpuS))} % of the store's own ceiling ` +
-        `and ${fmt((100 * duckPerCpu) / (duckRaw.samples / duckRaw.cpuS))} % of the raw appender (goals: ≥ 50 % of the ceiling, ≥ 100,000 samples/s/core).`,
+      `DuckDB over HTTP: ${fmt(duckPerCpu)} samples per collector CPU-second = ${fmt((100 * duckPerCpu) / (duckStore.samples / duckStore.cpuS), 1)} % of the store's own ceiling ` +
+        `and ${fmt((100 * duckPerCpu) / (duckRaw.samples / duckRaw.cpuS), 1)} % of the raw appender (goals: ≥ 50 % of the ceiling, ≥ 100,000 samples/s/core).`,
     );
 
     const harness = process.env.BENCH_INGEST_CLICKHOUSE === '0' ? undefined : loadHarness();

@@ -100,7 +100,7 @@ const indexes = new WeakMap<Map<string, PartialAggregate>, Map<number, Map<strin
  * rows (whose histograms cost more to merge bin by bin than the samples cost to add). `create` makes
  * a new row (an object literal of one fixed shape: rows built by spreading another object into them
  * made every later update several times slower, measured). Returns the number of rows it created.
- * Rows must only be added to `rows` by this function (it keeps an index of them).
+ * It keeps an index of the rows beside `rows`: rows must not be removed from `rows` while it is in use.
  */
 export function rollUpInto<R extends PartialAggregate>(
   rows: Map<string, R>,
