@@ -188,36 +188,66 @@ async function stopAll(running: Running[]): Promise<void> {
   running.length = 0;
 }
 
+/** Ports handed out by this process: a port the kernel gives twice is never given to two listeners. */
+const handedOut = new Set<number>();
+
 async function nodePorts(): Promise<NodePorts> {
-  return { http: await freePort(), tcp: await freePort(), interserver: await freePort() };
+  const distinct = async (): Promise<number> => {
+    for (;;) {
+      const port = await freePort();
+      if (!handedOut.has(port)) {
+        handedOut.add(port);
+        return port;
+      }
+    }
+  };
+  return { http: await distinct(), tcp: await distinct(), interserver: await distinct() };
+}
+
+/**
+ * Runs `start` again (with fresh ports) when a server lost one of its ports between our probe and its
+ * own bind ("Address already in use": another process on the machine took it meanwhile).
+ */
+async function withPortRetries<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (attempt >= 3 || !/Address already in use/.test((error as Error).message)) throw error;
+    }
+  }
 }
 
 /** Starts one ClickHouse server on loopback; `stop()` kills it and removes its directory. */
-export async function startClickHouse(): Promise<SingleClickHouse> {
-  const running: Running[] = [];
-  try {
-    const server = await startNode(await nodePorts(), undefined, running);
-    return { ...server, stop: () => stopAll(running) };
-  } catch (error) {
-    await stopAll(running);
-    throw error;
-  }
+export function startClickHouse(): Promise<SingleClickHouse> {
+  return withPortRetries(async () => {
+    const running: Running[] = [];
+    try {
+      const server = await startNode(await nodePorts(), undefined, running);
+      return { ...server, stop: () => stopAll(running) };
+    } catch (error) {
+      await stopAll(running);
+      throw error;
+    }
+  });
 }
 
 /**
  * Starts `shards` servers, each with a `remote_servers` section naming all of them as one cluster
  * (one replica per shard, no ZooKeeper).
  */
-export async function startClickHouseCluster(shards = 2, name = 'ergometer'): Promise<ClickHouseCluster> {
-  const running: Running[] = [];
-  try {
-    const ports: NodePorts[] = [];
-    for (let i = 0; i < shards; i++) ports.push(await nodePorts());
-    const cluster = { name, tcpPorts: ports.map((p) => p.tcp) };
-    const servers = await Promise.all(ports.map((p) => startNode(p, cluster, running)));
-    return { name, shards: servers, stop: () => stopAll(running) };
-  } catch (error) {
-    await stopAll(running);
-    throw error;
-  }
+export function startClickHouseCluster(shards = 2, name = 'ergometer'): Promise<ClickHouseCluster> {
+  return withPortRetries(async () => {
+    const running: Running[] = [];
+    try {
+      const ports: NodePorts[] = [];
+      for (let i = 0; i < shards; i++) ports.push(await nodePorts());
+      const cluster = { name, tcpPorts: ports.map((p) => p.tcp) };
+      const servers = await Promise.all(ports.map((p) => startNode(p, cluster, running)));
+      return { name, shards: servers, stop: () => stopAll(running) };
+    } catch (error) {
+      await stopAll(running);
+      throw error;
+    }
+  });
 }
