@@ -338,8 +338,8 @@ async function pairedProfilerCost(
   if (fast && slow) {
     // Defaults: Node 20 records a tenth of the time at 100 Hz, with one window (start + end) a minute; from
     // Node 22 on it records all the time at 25 Hz labelling two fifths of the requests, and restarts once a
-    // minute (no code logging: less than a window's start and end, counted as one to stay on the safe side). The window's CPU is over a minute of a
-    // saturated CPU (1 s of CPU per second).
+    // minute (no code logging: less than a window's start and end, counted as one to stay on the safe side).
+    // The window's CPU is over a minute of a saturated CPU (1 s of CPU per second).
     const windowShare = (ms: number) => ms / 60_000;
     const estimate =
       NODE_MAJOR >= 22

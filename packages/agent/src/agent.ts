@@ -175,8 +175,9 @@ export class Agent {
         return this.measureRequest(req, res, handler, route, routeSource, existing);
       }
       // A request gets labels (sampled or not) with probability profile.labelFraction, drawn by the first layer
-      // that sees it (an inner layer's draw does not count: the draw first, the cheaper test for most requests);
-      // one handled inside another request's labels always does, or it would wear those. The labels are finished
+      // that sees it: an inner layer that finds an outer one takes no labels of its own, whatever it drew (the
+      // draw is tested first, being the cheaper test for most requests; the odds are the same). One handled
+      // inside another request's labels always gets its own, or it would wear those. The labels are finished
       // where the request's endpoint is known.
       if (existing !== undefined || (profiler.drawLabels() && !this.seenAbove(req, res))) {
         const labels = new ProfileLabels(req.method ?? 'GET', req);

@@ -1,8 +1,8 @@
 /**
  * What a profile sample taken during a request is labelled with. One object per labelled request while
  * the profiler runs (profile.labelFraction of them); the profiler holds a reference to it from each stack
- * sample and reads it only when it serializes the profile, so an endpoint resolved when the response ends, or a flag recorded
- * after the sample was taken, still labels that sample.
+ * sample and reads it only when it serializes the profile, so an endpoint resolved when the response
+ * ends, or a flag recorded after the sample was taken, still labels that sample.
  *
  * This file is loaded with the agent; it must not import the profiler (which loads a native addon).
  */
