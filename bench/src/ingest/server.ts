@@ -7,11 +7,14 @@
  *   node server.js '{"backend":"clickhouse","url":"http://127.0.0.1:8123","database":"bench"}'
  *
  * Prints one JSON line `{"port": N}` once listening; SIGTERM closes the collector (writing
- * everything queued) and the store, then exits.
+ * everything queued) and the store, then exits. SIGUSR2 does now the work a DuckDB store defers
+ * (writes the pending aggregates, merges partial aggregate rows, checkpoints the log into the file)
+ * and prints `{"settled": true}`: the benchmark counts that work with the samples that caused it.
  */
 import {
   AlertBook,
   createCollector,
+  DuckDbStore,
   openClickHouseStore,
   openDuckDbStore,
   resolveDetectorConfig,
@@ -49,6 +52,16 @@ async function main(): Promise<void> {
   });
   const address = await collector.listen(0, '127.0.0.1');
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
+  process.on('SIGUSR2', () => {
+    void (async () => {
+      if (store instanceof DuckDbStore) {
+        await store.flushAggregates();
+        await store.compact();
+        await store.checkpoint();
+      }
+      process.stdout.write(`${JSON.stringify({ settled: true })}\n`);
+    })();
+  });
   process.once('SIGTERM', () => {
     void (async () => {
       await collector.close();

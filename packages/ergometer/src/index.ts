@@ -57,7 +57,13 @@ export type { ClickHouseStoreOptions } from './store/clickhouse/index';
 export { openClickHouseStore } from './store/clickhouse/index';
 export { appendColumnar, type Column as DuckDbColumn } from './store/duckdb/columns';
 export type { DuckDbStoreOptions } from './store/duckdb/store';
-export { DEFAULT_DUCKDB_PATH, DuckDbStore, openDuckDbStore, sampleColumns } from './store/duckdb/store';
+export {
+  DEFAULT_CHECKPOINT_THRESHOLD,
+  DEFAULT_DUCKDB_PATH,
+  DuckDbStore,
+  openDuckDbStore,
+  sampleColumns,
+} from './store/duckdb/store';
 export type { StoreErrorCode } from './store/errors';
 export { StoreError } from './store/errors';
 export { binBounds, binOf, binValue, mergeHistogram, quantile } from './store/histogram';

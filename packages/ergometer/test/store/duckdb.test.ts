@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,6 +41,15 @@ runStoreConformance('duckdb', async () => {
     },
   };
 });
+
+/** Size of the file's write-ahead log; 0 when there is none. */
+function walBytes(file: string): number {
+  try {
+    return statSync(`${file}.wal`).size;
+  } catch {
+    return 0;
+  }
+}
 
 /** Opens the file with DuckDB directly (no store) for tests that prepare an old or odd schema. */
 async function withRawFile<T>(
@@ -213,6 +222,95 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
       assert.deepEqual(union(after), union(before));
     } finally {
       await store.close();
+    }
+  });
+
+  it('compact() merges the partial rows of each key into one and leaves every answer as it was', async () => {
+    const file = path.join(temp.dir, 'aggregates-compact.duckdb');
+    const data = generateDataset(17, 60);
+    // Never on its own: the test decides when rows are flushed and merged.
+    const store = openDuckDbStore({ path: file, compactAfterRows: 1e9, aggregateFlushMs: 3_600_000 });
+    await store.init();
+    const queries = ['api', 'web'].flatMap((service) => [
+      { service, flags: 'all' as const },
+      { service, flags: 'all' as const, bucketMs: HOUR_MS_FOR_TEST },
+      { service, bucketMs: 5 * 60_000, groupBy: ['endpoint' as const] },
+    ]);
+    let merged: { rowsBefore: number; rowsAfter: number };
+    try {
+      // A flush after every batch: a key whose minute (or hour) spans batches gets a row per batch.
+      for (const batch of data.batches) {
+        await store.ingest(batch);
+        await store.flushAggregates();
+      }
+      merged = await store.compact();
+      assert.ok(merged.rowsAfter > 0 && merged.rowsBefore > merged.rowsAfter, JSON.stringify(merged));
+      for (const q of queries) {
+        assertAggregatesEqual(await store.aggregates(q), expectedAggregates(data.samples, q), JSON.stringify(q));
+      }
+      // Rows merged once stay merged; new partial rows of the same keys merge with them.
+      const again = data.batches.slice(0, 5).map((b) => ({ ...b, batchId: `${b.batchId}-again` }));
+      for (const batch of again) {
+        await store.ingest(batch);
+        await store.flushAggregates();
+      }
+      assert.ok((await store.compact()).rowsAfter > 0, 'the repeated batches merged into existing rows');
+      const all = [...data.samples, ...again.flatMap((b) => b.samples.map((s) => toStored(b, s)))];
+      for (const q of queries) {
+        assertAggregatesEqual(
+          await store.aggregates(q),
+          expectedAggregates(all, q),
+          `after repeats ${JSON.stringify(q)}`,
+        );
+      }
+      assert.deepEqual(await store.compact(), { rowsBefore: 0, rowsAfter: 0 }, 'nothing left to merge');
+    } finally {
+      await store.close();
+    }
+    await withRawFile(file, async (_run, instance) => {
+      const connection = await instance.connect();
+      try {
+        for (const table of ['aggregates', 'aggregates_hourly']) {
+          const reader = await connection.runAndReadAll(`SELECT count(*)::INTEGER AS rows,
+              count(*) FILTER (WHERE NOT compacted)::INTEGER AS uncompacted,
+              (SELECT count(*)::INTEGER FROM (SELECT DISTINCT service, commit_id, endpoint, metric, host_class,
+                 flag_key, flag_variant, minute FROM ${table})) AS keys
+            FROM ${table}`);
+          const row = reader.getRowObjectsJS()[0] as { rows: number; uncompacted: number; keys: number };
+          assert.equal(row.rows, row.keys, `${table}: one row per key`);
+          assert.equal(row.uncompacted, 0, `${table}: every row marked compacted`);
+        }
+      } finally {
+        connection.closeSync();
+      }
+    });
+  });
+
+  it('checkpoint() empties the write-ahead log: a copy of the database file alone holds every sample', async () => {
+    const file = path.join(temp.dir, 'checkpoint.duckdb');
+    const copy = path.join(temp.dir, 'checkpoint-copy.duckdb');
+    const data = generateDataset(19, 12);
+    const store = openDuckDbStore({ path: file });
+    await store.init();
+    try {
+      for (const batch of data.batches) await store.ingest(batch);
+      assert.ok(walBytes(file) > 0, 'the ingests are in the log before the checkpoint');
+      await store.checkpoint();
+      assert.equal(walBytes(file), 0, 'nothing left in the log');
+      // A backup taken while serving: the file without its log.
+      copyFileSync(file, copy);
+    } finally {
+      await store.close();
+    }
+    const restored = openDuckDbStore({ path: copy });
+    await restored.init();
+    try {
+      assert.equal(await restored.sampleCount(), data.samples.length);
+      // The aggregates were never flushed before the copy: init() rebuilt them from the samples.
+      const q = { service: 'api', flags: 'all' as const };
+      assertAggregatesEqual(await restored.aggregates(q), expectedAggregates(data.samples, q), 'restored copy');
+    } finally {
+      await restored.close();
     }
   });
 
