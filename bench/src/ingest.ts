@@ -49,7 +49,7 @@ const WARMUP_BATCHES = QUICK ? 10 : 40;
 /** Concurrent uploads (agents) and the group size of the store ceiling (≈ the collector's group commits). */
 const CONCURRENCY = 16;
 /** Runs of the DuckDB HTTP measurement, pooled. */
-const HTTP_ROUNDS = QUICK ? 1 : 2;
+const HTTP_ROUNDS = QUICK ? 1 : 3;
 /** Samples in the store for the /v1/endpoints latency measurement. */
 const FILL_SAMPLES = Number(process.env.BENCH_ENDPOINTS_SAMPLES ?? (QUICK ? 200_000 : 10_000_000));
 const LATENCY_REQUESTS = QUICK ? 40 : 200;
@@ -604,7 +604,7 @@ export async function benchIngest(): Promise<BenchTable> {
       `user ids, per-minute counts and a users sketch; bench/src/ingest/workload.ts), ${CONCURRENCY} uploads in flight, after ${WARMUP_BATCHES} warm-up batches; ` +
       `the DuckDB HTTP row pools ${HTTP_ROUNDS} run(s) of fresh collector processes. ` +
       'The collector (createCollector, as in `ergometer serve`) runs in its own process; its CPU time (user + system, all threads, /proc) is counted ' +
-      "until its store has done the work the samples left behind (pending aggregates written, partial aggregate rows merged, the write-ahead log checkpointed into the file) " +
+      'until its store has done the work the samples left behind (pending aggregates written, partial aggregate rows merged, the write-ahead log checkpointed into the file) ' +
       `and ${SETTLE_MS / 1000} s more. "Ceiling" rows run in the benchmark process on the same rows and end with the same work: ` +
       `the store's \`ingestMany\` with ${CONCURRENCY} batches a call, and a bare DuckDB appender / ClickHouse INSERT of the sample rows alone. ` +
       '"% of ceiling" compares samples per CPU-second with the row below it.',

@@ -297,7 +297,7 @@ describe('duckdb store: schema versions, migrations and the write path', () => {
       assert.ok(walBytes(file) > 0, 'the ingests are in the log before the checkpoint');
       await store.checkpoint();
       assert.equal(walBytes(file), 0, 'nothing left in the log');
-      // A backup taken while serving: the file without its log.
+      // The file alone, nothing writing meanwhile.
       copyFileSync(file, copy);
     } finally {
       await store.close();
