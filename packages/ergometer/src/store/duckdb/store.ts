@@ -706,7 +706,8 @@ export class DuckDbStore implements Store {
   /**
    * Merges the partial aggregate rows of every key that has rows appended since the last merge into
    * one row per key, in one transaction. Ingest calls it every `compactAfterRows` rows; it is also
-   * safe to call at any time (queries give the same answers before and after).
+   * safe to call at any time (queries give the same answers before and after). Returns how many rows
+   * were merged (both tables; a key's only row is not counted) and how many rows they became.
    */
   async compact(): Promise<{ rowsBefore: number; rowsAfter: number }> {
     const result = await this.transaction(async (connection) => {
