@@ -27,7 +27,6 @@ import {
   appendColumnar,
   DEFAULT_CHECKPOINT_THRESHOLD,
   type DuckDbColumn,
-  DuckDbStore,
   type IngestBatch,
   jsonDepthExceeds,
   openClickHouseStore,
@@ -39,7 +38,15 @@ import {
   validateBatch,
 } from 'ergometer';
 import type { ServerConfig } from './ingest/server';
-import { COMMITS, gzipBody, makeWireBatch, SAMPLES_PER_BATCH, SERVICE, toIngestBatch } from './ingest/workload';
+import {
+  COMMITS,
+  gzipBody,
+  makeWireBatch,
+  SAMPLES_PER_BATCH,
+  SERVICE,
+  settleStore,
+  toIngestBatch,
+} from './ingest/workload';
 import type { BenchTable } from './report';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -122,11 +129,13 @@ export async function startCollector(
     child,
     port,
     async settle() {
-      const settled = new Promise<void>((resolve) => {
+      const settled = new Promise<void>((resolve, reject) => {
         const onLine = (line: string): void => {
           if (!line.includes('"settled"')) return;
           lines.off('line', onLine);
-          resolve();
+          const answer = JSON.parse(line) as { settled: boolean; error?: string };
+          if (answer.settled) resolve();
+          else reject(new Error(`bench collector could not settle its store: ${answer.error}`));
         };
         lines.on('line', onLine);
       });
@@ -304,12 +313,8 @@ async function measureStore(store: Store, run: number, dbPid?: number): Promise<
   const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
   const ingestGroups = async (list: IngestBatch[]): Promise<void> => {
     for (let i = 0; i < list.length; i += CONCURRENCY) await store.ingestMany(list.slice(i, i + CONCURRENCY));
-    // The work these batches leave behind, as the collector's settle() does (ingest/server.ts).
-    if (store instanceof DuckDbStore) {
-      await store.flushAggregates();
-      await store.compact();
-      await store.checkpoint();
-    }
+    // The work these batches leave behind, as the collector's settle() does.
+    await settleStore(store);
   };
   await ingestGroups(warm);
   const cpu0 = selfCpuSeconds();

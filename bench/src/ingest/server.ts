@@ -14,12 +14,12 @@
 import {
   AlertBook,
   createCollector,
-  DuckDbStore,
   openClickHouseStore,
   openDuckDbStore,
   resolveDetectorConfig,
   type Store,
 } from 'ergometer';
+import { settleStore } from './workload';
 
 export interface ServerConfig {
   backend: 'duckdb' | 'clickhouse';
@@ -53,14 +53,13 @@ async function main(): Promise<void> {
   const address = await collector.listen(0, '127.0.0.1');
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
   process.on('SIGUSR2', () => {
-    void (async () => {
-      if (store instanceof DuckDbStore) {
-        await store.flushAggregates();
-        await store.compact();
-        await store.checkpoint();
-      }
-      process.stdout.write(`${JSON.stringify({ settled: true })}\n`);
-    })();
+    settleStore(store).then(
+      () => process.stdout.write(`${JSON.stringify({ settled: true })}\n`),
+      (error: unknown) =>
+        process.stdout.write(
+          `${JSON.stringify({ settled: false, error: (error as Error)?.message ?? String(error) })}\n`,
+        ),
+    );
   });
   process.once('SIGTERM', () => {
     void (async () => {

@@ -6,7 +6,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import { addUserHash, createUsersSketch, encodeUsersSketch } from '@ergometer/agent/users-sketch';
-import type { IngestBatch } from 'ergometer';
+import { DuckDbStore, type IngestBatch, type Store } from 'ergometer';
 
 export const SAMPLES_PER_BATCH = 1000;
 export const SERVICE = 'checkout';
@@ -207,4 +207,16 @@ export function toIngestBatch(wire: WireBatch): IngestBatch {
     counts: wire.counts.map((c) => ({ ...c })),
     users: wire.users.map((u) => ({ ...u })),
   };
+}
+
+/**
+ * Does now the work a store defers after ingest (a DuckDB store: writes its pending aggregates, merges
+ * partial aggregate rows, checkpoints its log into the file), so that a measurement counts it with the
+ * samples that caused it. Nothing to do for ClickHouse (its merges run in the server).
+ */
+export async function settleStore(store: Store): Promise<void> {
+  if (!(store instanceof DuckDbStore)) return;
+  await store.flushAggregates();
+  await store.compact();
+  await store.checkpoint();
 }
