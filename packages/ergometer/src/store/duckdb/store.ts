@@ -194,6 +194,26 @@ class PendingAggregates {
   }
 }
 
+/**
+ * Two CTEs that merge the MAP(SMALLINT, INTEGER) histogram `column` of the rows of a CTE `f` per `by`
+ * (a column list): `${name}_bins` unnests the bins and sums each one's counts as `countType`, and
+ * `${name}` gathers them back into one value per group, `entries` wrapping the list of {key, value}.
+ */
+function histogramMergeCtes(o: {
+  column: string;
+  name: string;
+  by: string;
+  countType: 'DOUBLE' | 'INTEGER';
+  entries: (list: string) => string;
+}): string {
+  return `${o.name}_bins AS (
+         SELECT ${o.by}, bin, sum(count)::${o.countType} AS count
+         FROM (SELECT ${o.by}, unnest(map_keys(${o.column})) AS bin, unnest(map_values(${o.column})) AS count FROM f)
+         GROUP BY ALL),
+       ${o.name} AS (
+         SELECT ${o.by}, ${o.entries("list({'key': bin, 'value': count})")} AS ${o.column} FROM ${o.name}_bins GROUP BY ALL)`;
+}
+
 function mapToHist(value: unknown): Map<number, number> {
   const hist = new Map<number, number>();
   if (Array.isArray(value)) {
@@ -739,12 +759,14 @@ export class DuckDbStore implements Store {
         GROUP BY ALL HAVING count(*) > 1`);
     // Histograms merge by summing each bin's counts. Bins are not kept sorted within a map (readers
     // sort; ordering per group made this step 4 times slower).
-    const mergedBins = (column: string): string => `${column}_bins AS (
-          SELECT id, bin, sum(count)::INTEGER AS count
-          FROM (SELECT id, unnest(map_keys(${column})) AS bin, unnest(map_values(${column})) AS count FROM f)
-          GROUP BY ALL),
-        ${column}_merged AS (
-          SELECT id, map_from_entries(list({'key': bin, 'value': count})) AS ${column} FROM ${column}_bins GROUP BY id)`;
+    const mergedBins = (column: string): string =>
+      histogramMergeCtes({
+        column,
+        name: `${column}_merged`,
+        by: 'id',
+        countType: 'INTEGER',
+        entries: (list) => `map_from_entries(${list})`,
+      });
     const emptyHist = 'MAP([]::SMALLINT[], []::INTEGER[])';
     await connection.run(`CREATE OR REPLACE TEMP TABLE compact_rows AS
         WITH f AS (SELECT k.id, a.* EXCLUDE (${keys}) FROM ${table} a JOIN compact_keys k USING (${keys})),
@@ -766,10 +788,11 @@ export class DuckDbStore implements Store {
     );
     const { before, after } = count.getRowObjectsJS()[0] as { before: number; after: number };
     if (after > 0) {
-      await connection.run(`DELETE FROM ${table} a USING compact_keys k
-          WHERE k.service = a.service AND k.commit_id = a.commit_id AND k.endpoint = a.endpoint AND k.metric = a.metric
-            AND k.host_class = a.host_class AND k.flag_key = a.flag_key AND k.flag_variant = a.flag_variant
-            AND k.minute = a.minute`);
+      const sameKey = keys
+        .split(', ')
+        .map((column) => `k.${column} = a.${column}`)
+        .join(' AND ');
+      await connection.run(`DELETE FROM ${table} a USING compact_keys k WHERE ${sameKey}`);
       await connection.run(`INSERT INTO ${table} BY NAME SELECT * FROM compact_rows`);
     }
     // Every uncompacted row left is the only row of its key: nothing to merge it with.
@@ -1083,11 +1106,8 @@ export class DuckDbStore implements Store {
     const withCost = histograms !== 'none';
     const withWall = histograms === 'all';
     // Histograms merged in SQL: bins unnested and summed per group, then joined to the group's sums.
-    const mergedBins = (column: string, name: string): string => `${name}_bins AS (
-         SELECT ${groupCols}, bin, sum(count)::DOUBLE AS count
-         FROM (SELECT ${groupCols}, unnest(map_keys(${column})) AS bin, unnest(map_values(${column})) AS count FROM f)
-         GROUP BY ALL),
-       ${name} AS (SELECT ${groupCols}, list({'key': bin, 'value': count}) AS ${column} FROM ${name}_bins GROUP BY ALL)`;
+    const mergedBins = (column: string, name: string): string =>
+      histogramMergeCtes({ column, name, by: groupCols, countType: 'DOUBLE', entries: (list) => list });
     const ctes = [
       `f AS (SELECT ${select}, * FROM (${source}))`,
       `sums AS (
