@@ -482,9 +482,13 @@ export class Agent {
     return this.batcher.queuedBytes;
   }
 
-  /** Writes every queued sample now. */
+  /**
+   * Writes the samples recorded so far now, and resolves once the collector has taken them (a 200: stored)
+   * or they failed (counted dropped, as any batch). Samples recorded meanwhile go with the next batch, so
+   * it ends under load too. Profiles keep their own schedule.
+   */
   flush(): Promise<void> {
-    return this.batcher.flush();
+    return this.batcher.flushQueued();
   }
 
   /**

@@ -62,6 +62,9 @@ export class Batcher {
   private timer: NodeJS.Timeout | undefined;
   private flushScheduled = false;
   private autoFlushing = false;
+  /** Samples ever added, and ever taken from the front of the queue (into a batch, or dropped). */
+  private added = 0;
+  private removed = 0;
   private sending: Promise<void> = Promise.resolve();
   /** Aborted by {@link flushWithin} at its deadline: the batch on its way gives up. */
   private abort = new AbortController();
@@ -95,6 +98,7 @@ export class Batcher {
       if (count > 0) this.dropOldest(count);
     }
     this.queue.push(sample);
+    this.added++;
     this.queueBytes.push(bytes);
     this.waitingBytes += bytes;
     if (this.queue.length >= this.limits.maxBatchSamples || this.waitingBytes >= this.maxBatchBytes) {
@@ -126,6 +130,22 @@ export class Batcher {
   }
 
   /**
+   * Sends the samples waiting now (and the totals), and resolves when every batch holding one of them
+   * has been handed over (or failed). Unlike {@link flush} it ends while traffic goes on: the samples
+   * added meanwhile wait for their own batch, where flush() would keep sending as long as new ones
+   * arrive faster than a batch takes.
+   */
+  async flushQueued(): Promise<void> {
+    const through = this.added;
+    this.clearTimer();
+    while (this.removed < through) await this.send(this.takeBatch(through - this.removed));
+    if (this.totals?.pending) await this.send([]);
+    await this.sending;
+    // What arrived meanwhile still leaves within flushIntervalMs.
+    if (this.queue.length > 0) this.armTimer();
+  }
+
+  /**
    * {@link flush}, but after `timeoutMs` whatever is still on its way or waiting gives up and is
    * counted as dropped. Resolves by then (plus the exporter's reaction time), whatever the collector does.
    */
@@ -148,18 +168,21 @@ export class Batcher {
     }
   }
 
-  private takeBatch(): WireSample[] {
+  /** The oldest waiting samples, at most a batch's worth (and at most `limit`). */
+  private takeBatch(limit = Number.POSITIVE_INFINITY): WireSample[] {
     let count = 0;
     let bytes = 0;
     // At least one sample, even one larger than maxBatchBytes.
     while (
       count < this.queue.length &&
       count < this.limits.maxBatchSamples &&
+      count < limit &&
       (count === 0 || bytes + this.queueBytes[count]! <= this.maxBatchBytes)
     ) {
       bytes += this.queueBytes[count++]!;
     }
     const samples = this.queue.splice(0, count);
+    this.removed += count;
     this.queueBytes.splice(0, count);
     this.waitingBytes -= bytes;
     return samples;
@@ -167,6 +190,7 @@ export class Batcher {
 
   private dropOldest(count: number): void {
     this.queue.splice(0, count);
+    this.removed += count;
     for (const bytes of this.queueBytes.splice(0, count)) this.waitingBytes -= bytes;
     this.noteDropped(count, 'queue-full');
   }

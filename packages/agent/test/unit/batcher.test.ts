@@ -9,6 +9,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, type TestContext, test } from 'node:test';
 import fc from 'fast-check';
 import { Batcher } from '../../src/export/batcher';
+import type { Exporter } from '../../src/export/wire';
 import { assertWireBatch, HEADER, ScriptedExporter, sample } from './support/wire';
 
 interface SamplesDropped {
@@ -171,6 +172,71 @@ describe('when batches are cut', () => {
     t.mock.timers.tick(500);
     await turns(2);
     assert.equal(exporter.handed.length, 1, 'no empty batch when the timer would have fired');
+  });
+
+  test('agent.flush() (flushQueued) ends under steady traffic, once what was waiting is delivered', async () => {
+    // Every batch that reaches the collector finds three new samples waiting: a loop that sends until the
+    // queue is empty would not end while the traffic lasts. The traffic stops after 50 batches so that
+    // such a loop fails the test instead of hanging it.
+    let next = 5;
+    let sends = 0;
+    const exporter: Exporter = {
+      send: async (batch) => {
+        await turn();
+        delivered.push(...batch.samples.map((s) => s.ts));
+        if (++sends < 50) for (let i = 0; i < 3; i++) batcher.add(sample(next++));
+      },
+      sendProfile: () => Promise.reject(new Error('batches only')),
+      close: async () => undefined,
+    };
+    const delivered: number[] = [];
+    // Neither the size nor the interval cuts a batch during the test: only the flush sends.
+    const batcher = new Batcher(HEADER, exporter, {
+      flushIntervalMs: 60_000,
+      maxBatchSamples: 1000,
+      maxQueuedSamples: 1000,
+    });
+    for (let i = 0; i < 5; i++) batcher.add(sample(i));
+    await batcher.flushQueued();
+    assert.deepEqual(delivered, [0, 1, 2, 3, 4], 'every sample waiting at the call, in order');
+    assert.equal(sends, 1, 'it went on sending what arrived after the call');
+    assert.ok(batcher.queued > 0, 'what arrived meanwhile waits for its own batch');
+  });
+
+  test('agent.flush() (flushQueued) waits for the batch already on its way, and leaves nothing behind', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const exporter = new ScriptedExporter();
+    const batcher = new Batcher(HEADER, exporter, {
+      flushIntervalMs: 100,
+      maxBatchSamples: 1000,
+      maxQueuedSamples: 1000,
+    });
+    exporter.behaviour = 'hang';
+    batcher.add(sample(0));
+    t.mock.timers.tick(100); // 0 is on its way and hangs
+    await turns(2);
+    batcher.add(sample(1));
+    let flushed = false;
+    const flush = batcher.flushQueued().then(() => {
+      flushed = true;
+    });
+    await turns(3);
+    assert.equal(flushed, false, 'resolved while the batch holding 0 was still on its way');
+    batcher.add(sample(2)); // arrives during the flush
+    exporter.release();
+    await flush;
+    assert.deepEqual(
+      exporter.delivered.slice(0, 2).map((b) => b.samples.map((s) => s.ts)),
+      [[0], [1]],
+    );
+    // 2 was not part of the flush, but it is not stranded either (the automatic flush that was running
+    // takes it, or the interval).
+    t.mock.timers.tick(100);
+    await turns(3);
+    assert.deepEqual(
+      exporter.delivered.flatMap((b) => b.samples.map((s) => s.ts)),
+      [0, 1, 2],
+    );
   });
 
   test('time: an interval that fires while a send hangs does not disarm later intervals', async (t) => {

@@ -2,7 +2,8 @@
  * The demo's fleet: one child process of the sample service per host, each started with the commit
  * it runs (ERGOMETER_COMMIT), replaced one by one on a rollout the way a deploy tool does it — the
  * new process is started and warmed up, traffic moves to it, then the old one is stopped (SIGTERM:
- * the agent writes what it has queued).
+ * the agent writes what it has queued). Each process also answers a flush over its IPC channel, so
+ * that the detectors run on every sample of a phase rather than on what a timer happened to send.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
@@ -33,6 +34,7 @@ const SERVICE_ENTRY = path.join(__dirname, 'service.js');
 export class Fleet {
   private readonly hosts = new Map<string, HostProcess>();
   private stopping = false;
+  private flushSeq = 0;
 
   constructor(private readonly options: FleetOptions) {}
 
@@ -51,6 +53,21 @@ export class Fleet {
     if (previous) await sleep(500).then(() => stopProcess(previous.child));
   }
 
+  /**
+   * Has every serving process write the samples it has recorded to the collector, and waits for the
+   * collector's acknowledgements (a 200 means stored). Resolves with the hosts that did not answer
+   * within `timeoutMs`: their last samples may be missing from what the detectors see next.
+   */
+  async flushAll(timeoutMs = 10_000): Promise<string[]> {
+    const late: string[] = [];
+    await Promise.all(
+      this.serving.map(async (h) => {
+        if (!(await flushProcess(h.child, ++this.flushSeq, timeoutMs))) late.push(h.host);
+      }),
+    );
+    return late;
+  }
+
   async stopAll(): Promise<void> {
     this.stopping = true;
     const all = [...this.hosts.values()];
@@ -64,7 +81,7 @@ export class Fleet {
     // names what a reader would look for. TurboFan's and (Node 22 on) Maglev's inlining. The same flags for
     // every version, so the comparison stays fair.
     const child = spawn(process.execPath, ['--no-turbo-inlining', '--no-maglev-inlining', SERVICE_ENTRY], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: {
         ...process.env,
         DEMO_DB: this.options.dbFile,
@@ -111,6 +128,29 @@ export class Fleet {
       });
     });
   }
+}
+
+/** Whether `child` confirmed the flush `id` within `timeoutMs` (false also if it exited or has no channel). */
+function flushProcess(child: ChildProcess, id: number, timeoutMs: number): Promise<boolean> {
+  if (!child.connected) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      resolve(ok);
+    };
+    const onMessage = (message: { type?: unknown; id?: unknown }) => {
+      if (message?.type === 'flushed' && message.id === id) done(true);
+    };
+    const onExit = () => done(false);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+    child.send({ type: 'flush', id }, (error) => {
+      if (error) done(false);
+    });
+  });
 }
 
 function stopProcess(child: ChildProcess): Promise<void> {

@@ -68,8 +68,6 @@ which flag. Then the dashboard keeps serving until Ctrl-C.
 const HOSTS = ['web-1', 'web-2'] as const;
 /** Requests a new process serves (unsampled) before it takes traffic: V8 needs about this many to settle. */
 const WARM_UP_REQUESTS = 1_500;
-/** The agents flush every 500 ms: how long to wait for a phase's last samples before detecting. */
-const FLUSH_WAIT_MS = 1_500;
 const ROUTES = [REGRESSED_ENDPOINT, FLAGGED_ENDPOINT, 'GET /profile/:userId', 'GET /posts/:id/comments'];
 const LABEL: Record<string, DemoVersion> = Object.fromEntries(
   Object.entries(DEMO_COMMITS).map(([version, commit]) => [commit, version as DemoVersion]),
@@ -92,6 +90,7 @@ interface Phase {
   deploy: Array<[string, DemoVersion]>;
   /** Requests the phase needs before it ends: totals since the start, per commit and endpoint. */
   needs: Array<{ commit: string; route: string; requests: number }>;
+  /** Seconds the phase's hosts serve at least, counted once its deploy is done (new processes warmed up). */
   minSeconds: number;
 }
 
@@ -209,6 +208,8 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     });
 
     const need = quick ? 360 : 1_500;
+    // Real seconds until a rollout's final look on the story clock, and two for the minute it ends in.
+    const finalLookSeconds = Math.ceil(config.rolloutWindowMs / STORY_SPEED / 1000) + 2;
     const c = DEMO_COMMITS;
     const everyRoute = (commit: string, requests: number) => ROUTES.map((route) => ({ commit, route, requests }));
     const phases: Phase[] = [
@@ -227,7 +228,12 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
           ['web-2', 'v2'],
         ],
         needs: everyRoute(c.v2, need),
-        minSeconds: quick ? 2 : 30,
+        // Long enough for the rollout test's final look at the canary (rolloutWindowMs of story time, with
+        // both commits serving), which may spend 90% of alpha; the interim looks share 10%
+        // (docs/detectors.md, "Repeated looks"). A phase that ended on an interim look left the alert to
+        // that look's power: on a loaded machine it missed (+51%, p = 1.4e-5, above the look's share of
+        // alpha), and by the next run v3 had already resolved it, so it was never announced.
+        minSeconds: Math.max(quick ? 2 : 30, finalLookSeconds),
       },
       {
         title: `v3 (${c.v3}): fixes the dedupe and turns on flag ${DEMO_FLAG.key} for 20% of users; first on web-1, beside v2`,
@@ -280,14 +286,21 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     }
 
     // Traffic never stops: hosts are replaced under load, as a rolling deploy does, and the
-    // detectors run after each phase (on what the agents flushed by then) while the next one starts.
-    // One detector run after another: runOnce() hands back a run in progress, which would not
-    // have seen the phase that just ended.
+    // detectors run after each phase while the next one starts, on every sample the phase's requests
+    // left: each serving process writes what it recorded and the collector acknowledges it first (a
+    // fixed wait for the agents' 500 ms flush timer was not enough on a busy machine: a detector run
+    // that saw only part of v2's canary missed its alert). Processes replaced since wrote theirs when
+    // they stopped. One detector run after another: runOnce() hands back a run in progress, which would
+    // not have seen the phase that just ended.
     let detections: Promise<void> = Promise.resolve();
     const detectSoon = (afterPhase: string) => {
-      const flushed = sleep(FLUSH_WAIT_MS);
+      const flushed = fleet.flushAll();
       detections = detections.then(async () => {
-        await flushed;
+        const late = await flushed;
+        if (late.length > 0)
+          display.line(
+            `  (${late.join(', ')} did not confirm its samples in time: the detectors run without its last ones)`,
+          );
         const fresh = await detectors.runOnce();
         if (detectors.lastError) throw detectors.lastError;
         if (fresh.length === 0) display.line(`  (detectors after ${afterPhase}: no new alert)`);
@@ -304,6 +317,7 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
         `  starting ${phase.deploy.map(([h, v]) => `${h} ${v}`).join(', ')} (warm-up: ${WARM_UP_REQUESTS} unsampled requests each)…`,
       );
       await Promise.all(phase.deploy.map(([host, version]) => fleet.deploy(host, version, DEMO_COMMITS[version])));
+      const servingSinceMs = Date.now();
       display.line(`  hosts: ${describeFleet(fleet)}`);
       for (;;) {
         await sleep(250);
@@ -316,8 +330,9 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
         display.setStatus(
           `  [${index + 1}/${phases.length}] ${seconds.toFixed(1)} s  ${sent.toLocaleString('en-US')} requests  ${Math.round(sent / Math.max(seconds, 0.1))}/s  errors ${traffic.stats.errors}  total ${traffic.stats.requests.toLocaleString('en-US')}`,
         );
-        if (done && seconds >= phase.minSeconds) break;
-        if (seconds > (quick ? 60 : 240)) {
+        const servingSeconds = (Date.now() - servingSinceMs) / 1000;
+        if (done && servingSeconds >= phase.minSeconds) break;
+        if (servingSeconds > phase.minSeconds + (quick ? 45 : 240)) {
           display.line(`  (phase cut at ${seconds.toFixed(0)} s: this machine is slower than the demo expects)`);
           break;
         }

@@ -15,7 +15,9 @@
  * Every cost the agent records is real CPU spent by this process; nothing is simulated.
  *
  * Environment: DEMO_DB (the SQLite file), DEMO_VERSION (v1…v4), ERGOMETER_COLLECTOR, ERGOMETER_TOKEN,
- * ERGOMETER_COMMIT, ERGOMETER_HOST. Prints one JSON line `{"port": N}` on stdout once it listens.
+ * ERGOMETER_COMMIT, ERGOMETER_HOST. Prints one JSON line `{"port": N}` on stdout once it listens. On the
+ * IPC channel (when started with one), `{"type": "flush", "id": N}` writes every sample recorded so far to
+ * the collector and answers `{"type": "flushed", "id": N}` once the collector has acknowledged them.
  */
 import http from 'node:http';
 import type { AgentOptions } from '@ergometer/agent';
@@ -343,7 +345,10 @@ async function main(): Promise<void> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address() as { port: number };
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
+  let stopping = false;
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     // Stop accepting; keep-alive connections close once their request is answered.
     server.close();
     server.closeIdleConnections();
@@ -356,6 +361,15 @@ async function main(): Promise<void> {
       });
   };
   process.on('SIGTERM', stop);
+  // The demo asks for the samples of a phase before its detectors look at it.
+  process.on('message', (message: { type?: unknown; id?: unknown }) => {
+    if (message?.type !== 'flush') return;
+    void agent
+      .flush()
+      .catch(() => undefined)
+      .then(() => process.send?.({ type: 'flushed', id: message.id }));
+  });
+  process.on('disconnect', stop);
   // If the demo dies without stopping us (SIGKILL), do not outlive it.
   const parent = process.ppid;
   setInterval(() => {
