@@ -38,6 +38,13 @@ export class AlertBook {
    * Merges one run's alerts and returns those the sinks must hear about: never seen before and
    * open, or resolved before and open again. An alert the run marks `resolvedBy` is resolved; an open alert the run did not find at
    * all any more (out of the lookback, or its evidence fell below significance) is resolved too.
+   *
+   * A rollout alert that a newer commit resolved stays resolved. Each run re-tests the resolution against
+   * the newest commit, over hours far from the alert's baseline window: a later release on a busier
+   * hour read as the old regression "back" (the demo under load: v2's alert, resolved by v3, reopened
+   * and announced again at v4). A regression a later commit brings back is that commit's own rollout
+   * alert, tested against the commit it replaced. Flag alerts can reopen: their id leaves the commit out,
+   * and the same variant dear again on a later commit is news.
    */
   merge(alerts: Alert[], now: number): Alert[] {
     const fresh: Alert[] = [];
@@ -57,6 +64,8 @@ export class AlertBook {
         if (resolved && record.status === 'open') {
           record.status = 'resolved';
           record.resolvedAt = now;
+        } else if (!resolved && record.status === 'resolved' && alert.kind === 'rollout' && resolver !== undefined) {
+          alert.resolvedBy = resolver;
         } else if (!resolved && record.status === 'resolved') {
           // Back after a fix (e.g. the same flag variant dear again on a later commit): tell the sinks again.
           record.status = 'open';

@@ -92,6 +92,12 @@ interface Phase {
   needs: Array<{ commit: string; route: string; requests: number }>;
   /** Seconds the phase's hosts serve at least, counted once its deploy is done (new processes warmed up). */
   minSeconds: number;
+  /**
+   * A canary judged while it runs, as a deploy tool's canary analysis does: the detectors also look at each
+   * look time of the rollout test, and the phase ends at the first rollout alert on this commit, or once
+   * the test's final look is due.
+   */
+  canaryOf?: string;
 }
 
 /** Runs `ergometer demo`; resolves with the exit code. */
@@ -208,8 +214,10 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     });
 
     const need = quick ? 360 : 1_500;
-    // Real seconds until a rollout's final look on the story clock, and two for the minute it ends in.
-    const finalLookSeconds = Math.ceil(config.rolloutWindowMs / STORY_SPEED / 1000) + 2;
+    // Real seconds from a rollout to its test's looks on the story clock (rolloutLook: the window / 8, / 4,
+    // / 2, and the final look at the full window), each with two more for the story minute it ends in.
+    const lookSeconds = [8, 4, 2, 1].map((d) => config.rolloutWindowMs / d / STORY_SPEED / 1000 + 2);
+    const finalLookSeconds = lookSeconds[lookSeconds.length - 1] as number;
     const c = DEMO_COMMITS;
     const everyRoute = (commit: string, requests: number) => ROUTES.map((route) => ({ commit, route, requests }));
     const phases: Phase[] = [
@@ -228,12 +236,13 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
           ['web-2', 'v2'],
         ],
         needs: everyRoute(c.v2, need),
-        // Long enough for the rollout test's final look at the canary (rolloutWindowMs of story time, with
-        // both commits serving), which may spend 90% of alpha; the interim looks share 10%
-        // (docs/detectors.md, "Repeated looks"). A phase that ended on an interim look left the alert to
-        // that look's power: on a loaded machine it missed (+51%, p = 1.4e-5, above the look's share of
-        // alpha), and by the next run v3 had already resolved it, so it was never announced.
-        minSeconds: Math.max(quick ? 2 : 30, finalLookSeconds),
+        minSeconds: quick ? 2 : 30,
+        // Judged until an alert or the rollout test's final look (rolloutWindowMs of story time, both commits
+        // serving), which may spend 90% of alpha where each interim look spends 2% (docs/detectors.md,
+        // "Repeated looks"). A phase that ended after an interim look left the alert to that look's power:
+        // on a loaded machine it missed (+51%, p = 1.4e-5), and by the next run v3 had already resolved
+        // the regression, so it was never announced.
+        canaryOf: c.v2,
       },
       {
         title: `v3 (${c.v3}): fixes the dedupe and turns on flag ${DEMO_FLAG.key} for 20% of users; first on web-1, beside v2`,
@@ -293,7 +302,8 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     // they stopped. One detector run after another: runOnce() hands back a run in progress, which would
     // not have seen the phase that just ended.
     let detections: Promise<void> = Promise.resolve();
-    const detectSoon = (afterPhase: string) => {
+    /** Runs the detectors once every serving process has flushed; `afterPhase` names a phase that ended. */
+    const detectSoon = (afterPhase?: string): Promise<void> => {
       const flushed = fleet.flushAll();
       detections = detections.then(async () => {
         const late = await flushed;
@@ -303,8 +313,10 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
           );
         const fresh = await detectors.runOnce();
         if (detectors.lastError) throw detectors.lastError;
-        if (fresh.length === 0) display.line(`  (detectors after ${afterPhase}: no new alert)`);
+        if (fresh.length === 0 && afterPhase !== undefined)
+          display.line(`  (detectors after ${afterPhase}: no new alert)`);
       });
+      return detections;
     };
     traffic.start();
     for (const [index, phase] of phases.entries()) {
@@ -319,6 +331,8 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
       await Promise.all(phase.deploy.map(([host, version]) => fleet.deploy(host, version, DEMO_COMMITS[version])));
       const servingSinceMs = Date.now();
       display.line(`  hosts: ${describeFleet(fleet)}`);
+      const looksDue = phase.canaryOf === undefined ? [] : lookSeconds.slice(0, -1);
+      let looking: Promise<void> | undefined;
       for (;;) {
         await sleep(250);
         if (interrupted) throw interruption();
@@ -331,7 +345,20 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
           `  [${index + 1}/${phases.length}] ${seconds.toFixed(1)} s  ${sent.toLocaleString('en-US')} requests  ${Math.round(sent / Math.max(seconds, 0.1))}/s  errors ${traffic.stats.errors}  total ${traffic.stats.requests.toLocaleString('en-US')}`,
         );
         const servingSeconds = (Date.now() - servingSinceMs) / 1000;
-        if (done && servingSeconds >= phase.minSeconds) break;
+        if (looking === undefined && looksDue.length > 0 && servingSeconds >= (looksDue[0] as number)) {
+          while (looksDue.length > 0 && servingSeconds >= (looksDue[0] as number)) looksDue.shift();
+          // A failed run fails the demo where `detections` is awaited, after the last phase.
+          looking = detectSoon()
+            .catch(() => undefined)
+            .finally(() => {
+              looking = undefined;
+            });
+        }
+        const judged =
+          phase.canaryOf === undefined ||
+          servingSeconds >= finalLookSeconds ||
+          fired.some((a) => a.kind === 'rollout' && a.candidate.commit === phase.canaryOf);
+        if (done && judged && servingSeconds >= phase.minSeconds) break;
         if (servingSeconds > phase.minSeconds + (quick ? 45 : 240)) {
           display.line(`  (phase cut at ${seconds.toFixed(0)} s: this machine is slower than the demo expects)`);
           break;

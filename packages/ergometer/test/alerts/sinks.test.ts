@@ -111,7 +111,7 @@ describe('alert sinks against a local HTTP receiver', () => {
 });
 
 describe('alert book: one regression, one alert', () => {
-  it('only new alerts go out; a resolved alert is remembered as resolved; state survives a restart', () => {
+  it('only new alerts go out; a resolved alert is remembered as resolved (a fixed rollout for good); state survives a restart', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ergometer-alerts-'));
     try {
       const file = path.join(dir, 'alerts.json');
@@ -137,12 +137,26 @@ describe('alert book: one regression, one alert', () => {
       assert.equal(reopened.list({ status: 'resolved' })[0]?.alert.resolvedBy, 'fix789');
       assert.equal(reopened.list({ status: 'resolved' })[0]?.resolvedAt, 3000);
       assert.ok(statSync(file).size > 0);
-      // The same regression back after its fix is news again.
+      // A later run that no longer finds it resolved (the newest commit compared on a busier hour) does not
+      // reopen a rollout the fix resolved: a regression brought back is the later commit's own rollout alert.
+      assert.deepEqual(reopened.merge([a, b], 4000), []);
+      const stillResolved = reopened.list({ status: 'resolved' });
       assert.deepEqual(
-        reopened.merge([a, b], 4000).map((x) => x.id),
-        [b.id],
+        stillResolved.map((r) => [r.alert.id, r.alert.resolvedBy, r.resolvedAt]),
+        [[b.id, 'fix789', 3000]],
       );
-      assert.deepEqual(reopened.merge([a, b], 5000), []);
+      // A flag alert (its id leaves the commit out): the same variant dear again on a later commit is news.
+      const flag = { ...makeAlert('GET /search'), kind: 'flag' as const, id: alertId(['flag', 'api', 'GET /search']) };
+      assert.deepEqual(
+        reopened.merge([a, flag], 5000).map((x) => x.id),
+        [flag.id],
+      );
+      reopened.merge([a, { ...flag, resolvedBy: 'fix790' }], 6000);
+      assert.deepEqual(
+        reopened.merge([a, flag], 7000).map((x) => x.id),
+        [flag.id],
+      );
+      assert.deepEqual(reopened.merge([a, flag], 8000), []);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
