@@ -13,8 +13,8 @@
  * of seconds, each long enough for the detectors' minimum sample count, and the collector stores the
  * samples on a story clock 600 times faster than real time (./story-clock.ts), so that the detectors'
  * windows (a canary needs 5 min of overlap, before/after compares 6 h) and the store's minute
- * aggregates see hours. The detectors run after each phase, as `ergometer serve` runs them every
- * `--detect-interval`, with one setting changed: the minimum effect is 15% instead of 1%, because a
+ * aggregates see hours. The detectors run after each phase (and during v2's canary, at each look of the
+ * rollout test), as `ergometer serve` runs them every `--detect-interval`, with one setting changed: the minimum effect is 15% instead of 1%, because a
  * shared two-core machine moves a process's CPU per request by up to ~10% from one process or minute
  * to the next, while production learns each endpoint's noise from its own history
  * (docs/getting-started.md, "The demo").
