@@ -45,10 +45,14 @@ export interface DemoVerdict {
  * The `quiet` story (v3 then the v4 canary only) must raise no alert about v4. v3 still has the flag on
  * for a fifth of the users, so the search_rerank flag alert (and the functions explaining it) is real
  * there, and allowed.
+ *
+ * `announced`: the ids of the alerts the sinks heard (the demo prints each as it fires). When given, the
+ * rollout and flag alerts must be among them: one first found already resolved (v3 shipped before a run
+ * had the evidence) is in the book, but nobody was told.
  */
 export function checkDemoAlerts(
   records: readonly AlertRecord[],
-  options: { requireRootCause: boolean; story?: 'full' | 'quiet' },
+  options: { requireRootCause: boolean; story?: 'full' | 'quiet'; announced?: ReadonlySet<string> },
 ): DemoVerdict {
   const problems: string[] = [];
   const alerts = records.map((r) => r.alert);
@@ -106,6 +110,15 @@ export function checkDemoAlerts(
       problems.push(
         `unexpected ${a.kind} alert on ${a.endpoint} (${a.candidate.commit}${a.flag ? `, ${a.flag.key}=${a.flag.variant}` : ''}, ${a.changePct.toFixed(1)}%)`,
       );
+    }
+  }
+  const announced = options.announced;
+  if (announced !== undefined) {
+    for (const a of [...rollout, ...flag]) {
+      if (!announced.has(a.id))
+        problems.push(
+          `the ${a.kind} alert on ${a.endpoint} was never announced: it was first found already resolved${a.resolvedBy ? ` by ${a.resolvedBy}` : ''}`,
+        );
     }
   }
   if (options.requireRootCause && rollout[0] !== undefined) {

@@ -384,7 +384,11 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     );
     display.line('');
     display.line(summaryTable(records));
-    const verdict = checkDemoAlerts(records, { requireRootCause: rootCauseRequired(), story });
+    const verdict = checkDemoAlerts(records, {
+      requireRootCause: rootCauseRequired(),
+      story,
+      announced: new Set(fired.map((a) => a.id)),
+    });
     display.line('');
     if (verdict.ok && story === 'quiet') {
       display.line('As scripted: the quiet release v4 raised nothing.');

@@ -79,6 +79,26 @@ describe('the demo verdict', () => {
     assert.match(verdict.problems.join('\n'), /unexpected function alert on GET \/search/);
   });
 
+  it('with the announced ids: a rollout alert first found already resolved was never announced, and fails', () => {
+    const announced = new Set([rollout.alert.id, flag.alert.id]);
+    assert.deepEqual(checkDemoAlerts([rollout, flag], { requireRootCause: true, announced }), {
+      ok: true,
+      problems: [],
+    });
+    const unannounced = checkDemoAlerts(
+      [{ ...rollout, alert: { ...rollout.alert, resolvedBy: DEMO_COMMITS.v3 } }, flag],
+      {
+        requireRootCause: true,
+        announced: new Set([flag.alert.id]),
+      },
+    );
+    assert.equal(unannounced.ok, false);
+    assert.match(
+      unannounced.problems.join('\n'),
+      /the rollout alert on GET \/feed\/:userId was never announced: it was first found already resolved by c7a05f2/,
+    );
+  });
+
   it('a missing flag alert is named', () => {
     const verdict = checkDemoAlerts([rollout], { requireRootCause: true });
     assert.match(verdict.problems.join('\n'), /expected one flag alert on GET \/search/);
