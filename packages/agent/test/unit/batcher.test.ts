@@ -40,6 +40,18 @@ async function turns(n: number): Promise<void> {
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
+/** A batcher that cuts a batch 100 ms (of the test's mocked setTimeout) after its first waiting sample. */
+function onMockedTime(t: TestContext): { exporter: ScriptedExporter; batcher: Batcher } {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const exporter = new ScriptedExporter();
+  const batcher = new Batcher(HEADER, exporter, {
+    flushIntervalMs: 100,
+    maxBatchSamples: 1000,
+    maxQueuedSamples: 1000,
+  });
+  return { exporter, batcher };
+}
+
 describe('what a batch carries', () => {
   test('the header, a fresh batchId, the samples in order, dropped 0', async () => {
     const exporter = new ScriptedExporter();
@@ -126,13 +138,7 @@ describe('when batches are cut', () => {
   });
 
   test('time: flushIntervalMs after the first waiting sample, not after the last', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const exporter = new ScriptedExporter();
-    const batcher = new Batcher(HEADER, exporter, {
-      flushIntervalMs: 100,
-      maxBatchSamples: 1000,
-      maxQueuedSamples: 1000,
-    });
+    const { exporter, batcher } = onMockedTime(t);
     batcher.add(sample(0));
     t.mock.timers.tick(60);
     batcher.add(sample(1)); // does not restart the clock
@@ -160,13 +166,7 @@ describe('when batches are cut', () => {
   });
 
   test('time: an explicit flush cancels the pending interval', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const exporter = new ScriptedExporter();
-    const batcher = new Batcher(HEADER, exporter, {
-      flushIntervalMs: 100,
-      maxBatchSamples: 1000,
-      maxQueuedSamples: 1000,
-    });
+    const { exporter, batcher } = onMockedTime(t);
     batcher.add(sample(0));
     await batcher.flush();
     t.mock.timers.tick(500);
@@ -204,13 +204,7 @@ describe('when batches are cut', () => {
   });
 
   test('agent.flush() (flushQueued) waits for the batch already on its way, and leaves nothing behind', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const exporter = new ScriptedExporter();
-    const batcher = new Batcher(HEADER, exporter, {
-      flushIntervalMs: 100,
-      maxBatchSamples: 1000,
-      maxQueuedSamples: 1000,
-    });
+    const { exporter, batcher } = onMockedTime(t);
     exporter.behaviour = 'hang';
     batcher.add(sample(0));
     t.mock.timers.tick(100); // 0 is on its way and hangs
@@ -240,13 +234,7 @@ describe('when batches are cut', () => {
   });
 
   test('time: an interval that fires while a send hangs does not disarm later intervals', async (t) => {
-    t.mock.timers.enable({ apis: ['setTimeout'] });
-    const exporter = new ScriptedExporter();
-    const batcher = new Batcher(HEADER, exporter, {
-      flushIntervalMs: 100,
-      maxBatchSamples: 1000,
-      maxQueuedSamples: 1000,
-    });
+    const { exporter, batcher } = onMockedTime(t);
     exporter.behaviour = 'hang';
     batcher.add(sample(0));
     t.mock.timers.tick(100); // sends 0, which hangs
