@@ -19,6 +19,7 @@ import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/s
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { benchProfiler } from './profiler';
+import { benchProfilerSideBySide } from './profiler-ab';
 import { benchProfilerParts } from './profiler-parts';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
@@ -41,6 +42,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['dashboard', benchDashboard],
   ['profiler', benchProfiler],
   ['profiler parts', benchProfilerParts],
+  ['profiler side by side', benchProfilerSideBySide],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

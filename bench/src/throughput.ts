@@ -398,6 +398,7 @@ const VARIANT_LABELS: Record<AppVariant, string> = {
   otel: 'OpenTelemetry SDK (http + express, batch → no-op)',
   'agent-0.01-profile': 'agent, sampleRate 0.01, profiler recording (dutyCycle 1)',
   'agent-0.01-profile-default': 'agent, sampleRate 0.01, profiler at its defaults (periodMs 2 s)',
+  'agent-0.01-profile-defaults-60s': 'agent, sampleRate 0.01, profiler at its defaults',
 };
 
 function buildTable(

@@ -13,6 +13,8 @@ export interface LoadRequest {
   path?: string;
   connections: number;
   durationSeconds: number;
+  /** Requests per second over all connections; default: as fast as the server answers. */
+  overallRate?: number;
 }
 
 export interface LoadResult {
@@ -35,6 +37,7 @@ interface AutocannonOptions {
   url: string;
   connections: number;
   duration: number;
+  overallRate?: number;
   requests?: readonly WorkloadRequest[];
 }
 interface AutocannonHistogram {
@@ -65,6 +68,7 @@ async function generateLoad(request: LoadRequest): Promise<LoadResult> {
     url: request.path === undefined ? request.url : `${request.url}${request.path}`,
     connections: request.connections,
     duration: request.durationSeconds,
+    ...(request.overallRate === undefined ? {} : { overallRate: request.overallRate }),
     ...(request.path === undefined ? { requests: WORKLOAD } : {}),
   });
   const cpu = process.cpuUsage(cpuBefore);

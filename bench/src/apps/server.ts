@@ -29,7 +29,12 @@ export const APP_VARIANTS = [
 ] as const;
 /** Variants of the profiler benchmark (profiler.ts), not run by the throughput benchmark. */
 export const PROFILER_VARIANTS = ['agent-0.01', 'agent-0.01-profile', 'agent-0.01-profile-default'] as const;
-export type AppVariant = (typeof APP_VARIANTS)[number] | (typeof PROFILER_VARIANTS)[number];
+/** The profiler at its real defaults (60 s period), for runs of minutes side by side (profiler-ab.ts). */
+export const PROFILER_AB_VARIANTS = ['agent-0.01', 'agent-0.01-profile-defaults-60s'] as const;
+export type AppVariant =
+  | (typeof APP_VARIANTS)[number]
+  | (typeof PROFILER_VARIANTS)[number]
+  | (typeof PROFILER_AB_VARIANTS)[number];
 
 /** Sent to the parent once the server accepts connections. */
 export interface ServerReady {
@@ -47,7 +52,7 @@ export interface ServerStop {
 export function isAppVariant(value: unknown): value is AppVariant {
   return (
     typeof value === 'string' &&
-    ((APP_VARIANTS as readonly string[]).includes(value) || (PROFILER_VARIANTS as readonly string[]).includes(value))
+    [APP_VARIANTS, PROFILER_VARIANTS, PROFILER_AB_VARIANTS].some((list) => (list as readonly string[]).includes(value))
   );
 }
 
@@ -58,6 +63,7 @@ const MIDDLEWARE_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
   'agent-1': 1,
   'agent-0.01-profile': 0.01,
   'agent-0.01-profile-default': 0.01,
+  'agent-0.01-profile-defaults-60s': 0.01,
 };
 
 /**
@@ -71,6 +77,7 @@ const MIDDLEWARE_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
 const PROFILES: Partial<Record<AppVariant, { enabled: true; dutyCycle?: number; periodMs?: number }>> = {
   'agent-0.01-profile': { enabled: true, dutyCycle: 1 },
   'agent-0.01-profile-default': { enabled: true, periodMs: 2000 },
+  'agent-0.01-profile-defaults-60s': { enabled: true },
 };
 
 /** Sample rate of the variants started with `--require @ergometer/agent/register`. */
