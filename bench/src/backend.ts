@@ -1,11 +1,20 @@
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BACKEND_VARIANTS, type BackendVariant } from './apps/backend-server';
 import type { LoadRequest, LoadResult } from './apps/load-generator';
 import type { BenchTable } from './report';
-import { canPin, firstMessage, LOAD_CPU, median, procSnapshot, SERVER_CPU, startChild } from './throughput';
+import {
+  canPin,
+  firstMessage,
+  LOAD_CPU,
+  median,
+  procSnapshot,
+  runLoadGenerator,
+  SERVER_CPU,
+  startChild,
+  stopServer,
+} from './throughput';
 
 /**
  * Throughput of an Express app doing one Redis GET (ioredis) and one
@@ -97,15 +106,7 @@ async function generateLoad(
     connections: settings.connections,
     durationSeconds,
   };
-  const child = startChild(
-    'load-generator.js',
-    { ...process.env, BENCH_LOAD: JSON.stringify(request) },
-    LOAD_CPU,
-    pinning,
-  );
-  const result = await firstMessage<LoadResult>(child, 'the load generator');
-  if (child.exitCode === null) await once(child, 'exit');
-  return result;
+  return runLoadGenerator(request, pinning);
 }
 
 async function runOnce(
@@ -140,13 +141,7 @@ async function runOnce(
         before && after && load.requests > 0 ? (after.cpuMicros - before.cpuMicros) / load.requests : undefined,
     };
   } finally {
-    if (server.exitCode === null) {
-      const exited = once(server, 'exit');
-      server.send({ type: 'stop' });
-      const timer = setTimeout(() => server.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopServer(server);
     await rm(dir, { recursive: true, force: true });
   }
 }

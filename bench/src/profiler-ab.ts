@@ -1,11 +1,19 @@
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { LoadRequest, LoadResult } from './apps/load-generator';
-import type { AppVariant, ServerReady, ServerStop } from './apps/server';
+import type { AppVariant, ServerReady } from './apps/server';
 import type { BenchTable } from './report';
-import { canPin, firstMessage, LOAD_CPU, pct, procSnapshot, SERVER_CPU, startChild } from './throughput';
+import {
+  canPin,
+  firstMessage,
+  pct,
+  procSnapshot,
+  runLoadGenerator,
+  SERVER_CPU,
+  startChild,
+  stopServer,
+} from './throughput';
 
 /**
  * The profiler at its real defaults (a 60 s period) against no profiler, measured side by side: two
@@ -72,14 +80,7 @@ async function startServer(variant: AppVariant, pinning: boolean): Promise<Serve
     pid: child.pid as number,
     port: ready.port,
     async stop() {
-      if (child.exitCode === null) {
-        const exited = once(child, 'exit');
-        const stop: ServerStop = { type: 'stop' };
-        child.send(stop);
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopServer(child);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -92,15 +93,7 @@ async function load(port: number, seconds: number, settings: Settings, pinning: 
     durationSeconds: seconds,
     overallRate: settings.rate,
   };
-  const child = startChild(
-    'load-generator.js',
-    { ...process.env, BENCH_LOAD: JSON.stringify(request) },
-    LOAD_CPU,
-    pinning,
-  );
-  const result = await firstMessage<LoadResult>(child, 'the load generator');
-  if (child.exitCode === null) await once(child, 'exit');
-  return result;
+  return runLoadGenerator(request, pinning);
 }
 
 interface Round {

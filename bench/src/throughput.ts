@@ -195,8 +195,8 @@ export function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
   });
 }
 
-async function generateLoad(port: number, durationSeconds: number, settings: ThroughputOptions, pinning: boolean) {
-  const request: LoadRequest = { url: `http://127.0.0.1:${port}`, connections: settings.connections, durationSeconds };
+/** Runs the load generator (apps/load-generator.ts) on LOAD_CPU until it has sent `request`'s load; its result. */
+export async function runLoadGenerator(request: LoadRequest, pinning: boolean): Promise<LoadResult> {
   const child = startChild(
     'load-generator.js',
     { ...process.env, BENCH_LOAD: JSON.stringify(request) },
@@ -206,6 +206,24 @@ async function generateLoad(port: number, durationSeconds: number, settings: Thr
   const result = await firstMessage<LoadResult>(child, 'the load generator');
   if (child.exitCode === null) await once(child, 'exit');
   return result;
+}
+
+/** Asks a server of apps/ to stop (it flushes its agent), and kills it if it has not exited 5 s later. */
+export async function stopServer(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null) return;
+  const exited = once(server, 'exit');
+  const stop: ServerStop = { type: 'stop' };
+  server.send(stop);
+  const timer = setTimeout(() => server.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function generateLoad(port: number, durationSeconds: number, settings: ThroughputOptions, pinning: boolean) {
+  return runLoadGenerator(
+    { url: `http://127.0.0.1:${port}`, connections: settings.connections, durationSeconds },
+    pinning,
+  );
 }
 
 /** One measured run of one variant; `inspect` sees the collector's temp folder before it is removed. */
@@ -271,14 +289,7 @@ export async function runOnce(
       counter: ready.counter,
     };
   } finally {
-    if (server.exitCode === null) {
-      const exited = once(server, 'exit');
-      const stop: ServerStop = { type: 'stop' };
-      server.send(stop);
-      const timer = setTimeout(() => server.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopServer(server);
     inspect?.(dir);
     await rm(dir, { recursive: true, force: true });
   }
