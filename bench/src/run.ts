@@ -8,6 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { benchAgentSideBySide } from './agent-ab';
 import { benchAttribution } from './attribution';
 import { benchBackend } from './backend';
 import { benchCounterRead } from './counter-read';
@@ -27,6 +28,7 @@ import { benchThroughput } from './throughput';
 const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['counter read', benchCounterRead],
   ['throughput', benchThroughput],
+  ['agent side by side', benchAgentSideBySide],
   ['backend instrumentation', benchBackend],
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],

@@ -226,16 +226,11 @@ function generateLoad(port: number, durationSeconds: number, settings: Throughpu
   );
 }
 
-/** One measured run of one variant; `inspect` sees the collector's temp folder before it is removed. */
-export async function runOnce(
-  variant: AppVariant,
-  round: number,
-  settings: ThroughputOptions,
-  pinning: boolean,
-  inspect?: (dir: string) => void,
-): Promise<RunResult> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-'));
-  const collector = `file:${path.join(dir, 'samples.ndjson')}`;
+/**
+ * Starts the throughput app's server as `variant` on SERVER_CPU, its agent (if any) writing to the `file:`
+ * collector `collector`; the register-* variants with `--require @ergometer/agent/register`.
+ */
+export function startAppServer(variant: AppVariant, collector: string, pinning: boolean): ChildProcess {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     BENCH_VARIANT: variant,
@@ -253,7 +248,19 @@ export async function runOnce(
       ERGOMETER_SAMPLE_RATE: String(registerRate),
     });
   }
-  const server = startChild('server.js', env, SERVER_CPU, pinning, nodeOptions);
+  return startChild('server.js', env, SERVER_CPU, pinning, nodeOptions);
+}
+
+/** One measured run of one variant; `inspect` sees the collector's temp folder before it is removed. */
+export async function runOnce(
+  variant: AppVariant,
+  round: number,
+  settings: ThroughputOptions,
+  pinning: boolean,
+  inspect?: (dir: string) => void,
+): Promise<RunResult> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-'));
+  const server = startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning);
   try {
     const ready = await firstMessage<ServerReady>(server, `the ${variant} server`);
     const pid = server.pid!;

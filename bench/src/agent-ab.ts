@@ -1,0 +1,73 @@
+import type { BenchTable } from './report';
+import {
+  costRow,
+  describeCost,
+  goalVerdict,
+  measurePair,
+  type Pair,
+  type PairRound,
+  pairCost,
+  roundRow,
+  type SideBySideSettings,
+} from './side-by-side';
+import { canPin, pct } from './throughput';
+
+/**
+ * Goal 1 of the agent's overhead (docs/agent.md, "Cost"): at sampleRate 0.01 the app keeps at least 99% of
+ * its throughput without the agent. The throughput benchmark's separate runs spread by ~20% here, twenty
+ * times the goal; this one measures it side by side (bench/src/side-by-side.ts): the throughput app without
+ * the agent and with it at 0.01, two processes at once on one CPU under the same fixed rate. Two pairs,
+ * alternating round by round: the agent mounted with `app.use(agent.express())`, and started by
+ * `--require @ergometer/agent/register` (no middleware: node:http).
+ */
+
+/** Keep ≥ 99% of the throughput: at a saturated CPU, at most 1/0.99 − 1 ≈ 1.01% more CPU per request. */
+const GOAL_KEEP = 0.99;
+const GOAL_MORE_CPU = 1 / GOAL_KEEP - 1;
+
+const FULL: SideBySideSettings = { rounds: 8, warmupSeconds: 10, durationSeconds: 60, rate: 1000 };
+const QUICK: SideBySideSettings = { rounds: 2, warmupSeconds: 2, durationSeconds: 5, rate: 500 };
+
+const PAIRS: readonly { label: string; pair: Pair }[] = [
+  { label: '`app.use(agent.express())`', pair: { off: 'none', on: 'agent-0.01' } },
+  { label: '`--require @ergometer/agent/register`', pair: { off: 'none', on: 'register-0.01' } },
+];
+
+export async function benchAgentSideBySide(): Promise<BenchTable> {
+  const settings = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
+  const pinning = canPin();
+  const rounds: PairRound[][] = PAIRS.map(() => []);
+  for (let i = 1; i <= settings.rounds; i++) {
+    for (const [p, { label, pair }] of PAIRS.entries()) {
+      const round = await measurePair(pair, settings, pinning);
+      rounds[p]?.push(round);
+      console.error(
+        `agent side by side: round ${i}/${settings.rounds}, ${label}: no agent ${round.offMicros.toFixed(1)} µs CPU/req, ` +
+          `agent at 0.01 ${round.onMicros.toFixed(1)} µs CPU/req (×${(round.onMicros / round.offMicros).toFixed(4)})`,
+      );
+    }
+  }
+  const costs = rounds.map(pairCost);
+  return {
+    title: `Agent at sampleRate 0.01, side by side with no agent (Node ${process.version})`,
+    description:
+      `bench/src/agent-ab.ts: the throughput benchmark's Express app without the agent and with it at sampleRate 0.01, two processes at once, ` +
+      `${pinning ? 'both on CPU 0 with their load generators on CPU 1' : 'unpinned (taskset unavailable)'}, ${settings.rate} requests/s each ` +
+      `(fixed rate, autocannon, 10 connections). ${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of ` +
+      `warm-up for each way of starting the agent, alternating, a fresh pair of processes each. CPU µs per request: all threads of the server ` +
+      `process, from /proc. At a saturated CPU throughput follows CPU per request: keeping ${pct(GOAL_KEEP, 0)} of the throughput means at most ` +
+      `${pct(GOAL_MORE_CPU, 2)} more CPU per request.`,
+    columns: ['round', 'no agent: CPU µs/req', 'agent at 0.01: CPU µs/req', 'ratio', 'requests (off / on)'],
+    rows: PAIRS.flatMap(({ label }, p) => [
+      ...(rounds[p] ?? []).map((r, i) => roundRow(`${label}, round ${i + 1}`, r)),
+      costRow(`${label}, all rounds (geometric mean, 95% t-interval)`, costs[p] as ReturnType<typeof pairCost>),
+    ]),
+    notes: PAIRS.map(({ label }, p) => {
+      const cost = costs[p] as ReturnType<typeof pairCost>;
+      return (
+        `**Goal 1 with ${label}: CPU per request changes by ${describeCost(cost)}, the app keeps ${pct(1 / cost.ratio)} of its ` +
+        `throughput. Goal: keep at least ${pct(GOAL_KEEP, 0)} (at most ${pct(GOAL_MORE_CPU, 2)} more CPU); ${goalVerdict(cost, GOAL_MORE_CPU)}**`
+      );
+    }),
+  };
+}

@@ -1,0 +1,156 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { LoadResult } from './apps/load-generator';
+import type { AppVariant, ServerReady } from './apps/server';
+import { firstMessage, pct, procSnapshot, runLoadGenerator, startAppServer, stopServer } from './throughput';
+
+/**
+ * Two variants of the throughput app measured side by side: two server processes at the same time on the
+ * same CPU, each under the same fixed request rate from its own load generator on the other CPU; the
+ * ratio of their CPU per request (all threads, from /proc) is the cost of one against the other. Both see
+ * the same machine at the same moments (the scheduler interleaves them by the millisecond), so what moves
+ * separate runs minutes apart by tens of percent on a shared VM moves both alike: round-to-round ratios
+ * stay within a few percent. Used where a goal is a percent or two (bench/src/agent-ab.ts,
+ * bench/src/profiler-ab.ts).
+ *
+ * Pinning the two servers to different CPUs is worse, not better: this VM's two vCPUs differ by 20–50%
+ * from moment to moment.
+ */
+
+export interface SideBySideSettings {
+  rounds: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+  /** Requests per second sent to each server: together below one CPU, so neither waits for the other. */
+  rate: number;
+}
+
+/** The baseline (`off`) and the variant whose cost is measured against it (`on`). */
+export interface Pair {
+  off: AppVariant;
+  on: AppVariant;
+}
+
+/** One round: a fresh pair of processes, CPU µs per request of each and the requests each served. */
+export interface PairRound {
+  offMicros: number;
+  onMicros: number;
+  offRequests: number;
+  onRequests: number;
+}
+
+/** The cost of `on` over the rounds: geometric mean of the ratios of CPU per request, 95% t-interval. */
+export interface PairCost {
+  ratio: number;
+  low: number;
+  high: number;
+}
+
+/** Two-sided 95% Student t quantiles by degrees of freedom (the rounds are few). */
+const T95: Record<number, number> = {
+  1: 12.71,
+  2: 4.3,
+  3: 3.18,
+  4: 2.78,
+  5: 2.57,
+  6: 2.45,
+  7: 2.36,
+  8: 2.31,
+  9: 2.26,
+  10: 2.23,
+  11: 2.2,
+  12: 2.18,
+  13: 2.16,
+  14: 2.14,
+  15: 2.13,
+};
+
+interface Server {
+  pid: number;
+  port: number;
+  stop: () => Promise<void>;
+}
+
+async function startServer(variant: AppVariant, pinning: boolean): Promise<Server> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-ab-'));
+  const child = startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning);
+  const ready = await firstMessage<ServerReady>(child, `the ${variant} server`);
+  return {
+    pid: child.pid as number,
+    port: ready.port,
+    async stop() {
+      await stopServer(child);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function load(port: number, seconds: number, settings: SideBySideSettings, pinning: boolean): Promise<LoadResult> {
+  return runLoadGenerator(
+    { url: `http://127.0.0.1:${port}`, connections: 10, durationSeconds: seconds, overallRate: settings.rate },
+    pinning,
+  );
+}
+
+/** Runs one round of `pair`: both servers started, warmed up and measured at the same time. */
+export async function measurePair(pair: Pair, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
+  const servers = await Promise.all([startServer(pair.off, pinning), startServer(pair.on, pinning)]);
+  try {
+    await Promise.all(servers.map((s) => load(s.port, settings.warmupSeconds, settings, pinning)));
+    const before = servers.map((s) => procSnapshot(s.pid));
+    const loads = await Promise.all(servers.map((s) => load(s.port, settings.durationSeconds, settings, pinning)));
+    const after = servers.map((s) => procSnapshot(s.pid));
+    const perRequest = (i: number) =>
+      ((after[i]?.cpuMicros ?? Number.NaN) - (before[i]?.cpuMicros ?? Number.NaN)) / (loads[i]?.requests ?? 0);
+    return {
+      offMicros: perRequest(0),
+      onMicros: perRequest(1),
+      offRequests: loads[0]?.requests ?? 0,
+      onRequests: loads[1]?.requests ?? 0,
+    };
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+/** The cost of `on` against `off` over `rounds` (the log-ratios are close to normal; the rounds few). */
+export function pairCost(rounds: readonly PairRound[]): PairCost {
+  const logs = rounds.map((r) => Math.log(r.onMicros / r.offMicros));
+  const n = logs.length;
+  const mean = logs.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.POSITIVE_INFINITY;
+  const half = (T95[n - 1] ?? 1.96) * (sd / Math.sqrt(n));
+  const [ratio, low, high] = [mean, mean - half, mean + half].map(Math.exp) as [number, number, number];
+  return { ratio, low, high };
+}
+
+const signed = (ratio: number) => `${ratio >= 0 ? '+' : ''}${pct(ratio)}`;
+
+/** "+4.3% (95% +3.3% to +5.3%)": the change of CPU per request. */
+export function describeCost(cost: PairCost): string {
+  return `${signed(cost.ratio - 1)} (95% ${signed(cost.low - 1)} to ${signed(cost.high - 1)})`;
+}
+
+/** Whether `cost` meets a goal of at most `goal` more CPU per request: met, missed, or not shown either way. */
+export function goalVerdict(cost: PairCost, goal: number): string {
+  if (cost.high - 1 <= goal) return `met: the upper bound is ${signed(cost.high - 1)}.`;
+  if (cost.low - 1 > goal) return `missed: even the lower bound, ${signed(cost.low - 1)}, is above it.`;
+  return `not shown: the interval (${signed(cost.low - 1)} to ${signed(cost.high - 1)}) holds values on both sides of it.`;
+}
+
+/** The table row of one round. */
+export function roundRow(label: string, r: PairRound): string[] {
+  return [
+    label,
+    r.offMicros.toFixed(1),
+    r.onMicros.toFixed(1),
+    `×${(r.onMicros / r.offMicros).toFixed(3)}`,
+    `${r.offRequests} / ${r.onRequests}`,
+  ];
+}
+
+/** The table row of all rounds of one pair. */
+export function costRow(label: string, cost: PairCost): string[] {
+  return [label, '—', '—', `×${cost.ratio.toFixed(3)} (×${cost.low.toFixed(3)}–×${cost.high.toFixed(3)})`, '—'];
+}
