@@ -518,7 +518,8 @@ function goalNotes(summaries: Map<AppVariant, VariantSummary>, cost: CounterRead
   if (!conclusive) {
     notes.push(
       `Caution: the no-agent runs alone spread over ${pct(baselineSpread)} (slowest to fastest), more than the ` +
-        `${pct(1 - GOAL_KEEP_AT_1_PERCENT, 0)} this goal allows: on this machine this run can neither confirm nor refute it.`,
+        `${pct(1 - GOAL_KEEP_AT_1_PERCENT, 0)} this goal allows: on this machine this run can neither confirm nor refute it. The next table measures ` +
+        'Goal 1 side by side (two processes at once on one CPU), which can.',
     );
   }
   notes.push(
