@@ -3,14 +3,13 @@ import {
   costRow,
   describeCost,
   goalVerdict,
-  measurePair,
-  type Pair,
-  type PairRound,
+  type LabelledPair,
+  measurePairs,
   pairCost,
   roundRow,
   type SideBySideSettings,
 } from './side-by-side';
-import { canPin, pct } from './throughput';
+import { pct } from './throughput';
 
 /**
  * Goal 1 of the agent's overhead (docs/agent.md, "Cost"): at sampleRate 0.01 the app keeps at least 99% of
@@ -26,27 +25,14 @@ const GOAL_KEEP = 0.99;
 const GOAL_MORE_CPU = 1 / GOAL_KEEP - 1;
 
 const FULL: SideBySideSettings = { rounds: 8, warmupSeconds: 10, durationSeconds: 60, rate: 1000 };
-const QUICK: SideBySideSettings = { rounds: 2, warmupSeconds: 2, durationSeconds: 5, rate: 500 };
 
-const PAIRS: readonly { label: string; pair: Pair }[] = [
+const PAIRS: readonly LabelledPair[] = [
   { label: '`app.use(agent.express())`', pair: { off: 'none', on: 'agent-0.01' } },
   { label: '`--require @ergometer/agent/register`', pair: { off: 'none', on: 'register-0.01' } },
 ];
 
 export async function benchAgentSideBySide(): Promise<BenchTable> {
-  const settings = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
-  const pinning = canPin();
-  const rounds: PairRound[][] = PAIRS.map(() => []);
-  for (let i = 1; i <= settings.rounds; i++) {
-    for (const [p, { label, pair }] of PAIRS.entries()) {
-      const round = await measurePair(pair, settings, pinning);
-      rounds[p]?.push(round);
-      console.error(
-        `agent side by side: round ${i}/${settings.rounds}, ${label}: no agent ${round.offMicros.toFixed(1)} µs CPU/req, ` +
-          `agent at 0.01 ${round.onMicros.toFixed(1)} µs CPU/req (×${(round.onMicros / round.offMicros).toFixed(4)})`,
-      );
-    }
-  }
+  const { settings, pinning, rounds } = await measurePairs('agent side by side', PAIRS, FULL);
   const costs = rounds.map(pairCost);
   return {
     title: `Agent at sampleRate 0.01, side by side with no agent (Node ${process.version})`,

@@ -3,14 +3,13 @@ import {
   costRow,
   describeCost,
   goalVerdict,
-  measurePair,
-  type Pair,
-  type PairRound,
+  type LabelledPair,
+  measurePairs,
   pairCost,
   roundRow,
   type SideBySideSettings,
 } from './side-by-side';
-import { canPin, pct } from './throughput';
+import { pct } from './throughput';
 
 /**
  * The profiler at its real defaults (a 60 s period) against no profiler, measured side by side
@@ -29,22 +28,15 @@ const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const GOAL_LOSS = 0.02;
 
 const FULL: SideBySideSettings = { rounds: 8, warmupSeconds: 10, durationSeconds: 130, rate: 1000 };
-const QUICK: SideBySideSettings = { rounds: 2, warmupSeconds: 2, durationSeconds: 5, rate: 500 };
 
-const PAIR: Pair = { off: 'agent-0.01', on: 'agent-0.01-profile-defaults-60s' };
+const PAIR: LabelledPair = {
+  label: 'profiler at defaults',
+  pair: { off: 'agent-0.01', on: 'agent-0.01-profile-defaults-60s' },
+};
 
 export async function benchProfilerSideBySide(): Promise<BenchTable> {
-  const settings = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
-  const pinning = canPin();
-  const rounds: PairRound[] = [];
-  for (let i = 1; i <= settings.rounds; i++) {
-    const round = await measurePair(PAIR, settings, pinning);
-    rounds.push(round);
-    console.error(
-      `profiler side by side: round ${i}/${settings.rounds}: off ${round.offMicros.toFixed(1)} µs CPU/req, ` +
-        `defaults ${round.onMicros.toFixed(1)} µs CPU/req (×${(round.onMicros / round.offMicros).toFixed(4)})`,
-    );
-  }
+  const { settings, pinning, rounds: byPair } = await measurePairs('profiler side by side', [PAIR], FULL);
+  const rounds = byPair[0] ?? [];
   const cost = pairCost(rounds);
   return {
     title: `Profiler at its defaults, side by side with no profiler (Node ${process.version})`,

@@ -1,9 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { studentQuantile } from 'ergometer';
 import type { LoadResult } from './apps/load-generator';
 import type { AppVariant, ServerReady } from './apps/server';
-import { firstMessage, pct, procSnapshot, runLoadGenerator, startAppServer, stopServer } from './throughput';
+import { canPin, firstMessage, pct, procSnapshot, runLoadGenerator, startAppServer, stopServer } from './throughput';
 
 /**
  * Two variants of the throughput app measured side by side: two server processes at the same time on the
@@ -47,25 +48,6 @@ export interface PairCost {
   high: number;
 }
 
-/** Two-sided 95% Student t quantiles by degrees of freedom (the rounds are few). */
-const T95: Record<number, number> = {
-  1: 12.71,
-  2: 4.3,
-  3: 3.18,
-  4: 2.78,
-  5: 2.57,
-  6: 2.45,
-  7: 2.36,
-  8: 2.31,
-  9: 2.26,
-  10: 2.23,
-  11: 2.2,
-  12: 2.18,
-  13: 2.16,
-  14: 2.14,
-  15: 2.13,
-};
-
 interface Server {
   pid: number;
   port: number;
@@ -93,8 +75,49 @@ function load(port: number, seconds: number, settings: SideBySideSettings, pinni
   );
 }
 
+/** BENCH_QUICK=1: a smoke run of every side-by-side benchmark, numbers not for the docs. */
+const QUICK: SideBySideSettings = { rounds: 2, warmupSeconds: 2, durationSeconds: 5, rate: 500 };
+
+/** A pair and how the table and the progress lines name it. */
+export interface LabelledPair {
+  label: string;
+  pair: Pair;
+}
+
+/** What {@link measurePairs} ran and measured: the rounds of each pair, in the order of the pairs given. */
+export interface PairsResult {
+  settings: SideBySideSettings;
+  pinning: boolean;
+  rounds: PairRound[][];
+}
+
+/**
+ * Runs `full.rounds` rounds of each pair (QUICK's under BENCH_QUICK=1), the pairs alternating within each round,
+ * and prints a progress line per round on stderr, prefixed by `name`.
+ */
+export async function measurePairs(
+  name: string,
+  pairs: readonly LabelledPair[],
+  full: SideBySideSettings,
+): Promise<PairsResult> {
+  const settings = process.env.BENCH_QUICK === '1' ? QUICK : full;
+  const pinning = canPin();
+  const rounds: PairRound[][] = pairs.map(() => []);
+  for (let i = 1; i <= settings.rounds; i++) {
+    for (const [p, { label, pair }] of pairs.entries()) {
+      const round = await measurePair(pair, settings, pinning);
+      rounds[p]?.push(round);
+      console.error(
+        `${name}: round ${i}/${settings.rounds}, ${label}: ${pair.off} ${round.offMicros.toFixed(1)} µs CPU/req, ` +
+          `${pair.on} ${round.onMicros.toFixed(1)} µs CPU/req (×${(round.onMicros / round.offMicros).toFixed(4)})`,
+      );
+    }
+  }
+  return { settings, pinning, rounds };
+}
+
 /** Runs one round of `pair`: both servers started, warmed up and measured at the same time. */
-export async function measurePair(pair: Pair, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
+async function measurePair(pair: Pair, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
   const servers = await Promise.all([startServer(pair.off, pinning), startServer(pair.on, pinning)]);
   try {
     await Promise.all(servers.map((s) => load(s.port, settings.warmupSeconds, settings, pinning)));
@@ -120,7 +143,7 @@ export function pairCost(rounds: readonly PairRound[]): PairCost {
   const n = logs.length;
   const mean = logs.reduce((a, b) => a + b, 0) / n;
   const sd = n > 1 ? Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.POSITIVE_INFINITY;
-  const half = (T95[n - 1] ?? 1.96) * (sd / Math.sqrt(n));
+  const half = n > 1 ? studentQuantile(0.975, n - 1) * (sd / Math.sqrt(n)) : Number.POSITIVE_INFINITY;
   const [ratio, low, high] = [mean, mean - half, mean + half].map(Math.exp) as [number, number, number];
   return { ratio, low, high };
 }

@@ -52,6 +52,7 @@ export {
   ratioOfMeans,
   seededRandom,
   stratifiedRatio,
+  studentQuantile,
 } from './stats/index';
 export type { ClickHouseStoreOptions } from './store/clickhouse/index';
 export { openClickHouseStore } from './store/clickhouse/index';
