@@ -2,6 +2,7 @@ import type { BenchTable } from './report';
 import {
   costRow,
   describeCost,
+  describeLoad,
   goalVerdict,
   type LabelledPair,
   measurePairs,
@@ -38,8 +39,8 @@ export async function benchAgentSideBySide(): Promise<BenchTable> {
     title: `Agent at sampleRate 0.01, side by side with no agent (Node ${process.version})`,
     description:
       `bench/src/agent-ab.ts: the throughput benchmark's Express app without the agent and with it at sampleRate 0.01, two processes at once, ` +
-      `${pinning ? 'both on CPU 0 with their load generators on CPU 1' : 'unpinned (taskset unavailable)'}, ${settings.rate} requests/s each ` +
-      `(fixed rate, autocannon, 10 connections). ${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of ` +
+      `${pinning ? 'both on CPU 0 with their load generators on CPU 1' : 'unpinned (taskset unavailable)'}, ${describeLoad(settings.rate)}. ` +
+      `${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of ` +
       `warm-up for each way of starting the agent, alternating, a fresh pair of processes each. CPU µs per request: all threads of the server ` +
       `process, from /proc. At a saturated CPU throughput follows CPU per request: keeping ${pct(GOAL_KEEP, 0)} of the throughput means at most ` +
       `${pct(GOAL_MORE_CPU, 2)} more CPU per request.`,

@@ -17,14 +17,33 @@ import { canPin, firstMessage, pct, procSnapshot, runLoadGenerator, startAppServ
  *
  * Pinning the two servers to different CPUs is worse, not better: this VM's two vCPUs differ by 20–50%
  * from moment to moment.
+ *
+ * Two kinds of load. At a fixed rate below what CPU 0 can serve, each process idles part of the time, and
+ * the ratio is the cost at that load: a cost per unit of time (a profiler's timer-driven stack samples) is
+ * spread over few requests. Saturated, each load generator sends as fast as its server answers, the two
+ * processes share CPU 0 with no idle time, and the ratio is the cost in throughput: what a goal stated in
+ * throughput means.
  */
+
+/**
+ * Requests per second sent to each server (together below one CPU, so neither waits for the other), or
+ * `saturated`: as fast as each server answers on its 10 connections.
+ */
+export type Load = number | 'saturated';
 
 export interface SideBySideSettings {
   rounds: number;
   warmupSeconds: number;
   durationSeconds: number;
-  /** Requests per second sent to each server: together below one CPU, so neither waits for the other. */
-  rate: number;
+  /** The load of a pair that names none. */
+  rate: Load;
+}
+
+/** "1000 requests/s each (fixed rate …)", or what saturated means: the load in a benchmark's description. */
+export function describeLoad(load: Load): string {
+  return load === 'saturated'
+    ? 'each load generator sends as fast as its server answers (autocannon, 10 connections): the two servers share CPU 0 with no idle time'
+    : `${load} requests/s each (fixed rate, autocannon, 10 connections)`;
 }
 
 /** The baseline (`off`) and the variant whose cost is measured against it (`on`). */
@@ -68,9 +87,14 @@ async function startServer(variant: AppVariant, pinning: boolean): Promise<Serve
   };
 }
 
-function load(port: number, seconds: number, settings: SideBySideSettings, pinning: boolean): Promise<LoadResult> {
+function load(port: number, seconds: number, rate: Load, pinning: boolean): Promise<LoadResult> {
   return runLoadGenerator(
-    { url: `http://127.0.0.1:${port}`, connections: 10, durationSeconds: seconds, overallRate: settings.rate },
+    {
+      url: `http://127.0.0.1:${port}`,
+      connections: 10,
+      durationSeconds: seconds,
+      ...(rate === 'saturated' ? {} : { overallRate: rate }),
+    },
     pinning,
   );
 }
@@ -78,10 +102,11 @@ function load(port: number, seconds: number, settings: SideBySideSettings, pinni
 /** BENCH_QUICK=1: a smoke run of every side-by-side benchmark, numbers not for the docs. */
 const QUICK: SideBySideSettings = { rounds: 2, warmupSeconds: 2, durationSeconds: 5, rate: 500 };
 
-/** A pair and how the table and the progress lines name it. */
+/** A pair, how the table and the progress lines name it, and its load (the settings' `rate` if none). */
 export interface LabelledPair {
   label: string;
   pair: Pair;
+  load?: Load;
 }
 
 /** What {@link measurePairs} ran and measured: the rounds of each pair, in the order of the pairs given. */
@@ -104,8 +129,8 @@ export async function measurePairs(
   const pinning = canPin();
   const rounds: PairRound[][] = pairs.map(() => []);
   for (let i = 1; i <= settings.rounds; i++) {
-    for (const [p, { label, pair }] of pairs.entries()) {
-      const round = await measurePair(pair, settings, pinning);
+    for (const [p, { label, pair, load }] of pairs.entries()) {
+      const round = await measurePair(pair, load ?? settings.rate, settings, pinning);
       rounds[p]?.push(round);
       console.error(
         `${name}: round ${i}/${settings.rounds}, ${label}: ${pair.off} ${round.offMicros.toFixed(1)} µs CPU/req, ` +
@@ -117,12 +142,12 @@ export async function measurePairs(
 }
 
 /** Runs one round of `pair`: both servers started, warmed up and measured at the same time. */
-async function measurePair(pair: Pair, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
+async function measurePair(pair: Pair, rate: Load, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
   const servers = await Promise.all([startServer(pair.off, pinning), startServer(pair.on, pinning)]);
   try {
-    await Promise.all(servers.map((s) => load(s.port, settings.warmupSeconds, settings, pinning)));
+    await Promise.all(servers.map((s) => load(s.port, settings.warmupSeconds, rate, pinning)));
     const before = servers.map((s) => procSnapshot(s.pid));
-    const loads = await Promise.all(servers.map((s) => load(s.port, settings.durationSeconds, settings, pinning)));
+    const loads = await Promise.all(servers.map((s) => load(s.port, settings.durationSeconds, rate, pinning)));
     const after = servers.map((s) => procSnapshot(s.pid));
     const perRequest = (i: number) =>
       ((after[i]?.cpuMicros ?? Number.NaN) - (before[i]?.cpuMicros ?? Number.NaN)) / (loads[i]?.requests ?? 0);
