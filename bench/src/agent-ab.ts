@@ -1,13 +1,13 @@
 import type { BenchTable } from './report';
 import {
-  costRow,
   describeCost,
   describeLoad,
+  describePinning,
   goalVerdict,
   type LabelledPair,
   measurePairs,
   pairCost,
-  roundRow,
+  pairRows,
   type SideBySideSettings,
 } from './side-by-side';
 import { pct } from './throughput';
@@ -39,17 +39,14 @@ export async function benchAgentSideBySide(): Promise<BenchTable> {
     title: `Agent at sampleRate 0.01, side by side with no agent (Node ${process.version})`,
     description:
       `bench/src/agent-ab.ts: the throughput benchmark's Express app without the agent and with it at sampleRate 0.01, two processes at once, ` +
-      `${pinning ? 'both on CPU 0 with their load generators on CPU 1' : 'unpinned (taskset unavailable)'}, ${describeLoad(settings.rate)}. ` +
+      `${describePinning(pinning)}, ${describeLoad(settings.rate)}. ` +
       `${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of ` +
       `warm-up for each way of starting the agent, alternating, a fresh pair of processes each. CPU µs per request: all threads of the server ` +
       `process, from /proc. At a saturated CPU throughput follows CPU per request: keeping ${pct(GOAL_KEEP, 0)} of the throughput means at most ` +
       `${pct(GOAL_MORE_CPU, 2)} more CPU per request. At this fixed rate that holds for what the agent pays per request; what it pays per ` +
       `unit of time (timers, the exporter) weighs more here than at a saturated CPU.`,
     columns: ['round', 'no agent: CPU µs/req', 'agent at 0.01: CPU µs/req', 'ratio', 'requests (off / on)'],
-    rows: PAIRS.flatMap(({ label }, p) => [
-      ...(rounds[p] ?? []).map((r, i) => roundRow(`${label}, round ${i + 1}`, r)),
-      costRow(`${label}, all rounds (geometric mean, 95% t-interval)`, costs[p] as ReturnType<typeof pairCost>),
-    ]),
+    rows: pairRows(PAIRS, rounds, costs),
     notes: PAIRS.map(({ label }, p) => {
       const cost = costs[p] as ReturnType<typeof pairCost>;
       return (

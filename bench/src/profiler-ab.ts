@@ -1,15 +1,15 @@
 import type { BenchTable } from './report';
 import {
-  costRow,
   describeCost,
   describeLoad,
+  describePinning,
   goalVerdict,
   type LabelledPair,
   measurePairs,
   type Pair,
   type PairCost,
   pairCost,
-  roundRow,
+  pairRows,
   type SideBySideSettings,
 } from './side-by-side';
 import { pct } from './throughput';
@@ -61,7 +61,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
       `bench/src/profiler-ab.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, two processes at once, ` +
       `one with the profiler at its defaults (\`profile: { enabled: true }\`: dutyCycle 0.1, period 60 s; ` +
       `${NODE_MAJOR >= 22 ? 'from Node 22 on: all the time at a tenth of the rate, two fifths of the requests labelled' : 'on Node 20: a 6 s window at a random offset in each minute'}) ` +
-      `and one without, ${pinning ? 'both on CPU 0 with their load generators on CPU 1' : 'unpinned (taskset unavailable)'}, under two loads, ` +
+      `and one without, ${describePinning(pinning)}, under two loads, ` +
       `alternating round by round: ${PAIRS.map(({ label, load }) => `${label}: ${describeLoad(load ?? settings.rate)}`).join('; ')}. ` +
       `${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up for each load, a fresh pair ` +
       `of processes each. CPU µs per request: all threads of the server process, from /proc. Saturated, CPU per request is throughput ` +
@@ -69,10 +69,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
       `process is idle part of the time, and what the profiler spends per unit of time (its timer-driven stack samples) weighs on fewer ` +
       `requests: the cost per request of a service that is not saturated.`,
     columns: ['round', 'no profiler: CPU µs/req', 'profiler at defaults: CPU µs/req', 'ratio', 'requests (off / on)'],
-    rows: PAIRS.flatMap(({ label }, p) => [
-      ...(rounds[p] ?? []).map((r, i) => roundRow(`${label}, round ${i + 1}`, r)),
-      costRow(`${label}, all rounds (geometric mean, 95% t-interval)`, costs[p] as PairCost),
-    ]),
+    rows: pairRows(PAIRS, rounds, costs),
     notes: [
       `**Saturated, CPU per request with the profiler at its defaults changes by ${describeCost(saturated)}: throughput ` +
         `${pct(1 / saturated.ratio - 1)}. Goal: lose at most ${pct(GOAL_LOSS, 0)} of throughput (at most ${pct(GOAL_MORE_CPU, 2)} more ` +

@@ -187,8 +187,25 @@ export function goalVerdict(cost: PairCost, goal: number): string {
   return `not shown: the interval (${signed(cost.low - 1)} to ${signed(cost.high - 1)}) holds values on both sides of it.`;
 }
 
+/** Where the two servers and their load generators ran, for a benchmark's description. */
+export function describePinning(pinning: boolean): string {
+  return pinning ? 'both on CPU 0 with their load generators on CPU 1' : 'unpinned (taskset unavailable)';
+}
+
+/** The table rows of every pair: one per round, then the pair's cost over all its rounds. */
+export function pairRows(
+  pairs: readonly LabelledPair[],
+  rounds: readonly PairRound[][],
+  costs: readonly PairCost[],
+): string[][] {
+  return pairs.flatMap(({ label }, p) => [
+    ...(rounds[p] ?? []).map((r, i) => roundRow(`${label}, round ${i + 1}`, r)),
+    costRow(`${label}, all rounds (geometric mean, 95% t-interval)`, costs[p] as PairCost),
+  ]);
+}
+
 /** The table row of one round. */
-export function roundRow(label: string, r: PairRound): string[] {
+function roundRow(label: string, r: PairRound): string[] {
   return [
     label,
     r.offMicros.toFixed(1),
@@ -199,6 +216,6 @@ export function roundRow(label: string, r: PairRound): string[] {
 }
 
 /** The table row of all rounds of one pair. */
-export function costRow(label: string, cost: PairCost): string[] {
+function costRow(label: string, cost: PairCost): string[] {
   return [label, '—', '—', `×${cost.ratio.toFixed(3)} (×${cost.low.toFixed(3)}–×${cost.high.toFixed(3)})`, '—'];
 }
