@@ -63,6 +63,13 @@ export interface Alert {
    * (docs/MATH.md, "Costs correlated in time"). Not on function alerts.
    */
   varianceFrom?: 'requests' | 'time-blocks';
+  /**
+   * Rollout alerts: each side's effective number of processes (hosts) and, when processes of the same
+   * code were seen to differ, by how much (%, one standard deviation): the interval was widened for it,
+   * since with few processes a side a slower process looks like a dearer commit (docs/detectors.md,
+   * "Processes").
+   */
+  processes?: { baseline: number; candidate: number; spreadPct?: number };
   rootCause: Array<RootCause>;
   /**
    * Set when the regression is gone: the commit that brought the endpoint back to its baseline
@@ -91,9 +98,21 @@ function formatP(p: number): string {
   return p < 1e-4 ? p.toExponential(1) : p.toPrecision(2);
 }
 
+/** "1 vs 1 processes": each side's effective number of processes, rounded. */
+function formatProcesses(p: { baseline: number; candidate: number }): string {
+  const round = (x: number) => (x < 10 ? Math.round(x * 10) / 10 : Math.round(x));
+  return `${round(p.baseline)} vs ${round(p.candidate)} processes`;
+}
+
 /** The sentence an alert is read by: what changed, by how much, how sure, since what, what to open next. */
 export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
-  const blocks = a.varianceFrom === 'time-blocks' ? '; interval widened: costs varied in time' : '';
+  const widened = [
+    a.varianceFrom === 'time-blocks' ? 'costs varied in time' : '',
+    a.processes?.spreadPct !== undefined
+      ? `processes of the same code differ by ~${a.processes.spreadPct.toFixed(1)}% (${formatProcesses(a.processes)})`
+      : '',
+  ].filter(Boolean);
+  const blocks = widened.length > 0 ? `; interval widened: ${widened.join(', ')}` : '';
   const change = `${formatPct(a.changePct)} CPU per request (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}, ${a.n.baseline} vs ${a.n.candidate} samples${blocks})`;
   const unit = a.metric === 'instructions' ? 'instructions' : 'CPU ns';
   const means = `mean ${Math.round(a.costMean.baseline)} → ${Math.round(a.costMean.candidate)} ${unit}`;

@@ -53,6 +53,8 @@ export interface EndpointComparison {
   pValue: number;
   /** Standard error of ln(ratio), for thresholds and minimum detectable change. */
   seLogRatio: number;
+  /** Degrees of freedom of the t distribution behind ci and pValue. */
+  df: number;
   hostClasses: string[];
   /**
    * Where the interval's variance came from: `requests` taken as independent, or `time-blocks` when a
@@ -62,6 +64,12 @@ export interface EndpointComparison {
   varianceFrom: 'requests' | 'time-blocks';
   /** The rank test on the pooled histograms of the compared classes: a second opinion. */
   rank: RankTestResult | undefined;
+  /**
+   * Rollouts: each side's effective number of processes (hosts; 1/Σ(n_h/N)²) and, when processes of
+   * the same code were seen to differ, that spread (%, one standard deviation), for which the interval
+   * was widened (detect/processes.ts).
+   */
+  processes?: { baseline: number; candidate: number; spreadPct?: number };
 }
 
 /** The samples of one stratum: moments and histogram. */
@@ -204,6 +212,7 @@ export function compareGroupMaps(
       ci,
       pValue,
       seLogRatio: se,
+      df: estimate.df,
       hostClasses: usable.map((s) => s.hostClass).sort(),
       varianceFrom: usable.some(
         (s) => relativeVarianceOfMean(s.b.moments).blocked || relativeVarianceOfMean(s.c.moments).blocked,

@@ -26,6 +26,11 @@ export interface DetectorConfig {
   thresholds: Record<string, Record<string, number>>;
   /** Learn each endpoint's threshold from its own window-to-window noise (never below minEffectPct). */
   learnThresholds: boolean;
+  /**
+   * Learn how much processes (hosts) of the same commit differ, and widen rollout comparisons of few
+   * processes a side for it (detect/processes.ts).
+   */
+  learnProcessSpread: boolean;
   /** Function detector: profiles of the endpoint each side needs (they are the replicates of the variance). */
   minProfiles: number;
   /** Function detector: self samples a function needs on one side at least to be tested. */
@@ -50,6 +55,7 @@ export const DEFAULT_DETECTOR_CONFIG: Readonly<DetectorConfig> = Object.freeze({
   flagWindowMs: DAY,
   thresholds: {},
   learnThresholds: true,
+  learnProcessSpread: true,
   minProfiles: 2,
   minFunctionSamples: 20,
   minFunctionEffectPct: 5,
@@ -81,10 +87,9 @@ export function resolveDetectorConfig(partial: Partial<DetectorConfig> = {}): De
         }
       }
       config.thresholds = value as DetectorConfig['thresholds'];
-    } else if (key === 'learnThresholds') {
-      if (typeof value !== 'boolean')
-        throw new DetectorConfigError('detectors.learnThresholds: expected true or false');
-      config.learnThresholds = value;
+    } else if (key === 'learnThresholds' || key === 'learnProcessSpread') {
+      if (typeof value !== 'boolean') throw new DetectorConfigError(`detectors.${key}: expected true or false`);
+      config[key] = value;
     } else {
       if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
         throw new DetectorConfigError(`detectors.${key}: expected a finite number ≥ 0, got ${JSON.stringify(value)}`);

@@ -1,9 +1,10 @@
 import { normalQuantile } from '../stats/distributions';
 import { MINUTE_MS } from '../store/rollup';
-import type { CommitInfo, Store } from '../store/types';
+import type { CommitInfo, Metric, Store } from '../store/types';
 import type { TestedChange } from './candidate';
 import { compareGroups, type EndpointComparison, type GroupSelector, inBlocks } from './compare';
 import type { DetectorConfig } from './config';
+import { hostCounts, learnProcessSpread, type ProcessSpread, withProcessSpread } from './processes';
 import { endOfMinute, type MinuteWindow, minuteWindow } from './window';
 
 /** When a commit started serving: its recorded deploy, else its first sample. */
@@ -118,6 +119,14 @@ export async function detectRollouts(
 ): Promise<TestedChange[]> {
   const commits = (await store.commits(service)).sort((a, b) => rolloutTime(a) - rolloutTime(b));
   const tested: TestedChange[] = [];
+  // Learnt once per run, and only when a look is due (it reads the lookback's raw samples).
+  let learnt: Promise<Map<Metric, ProcessSpread>> | undefined;
+  const compare = (base: GroupSelector, cand: GroupSelector) => {
+    learnt ??= config.learnProcessSpread
+      ? learnProcessSpread(store, service, now, config)
+      : Promise.resolve(new Map<Metric, ProcessSpread>());
+    return compareProcesses(store, service, base, cand, config, learnt);
+  };
   for (let i = 1; i < commits.length; i++) {
     const candidate = commits[i] as CommitInfo;
     const baseline = commits[i - 1] as CommitInfo;
@@ -161,12 +170,16 @@ export async function detectRollouts(
       base = inBlocks({ commit: baseline.commit, ...minuteWindow(start - config.rolloutWindowMs, window.to) });
       cand = inBlocks({ commit: candidate.commit, ...window });
     }
-    const options = { minSamples: config.minSamples, confidence: config.confidence };
-    const comparisons = await compareGroups(store, service, base, cand, options);
+    const comparisons = await compare(base, cand);
     // The looks past a canary's end: the canary checks each endpoint's before/after.
     const checks =
       method === 'before-after' && canary
-        ? await canaryComparisons(store, service, baseline.commit, candidate.commit, canary, options)
+        ? byEndpoint(
+            await compare(
+              inBlocks({ commit: baseline.commit, ...canary }),
+              inBlocks({ commit: candidate.commit, ...canary }),
+            ),
+          )
         : new Map<string, EndpointComparison>();
     for (const comparison of comparisons) {
       const check = checks.get(`${comparison.endpoint}\u0000${comparison.metric}`);
@@ -199,21 +212,32 @@ export async function detectRollouts(
   return tested;
 }
 
-/** The concurrent comparison of a whole canary, by endpoint and metric. */
-async function canaryComparisons(
+/** Comparisons by endpoint and metric. */
+function byEndpoint(comparisons: readonly EndpointComparison[]): Map<string, EndpointComparison> {
+  return new Map(comparisons.map((c) => [`${c.endpoint}\u0000${c.metric}`, c]));
+}
+
+/**
+ * {@link compareGroups} for two commits, each comparison widened for how much processes of the same
+ * code differ (detect/processes.ts): the rollout compares groups of processes, and with few of them a
+ * side, a slower process looks like a dearer commit. Reads each side's samples per host.
+ */
+async function compareProcesses(
   store: Store,
   service: string,
-  baseline: string,
-  candidate: string,
-  canary: MinuteWindow,
-  options: { minSamples: number; confidence: number },
-): Promise<Map<string, EndpointComparison>> {
-  const comparisons = await compareGroups(
-    store,
-    service,
-    inBlocks({ commit: baseline, ...canary }),
-    inBlocks({ commit: candidate, ...canary }),
-    options,
-  );
-  return new Map(comparisons.map((c) => [`${c.endpoint}\u0000${c.metric}`, c]));
+  base: GroupSelector,
+  cand: GroupSelector,
+  config: DetectorConfig,
+  learnt: Promise<Map<Metric, ProcessSpread>>,
+): Promise<EndpointComparison[]> {
+  const options = { minSamples: config.minSamples, confidence: config.confidence };
+  const comparisons = await compareGroups(store, service, base, cand, options);
+  if (comparisons.length === 0) return comparisons;
+  const hostsOf = async (sel: GroupSelector) =>
+    hostCounts(await store.hostMoments({ service, commit: sel.commit, from: sel.from, to: sel.to }));
+  const [spread, baseHosts, candHosts] = await Promise.all([learnt, hostsOf(base), hostsOf(cand)]);
+  return comparisons.map((c) => {
+    const key = `${c.endpoint}\u0000${c.metric}`;
+    return withProcessSpread(c, spread.get(c.metric), baseHosts.get(key), candHosts.get(key), config.confidence);
+  });
 }

@@ -98,6 +98,7 @@ export async function runDetectors(
       costMean: c.costMean,
       hostClasses: c.hostClasses,
       varianceFrom: c.varianceFrom,
+      ...(c.processes ? { processes: c.processes } : {}),
       rootCause: [],
       detectedAt: now,
     };

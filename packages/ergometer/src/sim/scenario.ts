@@ -44,6 +44,12 @@ export interface Phase {
    * phases' draws do not change with it.
    */
   drift?: { sigma: number; periodMs: number; seed: number };
+  /**
+   * The processes of host class A: host name → its cost factor (a process slower or faster than
+   * others of the same code). Each class-A sample runs on one of them, at random. Default: all of
+   * class A on web-1, factor 1 (class B is always web-2).
+   */
+  hosts?: Record<string, number>;
 }
 
 /**
@@ -61,6 +67,7 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
       : Math.exp(shape.sigma * normal());
   let batchNo = 0;
   for (const phase of phases) {
+    const hostsA = Object.entries(phase.hosts ?? { 'web-1': 1 });
     const driftAt = phase.drift ? driftLevels(phase.drift) : undefined;
     const draws = new Map<string, () => number>();
     for (const endpoint of Object.keys(phase.endpoints)) {
@@ -71,8 +78,8 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
       const end = Math.min(phase.to, start + HOUR);
       const hourStart = start - (start % HOUR);
       const shareB = phase.shareBAt ? phase.shareBAt(hourStart) : phase.shareB;
-      // Host class is per batch (per process), so samples are grouped by the class they ran on.
-      const batchesByClass = new Map<string, IngestBatch['samples']>();
+      // Host and class are per batch (per process), so samples are grouped by the host they ran on.
+      const batchesByHost = new Map<string, { hostClass: string; samples: IngestBatch['samples'] }>();
       for (const [endpoint, median] of Object.entries(phase.endpoints)) {
         const draw = draws.get(endpoint) as () => number;
         const perHour = phase.perHour * (phase.traffic ? phase.traffic(endpoint, hourStart) : 1);
@@ -87,7 +94,13 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
             if (on) cost *= phase.flag.factor[endpoint] ?? 1;
           }
           const hostClass = onB ? 'B x4' : 'A x2';
-          const list = batchesByClass.get(hostClass) ?? [];
+          // Drawn only when the phase names its hosts, so other scenarios keep their seeded draws.
+          const [host, factor] = onB
+            ? ['web-2', 1]
+            : ((phase.hosts ? hostsA[Math.floor(random() * hostsA.length)] : hostsA[0]) as [string, number]);
+          cost *= factor;
+          const batch = batchesByHost.get(host) ?? { hostClass, samples: [] };
+          const list = batch.samples;
           const ts = start + Math.floor(random() * (end - start));
           if (driftAt) cost *= driftAt(ts);
           list.push({
@@ -104,14 +117,14 @@ export function scenarioBatches(service: string, phases: Phase[], seed: number):
             weight: 1,
             aborted: false,
           });
-          batchesByClass.set(hostClass, list);
+          batchesByHost.set(host, batch);
         }
       }
-      for (const [hostClass, list] of batchesByClass) {
+      for (const [host, { hostClass, samples: list }] of batchesByHost) {
         batches.push({
           batchId: `${service}-${seed}-${batchNo++}`,
           service,
-          host: hostClass === 'A x2' ? 'web-1' : 'web-2',
+          host,
           region: 'eu-1',
           commit: phase.commit,
           hostClass,

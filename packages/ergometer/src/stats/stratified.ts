@@ -11,6 +11,8 @@ export interface StratifiedEstimate {
   ci: [number, number];
   pValue: number;
   seLogRatio: number;
+  /** Degrees of freedom of the t distribution behind ci and pValue. */
+  df: number;
   /** Strata that could be estimated (both sides ≥ 2 samples, positive means). */
   used: number;
 }
@@ -52,6 +54,7 @@ export function stratifiedRatio(strata: readonly Stratum[], confidence = 0.95): 
       ci: only.e.ci,
       pValue: only.e.pValue,
       seLogRatio: only.e.seLogRatio,
+      df: only.e.df,
       used: 1,
     };
   }
@@ -76,6 +79,7 @@ export function stratifiedRatio(strata: readonly Stratum[], confidence = 0.95): 
     ci: [(Math.exp(logRatio - t * se) - 1) * 100, (Math.exp(logRatio + t * se) - 1) * 100],
     pValue: se > 0 ? studentTwoSidedP(logRatio / se, df) : logRatio === 0 ? 1 : 0,
     seLogRatio: se,
+    df,
     used: estimates.length,
   };
 }

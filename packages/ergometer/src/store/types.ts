@@ -265,6 +265,31 @@ export interface AggregateQuery extends Range {
   histograms?: 'all' | 'cost' | 'none';
 }
 
+/**
+ * Cost moments of one host's samples (one commit, endpoint, metric, host class; one time bucket when
+ * asked): read from the raw samples, for the detectors' allowance for how much processes of the same
+ * code differ (detect/processes.ts). All samples, unweighted, as in {@link AggregateRow}.
+ */
+export interface HostMomentsRow {
+  commit: string;
+  endpoint: string;
+  metric: Metric;
+  hostClass: string;
+  host: string;
+  /** Start of the bucket, ms since the epoch (a multiple of the query's bucketMs; 0 when not bucketed). */
+  bucket: number;
+  n: number;
+  sumCost: number;
+  sumCost2: number;
+}
+
+/** Samples with `ts` in [from, to); bucketMs as in {@link AggregateQuery} (any whole number of ms ≥ 0 here). */
+export interface HostMomentsQuery extends Range {
+  service: string;
+  commit?: string;
+  bucketMs?: number;
+}
+
 export interface CountRow {
   minute: number;
   endpoint: string;
@@ -332,6 +357,8 @@ export interface Store {
   users(q: Range & { service: string }): Promise<UsersRow[]>;
   /** Raw samples, newest first, capped by limit (default 1000): for drill-down, not for statistics. */
   samples(q: Range & { service: string; commit?: string; endpoint?: string; limit?: number }): Promise<StoredSample[]>;
+  /** Per host cost moments from the raw samples (so only within their retention). */
+  hostMoments(q: HostMomentsQuery): Promise<HostMomentsRow[]>;
   /** Number of stored raw samples (all services): for tests, metrics and crash checks. */
   sampleCount(service?: string): Promise<number>;
 

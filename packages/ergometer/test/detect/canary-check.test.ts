@@ -42,6 +42,7 @@ function comparison(changePct: number, seLogRatio: number): EndpointComparison {
     ci: [changePct - 1, changePct + 1],
     pValue: 0.5,
     seLogRatio,
+    df: 1e9,
     hostClasses: ['a'],
     varianceFrom: 'requests',
     rank: undefined,

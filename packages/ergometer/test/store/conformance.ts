@@ -31,6 +31,7 @@ import { binOf, quantile } from '../../src/store/histogram';
 import type {
   AggregateQuery,
   AggregateRow,
+  HostMomentsQuery,
   IngestBatch,
   Metric,
   ProfileQuery,
@@ -655,6 +656,45 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         filtered.map((s) => s.ts),
         expected.slice(0, 5).map((s) => s.ts),
       );
+    });
+
+    it('hostMoments(): per host sums from the raw samples, bucketed and filtered', async () => {
+      const queries: HostMomentsQuery[] = [
+        { service: 'api' },
+        { service: 'api', bucketMs: HOUR_MS },
+        { service: 'web', bucketMs: HOUR_MS },
+        { service: 'api', commit: 'c2', bucketMs: 30 * MINUTE_MS, from: T0_MS + HOUR_MS, to: T0_MS + 2 * HOUR_MS + 1 },
+      ];
+      for (const q of queries) {
+        const expected = new Map<string, { n: number; sum: number; sum2: number }>();
+        for (const s of data.samples) {
+          if (s.service !== q.service || (q.commit !== undefined && s.commit !== q.commit) || !inRange(s.ts, q))
+            continue;
+          const bucket = q.bucketMs ? Math.floor(s.ts / q.bucketMs) * q.bucketMs : 0;
+          const key = [s.commit, s.endpoint, s.metric, s.hostClass, s.host, bucket].join('|');
+          const e = expected.get(key) ?? { n: 0, sum: 0, sum2: 0 };
+          e.n += 1;
+          e.sum += s.cost;
+          e.sum2 += s.cost * s.cost;
+          expected.set(key, e);
+        }
+        const rows = await store().hostMoments(q);
+        const what = JSON.stringify(q);
+        assert.ok(expected.size > 1, `the dataset has several hosts for ${what}`);
+        assert.deepEqual(
+          rows.map((r) => [r.commit, r.endpoint, r.metric, r.hostClass, r.host, r.bucket].join('|')).sort(),
+          [...expected.keys()].sort(),
+          what,
+        );
+        for (const r of rows) {
+          const e = expected.get([r.commit, r.endpoint, r.metric, r.hostClass, r.host, r.bucket].join('|'));
+          assert.ok(e);
+          assert.equal(r.n, e.n, what);
+          assertClose(r.sumCost, e.sum, `${what} sumCost`);
+          assertClose(r.sumCost2, e.sum2, `${what} sumCost2`);
+        }
+      }
+      assert.deepEqual(await store().hostMoments({ service: 'no-such-service' }), []);
     });
 
     it('deploys round-trip, per service and range', async () => {

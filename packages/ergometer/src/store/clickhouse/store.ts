@@ -22,6 +22,7 @@ import { type ClickHouseClient, ClickHouseLogLevel, type ClickHouseSettings, cre
 import { StoreError } from '../errors';
 import { quantile } from '../histogram';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
+import { hostBucketMs } from '../rollup';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -29,6 +30,8 @@ import type {
   CountRow,
   Deploy,
   EndpointStats,
+  HostMomentsQuery,
+  HostMomentsRow,
   IngestBatch,
   IngestResult,
   Metric,
@@ -728,6 +731,33 @@ class ClickHouseStore implements Store {
           ${where([...conditions, this.committed(service)])} GROUP BY batch_id, idx)`,
     );
     return num(row?.n ?? 0);
+  }
+
+  async hostMoments(q: HostMomentsQuery): Promise<HostMomentsRow[]> {
+    const bucketMs = hostBucketMs(q);
+    const conditions = [sql`service = ${str(q.service)}`, ...rangeOn(col('ts'), q), this.committed(q.service)];
+    if (q.commit !== undefined) conditions.push(sql`commit = ${str(q.commit)}`);
+    const bucket = bucketMs > 0 ? sql`intDiv(ts, ${int(bucketMs)}) * ${int(bucketMs)}` : sql`0`;
+    // LIMIT 1 BY (batch_id, idx): each sample once, whatever was written twice.
+    const rows = await this.rows(
+      sql`SELECT commit, endpoint, metric, host_class, host, ${bucket} AS bucket,
+            count() AS n, sum(cost) AS sum_cost, sum(cost * cost) AS sum_cost2
+          FROM (SELECT batch_id, idx, commit, endpoint, metric, host_class, host, ts, cost FROM ${this.t('samples')}
+                ${where(conditions)} LIMIT 1 BY batch_id, idx)
+          GROUP BY commit, endpoint, metric, host_class, host, bucket
+          ORDER BY bucket, commit, endpoint, metric, host_class, host`,
+    );
+    return rows.map((r) => ({
+      commit: text(r.commit),
+      endpoint: text(r.endpoint),
+      metric: text(r.metric) as Metric,
+      hostClass: text(r.host_class),
+      host: text(r.host),
+      bucket: num(r.bucket),
+      n: num(r.n),
+      sumCost: num(r.sum_cost),
+      sumCost2: num(r.sum_cost2),
+    }));
   }
 
   async sampleCount(service?: string): Promise<number> {

@@ -46,7 +46,7 @@ import {
 import { StoreError } from '../errors';
 import { mergeHistogram, quantile } from '../histogram';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
-import { type PartialAggregate, rollUpInto } from '../rollup';
+import { hostBucketMs, type PartialAggregate, rollUpInto } from '../rollup';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -54,6 +54,8 @@ import type {
   CountRow,
   Deploy,
   EndpointStats,
+  HostMomentsQuery,
+  HostMomentsRow,
   IngestBatch,
   IngestResult,
   Metric,
@@ -1211,6 +1213,34 @@ export class DuckDbStore implements Store {
       hostClass: String(r.host_class),
       metric: String(r.metric) as Metric,
       ...sampleFromRow(r),
+    }));
+  }
+
+  async hostMoments(q: HostMomentsQuery): Promise<HostMomentsRow[]> {
+    const params: Params = { service: q.service, bucket: hostBucketMs(q) };
+    const types: ParamTypes = { service: VARCHAR, bucket: BIGINT };
+    let where = 'b.service = $service';
+    where += equalsSql('b.commit_id', 'commit', q.commit, params, types);
+    where += rangeSql('s.ts', q, params, types);
+    const rows = await this.query(
+      `SELECT b.commit_id, s.endpoint, b.metric, b.host_class, b.host,
+         (CASE WHEN $bucket > 0 THEN s.ts // $bucket * $bucket ELSE 0 END)::DOUBLE AS bucket,
+         count(*)::DOUBLE AS n, sum(s.cost) AS sum_cost, sum(s.cost * s.cost) AS sum_cost2
+       FROM samples s JOIN batches b USING (batch_seq) WHERE ${where}
+       GROUP BY ALL ORDER BY bucket, b.commit_id, s.endpoint, b.metric, b.host_class, b.host`,
+      params,
+      types,
+    );
+    return rows.map((r) => ({
+      commit: String(r.commit_id),
+      endpoint: String(r.endpoint),
+      metric: String(r.metric) as Metric,
+      hostClass: String(r.host_class),
+      host: String(r.host),
+      bucket: Number(r.bucket),
+      n: Number(r.n),
+      sumCost: Number(r.sum_cost),
+      sumCost2: Number(r.sum_cost2),
     }));
   }
 

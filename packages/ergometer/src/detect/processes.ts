@@ -1,0 +1,151 @@
+import { chiSquareQuantile, studentQuantile, studentTwoSidedP } from '../stats/distributions';
+import type { HostMomentsRow, Metric, Store } from '../store/types';
+import type { EndpointComparison } from './compare';
+import type { DetectorConfig } from './config';
+
+const HOUR = 3_600_000;
+
+/** A host's samples in one hour of one commit and endpoint count towards the spread from this many on. */
+export const MIN_HOST_HOUR_SAMPLES = 100;
+
+/**
+ * How much processes (hosts) running the same code differ in mean cost, beyond sampling error: the
+ * variance τ² of ln(a host's mean) around the mean of all the hosts of its commit. On one machine two
+ * processes of the same build differed by up to ~10% in V8's inline-cache runtime alone (docs/agent.md,
+ * "Overhead"); a host has its own neighbours, CPU, heap and JIT history. A comparison of two commits
+ * whose samples come from one process each cannot tell such a difference from a change in the code.
+ */
+export interface ProcessSpread {
+  /** τ², variance of ln(host mean) between hosts of the same commit (0: none beyond sampling error). */
+  tau2: number;
+  /** Degrees of freedom it was learnt from: Σ (hosts − 1) over the cells compared. */
+  df: number;
+}
+
+/**
+ * Learns each metric's {@link ProcessSpread} for a service from the hosts that ran the same commit at
+ * the same time: cells of one commit, endpoint, metric, host class and hour, each host in a cell with at
+ * least {@link MIN_HOST_HOUR_SAMPLES} samples (raw samples of the lookback, store.hostMoments). In a cell,
+ * y_h = ln(host mean) with delta-method variance v_h and w_h = 1/v_h; Cochran's
+ *
+ *   Q = Σ w_h (y_h − ȳ_w)²,  χ²_{H−1} when hosts differ only by sampling error,
+ *
+ * summed over the cells (one τ² for the service's endpoints: a process that is slower is mostly slower
+ * at everything). Only when ΣQ exceeds its χ² 99th percentile is there a spread to learn, then
+ * DerSimonian–Laird: τ² = (ΣQ − Σdf) / Σ(Σw − Σw²/Σw). The same hour of the same commit on every host:
+ * the hour's traffic and the code are the same, so what is left is the process. Hours of one pair of
+ * processes repeat the same difference, so τ² from one pair is an estimate with one degree of freedom
+ * whatever its hours; a fleet with many hosts per commit learns it well.
+ */
+export async function learnProcessSpread(
+  store: Store,
+  service: string,
+  now: number,
+  config: DetectorConfig,
+): Promise<Map<Metric, ProcessSpread>> {
+  const rows = await store.hostMoments({ service, from: now - config.lookbackMs, to: now, bucketMs: HOUR });
+  return processSpreadFromRows(rows);
+}
+
+/** {@link learnProcessSpread} on rows already read. */
+export function processSpreadFromRows(rows: readonly HostMomentsRow[]): Map<Metric, ProcessSpread> {
+  const cells = new Map<string, HostMomentsRow[]>();
+  for (const row of rows) {
+    if (row.n < MIN_HOST_HOUR_SAMPLES) continue;
+    const key = [row.commit, row.endpoint, row.metric, row.hostClass, row.bucket].join('\u0000');
+    const list = cells.get(key) ?? [];
+    list.push(row);
+    cells.set(key, list);
+  }
+  const pooled = new Map<Metric, { q: number; df: number; c: number }>();
+  for (const hosts of cells.values()) {
+    if (hosts.length < 2) continue;
+    const points: Array<{ y: number; w: number }> = [];
+    for (const h of hosts) {
+      const mean = h.sumCost / h.n;
+      const variance = (h.sumCost2 - h.n * mean * mean) / (h.n - 1);
+      const relVar = variance / (h.n * mean * mean);
+      if (mean > 0 && relVar > 0) points.push({ y: Math.log(mean), w: 1 / relVar });
+    }
+    if (points.length < 2) continue;
+    const sumW = points.reduce((t, p) => t + p.w, 0);
+    const sumW2 = points.reduce((t, p) => t + p.w * p.w, 0);
+    const yBar = points.reduce((t, p) => t + p.w * p.y, 0) / sumW;
+    const q = points.reduce((t, p) => t + p.w * (p.y - yBar) ** 2, 0);
+    const metric = (hosts[0] as HostMomentsRow).metric;
+    const acc = pooled.get(metric) ?? { q: 0, df: 0, c: 0 };
+    acc.q += q;
+    acc.df += points.length - 1;
+    acc.c += sumW - sumW2 / sumW;
+    pooled.set(metric, acc);
+  }
+  const out = new Map<Metric, ProcessSpread>();
+  for (const [metric, { q, df, c }] of pooled) {
+    const excess = q > chiSquareQuantile(0.99, df) ? (q - df) / c : 0;
+    out.set(metric, { tau2: Math.max(0, excess), df });
+  }
+  return out;
+}
+
+/** Samples per host of one side of a comparison, by endpoint and metric. */
+export type HostCounts = Map<string, Map<string, number>>;
+
+/** {@link HostCounts} from host-moment rows (summed over host classes and buckets). */
+export function hostCounts(rows: readonly HostMomentsRow[]): HostCounts {
+  const out: HostCounts = new Map();
+  for (const row of rows) {
+    const key = `${row.endpoint}\u0000${row.metric}`;
+    const hosts = out.get(key) ?? new Map<string, number>();
+    hosts.set(row.host, (hosts.get(row.host) ?? 0) + row.n);
+    out.set(key, hosts);
+  }
+  return out;
+}
+
+/**
+ * Σ (n_h / N)² over a side's hosts: the share of τ² its mean carries (1 for one host, 1/H for H equal
+ * ones); 1/that is the side's effective number of processes.
+ */
+export function concentration(hosts: ReadonlyMap<string, number> | undefined): number {
+  if (!hosts || hosts.size === 0) return 1;
+  let total = 0;
+  for (const n of hosts.values()) total += n;
+  let sum = 0;
+  for (const n of hosts.values()) sum += (n / total) ** 2;
+  return sum;
+}
+
+/**
+ * A comparison of two groups of processes, its variance widened for the process effect: each side's
+ * mean carries τ² Σ(n_h/N)² besides its sampling variance, so
+ *
+ *   se² = se²_samples + τ² (Σ_b (n_h/N_b)² + Σ_c (n_h/N_c)²).
+ *
+ * With a hundred hosts a side that adds little; with one process a side it adds 2τ², and a difference
+ * between two processes is no longer read as the difference between two commits. The interval and
+ * p-value keep the comparison's t degrees of freedom. Unchanged when τ² is 0.
+ */
+export function withProcessSpread(
+  comparison: EndpointComparison,
+  spread: ProcessSpread | undefined,
+  baselineHosts: ReadonlyMap<string, number> | undefined,
+  candidateHosts: ReadonlyMap<string, number> | undefined,
+  confidence: number,
+): EndpointComparison {
+  const processes = {
+    baseline: 1 / concentration(baselineHosts),
+    candidate: 1 / concentration(candidateHosts),
+  };
+  if (!spread || !(spread.tau2 > 0)) return { ...comparison, processes };
+  const added = spread.tau2 * (concentration(baselineHosts) + concentration(candidateHosts));
+  const se = Math.sqrt(comparison.seLogRatio ** 2 + added);
+  const logRatio = Math.log1p(comparison.changePct / 100);
+  const half = studentQuantile(1 - (1 - confidence) / 2, comparison.df) * se;
+  return {
+    ...comparison,
+    ci: [(Math.exp(logRatio - half) - 1) * 100, (Math.exp(logRatio + half) - 1) * 100],
+    pValue: se > 0 ? studentTwoSidedP(logRatio / se, comparison.df) : comparison.pValue,
+    seLogRatio: se,
+    processes: { ...processes, spreadPct: (Math.exp(Math.sqrt(spread.tau2)) - 1) * 100 },
+  };
+}
