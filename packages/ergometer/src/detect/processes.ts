@@ -1,6 +1,6 @@
 import { chiSquareQuantile, studentQuantile, studentTwoSidedP } from '../stats/distributions';
 import type { HostMomentsRow, Metric, Store } from '../store/types';
-import type { EndpointComparison } from './compare';
+import { compareGroups, type EndpointComparison, type GroupSelector } from './compare';
 import type { DetectorConfig } from './config';
 
 const HOUR = 3_600_000;
@@ -25,7 +25,7 @@ export interface ProcessSpread {
 /**
  * Learns each metric's {@link ProcessSpread} for a service from the hosts that ran the same commit at
  * the same time: cells of one commit, endpoint, metric, host class and hour, each host in a cell with at
- * least {@link MIN_HOST_HOUR_SAMPLES} samples (raw samples of the lookback, store.hostMoments). In a cell,
+ * least {@link MIN_HOST_HOUR_SAMPLES} samples (raw samples of the lookback's whole hours, store.hostMoments). In a cell,
  * y_h = ln(host mean) with delta-method variance v_h and w_h = 1/v_h; Cochran's
  *
  *   Q = Σ w_h (y_h − ȳ_w)²,  χ²_{H−1} when hosts differ only by sampling error,
@@ -43,8 +43,38 @@ export async function learnProcessSpread(
   now: number,
   config: DetectorConfig,
 ): Promise<Map<Metric, ProcessSpread>> {
-  const rows = await store.hostMoments({ service, from: now - config.lookbackMs, to: now, bucketMs: HOUR });
-  return processSpreadFromRows(rows);
+  // Whole hours that have passed: the same answer all hour long, so it is read once an hour (cached).
+  const to = Math.floor(now / HOUR) * HOUR;
+  const from = to - config.lookbackMs;
+  return cached(store, ['spread', service, from, to], async () =>
+    processSpreadFromRows(await store.hostMoments({ service, from, to, bucketMs: HOUR })),
+  );
+}
+
+/**
+ * Raw-sample reads the detectors repeat: the spread (the same for an hour) and the hosts of a rollout
+ * look's windows (the same from one look to the next: rollout.ts). `serve` runs the detectors every
+ * minute; the aggregates they read are cheap, a scan of raw samples is not, so each is read once per
+ * store (kept for a few thousand keys, then started afresh).
+ */
+const CACHE_KEYS = 4096;
+const caches = new WeakMap<Store, Map<string, Promise<unknown>>>();
+
+function cached<T>(store: Store, key: Array<string | number | undefined>, read: () => Promise<T>): Promise<T> {
+  let cache = caches.get(store);
+  if (!cache) {
+    cache = new Map();
+    caches.set(store, cache);
+  }
+  const k = JSON.stringify(key);
+  const hit = cache.get(k) as Promise<T> | undefined;
+  if (hit) return hit;
+  if (cache.size >= CACHE_KEYS) cache.clear();
+  const value = read();
+  cache.set(k, value);
+  // A failed read is not remembered: the next run asks again.
+  value.catch(() => cache.delete(k));
+  return value;
 }
 
 /** {@link learnProcessSpread} on rows already read. */
@@ -148,4 +178,48 @@ export function withProcessSpread(
     seLogRatio: se,
     processes: { ...processes, spreadPct: (Math.exp(Math.sqrt(spread.tau2)) - 1) * 100 },
   };
+}
+
+/**
+ * The comparisons of two groups of processes of one detector run — the rollout test, its canary's
+ * check, the check that a later commit resolved a rollout alert, the fold of one into a flag alert —
+ * each widened for how much processes of the same code differ ({@link withProcessSpread}). The
+ * spread is learnt once per service and run, and only when first needed (it reads the raw samples).
+ */
+export class ProcessSpreads {
+  private readonly learnt = new Map<string, Promise<Map<Metric, ProcessSpread>>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly now: number,
+    private readonly config: DetectorConfig,
+  ) {}
+
+  /** The service's learnt spread by metric (empty when config.learnProcessSpread is off). */
+  of(service: string): Promise<Map<Metric, ProcessSpread>> {
+    let learnt = this.learnt.get(service);
+    if (!learnt) {
+      learnt = this.config.learnProcessSpread
+        ? learnProcessSpread(this.store, service, this.now, this.config)
+        : Promise.resolve(new Map());
+      this.learnt.set(service, learnt);
+    }
+    return learnt;
+  }
+
+  /** compareGroups with the config's minSamples and confidence, each comparison widened; reads each side's samples per host. */
+  async compare(service: string, base: GroupSelector, cand: GroupSelector): Promise<EndpointComparison[]> {
+    const { minSamples, confidence } = this.config;
+    const comparisons = await compareGroups(this.store, service, base, cand, { minSamples, confidence });
+    if (comparisons.length === 0) return comparisons;
+    const hostsOf = (sel: GroupSelector) =>
+      cached(this.store, ['hosts', service, sel.commit, sel.from, sel.to], async () =>
+        hostCounts(await this.store.hostMoments({ service, commit: sel.commit, from: sel.from, to: sel.to })),
+      );
+    const [spread, baseHosts, candHosts] = await Promise.all([this.of(service), hostsOf(base), hostsOf(cand)]);
+    return comparisons.map((c) => {
+      const key = `${c.endpoint}\u0000${c.metric}`;
+      return withProcessSpread(c, spread.get(c.metric), baseHosts.get(key), candHosts.get(key), confidence);
+    });
+  }
 }

@@ -1,10 +1,10 @@
 import { normalQuantile } from '../stats/distributions';
 import { MINUTE_MS } from '../store/rollup';
-import type { CommitInfo, Metric, Store } from '../store/types';
+import type { CommitInfo, Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { compareGroups, type EndpointComparison, type GroupSelector, inBlocks } from './compare';
+import { type EndpointComparison, type GroupSelector, inBlocks } from './compare';
 import type { DetectorConfig } from './config';
-import { hostCounts, learnProcessSpread, type ProcessSpread, withProcessSpread } from './processes';
+import { ProcessSpreads } from './processes';
 import { endOfMinute, type MinuteWindow, minuteWindow } from './window';
 
 /** When a commit started serving: its recorded deploy, else its first sample. */
@@ -116,17 +116,11 @@ export async function detectRollouts(
   service: string,
   now: number,
   config: DetectorConfig,
+  processes = new ProcessSpreads(store, now, config),
 ): Promise<TestedChange[]> {
   const commits = (await store.commits(service)).sort((a, b) => rolloutTime(a) - rolloutTime(b));
   const tested: TestedChange[] = [];
-  // Learnt once per run, and only when a look is due (it reads the lookback's raw samples).
-  let learnt: Promise<Map<Metric, ProcessSpread>> | undefined;
-  const compare = (base: GroupSelector, cand: GroupSelector) => {
-    learnt ??= config.learnProcessSpread
-      ? learnProcessSpread(store, service, now, config)
-      : Promise.resolve(new Map<Metric, ProcessSpread>());
-    return compareProcesses(store, service, base, cand, config, learnt);
-  };
+  const compare = (base: GroupSelector, cand: GroupSelector) => processes.compare(service, base, cand);
   for (let i = 1; i < commits.length; i++) {
     const candidate = commits[i] as CommitInfo;
     const baseline = commits[i - 1] as CommitInfo;
@@ -215,29 +209,4 @@ export async function detectRollouts(
 /** Comparisons by endpoint and metric. */
 function byEndpoint(comparisons: readonly EndpointComparison[]): Map<string, EndpointComparison> {
   return new Map(comparisons.map((c) => [`${c.endpoint}\u0000${c.metric}`, c]));
-}
-
-/**
- * {@link compareGroups} for two commits, each comparison widened for how much processes of the same
- * code differ (detect/processes.ts): the rollout compares groups of processes, and with few of them a
- * side, a slower process looks like a dearer commit. Reads each side's samples per host.
- */
-async function compareProcesses(
-  store: Store,
-  service: string,
-  base: GroupSelector,
-  cand: GroupSelector,
-  config: DetectorConfig,
-  learnt: Promise<Map<Metric, ProcessSpread>>,
-): Promise<EndpointComparison[]> {
-  const options = { minSamples: config.minSamples, confidence: config.confidence };
-  const comparisons = await compareGroups(store, service, base, cand, options);
-  if (comparisons.length === 0) return comparisons;
-  const hostsOf = async (sel: GroupSelector) =>
-    hostCounts(await store.hostMoments({ service, commit: sel.commit, from: sel.from, to: sel.to }));
-  const [spread, baseHosts, candHosts] = await Promise.all([learnt, hostsOf(base), hostsOf(cand)]);
-  return comparisons.map((c) => {
-    const key = `${c.endpoint}\u0000${c.metric}`;
-    return withProcessSpread(c, spread.get(c.metric), baseHosts.get(key), candHosts.get(key), config.confidence);
-  });
 }

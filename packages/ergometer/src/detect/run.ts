@@ -5,10 +5,11 @@ import { minuteOf } from '../store/rollup';
 import type { ProfileEndpointRow, Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
-import { compareGroups, inBlocks } from './compare';
+import { inBlocks } from './compare';
 import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from './config';
 import { detectFlags } from './flag';
 import { type FunctionTest, isFunctionRegression, testFunctions } from './function';
+import { ProcessSpreads } from './processes';
 import { detectRollouts, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 import { detectTrends } from './trend';
@@ -39,6 +40,7 @@ export async function runDetectors(
   options: { now?: number; service?: string } = {},
 ): Promise<DetectionRun> {
   const now = options.now ?? Date.now();
+  const processes = new ProcessSpreads(store, now, config);
   const services = options.service !== undefined ? [options.service] : (await store.services()).map((s) => s.service);
   const tested: TestedChange[] = [];
   const thresholds = new Map<string, ReturnType<typeof thresholdFor>>();
@@ -53,7 +55,7 @@ export async function runDetectors(
       }
       return t;
     };
-    tested.push(...(await detectRollouts(store, service, now, config)));
+    tested.push(...(await detectRollouts(store, service, now, config, processes)));
     tested.push(...(await detectFlags(store, service, now, config)));
     tested.push(...(await detectTrends(store, service, now, config, (e) => threshold(e).pct)));
     for (const t of tested) threshold(t.comparison.endpoint);
@@ -154,8 +156,8 @@ export async function runDetectors(
         (a.candidate.from ?? 0) >= (trend.baseline.to ?? 0),
     );
   let kept = alerts.filter((a) => a.kind !== 'trend' || !explained(a));
-  kept = await foldRolloutsExplainedByFlags(store, kept, config);
-  await markResolved(store, kept, tested, config, now);
+  kept = await foldRolloutsExplainedByFlags(kept, config, processes);
+  await markResolved(store, kept, tested, config, now, processes);
   kept.sort((a, b) => b.changePct - a.changePct);
   return { alerts: kept, tested: tested.length, services };
 }
@@ -260,6 +262,7 @@ async function markResolved(
   tested: TestedChange[],
   config: DetectorConfig,
   now: number,
+  processes: ProcessSpreads,
 ): Promise<void> {
   const commitsByService = new Map<string, Awaited<ReturnType<Store['commits']>>>();
   for (const alert of alerts) {
@@ -278,12 +281,10 @@ async function markResolved(
       const { from, to } = minuteWindow(Math.max(rolloutTime(newest), end - config.rolloutWindowMs), end);
       if (to > now) continue;
       const [now_] = (
-        await compareGroups(
-          store,
+        await processes.compare(
           alert.service,
           inBlocks({ commit: alert.baseline.commit, from: alert.baseline.from, to: alert.baseline.to }),
           inBlocks({ commit: newest.commit, from, to }),
-          { minSamples: config.minSamples, confidence: config.confidence },
         )
       ).filter((c) => c.endpoint === alert.endpoint && c.metric === alert.metric);
       if (now_ && (now_.changePct < alert.threshold || now_.pValue >= config.alpha)) alert.resolvedBy = newest.commit;
@@ -316,7 +317,11 @@ async function markResolved(
  * so when the endpoint, restricted to the flag's control variant, shows no regression at the
  * rollout, the rollout alert is folded into the flag alert.
  */
-async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], config: DetectorConfig): Promise<Alert[]> {
+async function foldRolloutsExplainedByFlags(
+  alerts: Alert[],
+  config: DetectorConfig,
+  processes: ProcessSpreads,
+): Promise<Alert[]> {
   const folded = new Set<Alert>();
   for (const rollout of alerts) {
     if (rollout.kind !== 'rollout') continue;
@@ -335,8 +340,7 @@ async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], confi
       // of the baseline's requests when the flag is new with the candidate.
       const controlChange = async (baselineFlag: { key: string; variant: string } | undefined) =>
         (
-          await compareGroups(
-            store,
+          await processes.compare(
             rollout.service,
             inBlocks({
               commit: rollout.baseline.commit,
@@ -350,7 +354,6 @@ async function foldRolloutsExplainedByFlags(store: Store, alerts: Alert[], confi
               to: rollout.candidate.to,
               flag: { key: flag.key, variant: flag.control },
             }),
-            { minSamples: config.minSamples, confidence: config.confidence },
           )
         ).filter((c) => c.endpoint === rollout.endpoint && c.metric === rollout.metric)[0];
       const control =
