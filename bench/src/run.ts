@@ -16,6 +16,7 @@ import { benchDashboard } from './dashboard';
 import { benchFalseAlerts } from './detection/false-alerts';
 import { benchFlagLooks } from './detection/flag-looks';
 import { benchDetectionPower, benchTimeToAlert } from './detection/power';
+import { benchProcessCanaries } from './detection/process-canaries';
 import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
@@ -37,6 +38,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['simulated flags and trends', benchSimulatedFlagsTrends],
   ['false alerts', benchFalseAlerts],
   ['flag looks', benchFlagLooks],
+  ['process canaries', benchProcessCanaries],
   ['exporter', benchExporter],
   ['ingest', benchIngest],
   ['ingest floor', benchIngestFloor],

@@ -7,6 +7,7 @@ export type {
   DetectorConfig,
   EndpointComparison,
   GroupSelector,
+  ProcessSpread,
   RolloutLook,
   RootCause,
 } from './detect/index';
@@ -17,9 +18,11 @@ export {
   detectRollouts,
   flagLookAlphaShare,
   loadDetectorConfig,
+  processSpreadFromRows,
   resolveDetectorConfig,
   rolloutLook,
   runDetectors,
+  withProcessSpread,
 } from './detect/index';
 export { ErgometerError } from './errors';
 export { jsonDepthExceeds } from './ingest/json-depth';
@@ -53,6 +56,7 @@ export {
   seededRandom,
   stratifiedRatio,
   studentQuantile,
+  studentTwoSidedP,
 } from './stats/index';
 export type { ClickHouseStoreOptions } from './store/clickhouse/index';
 export { openClickHouseStore } from './store/clickhouse/index';
@@ -78,6 +82,8 @@ export type {
   Deploy,
   EndpointStats,
   FunctionId,
+  HostMomentsQuery,
+  HostMomentsRow,
   IngestBatch,
   IngestResult,
   Metric,

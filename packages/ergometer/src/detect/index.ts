@@ -9,6 +9,8 @@ export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resol
 export type { EfficiencyDay } from './efficiency';
 export { efficiencyByDay } from './efficiency';
 export { detectFlags, flagLookAlphaShare } from './flag';
+export type { ProcessSpread } from './processes';
+export { processSpreadFromRows, withProcessSpread } from './processes';
 export type { RolloutLook } from './rollout';
 export { detectRollouts, INTERIM_ALPHA_SHARE, INTERIM_LOOKS, rolloutLook, rolloutTime } from './rollout';
 export type { DetectionRun } from './run';

@@ -62,7 +62,7 @@ function comparison(changePct: number, seLogRatio: number): EndpointComparison {
 }
 
 describe('how much processes of the same code differ, learnt from the fleet', () => {
-  it('hosts that differ only by sampling error: nothing learnt (τ² = 0)', () => {
+  it('hosts that differ only by sampling error: next to nothing learnt', () => {
     const random = seededRandom(5);
     const rows: HostMomentsRow[] = [];
     for (let hour = 0; hour < 24; hour++) {
@@ -71,7 +71,8 @@ describe('how much processes of the same code differ, learnt from the fleet', ()
     const spread = processSpreadFromRows(rows).get('cpu_ns');
     assert.ok(spread);
     assert.equal(spread.df, 24 * 3);
-    assert.equal(spread.tau2, 0);
+    // Sampling error alone: each host-hour's mean is ±1.9%, the moment estimator's own noise ~1%.
+    assert.ok(Math.sqrt(spread.tau2) < 0.012, `τ = ${Math.sqrt(spread.tau2)}`);
   });
 
   it('hosts with their own cost levels: τ near the spread of those levels', () => {
