@@ -3,9 +3,9 @@
  * same store `serve` writes (stop `serve` first when it is a DuckDB file: DuckDB has one writer).
  */
 import path from 'node:path';
-import type { Alert } from '../detect/alert';
-import { compareGroups } from '../detect/compare';
+import { type Alert, describeProcesses } from '../detect/alert';
 import { type DetectorConfig, loadDetectorConfig, resolveDetectorConfig } from '../detect/config';
+import { ProcessSpreads } from '../detect/processes';
 import { runDetectors } from '../detect/run';
 import { benjaminiHochberg } from '../stats/multiple';
 import type { Store } from '../store/types';
@@ -32,7 +32,11 @@ intervals and p-values corrected for the number of endpoints (Benjamini–Hochbe
 
   --db FILE | --clickhouse URL   the store (default ./ergometer.duckdb)
   --endpoint E                   only this endpoint
+  --config F                     JSON config file (its "detectors" section: learnProcessSpread, confidence)
   --json                         print JSON
+
+The two commits are two groups of processes: the intervals are widened by how much processes of the
+same code differ, as the rollout detector's are (docs/detectors.md, "What is compared").
 `;
 
 export function storeTarget(values: Record<string, string | boolean | undefined>): StoreTarget {
@@ -40,6 +44,12 @@ export function storeTarget(values: Record<string, string | boolean | undefined>
   const db = stringOption(values, 'db');
   if (clickhouse !== undefined && db !== undefined) throw usageError('give either --db or --clickhouse, not both');
   return clickhouse !== undefined ? { clickhouse } : { db: path.resolve(db ?? 'ergometer.duckdb') };
+}
+
+/** The detectors' config from `--config F`, else the defaults. */
+function configOption(values: Record<string, string | boolean | undefined>): DetectorConfig {
+  const configFile = stringOption(values, 'config');
+  return configFile ? loadDetectorConfig(configFile) : resolveDetectorConfig();
 }
 
 export async function withStore<T>(target: StoreTarget, use: (store: Store) => Promise<T>): Promise<T> {
@@ -71,8 +81,7 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
     out(DETECT_USAGE);
     return 0;
   }
-  const configFile = stringOption(values, 'config');
-  const config: DetectorConfig = configFile ? loadDetectorConfig(configFile) : resolveDetectorConfig();
+  const config = configOption(values);
   const now = integerOption(values, 'now', 0, Number.MAX_SAFE_INTEGER) ?? Date.now();
   const service = stringOption(values, 'service');
   const run = await withStore(storeTarget(values), (store) =>
@@ -105,6 +114,7 @@ export async function compareCommand(argv: string[], out: (text: string) => void
     base: { type: 'string' },
     head: { type: 'string' },
     endpoint: { type: 'string' },
+    config: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -117,8 +127,9 @@ export async function compareCommand(argv: string[], out: (text: string) => void
   const head = stringOption(values, 'head');
   if (!service || !base || !head) throw usageError('--service, --base and --head are required');
   const endpoint = stringOption(values, 'endpoint');
+  const config = configOption(values);
   const comparisons = await withStore(storeTarget(values), (store) =>
-    compareGroups(store, service, { commit: base }, { commit: head }, { minSamples: 2 }),
+    new ProcessSpreads(store, Date.now(), config).compare(service, { commit: base }, { commit: head }, 2),
   );
   const rows = comparisons.filter((c) => endpoint === undefined || c.endpoint === endpoint);
   const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
@@ -153,5 +164,13 @@ export async function compareCommand(argv: string[], out: (text: string) => void
   out(
     `cost in ${rows[0]?.metric === 'instructions' ? 'instructions' : 'CPU ns'} per request; costs compared within each host class.\n`,
   );
+  const spread = rows.find((c) => c.processes?.spreadPct !== undefined)?.processes?.spreadPct;
+  if (spread !== undefined) {
+    out(
+      `intervals widened: processes of the same code differ by ~${spread.toFixed(1)}% (processes a side: ${rows
+        .map((c) => `${c.endpoint} ${describeProcesses(c.processes)}`)
+        .join(', ')}).\n`,
+    );
+  }
   return 0;
 }

@@ -99,7 +99,8 @@ function formatP(p: number): string {
 }
 
 /** "1 vs 1 processes": each side's effective number of processes, rounded. */
-function formatProcesses(p: { baseline: number; candidate: number }): string {
+export function describeProcesses(p: { baseline: number; candidate: number } | undefined): string {
+  if (!p) return '';
   const round = (x: number) => (x < 10 ? Math.round(x * 10) / 10 : Math.round(x));
   return `${round(p.baseline)} vs ${round(p.candidate)} processes`;
 }
@@ -109,7 +110,7 @@ export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
   const widened = [
     a.varianceFrom === 'time-blocks' ? 'costs varied in time' : '',
     a.processes?.spreadPct !== undefined
-      ? `processes of the same code differ by ~${a.processes.spreadPct.toFixed(1)}% (${formatProcesses(a.processes)})`
+      ? `processes of the same code differ by ~${a.processes.spreadPct.toFixed(1)}% (${describeProcesses(a.processes)})`
       : '',
   ].filter(Boolean);
   const blocks = widened.length > 0 ? `; interval widened: ${widened.join(', ')}` : '';

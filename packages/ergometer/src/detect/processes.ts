@@ -210,9 +210,17 @@ export class ProcessSpreads {
     return learnt;
   }
 
-  /** compareGroups with the config's minSamples and confidence, each comparison widened; reads each side's samples per host. */
-  async compare(service: string, base: GroupSelector, cand: GroupSelector): Promise<EndpointComparison[]> {
-    const { minSamples, confidence } = this.config;
+  /**
+   * compareGroups with the config's confidence (and minSamples, unless given), each comparison widened;
+   * reads each side's samples per host.
+   */
+  async compare(
+    service: string,
+    base: GroupSelector,
+    cand: GroupSelector,
+    minSamples = this.config.minSamples,
+  ): Promise<EndpointComparison[]> {
+    const { confidence } = this.config;
     const comparisons = await compareGroups(this.store, service, base, cand, { minSamples, confidence });
     if (comparisons.length === 0) return comparisons;
     const hostsOf = (sel: GroupSelector) =>

@@ -6,7 +6,9 @@
 import type { AlertBook } from '../alerts/state';
 import { compareGroups } from '../detect/compare';
 import type { DetectorConfig } from '../detect/config';
+import { DEFAULT_DETECTOR_CONFIG } from '../detect/config';
 import { efficiencyByDay } from '../detect/efficiency';
+import { ProcessSpreads } from '../detect/processes';
 import { badRequest, ErgometerError } from '../errors';
 import { type DiffQuery, profileDiff } from '../profile/diff';
 import { benjaminiHochberg } from '../stats/multiple';
@@ -109,16 +111,15 @@ export async function answerRead(
       const service = q.name('service');
       const [baseSide, headSide] = compareSides(q);
       const endpoint = q.optionalName('endpoint');
+      // Descriptive, like `ergometer compare`: every endpoint with two samples a side, the interval
+      // saying how sure. Alerts apply the detectors' minSamples. Two commits are two groups of
+      // processes: widened as the rollout detector widens them (detect/processes.ts); two flag
+      // variants are requests of the same processes.
+      const config = context.alerts?.config ?? DEFAULT_DETECTOR_CONFIG;
       const rows = (
-        await compareGroups(
-          store,
-          service,
-          baseSide,
-          headSide,
-          // Descriptive, like `ergometer compare`: every endpoint with two samples a side, the
-          // interval saying how sure. Alerts apply the detectors' minSamples.
-          { minSamples: 2 },
-        )
+        baseSide.flag
+          ? await compareGroups(store, service, baseSide, headSide, { minSamples: 2 })
+          : await new ProcessSpreads(store, now, config).compare(service, baseSide, headSide, 2)
       ).filter((c) => endpoint === undefined || c.endpoint === endpoint);
       const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
       return rows.map((c, i) => ({
@@ -131,6 +132,7 @@ export async function answerRead(
         pValue: adjusted[i],
         pValueRaw: c.pValue,
         hostClasses: c.hostClasses,
+        ...(c.processes ? { processes: c.processes } : {}),
         rank: c.rank ? { pValue: c.rank.pValue, probabilityOfSuperiority: c.rank.probabilityOfSuperiority } : null,
       }));
     }

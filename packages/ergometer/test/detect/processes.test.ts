@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { EndpointComparison } from '../../src/detect/compare';
+import { compareGroups, type EndpointComparison } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import {
   concentration,
@@ -14,6 +14,7 @@ import {
   withProcessSpread,
 } from '../../src/detect/processes';
 import { runDetectors } from '../../src/detect/run';
+import { answerRead } from '../../src/server/read-api';
 import { logNormalSampler, seededRandom } from '../../src/stats/random';
 import type { HostMomentsRow } from '../../src/store/types';
 import { HOUR, type Phase, T0, withTempStore } from './scenario';
@@ -165,6 +166,36 @@ describe('a canary of one process a side', () => {
     assert.deepEqual(
       withSpread.map((a) => a.summary),
       [],
+    );
+  });
+
+  it('GET /v1/compare of the two commits widens as the detector does and says on how many processes', async () => {
+    await withTempStore(
+      'ergometer-processes-compare-',
+      async (store) => {
+        const narrow = await compareGroups(store, 'pp', { commit: 'v1' }, { commit: 'v2' }, { minSamples: 2 });
+        const answer = (await answerRead(
+          store,
+          '/v1/compare',
+          new URLSearchParams('service=pp&base=v1&head=v2'),
+          now,
+        )) as Array<{
+          endpoint: string;
+          ci: [number, number];
+          processes?: { baseline: number; candidate: number; spreadPct?: number };
+        }>;
+        const [row] = answer;
+        const [plain] = narrow;
+        assert.ok(row && plain);
+        assert.ok(row.ci[1] - row.ci[0] > 1.5 * (plain.ci[1] - plain.ci[0]), `${row.ci} vs ${plain.ci}`);
+        // Over all its time v1 ran on four hosts, web-1 longest (it was also the canary's baseline): over two processes.
+        assert.ok(
+          row.processes && row.processes.baseline > 2 && row.processes.candidate === 1,
+          JSON.stringify(row.processes),
+        );
+        assert.ok(row.processes.spreadPct !== undefined && row.processes.spreadPct > 2);
+      },
+      { service: 'pp', phases: canaryOnOneProcess(1.1, 1), seed: 21 },
     );
   });
 
