@@ -187,6 +187,8 @@ export interface CompareRow {
   pValue: number;
   pValueRaw: number;
   hostClasses: string[];
+  /** Two commits: each side's effective number of processes, and the spread the interval was widened for. */
+  processes?: { baseline: number; candidate: number; spreadPct?: number };
 }
 
 export interface RootCause {

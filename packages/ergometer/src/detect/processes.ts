@@ -24,22 +24,22 @@ export interface ProcessSpread {
 
 /**
  * Learns each metric's {@link ProcessSpread} for a service from the hosts that ran the same commit at
- * the same time: cells of one commit, endpoint, metric, host class and hour, each host in a cell with at
- * least {@link MIN_HOST_HOUR_SAMPLES} samples (raw samples of the lookback's whole hours, store.hostMoments). In a cell,
- * y_h = ln(host mean) with delta-method variance v_h and w_h = 1/v_h; Cochran's
+ * the same time (the same hour's traffic and code on every host, so what differs is the process):
+ * cells of one commit, endpoint, metric, host class and hour, each host in a cell with at least
+ * {@link MIN_HOST_HOUR_SAMPLES} samples (raw samples of the lookback's whole hours, store.hostMoments).
+ * In a cell, y_h = ln(host mean) with delta-method variance v_h and w_h = 1/v_h; Cochran's
  *
  *   Q = Σ w_h (y_h − ȳ_w)²,  χ²_{H−1} when hosts differ only by sampling error,
  *
  * summed over the cells (one τ² for the service's endpoints: a process that is slower is mostly slower
  * at everything), and DerSimonian–Laird's moment estimator: τ² = max(0, (ΣQ − Σdf) / Σ(Σw − Σw²/Σw)).
+ *
  * No heterogeneity test gates it (unlike the learnt thresholds): a spread the test misses is a τ² of 0.
  * Measured on one-process canaries with 3% between processes, gated at 99% / ungated: 71 / 22 false
  * alerts per 1000 with the spread learnt from four hosts, 7.0 / 3.3 from sixteen; where processes agree,
- * the same power (docs/benchmarks.md, "Canaries on few processes", and docs/MATH.md §6b).
- * The same hour of the same commit on every host: the hour's traffic and the code are the same, so
- * what is left is the process. Hours of one pair of
- * processes repeat the same difference, so τ² from one pair is an estimate with one degree of freedom
- * whatever its hours; a fleet with many hosts per commit learns it well.
+ * the same power (docs/benchmarks.md, "Canaries on few processes"; docs/MATH.md §6b). Hours of one pair
+ * of processes repeat the same difference, so τ² from one pair is an estimate with about one degree of
+ * freedom whatever its hours; a fleet with many hosts per commit learns it well.
  */
 export async function learnProcessSpread(
   store: Store,

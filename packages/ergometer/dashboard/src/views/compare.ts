@@ -302,6 +302,7 @@ export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promis
       'Per endpoint',
       'compare-endpoints',
       rows.length === 0 ? h('p', { class: 'empty' }, 'No endpoint has samples on both sides.') : table,
+      processNote(rows),
     ),
     profiles,
   );
@@ -314,6 +315,24 @@ function withoutEndpoint(params: URLSearchParams): URLSearchParams {
 }
 
 /** The interval as a bar on a symmetric scale around 0, the estimate as a tick. */
+/**
+ * Two commits are two groups of processes: when the service's processes of the same code were seen to
+ * differ, the intervals were widened for it (docs/detectors.md, "What is compared"). Says so, and on
+ * how many processes a side; nothing for flag variants or when nothing was widened.
+ */
+function processNote(rows: readonly CompareRow[]): HTMLElement | null {
+  const widened = rows.find((r) => r.processes?.spreadPct !== undefined);
+  if (!widened?.processes) return null;
+  const round = (x: number) => (x < 10 ? x.toFixed(1) : x.toFixed(0));
+  return h(
+    'p',
+    { class: 'lede', id: 'process-spread' },
+    `Intervals widened: processes of the same code differ by ~${(widened.processes.spreadPct ?? 0).toFixed(1)}%, ` +
+      `and ${widened.endpoint} was measured on ${round(widened.processes.baseline)} vs ${round(widened.processes.candidate)} processes ` +
+      '(the fewer a side, the wider).',
+  );
+}
+
 function ciBar(ci: [number, number], change: number, maxAbs: number): HTMLElement {
   const pos = (v: number) => `${50 + (Math.max(-maxAbs, Math.min(maxAbs, v)) / maxAbs) * 50}%`;
   const bar = h('span', { class: 'bar' });
