@@ -87,6 +87,8 @@ function simulate(
           n: m.n,
           sumCost: m.sum,
           sumCost2: m.sum2,
+          firstTs: hour * HOUR,
+          lastTs: (hour + 1) * HOUR - 1,
         });
       }
     }

@@ -281,6 +281,9 @@ export interface HostMomentsRow {
   n: number;
   sumCost: number;
   sumCost2: number;
+  /** Timestamps of the first and last of these samples, ms since the epoch. */
+  firstTs: number;
+  lastTs: number;
 }
 
 /** Samples with `ts` in [from, to); bucketMs as in {@link AggregateQuery} (any whole number of ms ≥ 0 here). */

@@ -42,6 +42,9 @@ function hostHour(random: () => number, host: string, bucket: number, median: nu
     n,
     sumCost: sum,
     sumCost2: sum2,
+    // Served the whole hour.
+    firstTs: bucket + 1_000,
+    lastTs: bucket + HOUR - 1_000,
   };
 }
 
@@ -98,6 +101,25 @@ describe('how much processes of the same code differ, learnt from the fleet', ()
       hostHour(random, 'b', HOUR, COST * 1.5, MIN_HOST_HOUR_SAMPLES - 1),
     ];
     assert.equal(processSpreadFromRows(rows).size, 0);
+  });
+
+  it('a host that served only part of an hour (deployed or replaced in it) is not compared in that hour', () => {
+    const random = seededRandom(8);
+    const rows: HostMomentsRow[] = [];
+    for (let hour = 0; hour < 12; hour++) {
+      rows.push(hostHour(random, 'a', hour * HOUR, COST, 800));
+      // b's hour 5 is its last ten minutes before a deploy, under another load: 20% dearer.
+      const b = hostHour(random, 'b', hour * HOUR, hour === 5 ? COST * 1.2 : COST, 800);
+      if (hour === 5) b.lastTs = hour * HOUR + 10 * 60_000;
+      rows.push(b);
+    }
+    const spread = processSpreadFromRows(rows).get('cpu_ns');
+    assert.ok(spread);
+    assert.equal(spread.df, 11, 'hour 5 left out');
+    assert.ok(Math.sqrt(spread.tau2) < 0.02, `τ = ${Math.sqrt(spread.tau2)}`);
+    // The same rows with b's hour 5 taken as a whole hour: the 20% teaches a spread.
+    const whole = rows.map((r) => ({ ...r, lastTs: r.bucket + HOUR - 1_000 }));
+    assert.ok(Math.sqrt(processSpreadFromRows(whole).get('cpu_ns')?.tau2 ?? 0) > 0.03);
   });
 
   it('widening: one process a side adds 2τ², many processes a side almost nothing, τ² = 0 changes nothing', () => {

@@ -666,16 +666,18 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         { service: 'api', commit: 'c2', bucketMs: 30 * MINUTE_MS, from: T0_MS + HOUR_MS, to: T0_MS + 2 * HOUR_MS + 1 },
       ];
       for (const q of queries) {
-        const expected = new Map<string, { n: number; sum: number; sum2: number }>();
+        const expected = new Map<string, { n: number; sum: number; sum2: number; first: number; last: number }>();
         for (const s of data.samples) {
           if (s.service !== q.service || (q.commit !== undefined && s.commit !== q.commit) || !inRange(s.ts, q))
             continue;
           const bucket = q.bucketMs ? Math.floor(s.ts / q.bucketMs) * q.bucketMs : 0;
           const key = [s.commit, s.endpoint, s.metric, s.hostClass, s.host, bucket].join('|');
-          const e = expected.get(key) ?? { n: 0, sum: 0, sum2: 0 };
+          const e = expected.get(key) ?? { n: 0, sum: 0, sum2: 0, first: s.ts, last: s.ts };
           e.n += 1;
           e.sum += s.cost;
           e.sum2 += s.cost * s.cost;
+          e.first = Math.min(e.first, s.ts);
+          e.last = Math.max(e.last, s.ts);
           expected.set(key, e);
         }
         const rows = await store().hostMoments(q);
@@ -690,6 +692,8 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
           const e = expected.get([r.commit, r.endpoint, r.metric, r.hostClass, r.host, r.bucket].join('|'));
           assert.ok(e);
           assert.equal(r.n, e.n, what);
+          assert.equal(r.firstTs, e.first, what);
+          assert.equal(r.lastTs, e.last, what);
           assertClose(r.sumCost, e.sum, `${what} sumCost`);
           assertClose(r.sumCost2, e.sum2, `${what} sumCost2`);
         }

@@ -741,7 +741,7 @@ class ClickHouseStore implements Store {
     // LIMIT 1 BY (batch_id, idx): each sample once, whatever was written twice.
     const rows = await this.rows(
       sql`SELECT commit, endpoint, metric, host_class, host, ${bucket} AS bucket,
-            count() AS n, sum(cost) AS sum_cost, sum(cost * cost) AS sum_cost2
+            count() AS n, sum(cost) AS sum_cost, sum(cost * cost) AS sum_cost2, min(ts) AS first_ts, max(ts) AS last_ts
           FROM (SELECT batch_id, idx, commit, endpoint, metric, host_class, host, ts, cost FROM ${this.t('samples')}
                 ${where(conditions)} LIMIT 1 BY batch_id, idx)
           GROUP BY commit, endpoint, metric, host_class, host, bucket
@@ -757,6 +757,8 @@ class ClickHouseStore implements Store {
       n: num(r.n),
       sumCost: num(r.sum_cost),
       sumCost2: num(r.sum_cost2),
+      firstTs: num(r.first_ts),
+      lastTs: num(r.last_ts),
     }));
   }
 

@@ -1225,7 +1225,8 @@ export class DuckDbStore implements Store {
     const rows = await this.query(
       `SELECT b.commit_id, s.endpoint, b.metric, b.host_class, b.host,
          (CASE WHEN $bucket > 0 THEN s.ts // $bucket * $bucket ELSE 0 END)::DOUBLE AS bucket,
-         count(*)::DOUBLE AS n, sum(s.cost) AS sum_cost, sum(s.cost * s.cost) AS sum_cost2
+         count(*)::DOUBLE AS n, sum(s.cost) AS sum_cost, sum(s.cost * s.cost) AS sum_cost2,
+         min(s.ts)::DOUBLE AS first_ts, max(s.ts)::DOUBLE AS last_ts
        FROM samples s JOIN batches b USING (batch_seq) WHERE ${where}
        GROUP BY ALL ORDER BY bucket, b.commit_id, s.endpoint, b.metric, b.host_class, b.host`,
       params,
@@ -1241,6 +1242,8 @@ export class DuckDbStore implements Store {
       n: Number(r.n),
       sumCost: Number(r.sum_cost),
       sumCost2: Number(r.sum_cost2),
+      firstTs: Number(r.first_ts),
+      lastTs: Number(r.last_ts),
     }));
   }
 
