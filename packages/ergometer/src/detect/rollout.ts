@@ -107,6 +107,9 @@ export function disagreesWithCanary(beforeAfter: EndpointComparison, canary: End
  *    moved with the hour, and the canary's comparison is the one tested (method 'canary'). Where they
  *    agree, the before/after keeps its extra samples (a canary on a small share is still followed
  *    by the comparison of the full rollout).
+ * Every comparison is of two groups of processes, widened by how much processes of the same code
+ * differ (`processes`, one per detector run: detect/processes.ts), so that with few processes a side a
+ * slower process is not read as a dearer commit.
  * The candidate's window grows in the steps of {@link rolloutLook} (a sequential test), not with
  * every run. Windows are whole minutes of the store's buckets (window.ts): from the start of the
  * rollout's minute to a minute boundary that has passed.
