@@ -7,12 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { EndpointComparison } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { CANARY_CHECK_Z, canarySlackMs, detectRollouts, disagreesWithCanary } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
 import type { Store } from '../../src/store/types';
-import { HOUR, type Phase, T0, withTempStore } from './scenario';
+import { comparisonOf, HOUR, type Phase, T0, withTempStore } from './scenario';
 
 const FEED = 'GET /feed/:id';
 const COST = 1_000_000;
@@ -32,33 +31,16 @@ function canaryThenAlone(during: number, after: number): Phase[] {
   ];
 }
 
-function comparison(changePct: number, seLogRatio: number): EndpointComparison {
-  return {
-    endpoint: FEED,
-    metric: 'cpu_ns',
-    n: { baseline: 1000, candidate: 1000 },
-    costMean: { baseline: 1, candidate: 1 + changePct / 100 },
-    changePct,
-    ci: [changePct - 1, changePct + 1],
-    pValue: 0.5,
-    seLogRatio,
-    df: 1e9,
-    hostClasses: ['a'],
-    varianceFrom: 'requests',
-    rank: undefined,
-  };
-}
-
 describe('the canary checks the before/after looks past its end', () => {
   it('disagreement is a difference of ln-ratios beyond z·√(se² + se²), either way', () => {
     const se = 0.02;
     const limit = CANARY_CHECK_Z * Math.hypot(se, se);
     const pctAt = (ln: number) => (Math.exp(ln) - 1) * 100;
-    assert.equal(disagreesWithCanary(comparison(pctAt(limit * 0.95), se), comparison(0, se)), false);
-    assert.equal(disagreesWithCanary(comparison(pctAt(limit * 1.05), se), comparison(0, se)), true);
-    assert.equal(disagreesWithCanary(comparison(0, se), comparison(pctAt(limit * 1.05), se)), true);
+    assert.equal(disagreesWithCanary(comparisonOf(pctAt(limit * 0.95), se), comparisonOf(0, se)), false);
+    assert.equal(disagreesWithCanary(comparisonOf(pctAt(limit * 1.05), se), comparisonOf(0, se)), true);
+    assert.equal(disagreesWithCanary(comparisonOf(0, se), comparisonOf(pctAt(limit * 1.05), se)), true);
     // A wide canary (few samples) overrules nothing it cannot tell apart.
-    assert.equal(disagreesWithCanary(comparison(25, se), comparison(0, 0.2)), false);
+    assert.equal(disagreesWithCanary(comparisonOf(25, se), comparisonOf(0, 0.2)), false);
   });
 
   it('an unchanged canary, then a cost that moved with the hour once the new commit was alone: no alert, the canary decides', async () => {

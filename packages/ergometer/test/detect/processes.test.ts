@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compareGroups, type EndpointComparison } from '../../src/detect/compare';
+import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import {
   concentration,
@@ -17,7 +17,7 @@ import { runDetectors } from '../../src/detect/run';
 import { answerRead } from '../../src/server/read-api';
 import { logNormalSampler, seededRandom } from '../../src/stats/random';
 import type { HostMomentsRow } from '../../src/store/types';
-import { HOUR, type Phase, T0, withTempStore } from './scenario';
+import { comparisonOf, HOUR, type Phase, T0, withTempStore } from './scenario';
 
 const FEED = 'GET /feed/:id';
 const COST = 1_000_000;
@@ -45,23 +45,6 @@ function hostHour(random: () => number, host: string, bucket: number, median: nu
     // Served the whole hour.
     firstTs: bucket + 1_000,
     lastTs: bucket + HOUR - 1_000,
-  };
-}
-
-function comparison(changePct: number, seLogRatio: number): EndpointComparison {
-  return {
-    endpoint: FEED,
-    metric: 'cpu_ns',
-    n: { baseline: 5000, candidate: 5000 },
-    costMean: { baseline: 1, candidate: 1 + changePct / 100 },
-    changePct,
-    ci: [changePct - 1, changePct + 1],
-    pValue: 1e-6,
-    seLogRatio,
-    df: 1e9,
-    hostClasses: ['A'],
-    varianceFrom: 'requests',
-    rank: undefined,
   };
 }
 
@@ -128,7 +111,7 @@ describe('how much processes of the same code differ, learnt from the fleet', ()
     const many = new Map(Array.from({ length: 50 }, (_, i) => [`web-${i}`, 100] as [string, number]));
     assert.equal(concentration(one), 1);
     assert.ok(Math.abs(concentration(many) - 1 / 50) < 1e-12);
-    const base = comparison(10, 0.02);
+    const base = comparisonOf(10, 0.02);
     const single = withProcessSpread(base, { tau2, df: 10 }, one, new Map([['web-2', 1000]]), 0.95);
     assert.ok(Math.abs(single.seLogRatio - Math.sqrt(0.02 ** 2 + 2 * tau2)) < 1e-12);
     assert.ok(single.pValue > 0.05, `p = ${single.pValue}: +10% is within two processes' difference`);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
+import type { EndpointComparison } from '../../src/detect/compare';
 import { HOUR, type Phase, scenarioBatches, toWire } from '../../src/sim/scenario';
 import { openDuckDbStore } from '../../src/store/duckdb/store';
 import type { Store } from '../../src/store/types';
@@ -109,5 +110,23 @@ export function storyStoreForSuite(prefix: string): { readonly store: Store } {
       if (store === undefined) throw new Error("the story store is opened in the suite's before hook");
       return store;
     },
+  };
+}
+
+/** A comparison of GET /feed/:id with the given change and standard error (the rest placeholder). */
+export function comparisonOf(changePct: number, seLogRatio: number): EndpointComparison {
+  return {
+    endpoint: 'GET /feed/:id',
+    metric: 'cpu_ns',
+    n: { baseline: 1000, candidate: 1000 },
+    costMean: { baseline: 1, candidate: 1 + changePct / 100 },
+    changePct,
+    ci: [changePct - 1, changePct + 1],
+    pValue: 0.5,
+    seLogRatio,
+    df: 1e9,
+    hostClasses: ['a'],
+    varianceFrom: 'requests',
+    rank: undefined,
   };
 }
