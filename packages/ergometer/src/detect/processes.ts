@@ -35,7 +35,7 @@ export interface ProcessSpread {
  * the same time (the same hour's traffic and code on every host, so what differs is the process):
  * cells of one commit, endpoint, metric, host class and hour, each host in a cell with at least
  * {@link MIN_HOST_HOUR_SAMPLES} samples that span the hour ({@link HOUR_SPAN_SLACK}; raw samples of the
- * lookback's whole hours, store.hostMoments).
+ * last day's whole hours, store.hostMoments, each hour read once).
  * In a cell, y_h = ln(host mean) with delta-method variance v_h and w_h = 1/v_h; Cochran's
  *
  *   Q = Σ w_h (y_h − ȳ_w)²,  χ²_{H−1} when hosts differ only by sampling error,
@@ -56,19 +56,73 @@ export async function learnProcessSpread(
   now: number,
   config: DetectorConfig,
 ): Promise<Map<Metric, ProcessSpread>> {
-  // Whole hours that have passed: the same answer all hour long, so it is read once an hour (cached).
+  // Whole hours that have passed, each read once (hourSums): after the first run, one new hour an hour.
   const to = Math.floor(now / HOUR) * HOUR;
-  const from = to - config.lookbackMs;
-  return cached(store, ['spread', service, from, to], async () =>
-    processSpreadFromRows(await store.hostMoments({ service, from, to, bucketMs: HOUR })),
-  );
+  const from = to - Math.min(config.lookbackMs, SPREAD_WINDOW_MS);
+  const sums = await hourSums(store, service, from, to);
+  const pooled = new Map<Metric, CellSums>();
+  for (let hour = from; hour < to; hour += HOUR) {
+    for (const [metric, add] of sums.get(hour) ?? []) pooled.set(metric, addSums(pooled.get(metric), add));
+  }
+  return spreadFromSums(pooled);
+}
+
+/** The hours the spread is learnt from: the last day's (a day of a fleet's hosts is plenty; more costs reads). */
+export const SPREAD_WINDOW_MS = 24 * HOUR;
+
+/** Cochran's Q, its degrees of freedom and DerSimonian–Laird's denominator, summed over cells. */
+interface CellSums {
+  q: number;
+  df: number;
+  c: number;
+}
+
+function addSums(a: CellSums | undefined, b: CellSums): CellSums {
+  return a ? { q: a.q + b.q, df: a.df + b.df, c: a.c + b.c } : { ...b };
+}
+
+/** Per store and service: each past hour's sums by metric (an hour with nothing to compare: an empty map). */
+const hourCaches = new WeakMap<Store, Map<string, Map<number, Map<Metric, CellSums>>>>();
+
+/**
+ * The sums of the hours [from, to), reading only the hours not read before, in one query (at start
+ * the whole window, then the hour that has just passed); hours before `from` are forgotten.
+ */
+async function hourSums(
+  store: Store,
+  service: string,
+  from: number,
+  to: number,
+): Promise<Map<number, Map<Metric, CellSums>>> {
+  let byService = hourCaches.get(store);
+  if (!byService) {
+    byService = new Map();
+    hourCaches.set(store, byService);
+  }
+  const hours = byService.get(service) ?? new Map<number, Map<Metric, CellSums>>();
+  byService.set(service, hours);
+  for (const hour of hours.keys()) if (hour < from) hours.delete(hour);
+  let first: number | undefined;
+  let last: number | undefined;
+  for (let hour = from; hour < to; hour += HOUR) {
+    if (hours.has(hour)) continue;
+    first ??= hour;
+    last = hour;
+  }
+  if (first !== undefined && last !== undefined) {
+    const rows = await store.hostMoments({ service, from: first, to: last + HOUR, bucketMs: HOUR });
+    const read = sumsByHour(rows);
+    for (let hour = first; hour <= last; hour += HOUR) hours.set(hour, read.get(hour) ?? new Map());
+  }
+  return hours;
 }
 
 /**
- * Raw-sample reads the detectors repeat: the spread (the same for an hour) and the hosts of a rollout
- * look's windows (the same from one look to the next: rollout.ts). `serve` runs the detectors every
- * minute; the aggregates they read are cheap, a scan of raw samples is not, so each is read once per
- * store (kept for a few thousand keys, then started afresh).
+ * The hosts of a rollout look's windows, read once per store (kept for a few thousand keys, then
+ * started afresh): a look's windows are the same from one detector run to the next (rollout.ts), and
+ * `serve` runs the detectors every minute; the aggregates they read are cheap, a scan of raw samples
+ * is not. Samples of a window that arrive after it was read change its hosts' shares a little; they
+ * are not read again.
  */
 const CACHE_KEYS = 4096;
 const caches = new WeakMap<Store, Map<string, Promise<unknown>>>();
@@ -92,6 +146,24 @@ function cached<T>(store: Store, key: Array<string | number | undefined>, read: 
 
 /** {@link learnProcessSpread} on rows already read (hour buckets). */
 export function processSpreadFromRows(rows: readonly HostMomentsRow[]): Map<Metric, ProcessSpread> {
+  const pooled = new Map<Metric, CellSums>();
+  for (const byMetric of sumsByHour(rows).values()) {
+    for (const [metric, add] of byMetric) pooled.set(metric, addSums(pooled.get(metric), add));
+  }
+  return spreadFromSums(pooled);
+}
+
+/** τ² = max(0, (ΣQ − Σdf) / Σc) by metric. */
+function spreadFromSums(pooled: ReadonlyMap<Metric, CellSums>): Map<Metric, ProcessSpread> {
+  const out = new Map<Metric, ProcessSpread>();
+  for (const [metric, { q, df, c }] of pooled) {
+    if (df > 0) out.set(metric, { tau2: Math.max(0, (q - df) / c), df });
+  }
+  return out;
+}
+
+/** Each hour's cells (commit × endpoint × metric × host class, the hosts that span the hour) summed by metric. */
+function sumsByHour(rows: readonly HostMomentsRow[]): Map<number, Map<Metric, CellSums>> {
   const cells = new Map<string, HostMomentsRow[]>();
   const slack = HOUR_SPAN_SLACK * HOUR;
   for (const row of rows) {
@@ -102,7 +174,7 @@ export function processSpreadFromRows(rows: readonly HostMomentsRow[]): Map<Metr
     list.push(row);
     cells.set(key, list);
   }
-  const pooled = new Map<Metric, { q: number; df: number; c: number }>();
+  const out = new Map<number, Map<Metric, CellSums>>();
   for (const hosts of cells.values()) {
     if (hosts.length < 2) continue;
     const points: Array<{ y: number; w: number }> = [];
@@ -116,17 +188,15 @@ export function processSpreadFromRows(rows: readonly HostMomentsRow[]): Map<Metr
     const sumW = points.reduce((t, p) => t + p.w, 0);
     const sumW2 = points.reduce((t, p) => t + p.w * p.w, 0);
     const yBar = points.reduce((t, p) => t + p.w * p.y, 0) / sumW;
-    const q = points.reduce((t, p) => t + p.w * (p.y - yBar) ** 2, 0);
-    const metric = (hosts[0] as HostMomentsRow).metric;
-    const acc = pooled.get(metric) ?? { q: 0, df: 0, c: 0 };
-    acc.q += q;
-    acc.df += points.length - 1;
-    acc.c += sumW - sumW2 / sumW;
-    pooled.set(metric, acc);
-  }
-  const out = new Map<Metric, ProcessSpread>();
-  for (const [metric, { q, df, c }] of pooled) {
-    out.set(metric, { tau2: Math.max(0, (q - df) / c), df });
+    const cell: CellSums = {
+      q: points.reduce((t, p) => t + p.w * (p.y - yBar) ** 2, 0),
+      df: points.length - 1,
+      c: sumW - sumW2 / sumW,
+    };
+    const { bucket, metric } = hosts[0] as HostMomentsRow;
+    const byMetric = out.get(bucket) ?? new Map<Metric, CellSums>();
+    byMetric.set(metric, addSums(byMetric.get(metric), cell));
+    out.set(bucket, byMetric);
   }
   return out;
 }

@@ -9,6 +9,7 @@ import { compareGroups } from '../../src/detect/compare';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import {
   concentration,
+  learnProcessSpread,
   MIN_HOST_HOUR_SAMPLES,
   processSpreadFromRows,
   withProcessSpread,
@@ -16,7 +17,7 @@ import {
 import { runDetectors } from '../../src/detect/run';
 import { answerRead } from '../../src/server/read-api';
 import { logNormalSampler, seededRandom } from '../../src/stats/random';
-import type { HostMomentsRow } from '../../src/store/types';
+import type { HostMomentsRow, Store } from '../../src/store/types';
 import { comparisonOf, HOUR, type Phase, T0, withTempStore } from './scenario';
 
 const FEED = 'GET /feed/:id';
@@ -171,6 +172,37 @@ describe('a canary of one process a side', () => {
     assert.deepEqual(
       withSpread.map((a) => a.summary),
       [],
+    );
+  });
+
+  it('the spread is learnt from the last day, each hour read once: the same as from all its rows at once', async () => {
+    await withTempStore(
+      'ergometer-processes-hours-',
+      async (store) => {
+        const reads: Array<{ from?: number; to?: number }> = [];
+        const counting = new Proxy(store, {
+          get(target, prop, receiver) {
+            if (prop !== 'hostMoments') return Reflect.get(target, prop, receiver);
+            return (q: Parameters<Store['hostMoments']>[0]) => {
+              reads.push({ from: q.from, to: q.to });
+              return target.hostMoments(q);
+            };
+          },
+        });
+        const config = resolveDetectorConfig();
+        const first = await learnProcessSpread(counting, 'pp', T0 + 30 * 60_000, config);
+        const all = processSpreadFromRows(
+          await store.hostMoments({ service: 'pp', from: T0 - 24 * HOUR, to: T0, bucketMs: HOUR }),
+        );
+        assert.deepEqual(first, all);
+        assert.ok((first.get('cpu_ns')?.tau2 ?? 0) > 0);
+        assert.deepEqual(reads, [{ from: T0 - 24 * HOUR, to: T0 }]);
+        // Within the same hour nothing is read; an hour later only that hour.
+        await learnProcessSpread(counting, 'pp', T0 + 50 * 60_000, config);
+        await learnProcessSpread(counting, 'pp', T0 + HOUR + 60_000, config);
+        assert.deepEqual(reads.slice(1), [{ from: T0, to: T0 + HOUR }]);
+      },
+      { service: 'pp', phases: canaryOnOneProcess(1.1, 1), seed: 21 },
     );
   });
 
