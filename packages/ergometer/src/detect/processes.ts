@@ -303,7 +303,8 @@ export class ProcessSpreads {
   ): Promise<EndpointComparison[]> {
     const { confidence } = this.config;
     const comparisons = await compareGroups(this.store, service, base, cand, { minSamples, confidence });
-    if (comparisons.length === 0) return comparisons;
+    // Off: compared as if every process of a commit cost the same, and no raw samples read.
+    if (comparisons.length === 0 || !this.config.learnProcessSpread) return comparisons;
     const hostsOf = (sel: GroupSelector) =>
       cached(this.store, ['hosts', service, sel.commit, sel.from, sel.to], async () =>
         hostCounts(await this.store.hostMoments({ service, commit: sel.commit, from: sel.from, to: sel.to })),
