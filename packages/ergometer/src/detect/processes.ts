@@ -58,7 +58,7 @@ export async function learnProcessSpread(
 ): Promise<Map<Metric, ProcessSpread>> {
   // Whole hours that have passed, each read once (hourSums): after the first run, one new hour an hour.
   const to = Math.floor(now / HOUR) * HOUR;
-  const from = to - Math.min(config.lookbackMs, SPREAD_WINDOW_MS);
+  const from = to - Math.ceil(Math.min(config.lookbackMs, SPREAD_WINDOW_MS) / HOUR) * HOUR;
   const sums = await hourSums(store, service, from, to);
   const pooled = new Map<Metric, CellSums>();
   for (let hour = from; hour < to; hour += HOUR) {
