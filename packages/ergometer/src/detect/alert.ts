@@ -67,7 +67,7 @@ export interface Alert {
    * Rollout alerts: each side's effective number of processes (hosts) and, when processes of the same
    * code were seen to differ, by how much (%, one standard deviation): the interval was widened for it,
    * since with few processes a side a slower process looks like a dearer commit (docs/detectors.md,
-   * "Processes").
+   * "What is compared").
    */
   processes?: { baseline: number; candidate: number; spreadPct?: number };
   rootCause: Array<RootCause>;
