@@ -5,8 +5,7 @@
  */
 import type { AlertBook } from '../alerts/state';
 import { compareGroups } from '../detect/compare';
-import type { DetectorConfig } from '../detect/config';
-import { DEFAULT_DETECTOR_CONFIG } from '../detect/config';
+import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from '../detect/config';
 import { efficiencyByDay } from '../detect/efficiency';
 import { ProcessSpreads } from '../detect/processes';
 import { badRequest, ErgometerError } from '../errors';
