@@ -6,7 +6,7 @@
  * keep them apart, merge them later, or merge them at query time.
  */
 import { binOf } from './histogram';
-import type { HostMomentsQuery, IngestBatch } from './types';
+import type { IngestBatch } from './types';
 
 export const MINUTE_MS = 60_000;
 
@@ -199,9 +199,4 @@ function addSample(
   if (s.ts > row.maxTs) row.maxTs = s.ts;
   row.costHist.set(costBin, (row.costHist.get(costBin) ?? 0) + 1);
   row.wallHist.set(wallBin, (row.wallHist.get(wallBin) ?? 0) + 1);
-}
-
-/** The bucket width a host-moments query asked for, as a whole number of ms (0: one bucket). */
-export function hostBucketMs(q: HostMomentsQuery): number {
-  return Math.max(0, Math.floor(q.bucketMs ?? 0) || 0);
 }

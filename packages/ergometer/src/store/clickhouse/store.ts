@@ -21,8 +21,8 @@ import { Readable } from 'node:stream';
 import { type ClickHouseClient, ClickHouseLogLevel, type ClickHouseSettings, createClient } from '@clickhouse/client';
 import { StoreError } from '../errors';
 import { quantile } from '../histogram';
+import { hostBucketMs, hostMomentsRow } from '../host-rows';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
-import { hostBucketMs } from '../rollup';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -747,19 +747,7 @@ class ClickHouseStore implements Store {
           GROUP BY commit, endpoint, metric, host_class, host, bucket
           ORDER BY bucket, commit, endpoint, metric, host_class, host`,
     );
-    return rows.map((r) => ({
-      commit: text(r.commit),
-      endpoint: text(r.endpoint),
-      metric: text(r.metric) as Metric,
-      hostClass: text(r.host_class),
-      host: text(r.host),
-      bucket: num(r.bucket),
-      n: num(r.n),
-      sumCost: num(r.sum_cost),
-      sumCost2: num(r.sum_cost2),
-      firstTs: num(r.first_ts),
-      lastTs: num(r.last_ts),
-    }));
+    return rows.map((r) => hostMomentsRow(r));
   }
 
   async sampleCount(service?: string): Promise<number> {

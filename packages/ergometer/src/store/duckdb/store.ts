@@ -45,8 +45,9 @@ import {
 } from '@ergometer/agent/users-sketch';
 import { StoreError } from '../errors';
 import { mergeHistogram, quantile } from '../histogram';
+import { hostBucketMs, hostMomentsRow } from '../host-rows';
 import { profileEndpointRow, profileFunctionRow } from '../profile-rows';
-import { hostBucketMs, type PartialAggregate, rollUpInto } from '../rollup';
+import { type PartialAggregate, rollUpInto } from '../rollup';
 import type {
   AggregateQuery,
   AggregateRow,
@@ -1232,19 +1233,7 @@ export class DuckDbStore implements Store {
       params,
       types,
     );
-    return rows.map((r) => ({
-      commit: String(r.commit_id),
-      endpoint: String(r.endpoint),
-      metric: String(r.metric) as Metric,
-      hostClass: String(r.host_class),
-      host: String(r.host),
-      bucket: Number(r.bucket),
-      n: Number(r.n),
-      sumCost: Number(r.sum_cost),
-      sumCost2: Number(r.sum_cost2),
-      firstTs: Number(r.first_ts),
-      lastTs: Number(r.last_ts),
-    }));
+    return rows.map((r) => hostMomentsRow(r, 'commit_id'));
   }
 
   async sampleCount(service?: string): Promise<number> {
