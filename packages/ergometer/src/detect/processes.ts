@@ -1,4 +1,5 @@
 import { studentQuantile, studentTwoSidedP } from '../stats/distributions';
+import { mean, relativeVarianceOfMean } from '../stats/ratio';
 import type { HostMomentsRow, Metric, Store } from '../store/types';
 import { compareGroups, type EndpointComparison, type GroupSelector } from './compare';
 import type { DetectorConfig } from './config';
@@ -179,10 +180,9 @@ function sumsByHour(rows: readonly HostMomentsRow[]): Map<number, Map<Metric, Ce
     if (hosts.length < 2) continue;
     const points: Array<{ y: number; w: number }> = [];
     for (const h of hosts) {
-      const mean = h.sumCost / h.n;
-      const variance = (h.sumCost2 - h.n * mean * mean) / (h.n - 1);
-      const relVar = variance / (h.n * mean * mean);
-      if (mean > 0 && relVar > 0) points.push({ y: Math.log(mean), w: 1 / relVar });
+      const m = { n: h.n, sum: h.sumCost, sum2: h.sumCost2 };
+      const { relVar } = relativeVarianceOfMean(m);
+      if (mean(m) > 0 && relVar > 0) points.push({ y: Math.log(mean(m)), w: 1 / relVar });
     }
     if (points.length < 2) continue;
     const sumW = points.reduce((t, p) => t + p.w, 0);
@@ -246,12 +246,11 @@ export function withProcessSpread(
   candidateHosts: ReadonlyMap<string, number> | undefined,
   confidence: number,
 ): EndpointComparison {
-  const processes = {
-    baseline: 1 / concentration(baselineHosts),
-    candidate: 1 / concentration(candidateHosts),
-  };
+  const concentrationB = concentration(baselineHosts);
+  const concentrationC = concentration(candidateHosts);
+  const processes = { baseline: 1 / concentrationB, candidate: 1 / concentrationC };
   if (!spread || !(spread.tau2 > 0)) return { ...comparison, processes };
-  const added = spread.tau2 * (concentration(baselineHosts) + concentration(candidateHosts));
+  const added = spread.tau2 * (concentrationB + concentrationC);
   const se = Math.sqrt(comparison.seLogRatio ** 2 + added);
   const logRatio = Math.log1p(comparison.changePct / 100);
   const half = studentQuantile(1 - (1 - confidence) / 2, comparison.df) * se;
@@ -279,13 +278,11 @@ export class ProcessSpreads {
     private readonly config: DetectorConfig,
   ) {}
 
-  /** The service's learnt spread by metric (empty when config.learnProcessSpread is off). */
-  of(service: string): Promise<Map<Metric, ProcessSpread>> {
+  /** The service's learnt spread by metric, learnt at its first comparison of the run. */
+  private of(service: string): Promise<Map<Metric, ProcessSpread>> {
     let learnt = this.learnt.get(service);
     if (!learnt) {
-      learnt = this.config.learnProcessSpread
-        ? learnProcessSpread(this.store, service, this.now, this.config)
-        : Promise.resolve(new Map());
+      learnt = learnProcessSpread(this.store, service, this.now, this.config);
       this.learnt.set(service, learnt);
     }
     return learnt;
