@@ -98,6 +98,11 @@ function addRow(group: Group, row: AggregateRow, blocked: boolean): void {
   } else group.blocks.set(row.bucket, { n: row.n, sum: row.sumCost });
 }
 
+/** Key of one endpoint and metric: what comparisons, their checks and their hosts are matched by. */
+export function endpointMetricKey(x: { endpoint: string; metric: string }): string {
+  return `${x.endpoint}\u0000${x.metric}`;
+}
+
 /** Key of one stratum: costs are only compared within the same endpoint, metric and host class. */
 function stratumKey(row: AggregateRow): string {
   return `${row.endpoint}\u0000${row.metric}\u0000${row.hostClass}`;
@@ -177,7 +182,7 @@ export function compareGroupMaps(
     const c = cand.get(key);
     if (!c || b.moments.n < minSamples || c.moments.n < minSamples) continue;
     const [endpoint, metric, hostClass] = key.split('\u0000') as [string, string, string];
-    const endpointKey = `${endpoint}\u0000${metric}`;
+    const endpointKey = endpointMetricKey({ endpoint, metric });
     const list = byEndpoint.get(endpointKey) ?? [];
     list.push({ hostClass, b, c });
     byEndpoint.set(endpointKey, list);

@@ -1,7 +1,7 @@
 import { studentQuantile, studentTwoSidedP } from '../stats/distributions';
 import { mean, relativeVarianceOfMean } from '../stats/ratio';
 import type { HostMomentsRow, Metric, Store } from '../store/types';
-import { compareGroups, type EndpointComparison, type GroupSelector } from './compare';
+import { compareGroups, type EndpointComparison, endpointMetricKey, type GroupSelector } from './compare';
 import type { DetectorConfig } from './config';
 
 const HOUR = 3_600_000;
@@ -208,7 +208,7 @@ export type HostCounts = Map<string, Map<string, number>>;
 export function hostCounts(rows: readonly HostMomentsRow[]): HostCounts {
   const out: HostCounts = new Map();
   for (const row of rows) {
-    const key = `${row.endpoint}\u0000${row.metric}`;
+    const key = endpointMetricKey(row);
     const hosts = out.get(key) ?? new Map<string, number>();
     hosts.set(row.host, (hosts.get(row.host) ?? 0) + row.n);
     out.set(key, hosts);
@@ -308,7 +308,7 @@ export class ProcessSpreads {
       );
     const [spread, baseHosts, candHosts] = await Promise.all([this.of(service), hostsOf(base), hostsOf(cand)]);
     return comparisons.map((c) => {
-      const key = `${c.endpoint}\u0000${c.metric}`;
+      const key = endpointMetricKey(c);
       return withProcessSpread(c, spread.get(c.metric), baseHosts.get(key), candHosts.get(key), confidence);
     });
   }

@@ -2,7 +2,7 @@ import { normalQuantile } from '../stats/distributions';
 import { MINUTE_MS } from '../store/rollup';
 import type { CommitInfo, Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { type EndpointComparison, type GroupSelector, inBlocks } from './compare';
+import { type EndpointComparison, endpointMetricKey, type GroupSelector, inBlocks } from './compare';
 import type { DetectorConfig } from './config';
 import { ProcessSpreads } from './processes';
 import { endOfMinute, type MinuteWindow, minuteWindow } from './window';
@@ -179,7 +179,7 @@ export async function detectRollouts(
           )
         : new Map<string, EndpointComparison>();
     for (const comparison of comparisons) {
-      const check = checks.get(`${comparison.endpoint}\u0000${comparison.metric}`);
+      const check = checks.get(endpointMetricKey(comparison));
       if (check && canary && disagreesWithCanary(comparison, check)) {
         tested.push({
           kind: 'rollout',
@@ -211,5 +211,5 @@ export async function detectRollouts(
 
 /** Comparisons by endpoint and metric. */
 function byEndpoint(comparisons: readonly EndpointComparison[]): Map<string, EndpointComparison> {
-  return new Map(comparisons.map((c) => [`${c.endpoint}\u0000${c.metric}`, c]));
+  return new Map(comparisons.map((c) => [endpointMetricKey(c), c]));
 }

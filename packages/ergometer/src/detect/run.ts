@@ -5,7 +5,7 @@ import { minuteOf } from '../store/rollup';
 import type { ProfileEndpointRow, Store } from '../store/types';
 import { type Alert, alertId, describeAlert } from './alert';
 import type { TestedChange } from './candidate';
-import { inBlocks } from './compare';
+import { endpointMetricKey, inBlocks } from './compare';
 import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from './config';
 import { detectFlags } from './flag';
 import { type FunctionTest, isFunctionRegression, testFunctions } from './function';
@@ -136,7 +136,7 @@ export async function runDetectors(
   for (const t of tested) {
     if (t.kind !== 'rollout') continue;
     // Only endpoints with profiles on both sides: one query per side and window, not two per endpoint.
-    const key = `${t.comparison.endpoint}\u0000${t.comparison.metric}`;
+    const key = endpointMetricKey(t.comparison);
     const baseline = (await profiled(t.service, t.baseline)).get(key);
     if (baseline === undefined) continue;
     const candidate = (await profiled(t.service, t.candidate)).get(key);
@@ -181,7 +181,7 @@ function profiledEndpoints(
       found = store.profileEndpoints(q).then((rows) => {
         const byEndpoint = new Map<string, ProfileEndpointRow[]>();
         for (const row of rows) {
-          const key = `${row.endpoint}\u0000${row.metric}`;
+          const key = endpointMetricKey(row);
           const list = byEndpoint.get(key) ?? [];
           list.push(row);
           byEndpoint.set(key, list);

@@ -1,6 +1,6 @@
 import type { Store } from '../store/types';
 import type { TestedChange } from './candidate';
-import { compareGroups, type EndpointComparison } from './compare';
+import { compareGroups, type EndpointComparison, endpointMetricKey } from './compare';
 import type { DetectorConfig } from './config';
 
 const DAY = 24 * 3_600_000;
@@ -39,7 +39,7 @@ export async function detectTrends(
   let share = 0;
   for (const e of [...endpoints].sort((a, b) => b.share - a.share)) {
     if (share >= HEAVY_SHARE || heavy.size >= MAX_ENDPOINTS) break;
-    heavy.add(`${e.endpoint}\u0000${e.metric}`);
+    heavy.add(endpointMetricKey(e));
     share += e.share;
   }
   if (heavy.size === 0) return [];
@@ -50,9 +50,8 @@ export async function detectTrends(
     compareGroups(store, service, previousWeek, { from: end - 2 * DAY, to: end - DAY }, options),
     compareGroups(store, service, previousWeek, { from: end - DAY, to: end }, options),
   ]);
-  const key = (c: EndpointComparison) => `${c.endpoint}\u0000${c.metric}`;
   const persists = (list: EndpointComparison[], c: EndpointComparison, threshold: number) => {
-    const day = list.find((d) => key(d) === key(c));
+    const day = list.find((d) => endpointMetricKey(d) === endpointMetricKey(c));
     return (
       day !== undefined &&
       Math.sign(day.changePct) === Math.sign(c.changePct) &&
@@ -62,7 +61,7 @@ export async function detectTrends(
   };
   const tested: TestedChange[] = [];
   for (const comparison of lastTwoDays) {
-    if (!heavy.has(key(comparison))) continue;
+    if (!heavy.has(endpointMetricKey(comparison))) continue;
     const threshold = thresholdPct(comparison.endpoint);
     // A change that is not there on each of the last two days is not a trend: test it as "no change".
     const sustained = persists(dayBefore, comparison, threshold) && persists(lastDay, comparison, threshold);
