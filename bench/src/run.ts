@@ -20,6 +20,7 @@ import { benchProcessCanaries } from './detection/process-canaries';
 import { benchSimulatedFlagsTrends, benchSimulatedRollouts } from './detection/simulator';
 import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
+import { benchInstructions } from './instructions';
 import { benchProfiler } from './profiler';
 import { benchProfilerSideBySide } from './profiler-ab';
 import { benchProfilerParts } from './profiler-parts';
@@ -30,6 +31,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['counter read', benchCounterRead],
   ['throughput', benchThroughput],
   ['agent side by side', benchAgentSideBySide],
+  ['instructions', benchInstructions],
   ['backend instrumentation', benchBackend],
   ['attribution accuracy', benchAttribution],
   ['detection power', benchDetectionPower],

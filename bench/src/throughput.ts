@@ -173,13 +173,13 @@ export function startChild(
   cpu: number,
   pinning: boolean,
   nodeOptions: string[] = [],
+  wrapper: readonly string[] = [],
 ): ChildProcess {
   const node = [...nodeOptions, path.join(APPS_DIR, script)];
   const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
-  // taskset execs node in place: same pid, and the IPC channel's fd is inherited.
-  return pinning
-    ? spawn('taskset', ['-c', String(cpu), process.execPath, ...node], { env, stdio })
-    : spawn(process.execPath, node, { env, stdio });
+  // taskset (and a wrapper such as valgrind) run node in place: same pid, and the IPC channel's fd is inherited.
+  const command = [...(pinning ? ['taskset', '-c', String(cpu)] : []), ...wrapper, process.execPath, ...node];
+  return spawn(command[0] as string, command.slice(1), { env, stdio });
 }
 
 /** Resolves with the first message of `child`; rejects if it exits before sending one. */
@@ -228,11 +228,19 @@ function generateLoad(port: number, durationSeconds: number, settings: Throughpu
 
 /**
  * Starts the throughput app's server as `variant` on SERVER_CPU, its agent (if any) writing to the `file:`
- * collector `collector`; the register-* variants with `--require @ergometer/agent/register`.
+ * collector `collector`; the register-* variants with `--require @ergometer/agent/register`. `wrapper` runs node
+ * under another program (valgrind), `extraEnv` adds to its environment.
  */
-export function startAppServer(variant: AppVariant, collector: string, pinning: boolean): ChildProcess {
+export function startAppServer(
+  variant: AppVariant,
+  collector: string,
+  pinning: boolean,
+  wrapper: readonly string[] = [],
+  extraEnv: NodeJS.ProcessEnv = {},
+): ChildProcess {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    ...extraEnv,
     BENCH_VARIANT: variant,
     BENCH_COLLECTOR: collector,
     // The benchmark is not a deployment: keep the agent from shelling out to git for the commit.
@@ -248,7 +256,7 @@ export function startAppServer(variant: AppVariant, collector: string, pinning: 
       ERGOMETER_SAMPLE_RATE: String(registerRate),
     });
   }
-  return startChild('server.js', env, SERVER_CPU, pinning, nodeOptions);
+  return startChild('server.js', env, SERVER_CPU, pinning, nodeOptions, wrapper);
 }
 
 /** One measured run of one variant; `inspect` sees the collector's temp folder before it is removed. */
@@ -406,11 +414,12 @@ function summarize(runs: RunResult[]): Map<AppVariant, VariantSummary> {
   return summaries;
 }
 
-const VARIANT_LABELS: Record<AppVariant, string> = {
+export const VARIANT_LABELS: Record<AppVariant, string> = {
   none: 'no agent',
   'noop-middleware': 'no agent, one no-op middleware',
   'agent-0': 'agent, `app.use(agent.express())`, sampleRate 0',
   'agent-0.01': 'agent, `app.use(agent.express())`, sampleRate 0.01',
+  'register-0': 'agent, `--require @ergometer/agent/register`, sampleRate 0',
   'register-0.01': 'agent, `--require @ergometer/agent/register`, sampleRate 0.01',
   'agent-1': 'agent, `app.use(agent.express())`, sampleRate 1',
   otel: 'OpenTelemetry SDK (http + express, batch → no-op)',

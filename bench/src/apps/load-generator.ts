@@ -13,6 +13,8 @@ export interface LoadRequest {
   path?: string;
   connections: number;
   durationSeconds: number;
+  /** Send exactly this many requests instead of loading for `durationSeconds` (autocannon's `amount`). */
+  amount?: number;
   /** Requests per second over all connections; default: as fast as the server answers. */
   overallRate?: number;
 }
@@ -38,6 +40,7 @@ interface AutocannonOptions {
   connections: number;
   duration: number;
   overallRate?: number;
+  amount?: number;
   requests?: readonly WorkloadRequest[];
 }
 interface AutocannonHistogram {
@@ -69,6 +72,7 @@ async function generateLoad(request: LoadRequest): Promise<LoadResult> {
     connections: request.connections,
     duration: request.durationSeconds,
     ...(request.overallRate === undefined ? {} : { overallRate: request.overallRate }),
+    ...(request.amount === undefined ? {} : { amount: request.amount }),
     ...(request.path === undefined ? { requests: WORKLOAD } : {}),
   });
   const cpu = process.cpuUsage(cpuBefore);

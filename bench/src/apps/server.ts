@@ -31,10 +31,13 @@ export const APP_VARIANTS = [
 export const PROFILER_VARIANTS = ['agent-0.01', 'agent-0.01-profile', 'agent-0.01-profile-default'] as const;
 /** The profiler at its real defaults (60 s period), for runs of minutes side by side (profiler-ab.ts). */
 export const PROFILER_AB_VARIANTS = ['agent-0.01', 'agent-0.01-profile-defaults-60s'] as const;
+/** Variants only the instruction count (instructions.ts) runs. */
+export const INSTRUCTION_VARIANTS = ['register-0'] as const;
 export type AppVariant =
   | (typeof APP_VARIANTS)[number]
   | (typeof PROFILER_VARIANTS)[number]
-  | (typeof PROFILER_AB_VARIANTS)[number];
+  | (typeof PROFILER_AB_VARIANTS)[number]
+  | (typeof INSTRUCTION_VARIANTS)[number];
 
 /** Sent to the parent once the server accepts connections. */
 export interface ServerReady {
@@ -52,7 +55,9 @@ export interface ServerStop {
 export function isAppVariant(value: unknown): value is AppVariant {
   return (
     typeof value === 'string' &&
-    [APP_VARIANTS, PROFILER_VARIANTS, PROFILER_AB_VARIANTS].some((list) => (list as readonly string[]).includes(value))
+    [APP_VARIANTS, PROFILER_VARIANTS, PROFILER_AB_VARIANTS, INSTRUCTION_VARIANTS].some((list) =>
+      (list as readonly string[]).includes(value),
+    )
   );
 }
 
@@ -82,6 +87,7 @@ const PROFILES: Partial<Record<AppVariant, { enabled: true; dutyCycle?: number; 
 
 /** Sample rate of the variants started with `--require @ergometer/agent/register`. */
 export const REGISTER_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
+  'register-0': 0,
   'register-0.01': 0.01,
 };
 
