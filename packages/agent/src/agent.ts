@@ -52,8 +52,9 @@ type CountingListener = (() => void) & { listener?: (this: ServerResponse) => vo
 
 /**
  * EventEmitter's methods, called on the response as they are, not looked up on it: in an Express app every
- * response has a map of its own, so `res.on` misses V8's inline caches and walks ServerResponse → OutgoingMessage
- * → Stream → EventEmitter in the runtime, on every request. The response is an EventEmitter all the same.
+ * response has a map of its own, so `res.on` misses V8's inline caches and is looked up in the runtime, six
+ * prototypes up the response's chain (Express's two, ServerResponse, OutgoingMessage, Stream, EventEmitter), on
+ * every request. The response is an EventEmitter all the same.
  */
 const { on: eventOn, removeListener: eventRemoveListener, listenerCount: eventListenerCount } = EventEmitter.prototype;
 
