@@ -3,8 +3,8 @@
  * valgrind's callgrind (a CPU simulator: every user-space instruction the process runs, on all its threads).
  *
  * Why: on this VM the CPU time of two runs of the same server spreads by ~20%, and even side by side
- * (agent-ab.ts) a 95% interval is ±2%, the size of Goal 1 itself. An instruction count is the same run after run
- * to about ±0.5% here, and is the metric the product itself prefers (`instructions`) where the hardware exposes
+ * (agent-ab.ts) a 95% interval is ±2%, the size of Goal 1 itself. Two runs' instruction counts agree to ~2%, and
+ * to ~1% without V8's collector and compiler; it is the metric the product itself prefers (`instructions`) where the hardware exposes
  * it; so this table ranks changes of a few thousand instructions per request that CPU time cannot see. What it
  * does not see: the kernel (a syscall's work, so the counter reads of sampled requests, ~1 µs each here), and how
  * fast those instructions run (cache and branch misses). It complements the side-by-side CPU measurement, it does

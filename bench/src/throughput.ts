@@ -229,18 +229,16 @@ function generateLoad(port: number, durationSeconds: number, settings: Throughpu
 /**
  * Starts the throughput app's server as `variant` on SERVER_CPU, its agent (if any) writing to the `file:`
  * collector `collector`; the register-* variants with `--require @ergometer/agent/register`. `wrapper` runs node
- * under another program (valgrind), `extraEnv` adds to its environment.
+ * under another program (valgrind).
  */
 export function startAppServer(
   variant: AppVariant,
   collector: string,
   pinning: boolean,
   wrapper: readonly string[] = [],
-  extraEnv: NodeJS.ProcessEnv = {},
 ): ChildProcess {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    ...extraEnv,
     BENCH_VARIANT: variant,
     BENCH_COLLECTOR: collector,
     // The benchmark is not a deployment: keep the agent from shelling out to git for the commit.
