@@ -59,7 +59,7 @@ type CountingListener = (() => void) & { listener?: (this: ServerResponse) => vo
 const { on: eventOn, removeListener: eventRemoveListener, listenerCount: eventListenerCount } = EventEmitter.prototype;
 
 /** Whether an outer layer counts this unsampled request: its close listener is the agent's countClosed. */
-function countedAbove(res: ServerResponse, countClosed: (this: ServerResponse) => void): boolean {
+function isCountedAbove(res: ServerResponse, countClosed: (this: ServerResponse) => void): boolean {
   return eventListenerCount.call(res, 'close', countClosed) > 0;
 }
 
@@ -235,7 +235,7 @@ export class Agent {
    * context is in requestStates) or counts it (its close listener is on res). See decide().
    */
   private seenAbove(req: IncomingMessage, res: ServerResponse): boolean {
-    return requestStates.get(req) !== undefined || countedAbove(res, this.countClosed);
+    return requestStates.get(req) !== undefined || isCountedAbove(res, this.countClosed);
   }
 
   /** @internal Cheap pre-check for adapters: false means "not measured, skip the agent entirely". */
@@ -268,7 +268,7 @@ export class Agent {
     if (!this.running) return undefined;
     // An outer layer found it unsampled and counts it (at a sampling window's very edge the two could
     // disagree): that decision stands.
-    if (countedAbove(res, this.countClosed)) return COUNTED_ABOVE;
+    if (isCountedAbove(res, this.countClosed)) return COUNTED_ABOVE;
     if (!this.sampler.shouldSample()) return undefined;
     try {
       const ctx = new RequestContext(req.method ?? 'GET', Date.now(), performance.now());
@@ -385,7 +385,7 @@ export class Agent {
    */
   countUnsampled<S>(req: IncomingMessage, res: ServerResponse, route?: RouteResolver<S>, routeSource?: S): void {
     if (this.running) {
-      this.count(req, res, countedAbove(res, this.countClosed), route, routeSource, undefined);
+      this.count(req, res, isCountedAbove(res, this.countClosed), route, routeSource, undefined);
     }
   }
 
