@@ -191,12 +191,12 @@ export async function benchInstructions(): Promise<BenchTable> {
   // sampleRate 0.01, derived: every request pays what sampleRate 0 pays, 1% of them what sampleRate 1 adds to it.
   const sampledExtra = (pick: (v: AppVariant) => number) => pick('agent-1') - pick('agent-0');
   const derived = (zero: AppVariant, pick: (v: AppVariant) => number) => pick(zero) + GOAL_RATE * sampledExtra(pick);
-  for (const [zero, label] of [
-    ['agent-0', '`app.use(agent.express())`'],
-    ['register-0', '`--require @ergometer/agent/register`'],
+  for (const [zero, atGoalRate] of [
+    ['agent-0', 'agent-0.01'],
+    ['register-0', 'register-0.01'],
   ] as const) {
     rows.push([
-      `agent, ${label}, sampleRate ${GOAL_RATE} (derived: sampleRate 0 + ${GOAL_RATE} × what sampleRate 1 adds)`,
+      `${VARIANT_LABELS[atGoalRate]} (derived: sampleRate 0 + ${GOAL_RATE} × what sampleRate 1 adds)`,
       thousands(derived(zero, total)),
       change(derived(zero, total), total('none')),
       '',
@@ -244,7 +244,7 @@ export async function benchInstructions(): Promise<BenchTable> {
         `OpenTelemetry ${pct(otelLoss)}: ${pct(agentLoss / otelLoss, 0)} of its loss (${agentLoss <= otelLoss / 3 ? 'met' : 'missed'}).** ` +
         'Its counter reads (16–17 per sampled request) are syscalls here, and their time in the kernel is not counted: these counts are about what the agent would cost with `rdpmc`, where a read is a few dozen user-space instructions.',
       RUNS > 1
-        ? `Runs of one variant differ by up to ${signedPct(worstSpread).slice(1)} in all instructions (most of it the garbage collector and the ` +
+        ? `Runs of one variant differ by up to ${pct(worstSpread)} in all instructions (most of it the garbage collector and the ` +
           'compiler, whose work depends on timing); the last two columns leave those out and differ less.'
         : 'One run per variant (quick mode).',
     ],
