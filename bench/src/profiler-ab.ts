@@ -53,7 +53,7 @@ const PAIRS: readonly LabelledPair[] = [
 
 export async function benchProfilerSideBySide(): Promise<BenchTable> {
   const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, FULL);
-  const costs = rounds.map(pairCost);
+  const costs = rounds.map((r) => pairCost(r));
   const [saturated, fixed] = costs as [PairCost, PairCost];
   return {
     title: `Profiler at its defaults, side by side with no profiler (Node ${process.version})`,
@@ -68,13 +68,21 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
       `at equal CPU: a ${pct(GOAL_LOSS, 0)} loss of throughput is ${pct(GOAL_MORE_CPU, 2)} more CPU per request. At the fixed rate each ` +
       `process is idle part of the time, and what the profiler spends per unit of time (its timer-driven stack samples) weighs on fewer ` +
       `requests: the cost per request of a service that is not saturated.`,
-    columns: ['round', 'no profiler: CPU µs/req', 'profiler at defaults: CPU µs/req', 'ratio', 'requests (off / on)'],
+    columns: [
+      'round',
+      'no profiler: CPU µs/req',
+      'profiler at defaults: CPU µs/req',
+      'ratio',
+      'of which kernel: µs/req (off / on)',
+      'requests (off / on)',
+    ],
     rows: pairRows(PAIRS, rounds, costs),
     notes: [
       `**Saturated, CPU per request with the profiler at its defaults changes by ${describeCost(saturated)}: throughput ` +
         `${pct(1 / saturated.ratio - 1)}. Goal: lose at most ${pct(GOAL_LOSS, 0)} of throughput (at most ${pct(GOAL_MORE_CPU, 2)} more ` +
         `CPU per request); ${goalVerdict(saturated, GOAL_MORE_CPU)}**`,
-      `At 1000 requests/s CPU per request changes by ${describeCost(fixed)}.`,
+      `At 1000 requests/s CPU per request changes by ${describeCost(fixed)}. User-space CPU alone (without the kernel's time): ` +
+        `saturated ${describeCost(pairCost(rounds[0] ?? [], 'user'))}, at 1000 requests/s ${describeCost(pairCost(rounds[1] ?? [], 'user'))}.`,
     ],
   };
 }

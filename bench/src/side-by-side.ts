@@ -52,13 +52,18 @@ export interface Pair {
   on: AppVariant;
 }
 
-/** One round: a fresh pair of processes, CPU µs per request of each and the requests each served. */
+/** One round: a fresh pair of processes, CPU µs per request of each (and its kernel part) and the requests each served. */
 export interface PairRound {
   offMicros: number;
   onMicros: number;
+  offKernelMicros: number;
+  onKernelMicros: number;
   offRequests: number;
   onRequests: number;
 }
+
+/** What a ratio of CPU per request is taken over: all of it, or the user-space part only (no kernel time). */
+export type CpuPart = 'all' | 'user';
 
 /** The cost of `on` over the rounds: geometric mean of the ratios of CPU per request, 95% t-interval. */
 export interface PairCost {
@@ -149,11 +154,13 @@ async function measurePair(pair: Pair, rate: Load, settings: SideBySideSettings,
     const before = servers.map((s) => procSnapshot(s.pid));
     const loads = await Promise.all(servers.map((s) => load(s.port, settings.durationSeconds, rate, pinning)));
     const after = servers.map((s) => procSnapshot(s.pid));
-    const perRequest = (i: number) =>
-      ((after[i]?.cpuMicros ?? Number.NaN) - (before[i]?.cpuMicros ?? Number.NaN)) / (loads[i]?.requests ?? 0);
+    const perRequest = (i: number, part: 'cpuMicros' | 'kernelMicros' = 'cpuMicros') =>
+      ((after[i]?.[part] ?? Number.NaN) - (before[i]?.[part] ?? Number.NaN)) / (loads[i]?.requests ?? 0);
     return {
       offMicros: perRequest(0),
       onMicros: perRequest(1),
+      offKernelMicros: perRequest(0, 'kernelMicros'),
+      onKernelMicros: perRequest(1, 'kernelMicros'),
       offRequests: loads[0]?.requests ?? 0,
       onRequests: loads[1]?.requests ?? 0,
     };
@@ -162,9 +169,15 @@ async function measurePair(pair: Pair, rate: Load, settings: SideBySideSettings,
   }
 }
 
-/** The cost of `on` against `off` over `rounds` (the log-ratios are close to normal; the rounds few). */
-export function pairCost(rounds: readonly PairRound[]): PairCost {
-  const logs = rounds.map((r) => Math.log(r.onMicros / r.offMicros));
+/**
+ * The cost of `on` against `off` over `rounds` (the log-ratios are close to normal; the rounds few), in all CPU
+ * time or in its user-space part: whether a cost is the kernel's work (syscalls, faults) or the process's own code.
+ */
+export function pairCost(rounds: readonly PairRound[], part: CpuPart = 'all'): PairCost {
+  const kernel = (micros: number) => (part === 'user' ? micros : 0);
+  const logs = rounds.map((r) =>
+    Math.log((r.onMicros - kernel(r.onKernelMicros)) / (r.offMicros - kernel(r.offKernelMicros))),
+  );
   const n = logs.length;
   const mean = logs.reduce((a, b) => a + b, 0) / n;
   const sd = n > 1 ? Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.POSITIVE_INFINITY;
@@ -211,11 +224,12 @@ function roundRow(label: string, r: PairRound): string[] {
     r.offMicros.toFixed(1),
     r.onMicros.toFixed(1),
     `×${(r.onMicros / r.offMicros).toFixed(3)}`,
+    `${r.offKernelMicros.toFixed(1)} / ${r.onKernelMicros.toFixed(1)}`,
     `${r.offRequests} / ${r.onRequests}`,
   ];
 }
 
 /** The table row of all rounds of one pair. */
 function costRow(label: string, cost: PairCost): string[] {
-  return [label, '—', '—', `×${cost.ratio.toFixed(3)} (×${cost.low.toFixed(3)}–×${cost.high.toFixed(3)})`, '—'];
+  return [label, '—', '—', `×${cost.ratio.toFixed(3)} (×${cost.low.toFixed(3)}–×${cost.high.toFixed(3)})`, '—', '—'];
 }

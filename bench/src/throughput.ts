@@ -62,7 +62,10 @@ export const SERVER_CPU = 0;
 export const LOAD_CPU = 1;
 
 interface ProcSnapshot {
+  /** User and kernel CPU time of all threads, µs. */
   cpuMicros: number;
+  /** Of which in the kernel (stime): syscalls, page faults, the scheduler's work for the process. */
+  kernelMicros: number;
   readSyscalls: number;
 }
 
@@ -313,7 +316,7 @@ const clockTicksPerSecond = (() => {
   return Number.isInteger(ticks) && ticks > 0 ? ticks : 100;
 })();
 
-/** CPU time of all threads of `pid` and its read(2) count, from /proc; undefined where there is no /proc. */
+/** CPU time of all threads of `pid` (and its kernel part) and its read(2) count, from /proc; undefined where there is no /proc. */
 export function procSnapshot(pid: number): ProcSnapshot | undefined {
   try {
     // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
@@ -327,7 +330,11 @@ export function procSnapshot(pid: number): ProcSnapshot | undefined {
     } catch {
       // /proc/<pid>/io needs ptrace read access; without it the column stays empty.
     }
-    return { cpuMicros: (ticks / clockTicksPerSecond) * 1e6, readSyscalls };
+    return {
+      cpuMicros: (ticks / clockTicksPerSecond) * 1e6,
+      kernelMicros: (Number(fields[12]) / clockTicksPerSecond) * 1e6,
+      readSyscalls,
+    };
   } catch {
     return undefined;
   }
