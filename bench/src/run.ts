@@ -71,8 +71,9 @@ async function main(): Promise<void> {
   const doc = [
     '# Benchmarks',
     '',
-    'Made by `npm run bench` (bench/src/run.ts): every table below comes from one run on this machine, ' +
-      `which took ${minutes.toFixed(1)} minutes. Run it again on yours; each table says how it was measured.`,
+    'Made by `npm run bench` (bench/src/run.ts) on this machine, in one run of ' +
+      `${minutes.toFixed(1)} minutes; a section re-run alone since (\`BENCH_ONLY=<name> BENCH_WRITE=1\`) replaces its own, and ` +
+      'says in its title which Node.js it ran on where that matters. Run it again on yours; each table says how it was measured.',
     '',
     machine,
     '',
