@@ -37,9 +37,8 @@ const AGENT_PAIRS: readonly LabelledPair[] = [
   { label: '`--require @ergometer/agent/register`', pair: { off: 'none', on: 'register-0.01' } },
 ];
 /**
- * The method checked against itself: no agent on both sides. Its interval is what the method alone would show
- * for a cost of zero (which process starts first, which load generator, which port), so a cost outside it is the
- * agent's.
+ * The method checked against itself: no agent on both sides. It shows what the method alone gives for a cost of
+ * zero (which process starts first, which load generator, which port): the bias to allow for in the agent's rows.
  */
 const SAME: LabelledPair = { label: 'no agent against no agent (A/A)', pair: { off: 'none', on: 'none' } };
 const PAIRS: readonly LabelledPair[] = [...AGENT_PAIRS, SAME];
@@ -77,7 +76,8 @@ export async function benchAgentSideBySide(): Promise<BenchTable> {
           `User-space CPU alone (without the kernel's time): ${describeCost(userCosts[p] as PairCost)}.`
         );
       }),
-      `The method against itself (A/A, no agent on both sides): ${describeCost(same)}; a cost outside that interval is not the method's.`,
+      `The method against itself (A/A, no agent on both sides): ${describeCost(same)}: what it shows for a cost of zero, the bias ` +
+        'to allow for in the rows above.',
     ],
   };
 }
