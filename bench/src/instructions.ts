@@ -17,10 +17,12 @@
  * runtime and builtins, Node and libuv).
  *
  * sampleRate 0.01 is not counted this way: its sampling windows are wall-clock time (50 ms, one every ~5 s), and
- * under valgrind's slow-down a run of minutes holds none or one of them, so two runs would differ by whether a window
- * fell in them. Its cost is given by arithmetic instead: sampleRate 0 (every request counted, none sampled) plus 1%
- * of what sampleRate 1 adds per request. What that leaves out, each window's own fixed cost (turning the hooks on and
- * off), is paid once per ~5 s and is in the side-by-side CPU measurement (agent-ab.ts).
+ * under valgrind's slow-down the 6,000 counted requests take about a minute, so they hold some ten windows, a
+ * Poisson number, where natively as many requests hold about one; each window's own cost (code deoptimized and
+ * compiled again when its hooks go on and off) would weigh ~18 times too much per request. Its cost is given by
+ * arithmetic instead: sampleRate 0 (every request counted, none sampled) plus 1% of what sampleRate 1 adds per
+ * request. What that leaves out, each window's own cost, is ~1.5k instructions per request natively (docs/agent.md,
+ * "Overhead") and is in the side-by-side CPU measurement (agent-ab.ts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -225,7 +227,8 @@ export async function benchInstructions(): Promise<BenchTable> {
       `${RUNS} run(s) per variant, each a fresh process: ${WARMUP_REQUESTS.toLocaleString('en-US')} requests of the workload mix (${CONNECTIONS} connections) not counted, ` +
       `then the instructions of ${MEASURED_REQUESTS.toLocaleString('en-US')} requests, all threads, user space only (a syscall's work in the kernel is not counted). ` +
       '"GC" and "compiler" are V8\'s garbage collector and optimizing compiler, by function name; "JS, runtime, Node" is the rest. ' +
-      `sampleRate ${GOAL_RATE} is derived, not counted: its windows are wall-clock time, and a run under valgrind holds none or one of them.`,
+      `sampleRate ${GOAL_RATE} is derived, not counted: its windows are wall-clock time, and under valgrind's slow-down a window falls ` +
+      'on ~18 times fewer requests than natively, so its own cost would weigh that much too much.',
     columns: [
       'variant',
       'instructions per request (runs)',

@@ -55,6 +55,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
   const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, FULL);
   const costs = rounds.map((r) => pairCost(r));
   const [saturated, fixed] = costs as [PairCost, PairCost];
+  const [saturatedUser, fixedUser] = rounds.map((r) => pairCost(r, 'user')) as [PairCost, PairCost];
   return {
     title: `Profiler at its defaults, side by side with no profiler (Node ${process.version})`,
     description:
@@ -82,7 +83,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
         `${pct(1 / saturated.ratio - 1)}. Goal: lose at most ${pct(GOAL_LOSS, 0)} of throughput (at most ${pct(GOAL_MORE_CPU, 2)} more ` +
         `CPU per request); ${goalVerdict(saturated, GOAL_MORE_CPU)}**`,
       `At 1000 requests/s CPU per request changes by ${describeCost(fixed)}. User-space CPU alone (without the kernel's time): ` +
-        `saturated ${describeCost(pairCost(rounds[0] ?? [], 'user'))}, at 1000 requests/s ${describeCost(pairCost(rounds[1] ?? [], 'user'))}.`,
+        `saturated ${describeCost(saturatedUser)}, at 1000 requests/s ${describeCost(fixedUser)}.`,
     ],
   };
 }
