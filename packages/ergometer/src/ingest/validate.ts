@@ -244,12 +244,32 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
   };
 }
 
+/** The flags of every sample that carries none (most of them): one shared, frozen object. */
+const NO_FLAGS: Record<string, string> = Object.freeze(Object.create(null) as Record<string, string>);
+
+/**
+ * Endpoint names seen lately, each kept as one string. JSON.parse makes a new string for each of a
+ * batch's thousand "GET /api/search"; the batch is held until its group commit, so one shared copy
+ * is less for the garbage collector to move, and its hash, computed once, serves every later lookup
+ * (cardinality guard, roll-up). Emptied when full: names beyond the bound just go uninterned.
+ */
+const endpointNames = new Map<string, string>();
+const MAX_INTERNED_ENDPOINTS = 8192;
+
+function internEndpoint(name: string): string {
+  const known = endpointNames.get(name);
+  if (known !== undefined) return known;
+  if (endpointNames.size >= MAX_INTERNED_ENDPOINTS) endpointNames.clear();
+  endpointNames.set(name, name);
+  return name;
+}
+
 function validateSample(c: Checker, raw: unknown, i: number): Sample {
   const code = c.code;
   const limits = c.limits;
   if (!isObject(raw)) fail(code, `samples[${i}]`, 'an object', raw);
   const ts = c.time(raw.ts, () => `samples[${i}].ts`);
-  const endpoint = c.name(raw.endpoint, () => `samples[${i}].endpoint`, limits.maxEndpointLength);
+  const endpoint = internEndpoint(c.name(raw.endpoint, () => `samples[${i}].endpoint`, limits.maxEndpointLength));
   const status = raw.status;
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
     fail(code, `samples[${i}].status`, 'an integer HTTP status from 100 to 599', status);
@@ -272,25 +292,33 @@ function validateSample(c: Checker, raw: unknown, i: number): Sample {
     }
   }
 
-  let flags: Record<string, string> = {};
+  let flags = NO_FLAGS;
   const rawFlags = raw.flags;
   if (rawFlags !== undefined) {
     if (!isObject(rawFlags)) fail(code, `samples[${i}].flags`, 'an object of flag key → variant', rawFlags);
     let n = 0;
-    // A fresh null-prototype object: a flag named "__proto__" stays a flag.
-    flags = Object.create(null) as Record<string, string>;
+    let own: Record<string, string> | undefined;
     for (const key in rawFlags) {
       if (++n > limits.maxFlagsPerSample) {
         throw badRequest(code, `samples[${i}].flags: at most ${limits.maxFlagsPerSample} flags per sample`);
       }
       c.name(key, () => `samples[${i}].flags key ${describeValue(key)}`, limits.maxNameLength);
-      flags[key] = c.name(
+      const variant = c.name(
         rawFlags[key],
         () => `samples[${i}].flags[${JSON.stringify(key)}]`,
         limits.maxNameLength,
         true,
       );
+      own ??= {};
+      // Assigning "__proto__" would set the prototype instead (or do nothing): a flag of that name is defined.
+      if (key === '__proto__')
+        Object.defineProperty(own, key, { value: variant, enumerable: true, writable: true, configurable: true });
+      else own[key] = variant;
     }
+    // Without a prototype, so that a flag named like an Object.prototype member reads as itself and an
+    // absent one as undefined. Built as an ordinary object first: Object.create(null) would start a
+    // hash-table object, ~100 bytes more per sample held until its group commit and slower to read.
+    if (own !== undefined) flags = Object.setPrototypeOf(own, null) as Record<string, string>;
   }
 
   const user = c.optionalName(raw.user, () => `samples[${i}].user`, limits.maxNameLength);

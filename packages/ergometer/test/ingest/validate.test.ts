@@ -153,7 +153,26 @@ test('a flag named __proto__ stays a flag', () => {
     'ERGOMETER_BAD_BATCH',
   );
   const batch = validateBatch(wire, limits, NOW);
-  assert.deepEqual(Object.keys(batch.samples[0]?.flags ?? {}), ['__proto__']);
+  assert.deepEqual(Object.entries(batch.samples[0]?.flags ?? {}), [['__proto__', 'on']]);
+  assert.equal(JSON.stringify(batch.samples[0]?.flags), '{"__proto__":"on"}');
+});
+
+test("a sample's flags read as a plain map: only the flags sent, none inherited, and the same for samples without", () => {
+  const wire = wireBatch(3, { now: NOW, flags: { constructor: 'b', beta: 'on' } });
+  const [, second, third] = wire.samples;
+  if (second === undefined || third === undefined) throw new Error('wireBatch(3) gives three samples');
+  second.flags = {};
+  delete third.flags;
+  const batch = validateBatch(JSON.parse(JSON.stringify(wire)), limits, NOW);
+  const [withFlags, emptyFlags, noFlags] = batch.samples.map((sample) => sample.flags);
+  assert.deepEqual({ ...withFlags }, { constructor: 'b', beta: 'on' });
+  for (const flags of [withFlags, emptyFlags, noFlags]) {
+    assert.equal(Object.getPrototypeOf(flags), null);
+    assert.equal(flags?.toString, undefined, 'nothing inherited from Object.prototype');
+    assert.equal(flags?.hasOwnProperty, undefined);
+  }
+  assert.deepEqual(Object.keys(emptyFlags ?? {}), []);
+  assert.deepEqual(Object.keys(noFlags ?? {}), []);
 });
 
 test('parseJsonBody refuses deep nesting and malformed JSON with a 400', () => {

@@ -55,6 +55,10 @@ describe('duckdb store: column-wise appends (columns.ts)', () => {
       'GET /api/products/:id',
       'ünïcødé ✓ 😀',
       '{"k":"v"}',
+      // Short, but not ASCII: the path for strings of up to 12 bytes must not take these.
+      'é',
+      'ab😀',
+      '\u0000x',
     ];
     for (let r = 0; r < rows; r++) {
       ids.push(r);
@@ -90,6 +94,40 @@ describe('duckdb store: column-wise appends (columns.ts)', () => {
       assert.deepEqual(row.k, [...hist.keys()], `histogram bins of row ${r}`);
       assert.deepEqual(row.v, [...hist.values()], `histogram counts of row ${r}`);
     }
+  });
+
+  it('writes short strings that DuckDB compares, groups, sorts and searches as it does the strings of an INSERT', async () => {
+    await connection.run('CREATE TABLE strs (s VARCHAR)');
+    const words = ['', 'a', 'u61294', 'GET /', 'exactly12chr', 'GET /api/search', '{}', 'é'];
+    const appended = Array.from({ length: 3000 }, (_, i) => words[i % words.length] as string);
+    const appender = await connection.createAppender('strs');
+    try {
+      appendColumnar(appender, [{ kind: 'varchar', values: appended }]);
+      appender.flushSync();
+    } finally {
+      appender.closeSync();
+    }
+    // The same words again, written by DuckDB itself.
+    await connection.run(`INSERT INTO strs SELECT unnest(${JSON.stringify(words).replace(/"/g, "'")})`);
+    const groups = await connection.runAndReadAll(
+      'SELECT s, count(*)::INTEGER AS n, length(s)::INTEGER AS len FROM strs GROUP BY s ORDER BY s',
+    );
+    const expected = [...words].sort((a, b) => (Buffer.from(a) < Buffer.from(b) ? -1 : 1));
+    assert.deepEqual(
+      groups.getRowObjectsJS().map((row) => row.s),
+      expected,
+      'one group per word, in byte order',
+    );
+    for (const row of groups.getRowObjectsJS()) {
+      const word = row.s as string;
+      assert.equal(row.n, 1 + appended.filter((w) => w === word).length, `rows of ${JSON.stringify(word)}`);
+      assert.equal(row.len, [...word].length, `length of ${JSON.stringify(word)}`);
+    }
+    const equal = await connection.runAndReadAll(
+      "SELECT count(*)::INTEGER AS n FROM strs WHERE s = 'u61294' OR s LIKE 'GET /%' OR s = 'exactly12chr'",
+    );
+    const want = appended.filter((w) => w === 'u61294' || w.startsWith('GET /') || w === 'exactly12chr').length + 4;
+    assert.equal(equal.getRowObjectsJS()[0]?.n, want);
   });
 
   it('refuses a value that is not an integer below 2^53 in a BIGINT column, and columns of different lengths', async () => {

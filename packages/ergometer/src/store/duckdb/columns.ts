@@ -5,8 +5,8 @@
  * BIGINT, entry objects for MAP) and walks them one by one; on the ingest workload building the
  * sample chunks that way cost about as much CPU as DuckDB's own append (docs/benchmarks.md, ingest
  * floor). Here each numeric column of a chunk is filled into one typed array and copied into the
- * DuckDB vector with a single call; strings are assigned one call each (DuckDB copies them into the
- * vector's heap); a MAP(SMALLINT, INTEGER) histogram column is written as its list entries plus its
+ * DuckDB vector with a single call; so are strings (writeStrings: short ones in place, a longer one
+ * assigned through DuckDB once per chunk and shared by the rows that repeat it); a MAP(SMALLINT, INTEGER) histogram column is written as its list entries plus its
  * key and value child vectors, three copies per chunk whatever the number of bins.
  *
  * The chunks are still node-api DuckDBDataChunk objects, appended with DuckDBAppender.appendDataChunk:
@@ -14,6 +14,7 @@
  * uses (package.json pins the version node-api depends on).
  */
 
+import { endianness } from 'node:os';
 import {
   BIGINT,
   BOOLEAN,
@@ -165,15 +166,79 @@ function writeColumn(vector: duckdb.Vector, column: Column, start: number, rows:
     case 'boolean':
       copyNumbers(vector, column.values, Uint8Array, start, rows);
       return;
-    case 'varchar': {
-      const values = column.values;
-      for (let i = 0; i < rows; i++) duckdb.vector_assign_string_element(vector, i, values[start + i] as string);
+    case 'varchar':
+      writeStrings(vector, column.values, start, rows);
       return;
-    }
     case 'hist':
       writeHistograms(vector, column.values, start, rows);
       return;
   }
+}
+
+/** Bytes of one DuckDB string (`duckdb_string_t` in duckdb.h), and the most it holds in place. */
+const STRING_BYTES = 16;
+const INLINE_BYTES = 12;
+/** The in-place layout's length field is a native uint32: written here for little-endian machines only. */
+const INLINE_STRINGS = endianness() === 'LE';
+
+/**
+ * A VARCHAR column. Each call that hands DuckDB a JavaScript string costs ~200 ns (a conversion to
+ * UTF-8 and a copy into the vector's string heap), three per sample. The rows are written instead as
+ * `duckdb_string_t` (duckdb.h's public 16-byte struct: uint32 length, then the bytes of a string of
+ * at most 12 bytes, zero-padded, or a 4-byte prefix and a pointer to the heap) in scratch memory and
+ * copied with the numbers' single call:
+ * - a string of at most 12 ASCII characters (user ids, '{}' for samples without flags, short
+ *   endpoints) is laid out in place;
+ * - a longer one is assigned through DuckDB once per chunk, at its first row, and its struct (whose
+ *   pointer is into this vector's heap, alive as long as the chunk) copied to its other rows: an
+ *   endpoint or a set of flags repeats many times in a chunk, so this is a few calls per chunk.
+ */
+function writeStrings(vector: duckdb.Vector, values: readonly string[], start: number, rows: number): void {
+  if (!INLINE_STRINGS) {
+    for (let i = 0; i < rows; i++) duckdb.vector_assign_string_element(vector, i, values[start + i] as string);
+    return;
+  }
+  const bytes = rows * STRING_BYTES;
+  const buffer = scratchOf(bytes);
+  const data = new Uint8Array(buffer, 0, bytes);
+  const words = new Uint32Array(buffer, 0, bytes / 4);
+  data.fill(0);
+  /** Rows of long strings, and for each the row where its string was first seen in this chunk. */
+  const longRows: number[] = [];
+  const firstRows: number[] = [];
+  const firstRowOf = new Map<string, number>();
+  for (let i = 0; i < rows; i++) {
+    const value = values[start + i] as string;
+    const n = value.length;
+    let inline = n <= INLINE_BYTES;
+    const at = i * STRING_BYTES;
+    for (let j = 0; inline && j < n; j++) {
+      const code = value.charCodeAt(j);
+      if (code < 0x80) data[at + 4 + j] = code;
+      else inline = false;
+    }
+    if (inline) {
+      words[i * 4] = n;
+      continue;
+    }
+    let first = firstRowOf.get(value);
+    if (first === undefined) {
+      first = i;
+      firstRowOf.set(value, i);
+      duckdb.vector_assign_string_element(vector, i, value);
+    }
+    longRows.push(i);
+    firstRows.push(first);
+  }
+  if (longRows.length > 0) {
+    // The structs DuckDB wrote for the first rows (vector_get_data reads a copy of the vector's memory).
+    const assigned = duckdb.vector_get_data(vector, bytes);
+    for (let k = 0; k < longRows.length; k++) {
+      const from = (firstRows[k] as number) * STRING_BYTES;
+      data.set(assigned.subarray(from, from + STRING_BYTES), (longRows[k] as number) * STRING_BYTES);
+    }
+  }
+  duckdb.copy_data_to_vector(vector, 0, buffer, 0, bytes);
 }
 
 /** A MAP(SMALLINT, INTEGER) column: list entries (offset, length as uint64) and the key/value children. */
