@@ -75,6 +75,10 @@ export function parseJsonBody(body: Uint8Array, limits: IngestLimits, code: stri
   }
 }
 
+/** Endpoint names already checked, each as one string (see Checker.endpoint); emptied when full. */
+const endpointNames = new Map<string, string>();
+const MAX_INTERNED_ENDPOINTS = 8192;
+
 /** Validator for one kind of document; keeps the limits and error code at hand. */
 class Checker {
   constructor(
@@ -93,6 +97,25 @@ class Checker {
       fail(this.code, path(), 'a string without control characters or unpaired surrogates', value);
     }
     return value;
+  }
+
+  /**
+   * An endpoint name (as {@link name}), interned: JSON.parse makes a new string for each of a batch's
+   * thousand "GET /api/search"; the batch is held until its group commit, so one shared copy is less
+   * for the garbage collector to move, and its hash, computed once, serves every later lookup
+   * (cardinality guard, roll-up). A name met before skips the character check (it depends on nothing
+   * but the string), not the length limit.
+   */
+  endpoint(value: unknown, path: () => string): string {
+    const max = this.limits.maxEndpointLength;
+    if (typeof value === 'string') {
+      const known = endpointNames.get(value);
+      if (known !== undefined && known.length <= max) return known;
+    }
+    const name = this.name(value, path, max);
+    if (endpointNames.size >= MAX_INTERNED_ENDPOINTS) endpointNames.clear();
+    endpointNames.set(name, name);
+    return name;
   }
 
   optionalName(value: unknown, path: () => string, max: number): string {
@@ -199,7 +222,7 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
     const row = rawCounts[i];
     if (!isObject(row)) fail(code, `counts[${i}]`, 'an object', row);
     const minute = c.time(row.minute, () => `counts[${i}].minute`);
-    const endpoint = c.name(row.endpoint, () => `counts[${i}].endpoint`, limits.maxEndpointLength);
+    const endpoint = c.endpoint(row.endpoint, () => `counts[${i}].endpoint`);
     const requests = c.number(row.requests, () => `counts[${i}].requests`, 0, limits.maxWeight);
     if (!Number.isInteger(requests)) fail(code, `counts[${i}].requests`, 'an integer ≥ 0', requests);
     counts[i] = { minute: minute - (minute % MINUTE_MS), endpoint, requests };
@@ -247,29 +270,12 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
 /** The flags of every sample that carries none (most of them): one shared, frozen object. */
 const NO_FLAGS: Record<string, string> = Object.freeze(Object.create(null) as Record<string, string>);
 
-/**
- * Endpoint names seen lately, each kept as one string. JSON.parse makes a new string for each of a
- * batch's thousand "GET /api/search"; the batch is held until its group commit, so one shared copy
- * is less for the garbage collector to move, and its hash, computed once, serves every later lookup
- * (cardinality guard, roll-up). Emptied when full: names beyond the bound just go uninterned.
- */
-const endpointNames = new Map<string, string>();
-const MAX_INTERNED_ENDPOINTS = 8192;
-
-function internEndpoint(name: string): string {
-  const known = endpointNames.get(name);
-  if (known !== undefined) return known;
-  if (endpointNames.size >= MAX_INTERNED_ENDPOINTS) endpointNames.clear();
-  endpointNames.set(name, name);
-  return name;
-}
-
 function validateSample(c: Checker, raw: unknown, i: number): Sample {
   const code = c.code;
   const limits = c.limits;
   if (!isObject(raw)) fail(code, `samples[${i}]`, 'an object', raw);
   const ts = c.time(raw.ts, () => `samples[${i}].ts`);
-  const endpoint = internEndpoint(c.name(raw.endpoint, () => `samples[${i}].endpoint`, limits.maxEndpointLength));
+  const endpoint = c.endpoint(raw.endpoint, () => `samples[${i}].endpoint`);
   const status = raw.status;
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
     fail(code, `samples[${i}].status`, 'an integer HTTP status from 100 to 599', status);

@@ -230,3 +230,23 @@ test('deploys: service and commit required, ts defaults to the receive time', ()
     /ts: expected integer milliseconds since the epoch from 2000-01-01/,
   );
 });
+
+test('an endpoint met before (interned) is still held to the length limit of the collector checking it', () => {
+  const endpoint = 'GET /api/interned/:id';
+  validateBatch(JSON.parse(JSON.stringify(wireBatch(2, { now: NOW, endpoints: [endpoint] }))), limits, NOW);
+  const second = validateBatch(
+    JSON.parse(JSON.stringify(wireBatch(1, { now: NOW, endpoints: [endpoint] }))),
+    limits,
+    NOW,
+  );
+  assert.equal(second.samples[0]?.endpoint, endpoint);
+  const strict = resolveLimits({ maxEndpointLength: endpoint.length - 1 });
+  assert.throws(
+    () => validateBatch(JSON.parse(JSON.stringify(wireBatch(1, { now: NOW, endpoints: [endpoint] }))), strict, NOW),
+    /samples\[0\]\.endpoint: expected a string of 1 to 20 characters/,
+  );
+  assert.throws(
+    () => validateBatch(wireBatch(1, { now: NOW, endpoints: [`${endpoint}\u0007`] }), limits, NOW),
+    /samples\[0\]\.endpoint: expected a string without control characters/,
+  );
+});
