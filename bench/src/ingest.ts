@@ -344,7 +344,7 @@ async function measureRawDuckDb(dir: string, run: number): Promise<Measured> {
     groups.push(sampleColumns(batches.slice(g, g + CONCURRENCY).map((batch, k) => ({ batch, seq: g + k + 1 }))));
   }
   // The store's checkpoint threshold: the same DuckDB configuration as the rows above.
-  const instance = await DuckDBInstance.create(path.join(dir, 'raw.duckdb'), {
+  const instance = await DuckDBInstance.create(path.join(dir, `raw-${run}.duckdb`), {
     checkpoint_threshold: DEFAULT_CHECKPOINT_THRESHOLD,
   });
   const connection = await instance.connect();
@@ -447,7 +447,9 @@ function pooled(runs: readonly Measured[]): Measured {
     samples,
     wallS: runs.reduce((sum, m) => sum + m.wallS, 0),
     cpuS: runs.reduce((sum, m) => sum + m.cpuS, 0),
-    groupBatches: runs.reduce((sum, m) => sum + (m.groupBatches ?? 0) * m.samples, 0) / samples,
+    groupBatches: runs.every((m) => m.groupBatches !== undefined)
+      ? runs.reduce((sum, m) => sum + (m.groupBatches as number) * m.samples, 0) / samples
+      : undefined,
   };
 }
 
@@ -507,26 +509,30 @@ export async function benchIngest(): Promise<BenchTable> {
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   try {
-    // Pooled over runs of fresh collector processes: one run moves by several percent on a shared VM.
+    // Rounds of the three DuckDB rows in turn, each pooled over its runs: this VM's speed drifts by
+    // up to 1.5x within an hour, so a ceiling measured once, minutes away from the HTTP runs, would
+    // move their ratio by as much as any change to the collector.
     const duckHttpRuns: Measured[] = [];
+    const duckStoreRuns: Measured[] = [];
+    const duckRawRuns: Measured[] = [];
     for (let round = 0; round < HTTP_ROUNDS; round++) {
-      process.stderr.write(`ingest: DuckDB over HTTP (run ${round + 1} of ${HTTP_ROUNDS})\n`);
-      duckHttpRuns.push(
-        await measureHttp({ backend: 'duckdb', db: path.join(dir, `http-${round}.duckdb`) }, 1 + 10 * round),
+      const run = 1 + 10 * round;
+      process.stderr.write(
+        `ingest: DuckDB over HTTP, store.ingestMany, raw appender (round ${round + 1} of ${HTTP_ROUNDS})\n`,
       );
+      duckHttpRuns.push(await measureHttp({ backend: 'duckdb', db: path.join(dir, `http-${round}.duckdb`) }, run));
+      const store = openDuckDbStore({ path: path.join(dir, `store-${round}.duckdb`) });
+      await store.init();
+      try {
+        duckStoreRuns.push(await measureStore(store, run));
+      } finally {
+        await store.close();
+      }
+      duckRawRuns.push(await measureRawDuckDb(dir, run));
     }
     const duckHttp = pooled(duckHttpRuns);
-    process.stderr.write('ingest: DuckDB store.ingestMany\n');
-    const store = openDuckDbStore({ path: path.join(dir, 'store.duckdb') });
-    await store.init();
-    let duckStore: Measured;
-    try {
-      duckStore = await measureStore(store, 1);
-    } finally {
-      await store.close();
-    }
-    process.stderr.write('ingest: DuckDB raw appender\n');
-    const duckRaw = await measureRawDuckDb(dir, 1);
+    const duckStore = pooled(duckStoreRuns);
+    const duckRaw = pooled(duckRawRuns);
     let duckSmall: Measured | undefined;
     if (process.env.BENCH_INGEST_SMALL !== '0') {
       process.stderr.write(`ingest: DuckDB over HTTP, ${SMALL_BATCH_SAMPLES}-sample batches\n`);
@@ -546,8 +552,11 @@ export async function benchIngest(): Promise<BenchTable> {
     rows.push(row('DuckDB', 'store.ingestMany (pre-validated batches)', duckStore, duckRaw));
     rows.push(row('DuckDB', 'raw appender, samples table only (ceiling)', duckRaw));
     const duckPerCpu = duckHttp.samples / duckHttp.cpuS;
+    const microsPerSample = (m: Measured): number => (1e6 * m.cpuS) / m.samples;
     notes.push(
-      `DuckDB over HTTP, run by run: ${duckHttpRuns.map((m) => fmt((1e6 * m.cpuS) / m.samples, 2)).join(', ')} µs of collector CPU per sample.`,
+      `DuckDB, round by round, CPU µs per sample: over HTTP ${duckHttpRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
+        `store.ingestMany ${duckStoreRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
+        `HTTP's share of the ceiling in each round ${duckHttpRuns.map((m, i) => `${fmt((100 * microsPerSample(duckStoreRuns[i] as Measured)) / microsPerSample(m))} %`).join(', ')}.`,
     );
     notes.push(
       `DuckDB over HTTP: ${fmt(duckPerCpu)} samples per collector CPU-second = ${fmt((100 * duckPerCpu) / (duckStore.samples / duckStore.cpuS), 1)} % of the store's own ceiling ` +
@@ -607,7 +616,7 @@ export async function benchIngest(): Promise<BenchTable> {
     description:
       `${BATCHES} gzip batches of ${SAMPLES_PER_BATCH} realistic samples (one service, 30 endpoints with a skewed mix, flags on 60 %, ` +
       `user ids, per-minute counts and a users sketch; bench/src/ingest/workload.ts), ${CONCURRENCY} uploads in flight, after ${WARMUP_BATCHES} warm-up batches; ` +
-      `the DuckDB HTTP row pools ${HTTP_ROUNDS} run(s) of fresh collector processes. ` +
+      `each DuckDB row pools ${HTTP_ROUNDS} run(s), taken in rounds of one run of each row in turn (the HTTP runs each in a fresh collector process, the others on fresh files). ` +
       'The collector (createCollector, as in `ergometer serve`) runs in its own process; its CPU time (user + system, all threads, /proc) is counted ' +
       'until its store has done the work the samples left behind (pending aggregates written, partial aggregate rows merged, the write-ahead log checkpointed into the file) ' +
       `and ${SETTLE_MS / 1000} s more. "Ceiling" rows run in the benchmark process on the same rows and end with the same work: ` +
@@ -930,8 +939,9 @@ export async function benchIngestFloor(): Promise<BenchTable> {
     description:
       `CPU µs per sample of each stage of \`POST /v1/samples\` on ${fmt(samples)} samples of the ingest workload, timed in one process ` +
       '(process.cpuUsage, all threads; the parse stages on the second of two rounds), and of the DuckDB store with and without its aggregate writes (the lowest of three runs each). ' +
-      'A collector cannot go below the sum of the stages it runs; the HTTP row of the ingest table shows what it pays on top (HTTP, GC of the batches held ' +
-      'until their group commit, smaller groups).',
+      'A collector cannot go below the sum of the stages it runs, on the same machine at the same moment: the HTTP rows of the ingest table ' +
+      '(what a collector pays on top: HTTP, GC of the batches held until their group commit, smaller groups) were measured minutes apart, ' +
+      'and this shared VM runs up to 1.5× faster or slower from one hour to the next, so compare stages with each other and rows of one table with each other.',
     columns: ['stage', 'CPU µs per sample'],
     rows,
     notes: [

@@ -103,6 +103,10 @@ test('each bad field is named in the message', () => {
   rejects(withSample({ flags: { k: 1 } }), 'samples[3].flags["k"]');
   rejects(withSample({ flags: [] }), 'samples[3].flags');
   rejects(withSample({ backend: { db: 'x' } }), 'samples[3].backend.db');
+  rejects(withSample({ backend: { cache: -1 } }), 'samples[3].backend.cache');
+  rejects(withSample({ backend: { http: null } }), 'samples[3].backend.http');
+  rejects(withSample({ wallMs: 'slow' }), 'samples[3].wallMs');
+  rejects(withSample({ flags: { 'a\u0007': 'on' } }), 'samples[3].flags key');
   rejects(withSample({ aborted: 'yes' }), 'samples[3].aborted');
   rejects(withSample({ user: 'u'.repeat(129) }), 'samples[3].user');
   rejects({ ...wireBatch(1, { now: NOW }), service: 7 }, 'service: expected a string, got 7');
@@ -114,6 +118,12 @@ test('each bad field is named in the message', () => {
     { ...wireBatch(1, { now: NOW }), counts: [{ minute: NOW, endpoint: 'e', requests: 1.5 }] },
     'counts[0].requests',
   );
+  rejects({ ...wireBatch(1, { now: NOW }), counts: [{ minute: 'x', endpoint: 'e', requests: 1 }] }, 'counts[0].minute');
+  rejects(
+    { ...wireBatch(1, { now: NOW }), counts: [{ minute: NOW, endpoint: '', requests: 1 }] },
+    'counts[0].endpoint',
+  );
+  rejects({ ...wireBatch(1, { now: NOW }), users: [{ minute: -5, sketch: 'AA==' }] }, 'users[0].minute');
   rejects({ ...wireBatch(1, { now: NOW }), users: [{ minute: NOW, sketch: 'not base64!' }] }, 'users[0].sketch');
   // Base64, but not a users sketch (random bytes): refused with its batch, not stored to fail reads later.
   rejects(
