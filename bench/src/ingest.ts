@@ -55,8 +55,8 @@ const BATCHES = QUICK ? 60 : 400;
 const WARMUP_BATCHES = QUICK ? 10 : 40;
 /** Concurrent uploads (agents) and the group size of the store ceiling (≈ the collector's group commits). */
 const CONCURRENCY = 16;
-/** Runs of the DuckDB HTTP measurement, pooled. */
-const HTTP_ROUNDS = QUICK ? 1 : 3;
+/** Rounds of the DuckDB rows (HTTP, store ceiling, raw appender: one run of each in turn), pooled. */
+const HTTP_ROUNDS = QUICK ? 1 : 5;
 /** Samples in the store for the /v1/endpoints latency measurement. */
 const FILL_SAMPLES = Number(process.env.BENCH_ENDPOINTS_SAMPLES ?? (QUICK ? 200_000 : 10_000_000));
 const LATENCY_REQUESTS = QUICK ? 40 : 200;
