@@ -282,6 +282,7 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
   };
 }
 
+/** The paths of a sample's fields, and below of a counts or users row's (see PathOf). */
 const SAMPLE = {
   ts: (c: Checker) => `samples[${c.row}].ts`,
   endpoint: (c: Checker) => `samples[${c.row}].endpoint`,

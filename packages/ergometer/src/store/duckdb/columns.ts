@@ -6,8 +6,9 @@
  * sample chunks that way cost about as much CPU as DuckDB's own append (docs/benchmarks.md, ingest
  * floor). Here each numeric column of a chunk is filled into one typed array and copied into the
  * DuckDB vector with a single call; so are strings (writeStrings: short ones in place, a longer one
- * assigned through DuckDB once per chunk and shared by the rows that repeat it); a MAP(SMALLINT, INTEGER) histogram column is written as its list entries plus its
- * key and value child vectors, three copies per chunk whatever the number of bins.
+ * assigned through DuckDB once per chunk and shared by the rows that repeat it); a MAP(SMALLINT,
+ * INTEGER) histogram column is written as its list entries plus its key and value child vectors,
+ * three copies per chunk whatever the number of bins.
  *
  * The chunks are still node-api DuckDBDataChunk objects, appended with DuckDBAppender.appendDataChunk:
  * only the vector memory is written through `@duckdb/node-bindings`, the same native module node-api
