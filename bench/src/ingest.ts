@@ -56,7 +56,7 @@ const WARMUP_BATCHES = QUICK ? 10 : 40;
 /** Concurrent uploads (agents) and the group size of the store ceiling (≈ the collector's group commits). */
 const CONCURRENCY = 16;
 /** Rounds of the DuckDB rows (HTTP, store ceiling, raw appender: one run of each in turn), pooled. */
-const HTTP_ROUNDS = QUICK ? 1 : 5;
+const DUCKDB_ROUNDS = QUICK ? 1 : 5;
 /** Samples in the store for the /v1/endpoints latency measurement. */
 const FILL_SAMPLES = Number(process.env.BENCH_ENDPOINTS_SAMPLES ?? (QUICK ? 200_000 : 10_000_000));
 const LATENCY_REQUESTS = QUICK ? 40 : 200;
@@ -515,10 +515,10 @@ export async function benchIngest(): Promise<BenchTable> {
     const duckHttpRuns: Measured[] = [];
     const duckStoreRuns: Measured[] = [];
     const duckRawRuns: Measured[] = [];
-    for (let round = 0; round < HTTP_ROUNDS; round++) {
+    for (let round = 0; round < DUCKDB_ROUNDS; round++) {
       const run = 1 + 10 * round;
       process.stderr.write(
-        `ingest: DuckDB over HTTP, store.ingestMany, raw appender (round ${round + 1} of ${HTTP_ROUNDS})\n`,
+        `ingest: DuckDB over HTTP, store.ingestMany, raw appender (round ${round + 1} of ${DUCKDB_ROUNDS})\n`,
       );
       duckHttpRuns.push(await measureHttp({ backend: 'duckdb', db: path.join(dir, `http-${round}.duckdb`) }, run));
       const store = openDuckDbStore({ path: path.join(dir, `store-${round}.duckdb`) });
@@ -616,7 +616,7 @@ export async function benchIngest(): Promise<BenchTable> {
     description:
       `${BATCHES} gzip batches of ${SAMPLES_PER_BATCH} realistic samples (one service, 30 endpoints with a skewed mix, flags on 60 %, ` +
       `user ids, per-minute counts and a users sketch; bench/src/ingest/workload.ts), ${CONCURRENCY} uploads in flight, after ${WARMUP_BATCHES} warm-up batches; ` +
-      `each DuckDB row pools ${HTTP_ROUNDS} run(s), taken in rounds of one run of each row in turn (the HTTP runs each in a fresh collector process, the others on fresh files). ` +
+      `each DuckDB row pools ${DUCKDB_ROUNDS} run(s), taken in rounds of one run of each row in turn (the HTTP runs each in a fresh collector process, the others on fresh files). ` +
       'The collector (createCollector, as in `ergometer serve`) runs in its own process; its CPU time (user + system, all threads, /proc) is counted ' +
       'until its store has done the work the samples left behind (pending aggregates written, partial aggregate rows merged, the write-ahead log checkpointed into the file) ' +
       `and ${SETTLE_MS / 1000} s more. "Ceiling" rows run in the benchmark process on the same rows and end with the same work: ` +
