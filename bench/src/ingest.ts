@@ -440,6 +440,11 @@ export function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
+/** CPU µs per sample of a measurement. */
+function microsPerSample(m: Measured): number {
+  return (1e6 * m.cpuS) / m.samples;
+}
+
 /** Runs of one variant taken together: samples, wall and CPU time summed, batches per write weighted by samples. */
 function pooled(runs: readonly Measured[]): Measured {
   const samples = runs.reduce((sum, m) => sum + m.samples, 0);
@@ -552,7 +557,6 @@ export async function benchIngest(): Promise<BenchTable> {
     rows.push(row('DuckDB', 'store.ingestMany (pre-validated batches)', duckStore, duckRaw));
     rows.push(row('DuckDB', 'raw appender, samples table only (ceiling)', duckRaw));
     const duckPerCpu = duckHttp.samples / duckHttp.cpuS;
-    const microsPerSample = (m: Measured): number => (1e6 * m.cpuS) / m.samples;
     notes.push(
       `DuckDB, round by round, CPU µs per sample: over HTTP ${duckHttpRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
         `store.ingestMany ${duckStoreRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
@@ -929,7 +933,7 @@ export async function benchIngestFloor(): Promise<BenchTable> {
     const raw = await measureRawDuckDb(dir, 21);
     rows.push([
       "raw DuckDB appender of the sample rows (pre-built typed columns, the store's column-wise writer)",
-      fmt((raw.cpuS * 1e6) / raw.samples, 2),
+      fmt(microsPerSample(raw), 2),
     ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -238,7 +238,7 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
     const minute = c.time(row.minute, COUNTS_MINUTE);
     const endpoint = c.endpoint(row.endpoint, COUNTS_ENDPOINT);
     const requests = c.number(row.requests, COUNTS_REQUESTS, 0, limits.maxWeight);
-    if (!Number.isInteger(requests)) fail(code, `counts[${i}].requests`, 'an integer ≥ 0', requests);
+    if (!Number.isInteger(requests)) fail(code, COUNTS_REQUESTS(c), 'an integer ≥ 0', requests);
     counts[i] = { minute: minute - (minute % MINUTE_MS), endpoint, requests };
   }
 
