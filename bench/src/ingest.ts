@@ -39,7 +39,10 @@ import {
 } from 'ergometer';
 import type { ServerConfig } from './ingest/server';
 import {
+  BATCH_SPAN_MS,
   COMMITS,
+  FLEET_HOSTS,
+  fleetBatchStart,
   gzipBody,
   makeWireBatch,
   SAMPLES_PER_BATCH,
@@ -246,6 +249,15 @@ interface Measured {
   dbCpuS?: number;
   /** Batches per store write (the collector's group commits; the ceiling's ingestMany calls). */
   groupBatches?: number;
+  /** Per-minute aggregate rows the measured batches make, per 1000 samples (aggregateRowsPer1000). */
+  aggregateRows?: number;
+}
+
+interface HttpOptions {
+  /** ClickHouse server process, whose CPU is read over the same window. */
+  dbPid?: number;
+  samplesPerBatch?: number;
+  schedule?: Schedule;
 }
 
 /** Store writes (group commits) the collector has made so far, from its /metrics. */
@@ -255,18 +267,55 @@ async function storeWrites(port: number): Promise<number> {
   return Number(match?.[1] ?? Number.NaN);
 }
 
-/** Wire batches for one run: fresh ids (`run` is part of the seed), timestamps in the last hour. */
+/**
+ * How the batches of a run are placed in time. `fleet`: the workload's fleet as it sends, each host one
+ * batch per 10 s (workload.ts, fleetBatchStart), so a run holds the traffic of consecutive seconds.
+ * `spread`: consecutive batches 5 s apart whatever the fleet (a run of 400 covers 33 minutes, as a
+ * backfill of older data would): ~30 times the fleet's aggregate rows per sample.
+ */
+type Schedule = 'fleet' | 'spread';
+
+/** Time between two consecutive batches of the `spread` schedule. */
+function spreadStepMs(count: number): number {
+  return Math.min(5_000, 3_000_000 / count);
+}
+
+/**
+ * Wire batches for one run: fresh ids (`run` is part of the seed), timestamps in the last hour (the
+ * collector accepts up to an hour ahead of its clock, 30 days back). `first` is the index of the first
+ * batch in the fleet's sequence: a run's measured batches go on from its warm-up's.
+ */
 function wireBatches(
   run: number,
   count: number,
-  samplesPerBatch = SAMPLES_PER_BATCH,
+  { samplesPerBatch = SAMPLES_PER_BATCH, first = 0, schedule = 'fleet' as Schedule } = {},
 ): ReturnType<typeof makeWireBatch>[] {
-  // Spread over the last hour (the collector accepts up to an hour ahead of its clock, 30 days back).
   const start = Date.now() - 3_600_000;
-  const stepMs = Math.min(5_000, 3_000_000 / count);
-  return Array.from({ length: count }, (_, i) =>
-    makeWireBatch(run, i, start + Math.floor(i * stepMs), samplesPerBatch),
-  );
+  const spreadMs = spreadStepMs(count);
+  return Array.from({ length: count }, (_, k) => {
+    const i = first + k;
+    const startMs = schedule === 'fleet' ? fleetBatchStart(i, start) : start + Math.floor(k * spreadMs);
+    return makeWireBatch(run, i, startMs, samplesPerBatch);
+  });
+}
+
+/**
+ * Rows of per-minute aggregates the batches make (service × commit × host class × endpoint × minute, once
+ * for all flags and once per flag variant; rollup.ts) per 1000 samples: what the store's aggregate
+ * writes and their merging cost in proportion to, where the samples and counts cost per sample.
+ */
+function aggregateRowsPer1000(batches: readonly ReturnType<typeof makeWireBatch>[]): number {
+  const keys = new Set<string>();
+  let samples = 0;
+  for (const b of batches) {
+    for (const s of b.samples) {
+      const base = `${b.commit}\t${b.hostClass}\t${s.endpoint}\t${s.ts - (s.ts % 60_000)}`;
+      keys.add(base);
+      for (const [key, variant] of Object.entries(s.flags ?? {})) keys.add(`${base}\t${key}\t${variant}`);
+    }
+    samples += b.samples.length;
+  }
+  return (1000 * keys.size) / samples;
 }
 
 /** Samples per batch of a small agent (1 % of 200 requests/s over the 10 s flush interval). */
@@ -275,13 +324,15 @@ export const SMALL_BATCH_SAMPLES = 20;
 async function measureHttp(
   config: Omit<ServerConfig, 'ingestToken' | 'readToken'>,
   run: number,
-  dbPid?: number,
-  samplesPerBatch = SAMPLES_PER_BATCH,
+  { dbPid, samplesPerBatch = SAMPLES_PER_BATCH, schedule = 'fleet' as Schedule }: HttpOptions = {},
 ): Promise<Measured> {
   // Small batches: a fifth of the samples, in many more requests.
   const scale = samplesPerBatch === SAMPLES_PER_BATCH ? 1 : SAMPLES_PER_BATCH / samplesPerBatch / 5;
-  const warm = wireBatches(run * 10 + 1, Math.round(WARMUP_BATCHES * scale), samplesPerBatch).map(gzipBody);
-  const bodies = wireBatches(run * 10 + 2, Math.round(BATCHES * scale), samplesPerBatch).map(gzipBody);
+  const warmCount = Math.round(WARMUP_BATCHES * scale);
+  const warm = wireBatches(run * 10 + 1, warmCount, { samplesPerBatch, schedule }).map(gzipBody);
+  const wires = wireBatches(run * 10 + 2, Math.round(BATCHES * scale), { samplesPerBatch, schedule, first: warmCount });
+  const aggregateRows = aggregateRowsPer1000(wires);
+  const bodies = wires.map(gzipBody);
   const collector = await startCollector(config);
   try {
     await sendAll(collector.port, warm);
@@ -299,7 +350,7 @@ async function measureHttp(
     await collector.settle();
     await sleep(SETTLE_MS);
     const cpuS = procCpuSeconds(collector.child.pid as number) - cpu0;
-    const out: Measured = { samples, wallS, cpuS, groupBatches: bodies.length / writes };
+    const out: Measured = { samples, wallS, cpuS, groupBatches: bodies.length / writes, aggregateRows };
     if (dbPid !== undefined) out.dbCpuS = procCpuSeconds(dbPid) - db0;
     return out;
   } finally {
@@ -310,7 +361,7 @@ async function measureHttp(
 /** The store's own ceiling: pre-validated batches through ingestMany, CONCURRENCY batches a call. */
 async function measureStore(store: Store, run: number, dbPid?: number): Promise<Measured> {
   const warm = wireBatches(run * 10 + 1, WARMUP_BATCHES).map(toIngestBatch);
-  const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  const batches = wireBatches(run * 10 + 2, BATCHES, { first: WARMUP_BATCHES }).map(toIngestBatch);
   const ingestGroups = async (list: IngestBatch[]): Promise<void> => {
     for (let i = 0; i < list.length; i += CONCURRENCY) await store.ingestMany(list.slice(i, i + CONCURRENCY));
     // The work these batches leave behind, as the collector's settle() does.
@@ -337,7 +388,7 @@ async function measureStore(store: Store, run: number, dbPid?: number): Promise<
  * numbers), through a bare appender with the store's column-wise writer, one transaction per group.
  */
 async function measureRawDuckDb(dir: string, run: number): Promise<Measured> {
-  const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  const batches = wireBatches(run * 10 + 2, BATCHES, { first: WARMUP_BATCHES }).map(toIngestBatch);
   // Built by the store's own code, before the clock starts: the ceiling times the append alone.
   const groups: DuckDbColumn[][] = [];
   for (let g = 0; g < batches.length; g += CONCURRENCY) {
@@ -380,7 +431,7 @@ function tsvArray(values: string[]): string {
 
 /** Absolute ClickHouse ceiling: the same sample rows, pre-encoded as TSV, one INSERT per group. */
 async function measureRawClickHouse(url: string, database: string, run: number, dbPid: number): Promise<Measured> {
-  const batches = wireBatches(run * 10 + 2, BATCHES).map(toIngestBatch);
+  const batches = wireBatches(run * 10 + 2, BATCHES, { first: WARMUP_BATCHES }).map(toIngestBatch);
   const bodies: string[] = [];
   for (let g = 0; g < batches.length; g += CONCURRENCY) {
     const lines: string[] = [];
@@ -455,6 +506,9 @@ function pooled(runs: readonly Measured[]): Measured {
     groupBatches: runs.every((m) => m.groupBatches !== undefined)
       ? runs.reduce((sum, m) => sum + (m.groupBatches as number) * m.samples, 0) / samples
       : undefined,
+    aggregateRows: runs.every((m) => m.aggregateRows !== undefined)
+      ? runs.reduce((sum, m) => sum + (m.aggregateRows as number) * m.samples, 0) / samples
+      : undefined,
   };
 }
 
@@ -520,12 +574,18 @@ export async function benchIngest(): Promise<BenchTable> {
     const duckHttpRuns: Measured[] = [];
     const duckStoreRuns: Measured[] = [];
     const duckRawRuns: Measured[] = [];
+    const duckSpreadRuns: Measured[] = [];
     for (let round = 0; round < DUCKDB_ROUNDS; round++) {
       const run = 1 + 10 * round;
       process.stderr.write(
-        `ingest: DuckDB over HTTP, store.ingestMany, raw appender (round ${round + 1} of ${DUCKDB_ROUNDS})\n`,
+        `ingest: DuckDB over HTTP (fleet, spread), store.ingestMany, raw appender (round ${round + 1} of ${DUCKDB_ROUNDS})\n`,
       );
       duckHttpRuns.push(await measureHttp({ backend: 'duckdb', db: path.join(dir, `http-${round}.duckdb`) }, run));
+      duckSpreadRuns.push(
+        await measureHttp({ backend: 'duckdb', db: path.join(dir, `spread-${round}.duckdb`) }, run, {
+          schedule: 'spread',
+        }),
+      );
       const store = openDuckDbStore({ path: path.join(dir, `store-${round}.duckdb`) });
       await store.init();
       try {
@@ -538,17 +598,19 @@ export async function benchIngest(): Promise<BenchTable> {
     const duckHttp = pooled(duckHttpRuns);
     const duckStore = pooled(duckStoreRuns);
     const duckRaw = pooled(duckRawRuns);
+    const duckSpread = pooled(duckSpreadRuns);
     let duckSmall: Measured | undefined;
     if (process.env.BENCH_INGEST_SMALL !== '0') {
       process.stderr.write(`ingest: DuckDB over HTTP, ${SMALL_BATCH_SAMPLES}-sample batches\n`);
-      duckSmall = await measureHttp(
-        { backend: 'duckdb', db: path.join(dir, 'small.duckdb') },
-        3,
-        undefined,
-        SMALL_BATCH_SAMPLES,
-      );
+      duckSmall = await measureHttp({ backend: 'duckdb', db: path.join(dir, 'small.duckdb') }, 3, {
+        samplesPerBatch: SMALL_BATCH_SAMPLES,
+      });
     }
     rows.push(row('DuckDB', 'HTTP → collector (gzip JSON, validate, group commit)', duckHttp, duckStore));
+    const spreadMinutes = fmt((BATCHES * spreadStepMs(BATCHES)) / 60_000);
+    rows.push(
+      row('DuckDB', `HTTP → collector, the same batches spread over ${spreadMinutes} minutes (a backfill)`, duckSpread),
+    );
     if (duckSmall !== undefined) {
       rows.push(
         row('DuckDB', `HTTP → collector, small batches of ${SMALL_BATCH_SAMPLES} samples`, duckSmall, duckStore),
@@ -557,6 +619,14 @@ export async function benchIngest(): Promise<BenchTable> {
     rows.push(row('DuckDB', 'store.ingestMany (pre-validated batches)', duckStore, duckRaw));
     rows.push(row('DuckDB', 'raw appender, samples table only (ceiling)', duckRaw));
     const duckPerCpu = duckHttp.samples / duckHttp.cpuS;
+    notes.push(
+      `Time: the measured batches are ${fmt(((BATCHES / FLEET_HOSTS) * BATCH_SPAN_MS) / 1000)} s of the workload fleet's traffic ` +
+        `(${FLEET_HOSTS} hosts, each sending a batch of the last ${BATCH_SPAN_MS / 1000} s every ${BATCH_SPAN_MS / 1000} s), ` +
+        `${fmt(duckHttp.aggregateRows ?? Number.NaN, 1)} per-minute aggregate rows per 1000 samples. ` +
+        `Spread over ${spreadMinutes} minutes, the same batches make ${fmt(duckSpread.aggregateRows ?? Number.NaN, 1)}: aggregate rows are paid per row (written, then merged with the partial rows of the same minute), ` +
+        `so a sample costs more where each minute holds fewer samples. A collector that ingests 100,000 samples/s of live traffic gets 6,000,000 samples a minute, ` +
+        'and with this service mix fewer aggregate rows per sample than either.',
+    );
     notes.push(
       `DuckDB, round by round, CPU µs per sample: over HTTP ${duckHttpRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
         `store.ingestMany ${duckStoreRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
@@ -578,7 +648,9 @@ export async function benchIngest(): Promise<BenchTable> {
         server = await harness.startClickHouse();
         const pid = clickHousePid(server.dir);
         process.stderr.write('ingest: ClickHouse over HTTP\n');
-        const chHttp = await measureHttp({ backend: 'clickhouse', url: server.url, database: 'bench_http' }, 2, pid);
+        const chHttp = await measureHttp({ backend: 'clickhouse', url: server.url, database: 'bench_http' }, 2, {
+          dbPid: pid,
+        });
         process.stderr.write('ingest: ClickHouse store.ingestMany\n');
         const chStoreHandle = openClickHouseStore({ url: server.url, database: 'bench_store' });
         await chStoreHandle.init();

@@ -12,8 +12,20 @@ export const SAMPLES_PER_BATCH = 1000;
 export const SERVICE = 'checkout';
 export const COMMITS = ['c1a2b3', 'c4d5e6', 'c7f8a9', 'cb0c1d'] as const;
 const MINUTE_MS = 60_000;
-/** Time one batch of 1000 sampled requests covers (an agent flushes every ~10 s). */
-const BATCH_SPAN_MS = 10_000;
+/** Time one batch covers: an agent sends what it sampled every 10 s. */
+export const BATCH_SPAN_MS = 10_000;
+/** Hosts of the fleet; batch `index` comes from host `index % FLEET_HOSTS`. */
+export const FLEET_HOSTS = 64;
+
+/**
+ * When batch `index` of the fleet starts: every host sends one batch per {@link BATCH_SPAN_MS}, the
+ * hosts' flushes spread evenly over it, so consecutive batches are the fleet's traffic in time order
+ * and each host's batches follow each other without gaps or overlaps.
+ */
+export function fleetBatchStart(index: number, startMs: number): number {
+  const round = Math.floor(index / FLEET_HOSTS);
+  return startMs + round * BATCH_SPAN_MS + Math.floor(((index % FLEET_HOSTS) * BATCH_SPAN_MS) / FLEET_HOSTS);
+}
 
 const ENDPOINTS: readonly string[] = [
   'GET /',
@@ -102,7 +114,7 @@ export function makeWireBatch(
   sampleCount = SAMPLES_PER_BATCH,
 ): WireBatch {
   const random = seededRandom(seed * 1_000_003 + index);
-  const hostNumber = index % 64;
+  const hostNumber = index % FLEET_HOSTS;
   const commit = COMMITS[index % COMMITS.length] as string;
   const samples: WireBatch['samples'] = new Array(sampleCount);
   for (let i = 0; i < sampleCount; i++) {
