@@ -13,6 +13,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { WireBatch, WireSample } from '@ergometer/agent';
+import { encodeColumns } from '@ergometer/agent/wire';
 import type { BenchTable } from './report';
 
 /** The agent's exporter is internal (not in its package exports): load the built module by path. */
@@ -23,7 +24,7 @@ const { HttpExporter, serializeAndCompress } = require(
     collector: string,
     options: { requestTimeoutMs: number },
   ) => { send(batch: WireBatch): Promise<void>; close(): Promise<void> };
-  serializeAndCompress: (batch: WireBatch) => Promise<Buffer>;
+  serializeAndCompress: (batch: WireBatch, version?: 1 | 2) => Promise<Buffer>;
 };
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -115,14 +116,20 @@ export async function benchExporter(): Promise<BenchTable> {
     const batch = batchOf(bytes);
     const json = JSON.stringify(batch);
     const compressed = zlib.gzipSync(json).length;
-    if (zlib.gunzipSync(await serializeAndCompress(batch)).toString('utf8') !== json) {
+    if (zlib.gunzipSync(await serializeAndCompress(batch, 1)).toString('utf8') !== json) {
       throw new Error('serializeAndCompress does not produce JSON.stringify(batch)');
     }
+    const v2 = () => JSON.stringify({ ...batch, v: 2, samples: encodeColumns(batch.samples) });
+    if (zlib.gunzipSync(await serializeAndCompress(batch, 2)).toString('utf8') !== v2()) {
+      throw new Error('serializeAndCompress does not produce the wire format 2 JSON of the batch');
+    }
     const variants: [string, () => unknown][] = [
-      ['JSON.stringify alone', () => JSON.stringify(batch)],
+      ['JSON.stringify alone (wire format 1)', () => JSON.stringify(batch)],
       ['JSON.stringify + zlib.gzipSync (all on the loop)', () => zlib.gzipSync(JSON.stringify(batch))],
       ['JSON.stringify + zlib.gzip (threadpool)', () => gzip(JSON.stringify(batch))],
-      ['sliced JSON + gzip stream (the agent)', () => serializeAndCompress(batch)],
+      ['sliced JSON + gzip stream, wire format 1', () => serializeAndCompress(batch, 1)],
+      ['columns + JSON.stringify alone (wire format 2)', v2],
+      ['sliced columns + gzip stream, wire format 2 (the agent)', () => serializeAndCompress(batch, 2)],
     ];
     for (const [name, work] of variants) {
       const m = await measure(work);
@@ -144,9 +151,11 @@ export async function benchExporter(): Promise<BenchTable> {
       fmt(send.p99DelayMs),
       fmt(send.maxDelayMs),
     ]);
+    const columnar = v2();
     notes.push(
       `${label}: ${batch.samples.length} samples, ${(json.length / 1024).toFixed(0)} KiB of JSON, ` +
-        `${(compressed / 1024).toFixed(0)} KiB gzipped.`,
+        `${(compressed / 1024).toFixed(0)} KiB gzipped in wire format 1; ${(columnar.length / 1024).toFixed(0)} KiB, ` +
+        `${(zlib.gzipSync(columnar).length / 1024).toFixed(0)} KiB gzipped in wire format 2.`,
     );
   }
   notes.push(

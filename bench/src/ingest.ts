@@ -258,6 +258,8 @@ interface HttpOptions {
   dbPid?: number;
   samplesPerBatch?: number;
   schedule?: Schedule;
+  /** Wire format of the bodies: 2, as the agent sends them, or 1, as agents before it did. */
+  wire?: 1 | 2;
 }
 
 /** Store writes (group commits) the collector has made so far, from its /metrics. */
@@ -324,15 +326,15 @@ export const SMALL_BATCH_SAMPLES = 20;
 async function measureHttp(
   config: Omit<ServerConfig, 'ingestToken' | 'readToken'>,
   run: number,
-  { dbPid, samplesPerBatch = SAMPLES_PER_BATCH, schedule = 'fleet' as Schedule }: HttpOptions = {},
+  { dbPid, samplesPerBatch = SAMPLES_PER_BATCH, schedule = 'fleet' as Schedule, wire = 2 }: HttpOptions = {},
 ): Promise<Measured> {
   // Small batches: a fifth of the samples, in many more requests.
   const scale = samplesPerBatch === SAMPLES_PER_BATCH ? 1 : SAMPLES_PER_BATCH / samplesPerBatch / 5;
   const warmCount = Math.round(WARMUP_BATCHES * scale);
-  const warm = wireBatches(run * 10 + 1, warmCount, { samplesPerBatch, schedule }).map(gzipBody);
+  const warm = wireBatches(run * 10 + 1, warmCount, { samplesPerBatch, schedule }).map((w) => gzipBody(w, wire));
   const wires = wireBatches(run * 10 + 2, Math.round(BATCHES * scale), { samplesPerBatch, schedule, first: warmCount });
   const aggregateRows = aggregateRowsPer1000(wires);
-  const bodies = wires.map(gzipBody);
+  const bodies = wires.map((w) => gzipBody(w, wire));
   const collector = await startCollector(config);
   try {
     await sendAll(collector.port, warm);
@@ -575,12 +577,16 @@ export async function benchIngest(): Promise<BenchTable> {
     const duckStoreRuns: Measured[] = [];
     const duckRawRuns: Measured[] = [];
     const duckSpreadRuns: Measured[] = [];
+    const duckV1Runs: Measured[] = [];
     for (let round = 0; round < DUCKDB_ROUNDS; round++) {
       const run = 1 + 10 * round;
       process.stderr.write(
-        `ingest: DuckDB over HTTP (fleet, spread), store.ingestMany, raw appender (round ${round + 1} of ${DUCKDB_ROUNDS})\n`,
+        `ingest: DuckDB over HTTP (wire format 2, 1, spread out), store.ingestMany, raw appender (round ${round + 1} of ${DUCKDB_ROUNDS})\n`,
       );
       duckHttpRuns.push(await measureHttp({ backend: 'duckdb', db: path.join(dir, `http-${round}.duckdb`) }, run));
+      duckV1Runs.push(
+        await measureHttp({ backend: 'duckdb', db: path.join(dir, `v1-${round}.duckdb`) }, run, { wire: 1 }),
+      );
       duckSpreadRuns.push(
         await measureHttp({ backend: 'duckdb', db: path.join(dir, `spread-${round}.duckdb`) }, run, {
           schedule: 'spread',
@@ -599,6 +605,7 @@ export async function benchIngest(): Promise<BenchTable> {
     const duckStore = pooled(duckStoreRuns);
     const duckRaw = pooled(duckRawRuns);
     const duckSpread = pooled(duckSpreadRuns);
+    const duckV1 = pooled(duckV1Runs);
     let duckSmall: Measured | undefined;
     if (process.env.BENCH_INGEST_SMALL !== '0') {
       process.stderr.write(`ingest: DuckDB over HTTP, ${SMALL_BATCH_SAMPLES}-sample batches\n`);
@@ -606,7 +613,10 @@ export async function benchIngest(): Promise<BenchTable> {
         samplesPerBatch: SMALL_BATCH_SAMPLES,
       });
     }
-    rows.push(row('DuckDB', 'HTTP → collector (gzip JSON, validate, group commit)', duckHttp, duckStore));
+    rows.push(row('DuckDB', 'HTTP → collector (gzip JSON wire format 2, validate, group commit)', duckHttp, duckStore));
+    rows.push(
+      row('DuckDB', 'HTTP → collector, wire format 1 (samples as objects: agents before v2)', duckV1, duckStore),
+    );
     const spreadMinutes = fmt((BATCHES * spreadStepMs(BATCHES)) / 60_000);
     rows.push(
       row('DuckDB', `HTTP → collector, the same batches spread over ${spreadMinutes} minutes (a backfill)`, duckSpread),
@@ -630,6 +640,7 @@ export async function benchIngest(): Promise<BenchTable> {
     notes.push(
       `DuckDB, round by round, CPU µs per sample: over HTTP ${duckHttpRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
         `store.ingestMany ${duckStoreRuns.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
+        `wire format 1 ${duckV1Runs.map((m) => fmt(microsPerSample(m), 2)).join(', ')}; ` +
         `HTTP's share of the ceiling in each round ${duckHttpRuns.map((m, i) => `${fmt((100 * microsPerSample(duckStoreRuns[i] as Measured)) / microsPerSample(m))} %`).join(', ')}.`,
     );
     notes.push(
@@ -660,7 +671,9 @@ export async function benchIngest(): Promise<BenchTable> {
         } finally {
           await chStoreHandle.close();
         }
-        rows.push(row('ClickHouse', 'HTTP → collector (gzip JSON, validate, RowBinary INSERTs)', chHttp, chStore));
+        rows.push(
+          row('ClickHouse', 'HTTP → collector (gzip JSON wire format 2, validate, RowBinary INSERTs)', chHttp, chStore),
+        );
         rows.push(row('ClickHouse', 'store.ingestMany (pre-validated batches)', chStore));
         process.stderr.write('ingest: ClickHouse raw INSERT\n');
         const rawStore = openClickHouseStore({ url: server.url, database: 'bench_raw' });
@@ -690,7 +703,7 @@ export async function benchIngest(): Promise<BenchTable> {
   return {
     title: 'Ingest: samples per second per core over HTTP vs the backend ceilings',
     description:
-      `${BATCHES} gzip batches of ${SAMPLES_PER_BATCH} realistic samples (one service, 30 endpoints with a skewed mix, flags on 60 %, ` +
+      `${BATCHES} gzip batches of ${SAMPLES_PER_BATCH} realistic samples in wire format 2, as the agent sends them (one service, 30 endpoints with a skewed mix, flags on 60 %, ` +
       `user ids, per-minute counts and a users sketch; bench/src/ingest/workload.ts), ${CONCURRENCY} uploads in flight, after ${WARMUP_BATCHES} warm-up batches; ` +
       `each DuckDB row pools ${DUCKDB_ROUNDS} run(s), taken in rounds of one run of each row in turn (the HTTP runs each in a fresh collector process, the others on fresh files). ` +
       'The collector (createCollector, as in `ergometer serve`) runs in its own process; its CPU time (user + system, all threads, /proc) is counted ' +
@@ -931,7 +944,7 @@ export async function benchIngestFloor(): Promise<BenchTable> {
   const limits = resolveLimits();
   const count = QUICK ? 40 : 200;
   const wires = wireBatches(21, count);
-  const bodies = wires.map(gzipBody);
+  const bodies = wires.map((w) => gzipBody(w));
   const stages = ['gunzip', 'JSON depth scan', 'UTF-8 decode', 'JSON.parse', 'validate', 'roll-up (aggregates in JS)'];
   const cpuUs: number[] = stages.map(() => 0);
   for (let round = 0; round < 2; round++) {
@@ -1013,7 +1026,7 @@ export async function benchIngestFloor(): Promise<BenchTable> {
   return {
     title: 'Ingest floor: CPU per sample by stage (DuckDB)',
     description:
-      `CPU µs per sample of each stage of \`POST /v1/samples\` on ${fmt(samples)} samples of the ingest workload, timed in one process ` +
+      `CPU µs per sample of each stage of \`POST /v1/samples\` on ${fmt(samples)} samples of the ingest workload (wire format 2), timed in one process ` +
       '(process.cpuUsage, all threads; the parse stages on the second of two rounds), and of the DuckDB store with and without its aggregate writes (the lowest of three runs each). ' +
       'A collector cannot go below the sum of the stages it runs, on the same machine at the same moment: the HTTP rows of the ingest table ' +
       '(what a collector pays on top: HTTP, GC of the batches held until their group commit, smaller groups) were measured minutes apart, ' +

@@ -1,11 +1,12 @@
 /**
- * The ingest benchmark's workload: realistic wire-format v1 batches of 1000 samples (SPEC §4) as an
+ * The ingest benchmark's workload: realistic wire-format batches of 1000 samples (SPEC §4) as an
  * agent sends them — one service, a few commits and host classes, a skewed mix of endpoints, flags
  * on part of the traffic, user ids, per-minute request counts and a users sketch per minute.
  * Seeded, so every run sends the same bytes.
  */
 import { gzipSync } from 'node:zlib';
 import { addUserHash, createUsersSketch, encodeUsersSketch } from '@ergometer/agent/users-sketch';
+import { encodeColumns } from '@ergometer/agent/wire';
 import { DuckDbStore, type IngestBatch, type Store } from 'ergometer';
 
 export const SAMPLES_PER_BATCH = 1000;
@@ -179,9 +180,13 @@ function usersSketch(random: () => number, users: number): string {
   return encodeUsersSketch(sketch);
 }
 
-/** The gzip request body of a wire batch, as the agent sends it. */
-export function gzipBody(batch: WireBatch): Buffer {
-  return gzipSync(JSON.stringify(batch), { level: 6 });
+/**
+ * The gzip request body of a wire batch, as the agent sends it: wire format 2 (samples as columns, the
+ * agent's own encoder), or 1 as agents before it did.
+ */
+export function gzipBody(batch: WireBatch, version: 1 | 2 = 2): Buffer {
+  const body = version === 1 ? batch : { ...batch, v: 2, samples: encodeColumns(batch.samples) };
+  return gzipSync(JSON.stringify(body), { level: 6 });
 }
 
 /**

@@ -6,7 +6,8 @@ import { outsideRequests } from '../context/request-context';
 import { channels, publish } from '../diagnostics';
 import { ErgometerError } from '../errors';
 import { AGENT_VERSION } from '../version';
-import type { Exporter, ProfileUpload, WireBatch } from './wire';
+import { ColumnEncoder } from './columns';
+import type { Exporter, ProfileUpload, WireBatch, WireSample } from './wire';
 
 /**
  * Marks the agent's own HTTP traffic. It is set on the exporter's `http.Agent` (so it is visible on
@@ -54,13 +55,17 @@ export interface HttpExporterOptions {
  */
 const SAMPLES_PER_SLICE = 128;
 
+/** Wire format versions the exporter can write: v1 (SPEC §4) and v2, v1 with columnar samples (columns.ts). */
+export type WireVersion = 1 | 2;
+
 /**
- * The batch as gzipped JSON, without stalling the event loop: serialized a slice of samples at a time
- * with a turn of the loop between slices, and compressed by a gzip stream, whose work runs on the libuv
- * threadpool (bench/src/exporter.ts compares this with gzipSync and with one JSON.stringify). The JSON is
- * the same as JSON.stringify(batch), key order included.
+ * The batch as gzipped JSON, without stalling the event loop: serialized a slice at a time with a turn of
+ * the loop between slices (v1: 128 samples; v2: 128 samples into the columns, then one column), and
+ * compressed by a gzip stream, whose work runs on the libuv threadpool (bench/src/exporter.ts compares
+ * this with gzipSync and with one JSON.stringify). The JSON is the same as JSON.stringify of the batch
+ * in that version, key order included.
  */
-export async function serializeAndCompress(batch: WireBatch): Promise<Buffer> {
+export async function serializeAndCompress(batch: WireBatch, version: WireVersion = 2): Promise<Buffer> {
   const gzipStream = zlib.createGzip();
   const compressed: Buffer[] = [];
   gzipStream.on('data', (chunk: Buffer) => compressed.push(chunk));
@@ -69,16 +74,45 @@ export async function serializeAndCompress(batch: WireBatch): Promise<Buffer> {
     gzipStream.once('error', reject);
   });
   const { samples, counts, users, ...header } = batch;
-  // `{"v":1,...,"agent":{...}` + `,"samples":[` … `],"counts":…,"users":…}`
-  gzipStream.write(`${JSON.stringify(header).slice(0, -1)},"samples":[`);
-  for (let from = 0; from < samples.length; from += SAMPLES_PER_SLICE) {
-    if (from > 0) await setImmediatePromise();
-    const slice = samples.slice(from, from + SAMPLES_PER_SLICE);
-    gzipStream.write(`${from > 0 ? ',' : ''}${JSON.stringify(slice).slice(1, -1)}`);
+  if (version === 1) {
+    // `{"v":1,...,"agent":{...}` + `,"samples":[` … `],"counts":…,"users":…}`
+    gzipStream.write(`${JSON.stringify(header).slice(0, -1)},"samples":[`);
+    for (let from = 0; from < samples.length; from += SAMPLES_PER_SLICE) {
+      if (from > 0) await setImmediatePromise();
+      const slice = samples.slice(from, from + SAMPLES_PER_SLICE);
+      gzipStream.write(`${from > 0 ? ',' : ''}${JSON.stringify(slice).slice(1, -1)}`);
+    }
+    gzipStream.write(']');
+  } else {
+    // `{"v":2,...,"agent":{...}` + `,"samples":{"endpoints":[…],…}` + `,"counts":…,"users":…}`
+    gzipStream.write(`${JSON.stringify({ ...header, v: 2 }).slice(0, -1)},"samples":`);
+    const encoder = new ColumnEncoder();
+    for (let from = 0; from < samples.length; from += SAMPLES_PER_SLICE) {
+      if (from > 0) await setImmediatePromise();
+      const to = Math.min(samples.length, from + SAMPLES_PER_SLICE);
+      for (let i = from; i < to; i++) encoder.add(samples[i] as WireSample);
+    }
+    let first = true;
+    for (const [name, column] of Object.entries(encoder.result())) {
+      if (samples.length > SAMPLES_PER_SLICE) await setImmediatePromise();
+      gzipStream.write(`${first ? '{' : ','}${JSON.stringify(name)}:${JSON.stringify(column)}`);
+      first = false;
+    }
+    gzipStream.write('}');
   }
-  gzipStream.end(`],"counts":${JSON.stringify(counts)},"users":${JSON.stringify(users)}}`);
+  gzipStream.end(`,"counts":${JSON.stringify(counts)},"users":${JSON.stringify(users)}}`);
   await finished;
   return Buffer.concat(compressed);
+}
+
+/** Whether a collector's 400 answer says it does not speak the batch's wire format version. */
+function isUnsupportedVersion(outcome: Outcome): boolean {
+  if (outcome.kind !== 'rejected' || outcome.status !== 400) return false;
+  try {
+    return (JSON.parse(outcome.body) as { error?: { code?: unknown } }).error?.code === 'ERGOMETER_UNSUPPORTED_VERSION';
+  } catch {
+    return false;
+  }
 }
 
 /** Bytes of an answer the exporter reads; the rest is discarded (the body is never needed). */
@@ -110,6 +144,7 @@ export class HttpExporter implements Exporter {
   private readonly headers: Record<string, string>;
   private readonly profileHeaders: Record<string, string>;
   private warnedRejection = false;
+  private wireVersion: WireVersion = 2;
 
   constructor(
     collector: string,
@@ -143,15 +178,41 @@ export class HttpExporter implements Exporter {
   send(batch: WireBatch, signal?: AbortSignal): Promise<void> {
     // Outside any sampled request: this is nobody's CPU and nobody's backend time.
     return outsideRequests(async () => {
-      const body = await serializeAndCompress(batch);
+      const version = this.wireVersion;
+      const body = await serializeAndCompress(batch, version);
+      // A collector older than wire format 2 refuses it with ERGOMETER_UNSUPPORTED_VERSION: the same batch
+      // (same batchId) goes again as v1, and so does every later one.
+      const fallback =
+        version === 2
+          ? () => {
+              this.useWireV1();
+              return serializeAndCompress(batch, 1);
+            }
+          : undefined;
       await this.deliver(
         this.url,
         body,
         this.headers,
         { id: batch.batchId, what: `batch ${batch.batchId}`, lost: `its ${batch.samples.length} samples are dropped` },
         signal,
+        fallback,
       );
     });
+  }
+
+  /** The wire format version batches are written in: 2 until a collector refuses it. */
+  get wireFormat(): WireVersion {
+    return this.wireVersion;
+  }
+
+  private useWireV1(): void {
+    if (this.wireVersion === 1) return;
+    this.wireVersion = 1;
+    process.emitWarning(
+      `the collector at ${this.url.origin} does not speak wire format 2: batches go as wire format 1, ` +
+        "larger and dearer for the collector to parse. Upgrade the collector to the agent's version.",
+      { code: 'ERGOMETER_WIRE_FORMAT_1' },
+    );
   }
 
   /**
@@ -175,18 +236,29 @@ export class HttpExporter implements Exporter {
     );
   }
 
-  /** Sends `body` until it is delivered, refused for good, or `signal` aborts. */
+  /**
+   * Sends `body` until it is delivered, refused for good, or `signal` aborts; `olderFormat`, if given,
+   * is the body in an older wire format, sent (once) instead when the collector says it does not speak
+   * this one.
+   */
   private async deliver(
     url: URL,
     body: Buffer,
     headers: Record<string, string>,
     item: { id: string; what: string; lost: string },
     signal: AbortSignal | undefined,
+    olderFormat?: () => Promise<Buffer>,
   ): Promise<void> {
+    let fallback = olderFormat;
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw aborted(signal, item.what, attempt);
       const outcome = await this.post(url, body, headers, signal);
       if (outcome.kind === 'delivered') return;
+      if (fallback !== undefined && isUnsupportedVersion(outcome)) {
+        body = await fallback();
+        fallback = undefined;
+        continue;
+      }
       if (outcome.kind === 'rejected') {
         const error = new ErgometerError(
           'ERGOMETER_COLLECTOR_REJECTED',

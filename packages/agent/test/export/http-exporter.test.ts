@@ -12,6 +12,7 @@ import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { currentRequest } from '../../src/context/request-context';
 import { Batcher } from '../../src/export/batcher';
+import { decodeColumns, encodeColumns, type WireColumns } from '../../src/export/columns';
 import { HttpExporter, isExporterRequest, parseRetryAfter, serializeAndCompress } from '../../src/export/http-exporter';
 import { FaultyCollector } from '../support/faulty-collector';
 import { FileAgent } from '../support/file-agent';
@@ -49,7 +50,7 @@ describe('parseRetryAfter', () => {
 });
 
 describe('serializeAndCompress', () => {
-  test('property: gunzip gives exactly JSON.stringify(batch), however many slices', async () => {
+  test('property: wire format 1: gunzip gives exactly JSON.stringify(batch), however many slices', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 0, max: 700 }),
@@ -63,12 +64,129 @@ describe('serializeAndCompress', () => {
             counts,
             users: [{ minute: 0, sketch: 'AQQ=' }],
           };
-          const json = zlib.gunzipSync(await serializeAndCompress(batch)).toString('utf8');
+          const json = zlib.gunzipSync(await serializeAndCompress(batch, 1)).toString('utf8');
           assert.equal(json, JSON.stringify(batch));
         },
       ),
       { numRuns: 30 },
     );
+  });
+
+  test('property: wire format 2 (the default): the batch with its samples as columns, which decode to the samples', async () => {
+    const duration = fc.double({ min: 0, max: 1e4, noNaN: true, noDefaultInfinity: true });
+    const wireSample = fc.record(
+      {
+        ts: fc.nat(),
+        endpoint: fc.constantFrom('GET /', 'GET /a/:id', 'POST /b'),
+        status: fc.integer({ min: 100, max: 599 }),
+        cost: fc.nat(),
+        wallMs: duration,
+        weight: fc.double({ min: 0.01, max: 1e4, noNaN: true, noDefaultInfinity: true }),
+        backend: fc.record({ db: duration, cache: duration, http: duration }),
+        flags: fc.dictionary(fc.string({ minLength: 1 }), fc.string(), { minKeys: 1, maxKeys: 3 }),
+        user: fc.string({ minLength: 1 }),
+        aborted: fc.constant(true),
+        flagsDropped: fc.integer({ min: 1, max: 9 }),
+      },
+      { requiredKeys: ['ts', 'endpoint', 'status', 'cost', 'wallMs', 'weight', 'backend'] },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(wireSample, { maxLength: 300 }), async (samples) => {
+        const batch = {
+          ...HEADER,
+          batchId: 'b',
+          agent: { ...HEADER.agent, dropped: 0 },
+          samples,
+          counts: [],
+          users: [],
+        };
+        const json = zlib.gunzipSync(await serializeAndCompress(batch)).toString('utf8');
+        assert.equal(json, JSON.stringify({ ...batch, v: 2, samples: encodeColumns(samples) }));
+        const sent = JSON.parse(json) as { v: number; samples: WireColumns };
+        assert.equal(sent.v, 2);
+        assert.deepEqual(decodeColumns(sent.samples), JSON.parse(JSON.stringify(samples)));
+        assert.ok(sent.samples.endpoints.length <= 3, 'each endpoint name once');
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe('wire format fallback', () => {
+  /** A collector from before wire format 2: it refuses v2 as such, and stores v1. */
+  async function olderCollector(t: TestContext, refuseV1 = false) {
+    const arrivals: Array<{ v: number; batchId: string }> = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const batch = JSON.parse(zlib.gunzipSync(Buffer.concat(chunks)).toString('utf8'));
+        arrivals.push({ v: batch.v, batchId: batch.batchId });
+        const error = (code: string, message: string) =>
+          res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code, message } }));
+        if (batch.v !== 1)
+          return error('ERGOMETER_UNSUPPORTED_VERSION', 'v: this collector speaks wire format 1, got 2');
+        if (refuseV1) return error('ERGOMETER_BAD_BATCH', 'samples[0].cost: expected a finite number');
+        res.end(JSON.stringify({ accepted: batch.samples.length }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, arrivals };
+  }
+
+  test('a collector that does not speak wire format 2 gets the same batch again as v1, and v1 from then on, with one warning', async (t) => {
+    const { url, arrivals } = await olderCollector(t);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
+    const exporter = new HttpExporter(url, { requestTimeoutMs: 2000, retry: FAST });
+    const batch = (id: string) => ({
+      ...HEADER,
+      batchId: id,
+      agent: { ...HEADER.agent, dropped: 0 },
+      samples: [sample(1), sample(2)],
+      counts: [],
+      users: [],
+    });
+    assert.equal(exporter.wireFormat, 2);
+    await exporter.send(batch('first'));
+    await exporter.send(batch('second'));
+    await exporter.close();
+    assert.deepEqual(arrivals, [
+      { v: 2, batchId: 'first' },
+      { v: 1, batchId: 'first' },
+      { v: 1, batchId: 'second' },
+    ]);
+    assert.equal(exporter.wireFormat, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    const ours = warnings.filter((w) => (w as Error & { code?: string }).code === 'ERGOMETER_WIRE_FORMAT_1');
+    assert.equal(ours.length, 1);
+    assert.match(ours[0]?.message ?? '', /does not speak wire format 2/);
+  });
+
+  test('any other 400 refuses the batch for good: no second try in v1', async (t) => {
+    const { url, arrivals } = await olderCollector(t, true);
+    const exporter = new HttpExporter(url, { requestTimeoutMs: 2000, retry: FAST });
+    const batch = {
+      ...HEADER,
+      batchId: 'bad',
+      agent: { ...HEADER.agent, dropped: 0 },
+      samples: [sample(1)],
+      counts: [],
+      users: [],
+    };
+    await assert.rejects(exporter.send(batch), { code: 'ERGOMETER_COLLECTOR_REJECTED' });
+    await assert.rejects(exporter.send({ ...batch, batchId: 'bad-again' }), { code: 'ERGOMETER_COLLECTOR_REJECTED' });
+    await exporter.close();
+    // The first try in v2 is refused as a version; its v1 retry is refused for its data; the next batch
+    // goes straight as v1 and is refused once.
+    assert.deepEqual(arrivals, [
+      { v: 2, batchId: 'bad' },
+      { v: 1, batchId: 'bad' },
+      { v: 1, batchId: 'bad-again' },
+    ]);
   });
 });
 

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import zlib from 'node:zlib';
+import { decodeColumns, type WireColumns } from '../../src/export/columns';
 import type { WireBatch } from '../../src/export/wire';
 
 export type CollectorMode =
@@ -157,7 +158,16 @@ export class FaultyCollector {
       try {
         const raw = Buffer.concat(chunks);
         const json = req.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(raw) : raw;
-        batch = JSON.parse(json.toString('utf8')) as WireBatch;
+        const parsed = JSON.parse(json.toString('utf8')) as Omit<WireBatch, 'v' | 'samples'> & {
+          v: 1 | 2;
+          samples: WireBatch['samples'] | WireColumns;
+        };
+        // What the tests look at is the samples, in v1's shape whichever version carried them.
+        batch = {
+          ...parsed,
+          v: 1,
+          samples: Array.isArray(parsed.samples) ? parsed.samples : decodeColumns(parsed.samples),
+        };
       } catch (error) {
         res.writeHead(400).end(JSON.stringify({ error: String(error) }));
         return;

@@ -1,7 +1,8 @@
 /**
- * The wire format v1 validator (SPEC §4): JSON text → {@link IngestBatch}, or an
- * ERGOMETER_BAD_BATCH error whose message names the first bad field
- * (`samples[3].cost: expected a finite number ≥ 0, got "abc"`).
+ * The wire format validator (SPEC §4 v1, and v2: docs/wire-format.md): JSON text → {@link IngestBatch},
+ * or an ERGOMETER_BAD_BATCH error whose message names the first bad field
+ * (`samples[3].cost: expected a finite number ≥ 0, got "abc"`; in v2 `samples.cost[3]: …`). Both
+ * versions give the same IngestBatch for the same samples.
  *
  * Hand-written on purpose: it runs for every sample the fleet sends, and a loop of typeof checks
  * is several times faster than a generic schema library. Field paths are only built when a check
@@ -181,21 +182,21 @@ function metricOf(value: unknown, code: string): Metric {
 }
 
 /**
- * Validates a parsed wire-format v1 batch. `receivedAt` (server clock, ms) is stored with the batch
- * and bounds the accepted `ts` window.
+ * Validates a parsed wire-format batch, v1 (samples as objects) or v2 (samples as columns). `receivedAt`
+ * (server clock, ms) is stored with the batch and bounds the accepted `ts` window.
  *
  * @throws ErgometerError ERGOMETER_BAD_BATCH (400) naming the first bad field, or
- *   ERGOMETER_UNSUPPORTED_VERSION (400) for a `v` other than 1.
+ *   ERGOMETER_UNSUPPORTED_VERSION (400) for a `v` other than 1 or 2.
  */
 export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: number): IngestBatch {
   const code = 'ERGOMETER_BAD_BATCH';
-  if (!isObject(value)) fail(code, 'body', 'a JSON object (wire format v1)', value);
-  if (value.v !== 1) {
-    if (value.v === undefined) fail(code, 'v', 'the wire format version 1', value.v);
+  if (!isObject(value)) fail(code, 'body', 'a JSON object (wire format v1 or v2)', value);
+  if (value.v !== 1 && value.v !== 2) {
+    if (value.v === undefined) fail(code, 'v', 'the wire format version, 1 or 2', value.v);
     throw new ErgometerError(
       'ERGOMETER_UNSUPPORTED_VERSION',
       400,
-      `v: this collector speaks wire format 1, got ${describeValue(value.v)}; upgrade the collector or pin the agent`,
+      `v: this collector speaks wire formats 1 and 2, got ${describeValue(value.v)}; upgrade the collector or pin the agent`,
     );
   }
   const c = new Checker(limits, code, receivedAt);
@@ -223,10 +224,14 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
     }
   }
 
-  const rawSamples =
-    value.samples === undefined ? [] : c.array(value.samples, 'samples', limits.maxSamplesPerBatch, 'samples');
-  const samples: Sample[] = new Array(rawSamples.length);
-  for (let i = 0; i < rawSamples.length; i++) samples[i] = validateSample(c, rawSamples[i], i);
+  let samples: Sample[];
+  if (value.v === 2) samples = value.samples === undefined ? [] : validateColumns(c, value.samples);
+  else {
+    const rawSamples =
+      value.samples === undefined ? [] : c.array(value.samples, 'samples', limits.maxSamplesPerBatch, 'samples');
+    samples = new Array(rawSamples.length);
+    for (let i = 0; i < rawSamples.length; i++) samples[i] = validateSample(c, rawSamples[i], i);
+  }
 
   const rawCounts =
     value.counts === undefined ? [] : c.array(value.counts, 'counts', limits.maxCountsPerBatch, 'counts rows');
@@ -291,6 +296,7 @@ const SAMPLE = {
   db: (c: Checker) => `samples[${c.row}].backend.db`,
   cache: (c: Checker) => `samples[${c.row}].backend.cache`,
   http: (c: Checker) => `samples[${c.row}].backend.http`,
+  flags: (c: Checker) => `samples[${c.row}].flags`,
   flagKey: (c: Checker) => `samples[${c.row}].flags key ${describeValue(c.flagKey)}`,
   flagVariant: (c: Checker) => `samples[${c.row}].flags[${JSON.stringify(c.flagKey)}]`,
   user: (c: Checker) => `samples[${c.row}].user`,
@@ -303,6 +309,41 @@ const USERS_MINUTE: PathOf = (c) => `users[${c.row}].minute`;
 
 /** The flags of every sample that carries none (most of them): one shared, frozen object. */
 const NO_FLAGS: Record<string, string> = Object.freeze(Object.create(null) as Record<string, string>);
+
+/**
+ * A sample's flags (key → variant), or NO_FLAGS for an empty object. `where` names the object in a
+ * message, `keyPath` and `variantPath` a key or its variant (reading the row and key from the checker).
+ */
+function validateFlags(
+  c: Checker,
+  rawFlags: unknown,
+  where: PathOf,
+  keyPath: PathOf,
+  variantPath: PathOf,
+): Record<string, string> {
+  const code = c.code;
+  const limits = c.limits;
+  if (!isObject(rawFlags)) fail(code, where(c), 'an object of flag key → variant', rawFlags);
+  let n = 0;
+  let own: Record<string, string> | undefined;
+  for (const key in rawFlags) {
+    if (++n > limits.maxFlagsPerSample) {
+      throw badRequest(code, `${where(c)}: at most ${limits.maxFlagsPerSample} flags per sample`);
+    }
+    c.flagKey = key;
+    c.name(key, keyPath, limits.maxNameLength);
+    const variant = c.name(rawFlags[key], variantPath, limits.maxNameLength, true);
+    own ??= {};
+    // Assigning "__proto__" would set the prototype instead (or do nothing): a flag of that name is defined.
+    if (key === '__proto__')
+      Object.defineProperty(own, key, { value: variant, enumerable: true, writable: true, configurable: true });
+    else own[key] = variant;
+  }
+  // Without a prototype, so that a flag named like an Object.prototype member reads as itself and an
+  // absent one as undefined. Built as an ordinary object first: Object.create(null) would start a
+  // hash-table object, ~100 bytes more per sample held until its group commit and slower to read.
+  return own === undefined ? NO_FLAGS : (Object.setPrototypeOf(own, null) as Record<string, string>);
+}
 
 function validateSample(c: Checker, raw: unknown, i: number): Sample {
   const code = c.code;
@@ -333,30 +374,8 @@ function validateSample(c: Checker, raw: unknown, i: number): Sample {
     }
   }
 
-  let flags = NO_FLAGS;
-  const rawFlags = raw.flags;
-  if (rawFlags !== undefined) {
-    if (!isObject(rawFlags)) fail(code, `samples[${i}].flags`, 'an object of flag key → variant', rawFlags);
-    let n = 0;
-    let own: Record<string, string> | undefined;
-    for (const key in rawFlags) {
-      if (++n > limits.maxFlagsPerSample) {
-        throw badRequest(code, `samples[${i}].flags: at most ${limits.maxFlagsPerSample} flags per sample`);
-      }
-      c.flagKey = key;
-      c.name(key, SAMPLE.flagKey, limits.maxNameLength);
-      const variant = c.name(rawFlags[key], SAMPLE.flagVariant, limits.maxNameLength, true);
-      own ??= {};
-      // Assigning "__proto__" would set the prototype instead (or do nothing): a flag of that name is defined.
-      if (key === '__proto__')
-        Object.defineProperty(own, key, { value: variant, enumerable: true, writable: true, configurable: true });
-      else own[key] = variant;
-    }
-    // Without a prototype, so that a flag named like an Object.prototype member reads as itself and an
-    // absent one as undefined. Built as an ordinary object first: Object.create(null) would start a
-    // hash-table object, ~100 bytes more per sample held until its group commit and slower to read.
-    if (own !== undefined) flags = Object.setPrototypeOf(own, null) as Record<string, string>;
-  }
+  const flags =
+    raw.flags === undefined ? NO_FLAGS : validateFlags(c, raw.flags, SAMPLE.flags, SAMPLE.flagKey, SAMPLE.flagVariant);
 
   const user = c.optionalName(raw.user, SAMPLE.user, limits.maxNameLength);
   const weight = raw.weight === undefined ? 1 : c.number(raw.weight, SAMPLE.weight, 0, limits.maxWeight, true);
@@ -366,6 +385,130 @@ function validateSample(c: Checker, raw: unknown, i: number): Sample {
     aborted = raw.aborted;
   }
   return { ts, endpoint, status, cost, wallMs, db, cache, http, flags, user, weight, aborted };
+}
+
+/** The valid indices of a dictionary of `length` entries, for an error message. */
+function indexRange(length: number): string {
+  return length === 0 ? ', which is empty' : ` (0 to ${length - 1})`;
+}
+
+/** The paths of wire format v2's columns and dictionaries (see PathOf). */
+const COLUMN = {
+  ts: (c: Checker) => `samples.ts[${c.row}]`,
+  cost: (c: Checker) => `samples.cost[${c.row}]`,
+  wallMs: (c: Checker) => `samples.wallMs[${c.row}]`,
+  db: (c: Checker) => `samples.db[${c.row}]`,
+  cache: (c: Checker) => `samples.cache[${c.row}]`,
+  http: (c: Checker) => `samples.http[${c.row}]`,
+  user: (c: Checker) => `samples.user[${c.row}]`,
+  weight: (c: Checker) => `samples.weight[${c.row}]`,
+  endpoints: (c: Checker) => `samples.endpoints[${c.row}]`,
+  flagSet: (c: Checker) => `samples.flagSets[${c.row}]`,
+  flagKey: (c: Checker) => `samples.flagSets[${c.row}] key ${describeValue(c.flagKey)}`,
+  flagVariant: (c: Checker) => `samples.flagSets[${c.row}][${JSON.stringify(c.flagKey)}]`,
+} as const satisfies Record<string, PathOf>;
+
+/**
+ * Wire format v2's samples: one array per field, all as long as `ts`, and two dictionaries that the
+ * `endpoint` and `flags` columns index (docs/wire-format.md). The same checks as v1's, value by value,
+ * and the same {@link Sample} objects out; a dictionary entry is checked once for all the samples that
+ * use it, and samples that share a flag set share its (frozen) object.
+ */
+function validateColumns(c: Checker, raw: unknown): Sample[] {
+  const code = c.code;
+  const limits = c.limits;
+  if (!isObject(raw)) fail(code, 'samples', 'an object of columns (wire format v2)', raw);
+  const ts = c.array(raw.ts, 'samples.ts', limits.maxSamplesPerBatch, 'samples');
+  const n = ts.length;
+  const column = (name: string, required: boolean): unknown[] | undefined => {
+    const value = raw[name];
+    if (value === undefined && !required) return undefined;
+    if (!Array.isArray(value) || value.length !== n) {
+      fail(code, `samples.${name}`, `an array of ${n} values (as many as samples.ts)`, value);
+    }
+    return value;
+  };
+  const endpointColumn = column('endpoint', true) as unknown[];
+  const statusColumn = column('status', true) as unknown[];
+  const costColumn = column('cost', true) as unknown[];
+  const wallColumn = column('wallMs', true) as unknown[];
+  const dbColumn = column('db', false);
+  const cacheColumn = column('cache', false);
+  const httpColumn = column('http', false);
+  const flagsColumn = column('flags', false);
+  const userColumn = column('user', false);
+  const weightColumn = column('weight', false);
+  const abortedColumn = column('aborted', false);
+
+  const rawEndpoints = c.array(raw.endpoints ?? [], 'samples.endpoints', limits.maxSamplesPerBatch, 'endpoint names');
+  const endpoints: string[] = new Array(rawEndpoints.length);
+  for (let j = 0; j < rawEndpoints.length; j++) {
+    c.row = j;
+    endpoints[j] = c.endpoint(rawEndpoints[j], COLUMN.endpoints);
+  }
+  const rawFlagSets = c.array(raw.flagSets ?? [], 'samples.flagSets', limits.maxSamplesPerBatch, 'flag sets');
+  const flagSets: Record<string, string>[] = new Array(rawFlagSets.length);
+  for (let j = 0; j < rawFlagSets.length; j++) {
+    c.row = j;
+    flagSets[j] = Object.freeze(
+      validateFlags(c, rawFlagSets[j], COLUMN.flagSet, COLUMN.flagKey, COLUMN.flagVariant),
+    ) as Record<string, string>;
+  }
+
+  const samples: Sample[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    c.row = i;
+    const time = c.time(ts[i], COLUMN.ts);
+    const e = endpointColumn[i];
+    if (typeof e !== 'number' || !Number.isInteger(e) || e < 0 || e >= endpoints.length) {
+      fail(code, `samples.endpoint[${i}]`, `an index into samples.endpoints${indexRange(endpoints.length)}`, e);
+    }
+    const status = statusColumn[i];
+    if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
+      fail(code, `samples.status[${i}]`, 'an integer HTTP status from 100 to 599', status);
+    }
+    const cost = c.number(costColumn[i], COLUMN.cost, 0, limits.maxCost);
+    const wallMs = c.number(wallColumn[i], COLUMN.wallMs, 0, limits.maxDurationMs);
+    const db = dbColumn === undefined ? 0 : c.number(dbColumn[i], COLUMN.db, 0, limits.maxDurationMs);
+    const cache = cacheColumn === undefined ? 0 : c.number(cacheColumn[i], COLUMN.cache, 0, limits.maxDurationMs);
+    const http = httpColumn === undefined ? 0 : c.number(httpColumn[i], COLUMN.http, 0, limits.maxDurationMs);
+    let flags = NO_FLAGS;
+    if (flagsColumn !== undefined) {
+      const f = flagsColumn[i];
+      if (typeof f !== 'number' || !Number.isInteger(f) || f < -1 || f >= flagSets.length) {
+        fail(
+          code,
+          `samples.flags[${i}]`,
+          `-1 (no flags) or an index into samples.flagSets${indexRange(flagSets.length)}`,
+          f,
+        );
+      }
+      if (f >= 0) flags = flagSets[f] as Record<string, string>;
+    }
+    const user = userColumn === undefined ? '' : c.name(userColumn[i], COLUMN.user, limits.maxNameLength, true);
+    const weight = weightColumn === undefined ? 1 : c.number(weightColumn[i], COLUMN.weight, 0, limits.maxWeight, true);
+    let aborted = false;
+    if (abortedColumn !== undefined) {
+      const a = abortedColumn[i];
+      if (a !== 0 && a !== 1) fail(code, `samples.aborted[${i}]`, '0 or 1', a);
+      aborted = a === 1;
+    }
+    samples[i] = {
+      ts: time,
+      endpoint: endpoints[e] as string,
+      status,
+      cost,
+      wallMs,
+      db,
+      cache,
+      http,
+      flags,
+      user,
+      weight,
+      aborted,
+    };
+  }
+  return samples;
 }
 
 /**

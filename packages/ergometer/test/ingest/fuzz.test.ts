@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { encodeColumns } from '@ergometer/agent/wire';
 import fc from 'fast-check';
 import { startTestCollector, type TestCollector } from '../server/harness';
 import { wireBatch } from './support';
@@ -145,6 +146,55 @@ test('fuzzing POST /v1/samples: every invalid input gets a 4xx, none is stored, 
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  await t.test('a valid wire format 2 batch with one column value or dictionary entry broken', async () => {
+    const columns = ['ts', 'endpoint', 'status', 'cost', 'wallMs', 'db', 'cache', 'http', 'flags', 'weight'];
+    const mutation = fc.oneof(
+      fc.record({ where: fc.constant('column'), field: fc.constantFrom(...columns), value: badNumber }),
+      fc.record({
+        where: fc.constant('column'),
+        field: fc.constant('user'),
+        value: fc.constantFrom<unknown>(null, 7, true, [], {}),
+      }),
+      fc.record({ where: fc.constant('column'), field: fc.constantFrom('endpoint', 'flags'), value: fc.integer() }),
+      fc.record({ where: fc.constant('endpoints'), field: fc.constant(''), value: badName }),
+      fc.record({
+        where: fc.constant('flagSets'),
+        field: fc.string({ maxLength: 10 }),
+        value: badName.filter((v) => v !== ''),
+      }),
+      fc.record({ where: fc.constant('length'), field: fc.constantFrom(...columns, 'user'), value: fc.constant(0) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(mutation, fc.integer({ min: 1, max: 20 }), async ({ where, field, value }, n) => {
+        const batch = wireBatch(n, { endpoints: ['GET /a', 'GET /b', 'GET /c'] });
+        const cols = encodeColumns(batch.samples.map((s) => ({ weight: 1, ...s }))) as unknown as Record<
+          string,
+          unknown[]
+        >;
+        const last = n - 1;
+        if (where === 'column') {
+          // An index that points somewhere is valid: only out-of-range ones are a mutation.
+          const inRange = field === 'endpoint' ? [0, cols.endpoints?.length] : [-1, cols.flagSets?.length];
+          const [lo, hi] = inRange as [number, number];
+          if (
+            typeof value === 'number' &&
+            Number.isInteger(value) &&
+            (field === 'endpoint' || field === 'flags') &&
+            value >= lo &&
+            value < hi
+          )
+            return;
+          (cols[field] as unknown[])[last] = value;
+        } else if (where === 'endpoints') (cols.endpoints as unknown[])[cols.endpoints?.length === 1 ? 0 : 1] = value;
+        else if (where === 'flagSets') (cols.flagSets as unknown[])[0] = { [field]: value };
+        else (cols[field] as unknown[]).push(0);
+        const text = toJsonText({ ...batch, v: 2, samples: cols });
+        await expectRefused(c, gzipSync(text), true, `v2 ${where}.${field}=${JSON.stringify(value)}`);
+      }),
+      { numRuns: 200 },
     );
   });
 

@@ -136,11 +136,12 @@ test('each bad field is named in the message', () => {
 
 test('an unknown or missing version is refused', () => {
   rejects(
-    { ...wireBatch(1, { now: NOW }), v: 2 },
-    'v: this collector speaks wire format 1',
+    { ...wireBatch(1, { now: NOW }), v: 3 },
+    'v: this collector speaks wire formats 1 and 2, got 3',
     'ERGOMETER_UNSUPPORTED_VERSION',
   );
-  rejects({ ...wireBatch(1, { now: NOW }), v: undefined }, 'v: expected the wire format version 1');
+  rejects({ ...wireBatch(1, { now: NOW }), v: '1' }, 'got "1"', 'ERGOMETER_UNSUPPORTED_VERSION');
+  rejects({ ...wireBatch(1, { now: NOW }), v: undefined }, 'v: expected the wire format version, 1 or 2');
 });
 
 test('batch and sample size limits', () => {

@@ -106,7 +106,7 @@ test('a bad batch is a 400 naming the field, and nothing of it is stored', { tim
   });
   assert.equal((await c.post('/v1/samples', '{"v":1,')).status, 400);
   assert.equal(
-    errorCode((await c.post('/v1/samples', { ...wireBatch(1), v: 2 })).json),
+    errorCode((await c.post('/v1/samples', { ...wireBatch(1), v: 3 })).json),
     'ERGOMETER_UNSUPPORTED_VERSION',
   );
   assert.equal(await c.store.sampleCount(), 0);
