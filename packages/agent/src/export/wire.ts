@@ -1,6 +1,7 @@
 /**
- * Wire format v1 (SPEC §4): what the agent sends, one batch at a time.
- * The server validates the same shape; keep the two in step.
+ * Wire format v1 (SPEC §4): a batch as the agent holds it, one object per sample. The `file:` exporter
+ * writes it as it is; the HTTP exporter sends it as wire format 2, the samples as columns (columns.ts,
+ * docs/wire-format.md). The server validates both (packages/ergometer/src/ingest/validate.ts); keep them in step.
  */
 export interface WireSample {
   /** Request start, ms since the epoch. */
