@@ -302,18 +302,19 @@ function wireBatches(
 }
 
 /**
- * Rows of per-minute aggregates the batches make (service × commit × host class × endpoint × minute, once
- * for all flags and once per flag variant; rollup.ts) per 1000 samples: what the store's aggregate
- * writes and their merging cost in proportion to, where the samples and counts cost per sample.
+ * Rows of per-minute aggregates the batches make, per 1000 samples: the store's own roll-up
+ * (rollUpSamples: per endpoint × minute, once for all flags and once per flag variant) of each batch,
+ * keyed also by what a batch shares (service, commit, metric, host class), counted once across batches.
+ * What the store's aggregate writes and their merging cost in proportion to, where samples cost per sample.
  */
 function aggregateRowsPer1000(batches: readonly ReturnType<typeof makeWireBatch>[]): number {
   const keys = new Set<string>();
   let samples = 0;
-  for (const b of batches) {
-    for (const s of b.samples) {
-      const base = `${b.commit}\t${b.hostClass}\t${s.endpoint}\t${s.ts - (s.ts % 60_000)}`;
-      keys.add(base);
-      for (const [key, variant] of Object.entries(s.flags ?? {})) keys.add(`${base}\t${key}\t${variant}`);
+  for (const wire of batches) {
+    const b = toIngestBatch(wire);
+    const group = `${b.service}\t${b.commit}\t${b.metric}\t${b.hostClass}`;
+    for (const row of rollUpSamples(b.samples)) {
+      keys.add(`${group}\t${row.endpoint}\t${row.flagKey}\t${row.flagVariant}\t${row.minute}`);
     }
     samples += b.samples.length;
   }

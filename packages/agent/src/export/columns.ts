@@ -36,22 +36,22 @@ export interface WireColumns {
 export class ColumnEncoder {
   private readonly endpointIndex = new Map<string, number>();
   private readonly flagSetIndex = new Map<string, number>();
-  private readonly columns = {
-    endpoints: [] as string[],
-    flagSets: [] as Record<string, string>[],
-    ts: [] as number[],
-    endpoint: [] as number[],
-    status: [] as number[],
-    cost: [] as number[],
-    wallMs: [] as number[],
-    db: [] as number[],
-    cache: [] as number[],
-    http: [] as number[],
-    flags: [] as number[],
-    user: [] as string[],
-    weight: [] as number[],
-    aborted: [] as number[],
-    flagsDropped: [] as number[],
+  private readonly columns: Required<WireColumns> = {
+    endpoints: [],
+    flagSets: [],
+    ts: [],
+    endpoint: [],
+    status: [],
+    cost: [],
+    wallMs: [],
+    db: [],
+    cache: [],
+    http: [],
+    flags: [],
+    user: [],
+    weight: [],
+    aborted: [],
+    flagsDropped: [],
   };
   private hasBackend = false;
   private hasFlags = false;

@@ -149,6 +149,14 @@ class Checker {
     return value;
   }
 
+  /** An integer HTTP status code, 100 to 599. */
+  status(value: unknown, path: PathOf): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 100 || value > 599) {
+      fail(this.code, path(this), 'an integer HTTP status from 100 to 599', value);
+    }
+    return value;
+  }
+
   /** Milliseconds since the epoch within the accepted window around the receive time, truncated to an integer. */
   time(value: unknown, path: PathOf): number {
     const earliest = this.receivedAt - this.limits.maxPastMs;
@@ -291,6 +299,7 @@ export function validateBatch(value: unknown, limits: IngestLimits, receivedAt: 
 const SAMPLE = {
   ts: (c: Checker) => `samples[${c.row}].ts`,
   endpoint: (c: Checker) => `samples[${c.row}].endpoint`,
+  status: (c: Checker) => `samples[${c.row}].status`,
   cost: (c: Checker) => `samples[${c.row}].cost`,
   wallMs: (c: Checker) => `samples[${c.row}].wallMs`,
   db: (c: Checker) => `samples[${c.row}].backend.db`,
@@ -352,10 +361,7 @@ function validateSample(c: Checker, raw: unknown, i: number): Sample {
   c.row = i;
   const ts = c.time(raw.ts, SAMPLE.ts);
   const endpoint = c.endpoint(raw.endpoint, SAMPLE.endpoint);
-  const status = raw.status;
-  if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
-    fail(code, `samples[${i}].status`, 'an integer HTTP status from 100 to 599', status);
-  }
+  const status = c.status(raw.status, SAMPLE.status);
   const cost = c.number(raw.cost, SAMPLE.cost, 0, limits.maxCost);
   const wallMs = c.number(raw.wallMs, SAMPLE.wallMs, 0, limits.maxDurationMs);
 
@@ -395,6 +401,7 @@ function indexRange(length: number): string {
 /** The paths of wire format v2's columns and dictionaries (see PathOf). */
 const COLUMN = {
   ts: (c: Checker) => `samples.ts[${c.row}]`,
+  status: (c: Checker) => `samples.status[${c.row}]`,
   cost: (c: Checker) => `samples.cost[${c.row}]`,
   wallMs: (c: Checker) => `samples.wallMs[${c.row}]`,
   db: (c: Checker) => `samples.db[${c.row}]`,
@@ -463,10 +470,7 @@ function validateColumns(c: Checker, raw: unknown): Sample[] {
     if (typeof e !== 'number' || !Number.isInteger(e) || e < 0 || e >= endpoints.length) {
       fail(code, `samples.endpoint[${i}]`, `an index into samples.endpoints${indexRange(endpoints.length)}`, e);
     }
-    const status = statusColumn[i];
-    if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
-      fail(code, `samples.status[${i}]`, 'an integer HTTP status from 100 to 599', status);
-    }
+    const status = c.status(statusColumn[i], COLUMN.status);
     const cost = c.number(costColumn[i], COLUMN.cost, 0, limits.maxCost);
     const wallMs = c.number(wallColumn[i], COLUMN.wallMs, 0, limits.maxDurationMs);
     const db = dbColumn === undefined ? 0 : c.number(dbColumn[i], COLUMN.db, 0, limits.maxDurationMs);
