@@ -80,6 +80,8 @@ setUnauthorizedHandler(() => {
 
 /** Set while the hash changes for state a view applied itself: that hashchange renders nothing. */
 let quietHashChange = false;
+/** The window's width when the view was last drawn (charts take their width from it). */
+let drawnWidth = window.innerWidth;
 
 function go(view: View, params: URLSearchParams): void {
   const hash = formatHash(view, params);
@@ -171,6 +173,7 @@ async function render(): Promise<void> {
     return;
   }
   const mine = ++generation;
+  drawnWidth = window.innerWidth;
   const route = parseHash(location.hash);
   let services: ServiceInfo[];
   try {
@@ -252,10 +255,16 @@ window.addEventListener('hashchange', () => {
   }
   void render();
 });
-window.addEventListener('resize', () => {
-  // Charts are drawn to the width they have; redraw after the resize settles.
-  clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => void render(), 250);
-});
+// Charts are drawn to the width they have: when the width changes, redraw after the resize settles.
+// A change of height alone (a phone's address bar sliding away, a full-page screenshot) leaves the
+// view as it is rather than loading it again.
 let resizeTimer: ReturnType<typeof setTimeout> | undefined;
+window.addEventListener('resize', () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (window.innerWidth === drawnWidth) return;
+    drawnWidth = window.innerWidth;
+    void render();
+  }, 250);
+});
 void render();

@@ -479,6 +479,38 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
     }
   });
 
+  it('resizing: a new width redraws the charts to fit it; a new height alone keeps the view as drawn', async () => {
+    const { page, watch, close } = await watchedPage(browser as Browser);
+    try {
+      await signIn(page, url, hash('endpoint', { service: SHOP, endpoint: SEARCH, ...range }));
+      const drawnWidth = async () =>
+        (await page.evaluate(
+          `document.querySelector('#endpoint-chart .uplot').getBoundingClientRect().width`,
+        )) as number;
+      const wide = await drawnWidth();
+      // A mark on the drawn view: a new render replaces the element and loses it.
+      await page.evaluate(`document.getElementById('view').dataset.probe = 'drawn before'`);
+      const requests: string[] = [];
+      page.on('request', (request) => requests.push(request.url()));
+      // Height alone (a phone's address bar, a full-page screenshot): nothing is loaded or drawn again.
+      await page.setViewportSize({ width: 1280, height: 500 });
+      await page.screenshot({ fullPage: true });
+      // The redraw waits for the resize to settle (250 ms); give it more than twice that.
+      await page.waitForTimeout(600);
+      assert.equal(await page.evaluate(`document.getElementById('view').dataset.probe`), 'drawn before');
+      assert.deepEqual(requests, [], 'no API call after a change of height');
+      // A new width: the view is drawn again and its chart fits the narrower window.
+      await page.setViewportSize({ width: 900, height: 500 });
+      await page.locator('#view[data-view="endpoint"][data-ready="true"]:not([data-probe])').waitFor();
+      const narrow = await drawnWidth();
+      assert.ok(narrow < wide - 300, `chart ${wide}px wide at 1280px, ${narrow}px at 900px`);
+      assert.ok(narrow <= 900, `the chart (${narrow}px) fits the 900px window`);
+      assertClean(watch, 'resize');
+    } finally {
+      await close();
+    }
+  });
+
   it('sortable columns: click, Enter or Space on a header sorts the rows, aria-sort says how, the sort is in the URL', async () => {
     const { page, watch, close } = await watchedPage(browser as Browser);
     /** The numbers of one column in the order the page shows them. */
