@@ -167,13 +167,13 @@ function header(
 }
 
 async function render(): Promise<void> {
+  drawnWidth = window.innerWidth;
   const token = getToken();
   if (token === null) {
     showLogin();
     return;
   }
   const mine = ++generation;
-  drawnWidth = window.innerWidth;
   const route = parseHash(location.hash);
   let services: ServiceInfo[];
   try {
@@ -262,9 +262,7 @@ let resizeTimer: ReturnType<typeof setTimeout> | undefined;
 window.addEventListener('resize', () => {
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(() => {
-    if (window.innerWidth === drawnWidth) return;
-    drawnWidth = window.innerWidth;
-    void render();
+    if (window.innerWidth !== drawnWidth) void render();
   }, 250);
 });
 void render();
