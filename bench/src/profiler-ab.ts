@@ -33,14 +33,15 @@ const GOAL_LOSS = 0.02;
 const GOAL_MORE_CPU = 1 / (1 - GOAL_LOSS) - 1;
 
 /**
- * Node 20's default records a 6 s window at a random offset in each minute: rounds of a little over two periods
- * hold two or three windows each. From Node 22 on the profiler runs all the time: a round of one period (the
- * profile shipped once a minute) holds the whole schedule.
+ * Node 20's default records a 6 s window at a random offset in each minute from the second minute on (the first
+ * period, while the app warms up, has none): rounds measure two whole periods after the first, two windows each.
+ * From Node 22 on the profiler runs all the time: a round of one period (the profile shipped once a minute) holds
+ * the whole schedule.
  */
 const FULL: SideBySideSettings = {
   rounds: 8,
-  warmupSeconds: 10,
-  durationSeconds: NODE_MAJOR >= 22 ? 60 : 130,
+  warmupSeconds: NODE_MAJOR >= 22 ? 10 : 60,
+  durationSeconds: NODE_MAJOR >= 22 ? 60 : 120,
   rate: 'saturated',
 };
 
@@ -61,7 +62,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
     description:
       `bench/src/profiler-ab.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, two processes at once, ` +
       `one with the profiler at its defaults (\`profile: { enabled: true }\`: dutyCycle 0.1, period 60 s; ` +
-      `${NODE_MAJOR >= 22 ? 'from Node 22 on: all the time at a tenth of the rate, two fifths of the requests labelled' : 'on Node 20: a 6 s window at a random offset in each minute'}) ` +
+      `${NODE_MAJOR >= 22 ? 'from Node 22 on: all the time at a tenth of the rate, two fifths of the requests labelled' : 'on Node 20: a 6 s window at a random offset in each minute after the first'}) ` +
       `and one without, ${describePinning(pinning)}, under two loads, ` +
       `alternating round by round: ${PAIRS.map(({ label, load }) => `${label}: ${describeLoad(load ?? settings.rate)}`).join('; ')}. ` +
       `${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up for each load, a fresh pair ` +

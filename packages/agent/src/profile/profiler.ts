@@ -165,8 +165,14 @@ export class Profiler {
    */
   start(): boolean {
     if (this.options.dutyCycle <= 0) return false;
-    if (this.schedule === 'continuous') this.beginWindow();
-    else this.schedulePeriod();
+    if (this.schedule === 'continuous') {
+      this.beginWindow();
+    } else {
+      // No window in the first period, while the app is likely warming up: on V8 11 (Node 20) code optimized
+      // while a profile records stays slower after it stops (docs/agent.md, "Not while the process warms up").
+      this.timer = setTimeout(() => this.safely(() => this.schedulePeriod()), this.options.periodMs);
+      this.timer.unref();
+    }
     return true;
   }
 
