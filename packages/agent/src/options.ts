@@ -102,8 +102,9 @@ export interface ProfileOptions {
   /**
    * Fraction of time the profiler records, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): one window of
    * `dutyCycle × periodMs` per period, at a random offset within it, from the second period on (none while the
-   * process warms up); the profile of each window is shipped when it ends. Default 0.1 (6 s a minute): recording costs more than 2% of throughput on a busy
-   * server (docs/benchmarks.md), so by default it records a tenth of the time. 1 records continuously.
+   * process warms up); the profile of each window is shipped when it ends. Default 0.1 (6 s a minute): recording
+   * costs more than 2% of throughput on a busy server (docs/benchmarks.md), so by default it records a tenth of the
+   * time. 1 records continuously.
    * From Node 22 on, a stopped V8 profiler loses track of code, so it records all the time at
    * `intervalMicros × labelFraction / dutyCycle` instead (the same labelled samples per period; docs/agent.md,
    * "Profiler").

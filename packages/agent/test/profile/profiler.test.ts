@@ -398,8 +398,8 @@ describe('profiler in an Express app', () => {
     );
   });
 
-  // On Node 20 a window that recorded while the app warmed up left the process +1.6% CPU per request for good, one
-  // after 18 s of load nothing (docs/agent.md, "Not while the process warms up"): the first period has no window.
+  // On Node 20 a window that recorded while the app warmed up left the process +1.6–2.1% CPU per request for good,
+  // one after 18 s of load nothing (docs/agent.md, "Not while the process warms up"): the first period has no window.
   it('opens no window in the first period, and one in the second', async () => {
     const periodMs = 600;
     const options = resolveOptions(
@@ -421,7 +421,8 @@ describe('profiler in an Express app', () => {
         checks++;
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
-      assert.ok(checks >= 10, `${checks} checks`);
+      // The old schedule's window opened within the first 450 ms: a few checks spread over the period see it.
+      assert.ok(checks >= 3, `${checks} checks`);
       const deadlineMs = startedMs + 2 * periodMs + 5000;
       while (!profiler.active && performance.now() < deadlineMs) await new Promise((resolve) => setTimeout(resolve, 5));
       assert.equal(profiler.active, true, 'a window opens in the second period');
