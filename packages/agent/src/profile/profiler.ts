@@ -170,8 +170,7 @@ export class Profiler {
     } else {
       // No window in the first period, while the app is likely warming up: on V8 11 (Node 20) code optimized
       // while a profile records stays slower after it stops (docs/agent.md, "Not while the process warms up").
-      this.timer = setTimeout(() => this.safely(() => this.schedulePeriod()), this.options.periodMs);
-      this.timer.unref();
+      this.schedulePeriodIn(this.options.periodMs);
     }
     return true;
   }
@@ -185,6 +184,12 @@ export class Profiler {
     this.nextPeriodAtMs = Date.now() + this.options.periodMs;
     const offsetMs = Math.random() * (this.options.periodMs - this.windowMs);
     this.timer = setTimeout(() => this.safely(() => this.beginWindow()), offsetMs);
+    this.timer.unref();
+  }
+
+  /** Starts the next period (windows schedule) in `delayMs`. */
+  private schedulePeriodIn(delayMs: number): void {
+    this.timer = setTimeout(() => this.safely(() => this.schedulePeriod()), delayMs);
     this.timer.unref();
   }
 
@@ -301,8 +306,7 @@ export class Profiler {
     if (restart) {
       this.scheduleWindowEnd();
     } else {
-      this.timer = setTimeout(() => this.schedulePeriod(), Math.max(0, this.nextPeriodAtMs - Date.now()));
-      this.timer.unref();
+      this.schedulePeriodIn(Math.max(0, this.nextPeriodAtMs - Date.now()));
     }
   }
 
