@@ -18,6 +18,7 @@ import { HttpExporter, type RetryPolicy } from './export/http-exporter';
 import type { Exporter, ProfileUpload, WireSample } from './export/wire';
 import { createOpenFeatureHook, type OpenFeatureHook } from './flags/openfeature';
 import { type AgentOptions, detectHostClass, type ResolvedOptions, resolveOptions } from './options';
+import { type ProcessChoice, ProfilingCheckIns, type ProfilingDecision } from './profile/coordination';
 import { ProfileLabels } from './profile/labels';
 import type { CollectedProfile, ContextPath, Profiler, ProfileSchedule } from './profile/profiler';
 import { ProfileShipper } from './profile/shipper';
@@ -90,9 +91,16 @@ export class Agent {
   private readonly endpoints = new EndpointCardinalityGuard();
   private running = true;
   private fastifyPluginInstance: ReturnType<typeof fastifyPlugin> | undefined;
-  /** Undefined unless `profile.enabled` (and this process drew its `processFraction`): then nothing of it is loaded. */
-  private readonly profiler: Profiler | undefined;
-  private readonly profiles: ProfileShipper | undefined;
+  /**
+   * Undefined unless `profile.enabled` (and this process drew its `processFraction`, or the collector has not
+   * said no): then nothing of it is loaded.
+   */
+  private profiler: Profiler | undefined;
+  private profiles: ProfileShipper | undefined;
+  /** How this process came to profile or not; undefined when the profiler is off. */
+  private processChoice: ProcessChoice | undefined;
+  /** Check-ins with the collector (`processFraction: "collector"`). */
+  private readonly checkIns: ProfilingCheckIns | undefined;
 
   /**
    * @internal use {@link start}. `internals.counter` replaces the CPU counter: the exact-attribution
@@ -137,9 +145,19 @@ export class Agent {
       options,
       this.totals,
     );
-    if (options.profile.enabled && Math.random() < options.profile.processFraction) {
+    const { processFraction } = options.profile;
+    if (options.profile.enabled && (processFraction === 'collector' || Math.random() < processFraction)) {
       this.profiles = new ProfileShipper(this.exporter);
       this.profiler = startProfiler(options, this.profiles);
+      this.processChoice = 'fraction';
+      if (processFraction === 'collector' && this.profiler !== undefined && this.exporter instanceof HttpExporter) {
+        // The profiler runs from the start (late is worse than stopped early); the collector's "no" stops it.
+        this.processChoice = 'pending';
+        this.checkIns = new ProfilingCheckIns(this.exporter, options, options.profile.periodMs, (decision) =>
+          this.profilingChosen(decision),
+        );
+        this.checkIns.start();
+      }
     }
     const { batcher, totals } = this;
     const profilesPending = () => this.profiler?.active === true || this.profiles?.pending === true;
@@ -315,12 +333,15 @@ export class Agent {
 
   /**
    * Where the profiler stands: undefined when it is off (or this process was not drawn by
-   * `profile.processFraction`); else whether a profile is being recorded now and how request labels
-   * follow async work (`async-context-frame` on Node 24, `async-hooks` on Node 20), and how the duty cycle is
-   * realised (`windows` on Node 20, `continuous` at a longer sampling interval from Node 22 on).
+   * `profile.processFraction`, or the collector chose other processes); else whether a profile is being
+   * recorded now and how request labels follow async work (`async-context-frame` on Node 24, `async-hooks` on
+   * Node 20), and how the duty cycle is realised (`windows` on Node 20, `continuous` at a longer sampling
+   * interval from Node 22 on).
    * `labelFraction`: the fraction of requests labelled while it records (profile.labelFraction after defaults).
    * `labelHooks`: whether the profiler's async_hooks (its `before` hook and label storage, `async-hooks`
    * path only) are on now; off between windows, so the process pays for them only while recording.
+   * `chosenBy`: `fraction` (drawn here by `processFraction`), `pending` (asked the collector, no answer yet),
+   * `collector` (it said yes) or `fallback` (it could not choose; the process profiles).
    */
   get profiling():
     | {
@@ -330,6 +351,7 @@ export class Agent {
         readonly samplingIntervalMicros: number;
         readonly labelFraction: number;
         readonly labelHooks: boolean;
+        readonly chosenBy: ProcessChoice;
       }
     | undefined {
     const profiler = this.profiler;
@@ -342,7 +364,27 @@ export class Agent {
           samplingIntervalMicros: profiler.samplingIntervalMicros,
           labelFraction: profiler.labelFraction,
           labelHooks: profiler.labelHooksOn,
+          chosenBy: this.processChoice ?? 'fraction',
         };
+  }
+
+  /** The collector's answer (or the fallback) to whether this process profiles: kept for the process's life. */
+  private profilingChosen({ profile, by, reason, refused }: ProfilingDecision): void {
+    if (this.profiler === undefined) return;
+    this.processChoice = by;
+    publish(channels.profilingChosen, { profile, by, reason });
+    if (refused === true) {
+      process.emitWarning(
+        `${reason}. This process profiles, as with profile.processFraction 1. Upgrade the collector to the agent's ` +
+          'version, or set profile.processFraction (ERGOMETER_PROFILE_PROCESS_FRACTION) to a number.',
+        { code: 'ERGOMETER_PROFILING_NOT_CHOSEN' },
+      );
+    }
+    if (!profile) {
+      this.profiler.discard();
+      this.profiler = undefined;
+      this.profiles = undefined;
+    }
   }
 
   /** Stops the profiler and sends the profile of the window so far with what is queued, within `timeoutMs`. */
@@ -509,6 +551,7 @@ export class Agent {
     this.running = false;
     if (runningAgent === this) runningAgent = undefined;
     this.uninstallExitFlush();
+    this.checkIns?.stop();
     const timeoutMs = options.timeoutMs ?? 10_000;
     await Promise.all([this.batcher.flushWithin(timeoutMs), this.flushProfiles(timeoutMs)]);
     await this.exporter.close();

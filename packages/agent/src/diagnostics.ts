@@ -20,6 +20,11 @@ export const channels = {
   profileSent: diagnosticsChannel.channel('ergometer:agent:profile-sent'),
   /** `{ from, to, reason, error }`: a profile was thrown away (queue full, export failed, flush deadline). */
   profileDropped: diagnosticsChannel.channel('ergometer:agent:profile-dropped'),
+  /**
+   * `{ profile, by, reason }`: whether this process profiles, once, when `profile.processFraction` is
+   * `collector` (`by`: `collector`, or `fallback` when the collector could not choose; `reason` says why).
+   */
+  profilingChosen: diagnosticsChannel.channel('ergometer:agent:profiling-chosen'),
   /** `{ error }`: an internal error the agent swallowed to protect the host app. */
   internalError: diagnosticsChannel.channel('ergometer:agent:internal-error'),
 } as const;

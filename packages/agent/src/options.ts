@@ -95,10 +95,13 @@ export interface ProfileOptions {
   /** Turns the profiler on (`ERGOMETER_PROFILE=1`). Default false. */
   enabled?: boolean;
   /**
-   * Fraction of processes that profile, 0..1 (`ERGOMETER_PROFILE_PROCESS_FRACTION`); each process draws once
-   * at start. Default 1. Cost per request comes from shares within an endpoint, so a subset of processes is enough.
+   * Which processes profile (`ERGOMETER_PROFILE_PROCESS_FRACTION`). A number 0..1: the fraction of processes,
+   * each drawing once at start. `"collector"`: the collector chooses, per service × commit, at least
+   * `--profile-min-processes` (2) and about `--profile-process-fraction` (a quarter) of the live processes
+   * (docs/agent.md, "Which processes profile"). Default `"collector"` with an `http:`/`https:` collector, else 1.
+   * Cost per request comes from shares within an endpoint, so a subset of processes is enough.
    */
-  processFraction?: number;
+  processFraction?: number | 'collector';
   /**
    * Fraction of time the profiler records, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): one window of
    * `dutyCycle × periodMs` per period, at a random offset within it, from the second period on (none while the
@@ -137,7 +140,7 @@ export interface ProfileOptions {
 /** Profiler options after defaults, environment variables and validation. */
 export interface ResolvedProfileOptions {
   enabled: boolean;
-  processFraction: number;
+  processFraction: number | 'collector';
   dutyCycle: number;
   periodMs: number;
   intervalMicros: number;
@@ -280,11 +283,11 @@ export function resolveOptions(options: AgentOptions = {}, env: Env = process.en
       60_000,
     ),
     backend: resolveBackendSources(options.backend, env.ERGOMETER_BACKEND),
-    profile: profileOptions(options.profile, env),
+    profile: profileOptions(options.profile, env, collector),
   };
 }
 
-function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
+function profileOptions(value: unknown, env: Env, collector: string): ResolvedProfileOptions {
   if (value !== undefined && (value === null || typeof value !== 'object')) {
     throw bad('profile', `expected an object such as { enabled: true }, got ${describe(value)}`);
   }
@@ -314,12 +317,7 @@ function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
   }
   return {
     enabled: flag('profile.enabled', 'ERGOMETER_PROFILE', options.enabled ?? env.ERGOMETER_PROFILE, false),
-    processFraction: rate(
-      'profile.processFraction',
-      'ERGOMETER_PROFILE_PROCESS_FRACTION',
-      options.processFraction ?? env.ERGOMETER_PROFILE_PROCESS_FRACTION,
-      1,
-    ),
+    processFraction: processFraction(options.processFraction ?? env.ERGOMETER_PROFILE_PROCESS_FRACTION, collector),
     dutyCycle: rate(
       'profile.dutyCycle',
       'ERGOMETER_PROFILE_DUTY_CYCLE',
@@ -331,6 +329,29 @@ function profileOptions(value: unknown, env: Env): ResolvedProfileOptions {
     schedule: schedule(options.schedule ?? env.ERGOMETER_PROFILE_SCHEDULE),
     labelFraction: labelFraction(options.labelFraction ?? env.ERGOMETER_PROFILE_LABEL_FRACTION),
   };
+}
+
+/** `profile.processFraction`: a number 0..1, or `collector` (the default with an http(s) collector). */
+function processFraction(value: unknown, collector: string): number | 'collector' {
+  const overHttp = /^https?:\/\//i.test(collector);
+  if (value === undefined || value === '') return overHttp ? 'collector' : 1;
+  if (value === 'collector') {
+    if (overHttp) return 'collector';
+    throw bad(
+      'profile.processFraction',
+      `"collector" needs an http: or https: collector to choose the processes, got collector ${describe(collector)}; give a fraction from 0 to 1 instead`,
+      'ERGOMETER_PROFILE_PROCESS_FRACTION',
+    );
+  }
+  const n = toNumber(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1) {
+    throw bad(
+      'profile.processFraction',
+      `expected "collector" or a number from 0 to 1, got ${describe(value)}`,
+      'ERGOMETER_PROFILE_PROCESS_FRACTION',
+    );
+  }
+  return n;
 }
 
 function labelFraction(value: unknown): number | undefined {

@@ -115,11 +115,11 @@ function isUnsupportedVersion(outcome: Outcome): boolean {
   }
 }
 
-/** Bytes of an answer the exporter reads; the rest is discarded (the body is never needed). */
+/** Bytes of an answer the exporter reads; the rest is discarded (only check-ins and refusals are read). */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
 type Outcome =
-  | { kind: 'delivered'; status: number }
+  | { kind: 'delivered'; status: number; body: string }
   | { kind: 'retry'; status?: number; retryAfterMs?: number; error?: unknown }
   | { kind: 'rejected'; status: number; body: string };
 
@@ -143,6 +143,9 @@ export class HttpExporter implements Exporter {
   private readonly random: () => number;
   private readonly headers: Record<string, string>;
   private readonly profileHeaders: Record<string, string>;
+  private readonly checkInHeaders: Record<string, string>;
+  /** `${collector}/v1/profiling`. */
+  readonly profilingUrl: URL;
   private warnedRejection = false;
   private wireVersion: WireVersion = 2;
 
@@ -159,6 +162,7 @@ export class HttpExporter implements Exporter {
     }
     this.url = new URL(`${base.pathname.replace(/\/+$/, '')}/v1/samples`, base);
     this.profilesUrl = new URL(`${base.pathname.replace(/\/+$/, '')}/v1/profiles`, base);
+    this.profilingUrl = new URL(`${base.pathname.replace(/\/+$/, '')}/v1/profiling`, base);
     this.transport = base.protocol === 'https:' ? https : http;
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1 });
     (this.agent as unknown as Record<symbol, unknown>)[kExporterRequest] = true;
@@ -173,6 +177,7 @@ export class HttpExporter implements Exporter {
     // The pprof is gzipped as a file (`.pb.gz`), not as a transfer encoding: the collector stores it as is.
     const { 'content-type': _json, 'content-encoding': _gzip, ...common } = this.headers;
     this.profileHeaders = { ...common, 'content-type': 'application/octet-stream' };
+    this.checkInHeaders = { ...common, 'content-type': 'application/json' };
   }
 
   send(batch: WireBatch, signal?: AbortSignal): Promise<void> {
@@ -234,6 +239,32 @@ export class HttpExporter implements Exporter {
     return outsideRequests(() =>
       this.deliver(url, profile.pprof, this.profileHeaders, { id, what: id, lost: 'it is dropped' }, signal),
     );
+  }
+
+  /**
+   * One `POST ${collector}/v1/profiling` (profile/coordination.ts): JSON in, `{"profile": boolean}` out.
+   * Not retried here: the caller decides what a failure means. Never rejects.
+   */
+  checkIn(body: object): Promise<CheckInOutcome> {
+    return outsideRequests(async (): Promise<CheckInOutcome> => {
+      const outcome = await this.post(
+        this.profilingUrl,
+        Buffer.from(JSON.stringify(body)),
+        this.checkInHeaders,
+        undefined,
+      );
+      if (outcome.kind === 'delivered') {
+        try {
+          const answer = JSON.parse(outcome.body) as { profile?: unknown };
+          if (typeof answer.profile === 'boolean') return { kind: 'answer', profile: answer.profile };
+        } catch {
+          // Not JSON: reported below like any answer without a decision.
+        }
+        return { kind: 'refused', status: outcome.status, body: outcome.body };
+      }
+      if (outcome.kind === 'rejected') return { kind: 'refused', status: outcome.status, body: outcome.body };
+      return { kind: 'unreachable', reason: describeRetry(outcome) };
+    });
   }
 
   /**
@@ -338,14 +369,15 @@ export class HttpExporter implements Exporter {
           if (!response.complete) settle({ kind: 'retry', status, error: new Error('answer cut short') });
         });
         response.on('end', () => {
-          if (status >= 200 && status < 300) return settle({ kind: 'delivered', status });
+          const text = Buffer.concat(chunks).toString('utf8').slice(0, 1000);
+          if (status >= 200 && status < 300) return settle({ kind: 'delivered', status, body: text });
           if (status === 408 || status === 429 || status >= 500) {
             const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
             return settle(
               retryAfterMs === undefined ? { kind: 'retry', status } : { kind: 'retry', status, retryAfterMs },
             );
           }
-          settle({ kind: 'rejected', status, body: Buffer.concat(chunks).toString('utf8').slice(0, 1000) });
+          settle({ kind: 'rejected', status, body: text });
         });
       });
       if (signal?.aborted) onAbort();
@@ -357,6 +389,17 @@ export class HttpExporter implements Exporter {
     this.agent.destroy();
     return Promise.resolve();
   }
+}
+
+/** What became of one check-in: the collector's decision, a refusal (an older collector: 404), or no answer. */
+export type CheckInOutcome =
+  | { kind: 'answer'; profile: boolean }
+  | { kind: 'refused'; status: number; body: string }
+  | { kind: 'unreachable'; reason: string };
+
+function describeRetry(outcome: Extract<Outcome, { kind: 'retry' }>): string {
+  if (outcome.status !== undefined) return `HTTP ${outcome.status}`;
+  return outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
 }
 
 /** `Retry-After` as ms from now: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); undefined if neither. */

@@ -242,6 +242,25 @@ export class Profiler {
   }
 
   /**
+   * Stops profiling for good without taking a profile: the collector chose other processes to profile
+   * (profile/coordination.ts). What was recorded so far is thrown away. Safe to call twice.
+   */
+  discard(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (!this.active) return;
+    this.active = false;
+    this.quietLabels();
+    this.sampleCounts = undefined;
+    try {
+      time.stop(false);
+    } catch (error) {
+      publish(channels.internalError, { error });
+    }
+  }
+
+  /**
    * Node 20 path: makes `labels` the context of the next samples. The library keeps a reference to
    * the context object of each sample, so the holder a sample saw must not change afterwards; a
    * holder no sample has seen yet is simply updated. A sample counter the library shares with us

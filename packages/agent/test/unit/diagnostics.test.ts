@@ -18,6 +18,7 @@ test('channel names are namespaced ergometer:agent:*', () => {
     counterSelected: 'ergometer:agent:counter-selected',
     profileSent: 'ergometer:agent:profile-sent',
     profileDropped: 'ergometer:agent:profile-dropped',
+    profilingChosen: 'ergometer:agent:profiling-chosen',
     internalError: 'ergometer:agent:internal-error',
   });
   for (const [key, channel] of Object.entries(channels)) {

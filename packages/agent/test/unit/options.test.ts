@@ -315,6 +315,34 @@ describe('profile options', () => {
     );
     rejects(() => resolveOptions({ profile: true as never }, REQUIRED), /profile: expected an object/);
   });
+
+  test('processFraction: the collector chooses by default over http(s), a number draws here, "collector" needs http', () => {
+    const overHttp = { ...REQUIRED, ERGOMETER_COLLECTOR: 'https://collector.internal:7070' };
+    assert.equal(resolveOptions({}, overHttp).profile.processFraction, 'collector');
+    assert.equal(
+      resolveOptions({}, { ...overHttp, ERGOMETER_PROFILE_PROCESS_FRACTION: '0.5' }).profile.processFraction,
+      0.5,
+    );
+    assert.equal(resolveOptions({ profile: { processFraction: 1 } }, overHttp).profile.processFraction, 1);
+    assert.equal(
+      resolveOptions({}, { ...overHttp, ERGOMETER_PROFILE_PROCESS_FRACTION: 'collector' }).profile.processFraction,
+      'collector',
+    );
+    // A file: collector has nobody to ask: every process profiles unless told a fraction.
+    assert.equal(resolveOptions({}, REQUIRED).profile.processFraction, 1);
+    rejects(
+      () => resolveOptions({ profile: { processFraction: 'collector' } }, REQUIRED),
+      /profile.processFraction \(ERGOMETER_PROFILE_PROCESS_FRACTION\): "collector" needs an http: or https: collector/,
+    );
+    rejects(
+      () => resolveOptions({}, { ...overHttp, ERGOMETER_PROFILE_PROCESS_FRACTION: 'some' }),
+      /expected "collector" or a number from 0 to 1, got "some"/,
+    );
+    rejects(
+      () => resolveOptions({ profile: { processFraction: 1.5 } }, overHttp),
+      /expected "collector" or a number from 0 to 1, got 1.5/,
+    );
+  });
 });
 
 describe('each option and its environment variable', () => {

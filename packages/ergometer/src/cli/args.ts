@@ -38,6 +38,17 @@ export function integerOption(
   return value;
 }
 
+/** A number from 0 to 1 (a fraction), or undefined when the option was not given. */
+export function fractionOption(values: Record<string, string | boolean | undefined>, name: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1) {
+    throw usageError(`--${name}: expected a number from 0 to 1, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
 export function stringOption(values: Record<string, string | boolean | undefined>, name: string): string | undefined {
   const raw = values[name];
   return typeof raw === 'string' ? raw : undefined;

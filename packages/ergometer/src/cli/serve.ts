@@ -13,10 +13,11 @@ import { type DetectorConfig, loadDetectorConfig, resolveDetectorConfig } from '
 import { ErgometerError } from '../errors';
 import type { IngestLimits } from '../ingest/limits';
 import { createCollector } from '../server/collector';
+import type { ProfilingPolicy } from '../server/profiling-coordinator';
 import { scheduleRetention } from '../server/retention';
 import { resolveTokens, splitTokens, tokenFileFor } from '../server/token-file';
 import type { RetentionPolicy, Store } from '../store/types';
-import { integerOption, parseOptions, stringOption, usageError } from './args';
+import { fractionOption, integerOption, parseOptions, stringOption, usageError } from './args';
 import { openStore } from './open-store';
 
 export const SERVE_USAGE = `Usage: ergometer serve [options]
@@ -34,6 +35,9 @@ Ingest, query API, detectors, alerts, and the dashboard at / (sign in with a rea
   --retention-days N         keep raw samples N days (default 14)
   --aggregate-retention-days N  keep aggregates, counts, users, deploys N days (default 400)
   --profile-retention-days N    keep pprof profiles N days (default 30)
+  --profile-min-processes N  processes of each service × commit that profile at least (default 2)
+  --profile-process-fraction F  beyond those, the fraction of a commit's processes that profile
+                             (default 0.25); for agents whose profile.processFraction is "collector"
   --max-endpoints N          distinct endpoints per service (default 2000)
   --max-flag-keys N          distinct flag keys per service (default 500)
   --max-body-bytes N         request body limit on the wire (default 8388608)
@@ -64,6 +68,8 @@ export async function serveCommand(
     'retention-days': { type: 'string' },
     'aggregate-retention-days': { type: 'string' },
     'profile-retention-days': { type: 'string' },
+    'profile-min-processes': { type: 'string' },
+    'profile-process-fraction': { type: 'string' },
     'max-endpoints': { type: 'string' },
     'max-flag-keys': { type: 'string' },
     'max-body-bytes': { type: 'string' },
@@ -99,6 +105,11 @@ export async function serveCommand(
   const maxBodyBytes = integerOption(values, 'max-body-bytes', 1024, 1 << 30);
   if (maxBodyBytes !== undefined) limits.maxBodyBytes = maxBodyBytes;
   const queueBatches = integerOption(values, 'queue-batches', 1, 1_000_000);
+  const profiling: Partial<ProfilingPolicy> = {};
+  const minProfiling = integerOption(values, 'profile-min-processes', 0, 1_000_000);
+  if (minProfiling !== undefined) profiling.minProcesses = minProfiling;
+  const profilingFraction = fractionOption(values, 'profile-process-fraction');
+  if (profilingFraction !== undefined) profiling.processFraction = profilingFraction;
   const detectIntervalS = integerOption(values, 'detect-interval', 0, 86_400) ?? 60;
   const configFile = stringOption(values, 'config');
   const detectorConfig: DetectorConfig = configFile ? loadDetectorConfig(configFile) : resolveDetectorConfig();
@@ -135,6 +146,7 @@ export async function serveCommand(
     limits,
     ...(queueBatches !== undefined ? { queue: { maxBatches: queueBatches } } : {}),
     read: { alerts: { book, config: detectorConfig } },
+    profiling,
   });
   let address: Awaited<ReturnType<typeof collector.listen>>;
   try {

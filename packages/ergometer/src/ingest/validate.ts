@@ -11,8 +11,10 @@
  * Unknown fields are ignored (newer agents may send more), but their nesting is bounded by the
  * raw-byte depth scan that runs before JSON.parse.
  */
+
 import { decodeUsersSketch } from '@ergometer/agent/users-sketch';
 import { badRequest, ErgometerError } from '../errors';
+import type { CheckIn } from '../server/profiling-coordinator';
 import type { Deploy, IngestBatch, Metric } from '../store/types';
 import { jsonDepthExceeds } from './json-depth';
 import type { IngestLimits } from './limits';
@@ -533,4 +535,23 @@ export function validateDeploy(value: unknown, limits: IngestLimits, receivedAt:
     fail(code, 'ts', `integer milliseconds since the epoch from 2000-01-01 to ${new Date(latest).toISOString()}`, ts);
   }
   return { service, commit, ts };
+}
+
+const CHECK_IN_STATES = ['asking', 'profiling', 'idle'] as const;
+
+/** `POST /v1/profiling`: a process asks whether to profile, or checks in (server/profiling-coordinator.ts). */
+export function validateCheckIn(value: unknown, limits: IngestLimits, receivedAt: number): CheckIn {
+  const code = 'ERGOMETER_BAD_CHECK_IN';
+  if (!isObject(value)) {
+    fail(code, 'body', 'a JSON object {service, commit, host, instance, state, checkInMs}', value);
+  }
+  const c = new Checker(limits, code, receivedAt);
+  const service = c.name(value.service, () => 'service', limits.maxNameLength);
+  const commit = c.name(value.commit, () => 'commit', limits.maxNameLength);
+  const host = c.optionalName(value.host, () => 'host', limits.maxEndpointLength);
+  const instance = c.name(value.instance, () => 'instance', 100);
+  const state = CHECK_IN_STATES.find((s) => s === value.state);
+  if (state === undefined) fail(code, 'state', `one of ${CHECK_IN_STATES.join(', ')}`, value.state);
+  const checkInMs = c.number(value.checkInMs, () => 'checkInMs', 100, 86_400_000);
+  return { service, commit, host, instance, state, checkInMs };
 }

@@ -13,13 +13,14 @@ import { DashboardAssets } from '../dashboard/assets';
 import { badRequest, ErgometerError } from '../errors';
 import { CardinalityGuard } from '../ingest/cardinality';
 import { type IngestLimits, resolveLimits } from '../ingest/limits';
-import { parseJsonBody, validateBatch, validateDeploy } from '../ingest/validate';
+import { parseJsonBody, validateBatch, validateCheckIn, validateDeploy } from '../ingest/validate';
 import { decodeProfile, summarizeProfile } from '../profile/decode';
 import type { Store } from '../store/types';
 import { VERSION } from '../version';
 import { TokenSet } from './auth';
 import { readBody } from './body';
 import { CollectorMetrics, type RejectReason } from './metrics';
+import { DEFAULT_PROFILING_POLICY, ProfilingCoordinator, type ProfilingPolicy } from './profiling-coordinator';
 import { QueryParams } from './query';
 import { answerRead, type ReadContext } from './read-api';
 import { DEFAULT_QUEUE_OPTIONS, WriteQueue, type WriteQueueOptions } from './write-queue';
@@ -42,11 +43,15 @@ export interface CollectorOptions {
   read?: ReadContext;
   /** Directory of the built dashboard (index.html, app.js, app.css). Default: dist/dashboard of this package. */
   dashboardDir?: string;
+  /** Which processes profile, per service × commit (`POST /v1/profiling`). Default DEFAULT_PROFILING_POLICY. */
+  profiling?: Partial<ProfilingPolicy>;
 }
 
 export interface Collector {
   readonly server: Server;
   readonly metrics: CollectorMetrics;
+  /** Decides which processes profile (`POST /v1/profiling`). */
+  readonly profiling: ProfilingCoordinator;
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */
   listen(port: number, host: string): Promise<AddressInfo>;
   /**
@@ -109,7 +114,11 @@ export function createCollector(options: CollectorOptions): Collector {
   const readTokens = new TokenSet(options.readTokens);
   const queueOptions: WriteQueueOptions = { ...DEFAULT_QUEUE_OPTIONS, ...options.queue };
   let queue: WriteQueue | undefined;
-  const metrics = new CollectorMetrics(() => queue?.depth() ?? { batches: 0, samples: 0 });
+  const profiling = new ProfilingCoordinator({ ...DEFAULT_PROFILING_POLICY, ...options.profiling }, now);
+  const metrics = new CollectorMetrics(
+    () => queue?.depth() ?? { batches: 0, samples: 0 },
+    () => profiling.counts(),
+  );
   queue = new WriteQueue(store, queueOptions, (seconds) => metrics.observeInsert(seconds));
   const writeQueue = queue;
   const guard = new CardinalityGuard(limits.maxEndpointsPerService, limits.maxFlagKeysPerService);
@@ -234,6 +243,13 @@ export function createCollector(options: CollectorOptions): Collector {
     sendJson(res, 200, stored);
   }
 
+  /** `POST /v1/profiling`: whether the asking process profiles; a check-in of one that decided. Stores nothing. */
+  async function postCheckIn(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req, 16 * 1024, 16 * 1024);
+    const checkIn = validateCheckIn(parseJsonBody(body, limits, 'ERGOMETER_BAD_CHECK_IN'), limits, now());
+    sendJson(res, 200, profiling.checkIn(checkIn));
+  }
+
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
@@ -282,6 +298,7 @@ export function createCollector(options: CollectorOptions): Collector {
       if (pathname === '/v1/samples') return postSamples(req, res);
       if (pathname === '/v1/deploys') return postDeploy(req, res);
       if (pathname === '/v1/profiles') return postProfile(req, res, params);
+      if (pathname === '/v1/profiling') return postCheckIn(req, res);
       throw isReadRoute(pathname) ? methodNotAllowed('GET') : notFound(pathname);
     }
     if (method === 'GET' || method === 'HEAD') {
@@ -334,6 +351,7 @@ export function createCollector(options: CollectorOptions): Collector {
   return {
     server,
     metrics,
+    profiling,
     listen(port: number, host: string): Promise<AddressInfo> {
       return new Promise((resolve, reject) => {
         server.once('error', reject);

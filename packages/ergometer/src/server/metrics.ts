@@ -38,7 +38,13 @@ export class CollectorMetrics {
   /** Request bodies being read now. */
   uploadsInProgress = 0;
 
-  constructor(private readonly queueDepth: () => { batches: number; samples: number }) {}
+  constructor(
+    private readonly queueDepth: () => { batches: number; samples: number },
+    private readonly profilingCounts: () => { processes: number; profiling: number } = () => ({
+      processes: 0,
+      profiling: 0,
+    }),
+  ) {}
 
   reject(reason: RejectReason): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
@@ -109,6 +115,13 @@ export class CollectorMetrics {
       'Request bodies (samples, profiles) being received.',
       this.uploadsInProgress,
     );
+    const profiling = this.profilingCounts();
+    gauge(
+      'ergometer_profiling_processes',
+      'Live agent processes that asked whether to profile (POST /v1/profiling) and still check in.',
+      profiling.processes,
+    );
+    gauge('ergometer_profiling_processes_profiling', 'Those of them that profile.', profiling.profiling);
     lines.push(
       '# HELP ergometer_insert_duration_seconds Time of one store write (one group commit of one or more batches).',
       '# TYPE ergometer_insert_duration_seconds histogram',
