@@ -23,6 +23,7 @@ import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { benchInstructions } from './instructions';
 import { benchProfiler } from './profiler';
 import { benchProfilerSideBySide } from './profiler-ab';
+import { benchProfilerNotChosen } from './profiler-not-chosen';
 import { benchProfilerParts } from './profiler-parts';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
@@ -49,6 +50,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['profiler', benchProfiler],
   ['profiler parts', benchProfilerParts],
   ['profiler side by side', benchProfilerSideBySide],
+  ['profiler not chosen', benchProfilerNotChosen],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

@@ -50,6 +50,8 @@ export function describeLoad(load: Load): string {
 export interface Pair {
   off: AppVariant;
   on: AppVariant;
+  /** Where both servers' agents send (an `http:` collector and its ingest token); default a `file:` of their own. */
+  collector?: { url: string; token: string };
 }
 
 /** One round: a fresh pair of processes, CPU µs per request of each (and its kernel part) and the requests each served. */
@@ -78,9 +80,12 @@ interface Server {
   stop: () => Promise<void>;
 }
 
-async function startServer(variant: AppVariant, pinning: boolean): Promise<Server> {
+async function startServer(variant: AppVariant, pinning: boolean, collector: Pair['collector']): Promise<Server> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-ab-'));
-  const child = startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning);
+  const child =
+    collector === undefined
+      ? startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning)
+      : startAppServer(variant, collector.url, pinning, [], { ERGOMETER_TOKEN: collector.token });
   const ready = await firstMessage<ServerReady>(child, `the ${variant} server`);
   return {
     pid: child.pid as number,
@@ -148,7 +153,10 @@ export async function measurePairs(
 
 /** Runs one round of `pair`: both servers started, warmed up and measured at the same time. */
 async function measurePair(pair: Pair, rate: Load, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
-  const servers = await Promise.all([startServer(pair.off, pinning), startServer(pair.on, pinning)]);
+  const servers = await Promise.all([
+    startServer(pair.off, pinning, pair.collector),
+    startServer(pair.on, pinning, pair.collector),
+  ]);
   try {
     await Promise.all(servers.map((s) => load(s.port, settings.warmupSeconds, rate, pinning)));
     const before = servers.map((s) => procSnapshot(s.pid));

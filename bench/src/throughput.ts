@@ -230,18 +230,20 @@ function generateLoad(port: number, durationSeconds: number, settings: Throughpu
 }
 
 /**
- * Starts the throughput app's server as `variant` on SERVER_CPU, its agent (if any) writing to the `file:`
- * collector `collector`; the register-* variants with `--require @ergometer/agent/register`. `wrapper` runs node
- * under another program (valgrind).
+ * Starts the throughput app's server as `variant` on SERVER_CPU, its agent (if any) writing to the collector
+ * `collector` (a `file:` path, or an `http:` collector with ERGOMETER_TOKEN in `extraEnv`); the register-* variants
+ * with `--require @ergometer/agent/register`. `wrapper` runs node under another program (valgrind).
  */
 export function startAppServer(
   variant: AppVariant,
   collector: string,
   pinning: boolean,
   wrapper: readonly string[] = [],
+  extraEnv: NodeJS.ProcessEnv = {},
 ): ChildProcess {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    ...extraEnv,
     BENCH_VARIANT: variant,
     BENCH_COLLECTOR: collector,
     // The benchmark is not a deployment: keep the agent from shelling out to git for the commit.

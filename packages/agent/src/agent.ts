@@ -148,15 +148,18 @@ export class Agent {
     const { processFraction } = options.profile;
     if (options.profile.enabled && (processFraction === 'collector' || Math.random() < processFraction)) {
       this.profiles = new ProfileShipper(this.exporter);
-      this.profiler = startProfiler(options, this.profiles);
-      this.processChoice = 'fraction';
-      if (processFraction === 'collector' && this.profiler !== undefined && this.exporter instanceof HttpExporter) {
-        // The profiler runs from the start (late is worse than stopped early); the collector's "no" stops it.
+      this.profiler = loadProfiler(options, this.profiles);
+      if (this.profiler !== undefined && processFraction === 'collector' && this.exporter instanceof HttpExporter) {
+        // Loaded, not started: a process the collector does not choose never puts V8 in its profiling mode.
+        // The answer comes in milliseconds, before the app is busy (a late start misses code compiled by OSR).
         this.processChoice = 'pending';
         this.checkIns = new ProfilingCheckIns(this.exporter, options, options.profile.periodMs, (decision) =>
           this.profilingChosen(decision),
         );
         this.checkIns.start();
+      } else if (this.profiler !== undefined) {
+        this.processChoice = 'fraction';
+        this.startProfiler();
       }
     }
     const { batcher, totals } = this;
@@ -380,8 +383,32 @@ export class Agent {
         { code: 'ERGOMETER_PROFILING_NOT_CHOSEN' },
       );
     }
-    if (!profile) {
+    if (profile) {
+      this.startProfiler();
+    } else {
       this.profiler.discard();
+      this.profiler = undefined;
+      this.profiles = undefined;
+    }
+  }
+
+  /**
+   * Starts the loaded profiler. One that cannot start (another copy of @datadog/pprof holding SIGPROF) is
+   * reported once and let go; the agent runs on.
+   */
+  private startProfiler(): void {
+    const profiler = this.profiler;
+    if (profiler === undefined) return;
+    try {
+      if (profiler.start()) {
+        // Loaded already (loadProfiler): require only looks it up.
+        const { lateStartWarning } = require('./profile/profiler') as typeof import('./profile/profiler');
+        const cpu = process.cpuUsage();
+        const late = lateStartWarning(cpu.user + cpu.system);
+        if (late !== undefined) process.emitWarning(late, { code: 'ERGOMETER_PROFILER_STARTED_LATE' });
+      }
+    } catch (error) {
+      profilerUnavailable(error);
       this.profiler = undefined;
       this.profiles = undefined;
     }
@@ -677,29 +704,27 @@ export class Agent {
 }
 
 /**
- * Loads and starts the profiler. Required here, not imported at the top: a process with the profiler
- * off never loads @datadog/pprof and its native addon. A profiler that cannot start (no prebuilt addon
- * for this platform, another copy of @datadog/pprof holding SIGPROF) is reported once; the agent runs on.
+ * Loads the profiler (not started). Required here, not imported at the top: a process with the profiler
+ * off never loads @datadog/pprof and its native addon. A profiler that cannot load (no prebuilt addon for
+ * this platform) is reported once; the agent runs on.
  */
-function startProfiler(options: ResolvedOptions, shipper: ProfileShipper): Profiler | undefined {
+function loadProfiler(options: ResolvedOptions, shipper: ProfileShipper): Profiler | undefined {
   try {
-    const { Profiler, lateStartWarning } = require('./profile/profiler') as typeof import('./profile/profiler');
+    const { Profiler } = require('./profile/profiler') as typeof import('./profile/profiler');
     const { service, commit, host } = options;
-    const profiler = new Profiler(options.profile, (profile) => shipper.add({ service, commit, host, ...profile }));
-    if (profiler.start()) {
-      const cpu = process.cpuUsage();
-      const late = lateStartWarning(cpu.user + cpu.system);
-      if (late !== undefined) process.emitWarning(late, { code: 'ERGOMETER_PROFILER_STARTED_LATE' });
-    }
-    return profiler;
+    return new Profiler(options.profile, (profile) => shipper.add({ service, commit, host, ...profile }));
   } catch (error) {
-    process.emitWarning(
-      `the profiler could not start, so no profiles are sent (the agent runs on without it): ${(error as Error).message}`,
-      { code: 'ERGOMETER_PROFILER_UNAVAILABLE' },
-    );
-    publish(channels.internalError, { error });
+    profilerUnavailable(error);
     return undefined;
   }
+}
+
+function profilerUnavailable(error: unknown): void {
+  process.emitWarning(
+    `the profiler could not start, so no profiles are sent (the agent runs on without it): ${(error as Error).message}`,
+    { code: 'ERGOMETER_PROFILER_UNAVAILABLE' },
+  );
+  publish(channels.internalError, { error });
 }
 
 function createExporter(options: ResolvedOptions, retry: Partial<RetryPolicy> | undefined): Exporter {

@@ -97,7 +97,7 @@ export interface ProfileOptions {
   /**
    * Which processes profile (`ERGOMETER_PROFILE_PROCESS_FRACTION`). A number 0..1: the fraction of processes,
    * each drawing once at start. `"collector"`: the collector chooses, per service × commit, at least
-   * `--profile-min-processes` (2) and about `--profile-process-fraction` (a quarter) of the live processes
+   * `--profile-min-processes` (2) and about `--profile-process-fraction` (a tenth) of the live processes
    * (docs/agent.md, "Which processes profile"). Default `"collector"` with an `http:`/`https:` collector, else 1.
    * Cost per request comes from shares within an endpoint, so a subset of processes is enough.
    */

@@ -118,6 +118,9 @@ function isUnsupportedVersion(outcome: Outcome): boolean {
 /** Bytes of an answer the exporter reads; the rest is discarded (only check-ins and refusals are read). */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
+/** Longest one check-in (POST /v1/profiling) may take, ms, below `requestTimeoutMs`. */
+const CHECK_IN_TIMEOUT_MS = 2000;
+
 type Outcome =
   | { kind: 'delivered'; status: number; body: string }
   | { kind: 'retry'; status?: number; retryAfterMs?: number; error?: unknown }
@@ -247,12 +250,10 @@ export class HttpExporter implements Exporter {
    */
   checkIn(body: object): Promise<CheckInOutcome> {
     return outsideRequests(async (): Promise<CheckInOutcome> => {
-      const outcome = await this.post(
-        this.profilingUrl,
-        Buffer.from(JSON.stringify(body)),
-        this.checkInHeaders,
-        undefined,
-      );
+      // A short deadline: the process waits on this answer to know whether it profiles.
+      const timeoutMs = Math.min(this.options.requestTimeoutMs, CHECK_IN_TIMEOUT_MS);
+      const payload = Buffer.from(JSON.stringify(body));
+      const outcome = await this.post(this.profilingUrl, payload, this.checkInHeaders, undefined, timeoutMs);
       if (outcome.kind === 'delivered') {
         try {
           const answer = JSON.parse(outcome.body) as { profile?: unknown };
@@ -328,6 +329,7 @@ export class HttpExporter implements Exporter {
     body: Buffer,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
+    timeoutMs: number = this.options.requestTimeoutMs,
   ): Promise<Outcome> {
     return new Promise<Outcome>((resolve) => {
       let settled = false;
@@ -347,8 +349,8 @@ export class HttpExporter implements Exporter {
       // One deadline for the whole exchange: a collector that accepts the connection and then trickles
       // (or says nothing) must not hold the socket and the batch for longer than this.
       const timeout = setTimeout(() => {
-        request.destroy(new Error(`no complete answer within ${this.options.requestTimeoutMs} ms`));
-      }, this.options.requestTimeoutMs);
+        request.destroy(new Error(`no complete answer within ${timeoutMs} ms`));
+      }, timeoutMs);
       timeout.unref();
       const onAbort = () => request.destroy(new Error('flush deadline'));
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -5,7 +5,7 @@ import type { CheckInOutcome } from '../export/http-exporter';
 export type ProcessChoice =
   /** Drawn by the process itself with a numeric `profile.processFraction`. */
   | 'fraction'
-  /** The collector has not answered yet; the profiler runs meanwhile. */
+  /** The collector has not answered yet; the profiler waits, loaded and not started. */
   | 'pending'
   /** The collector chose (`POST /v1/profiling`). */
   | 'collector'
@@ -33,10 +33,10 @@ export const ASK_RETRY_DELAYS_MS: readonly number[] = [500, 1500, 3000];
 /**
  * `profile.processFraction: "collector"`: asks the collector whether this process profiles, then checks in
  * once per profile period with what it decided, so that the collector counts the live processes of its
- * commit (server/profiling-coordinator.ts in the ergometer package). The decision is taken once and kept:
- * the profiler is already running when the question goes out (a process should not start V8's profiler
- * late), and a "no" stops it within the first moments, before the app is busy (stopping it there leaves
- * nothing behind, unlike stopping it under load: docs/agent.md, "Which processes profile").
+ * commit (server/profiling-coordinator.ts in the ergometer package). The decision is taken once and kept. The
+ * profiler waits for it, loaded and not started, so that a process told no never puts V8 in its profiling mode;
+ * the answer comes within milliseconds of the agent's start, before the app is busy, and a yes starts the profiler
+ * then (a late start misses code compiled before it: docs/agent.md, "Which processes profile").
  *
  * If the collector does not answer the first question within a few seconds (a network error, a timeout, 5xx
  * or 429 on each of four attempts) the process profiles, as if `processFraction` were 1, and keeps checking in

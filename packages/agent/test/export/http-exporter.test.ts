@@ -411,3 +411,70 @@ describe('the agent’s own traffic is nobody’s', () => {
     );
   });
 });
+
+describe('checkIn (POST /v1/profiling)', () => {
+  /** A server on loopback that hands each request to `handle`; closed after the test. */
+  async function serve(t: TestContext, handle: http.RequestListener): Promise<string> {
+    const server = http.createServer(handle);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  test('sends the JSON with the token and reads the decision', async (t) => {
+    const seen: Array<{ url?: string; auth?: string; type?: string; body: string }> = [];
+    const url = await serve(t, (req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        seen.push({ url: req.url, auth: req.headers.authorization, type: req.headers['content-type'], body });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"profile":false}');
+      });
+    });
+    const exporter = new HttpExporter(`${url}/base/`, { token: 'tok', requestTimeoutMs: 2000 });
+    t.after(() => exporter.close());
+    assert.deepEqual(await exporter.checkIn({ state: 'asking' }), { kind: 'answer', profile: false });
+    assert.deepEqual(seen, [
+      { url: '/base/v1/profiling', auth: 'Bearer tok', type: 'application/json', body: '{"state":"asking"}' },
+    ]);
+  });
+
+  test("a collector that never answers is given 2 s, not the batches' requestTimeoutMs", async (t) => {
+    const url = await serve(t, (req) => req.resume());
+    const exporter = new HttpExporter(url, { requestTimeoutMs: 60_000 });
+    t.after(() => exporter.close());
+    const startedMs = Date.now();
+    const outcome = await exporter.checkIn({ state: 'asking' });
+    const tookMs = Date.now() - startedMs;
+    assert.deepEqual(outcome, { kind: 'unreachable', reason: 'no complete answer within 2000 ms' });
+    assert.ok(tookMs >= 1900 && tookMs < 10_000, `${tookMs} ms`);
+  });
+
+  test('an answer without a decision, or a 4xx, is a refusal; a 5xx is no answer', async (t) => {
+    const answers: Array<[number, string]> = [
+      [200, '<html>a proxy page</html>'],
+      [404, '{"error":{"code":"ERGOMETER_NOT_FOUND"}}'],
+      [503, 'busy'],
+    ];
+    const url = await serve(t, (req, res) => {
+      req.resume();
+      const [status, body] = answers.shift() ?? [500, ''];
+      res.writeHead(status);
+      res.end(body);
+    });
+    const exporter = new HttpExporter(url, { requestTimeoutMs: 2000 });
+    t.after(() => exporter.close());
+    assert.deepEqual(await exporter.checkIn({}), { kind: 'refused', status: 200, body: '<html>a proxy page</html>' });
+    assert.deepEqual(await exporter.checkIn({}), {
+      kind: 'refused',
+      status: 404,
+      body: '{"error":{"code":"ERGOMETER_NOT_FOUND"}}',
+    });
+    assert.deepEqual(await exporter.checkIn({}), { kind: 'unreachable', reason: 'HTTP 503' });
+  });
+});

@@ -37,7 +37,7 @@ Ingest, query API, detectors, alerts, and the dashboard at / (sign in with a rea
   --profile-retention-days N    keep pprof profiles N days (default 30)
   --profile-min-processes N  processes of each service × commit that profile at least (default 2)
   --profile-process-fraction F  beyond those, the fraction of a commit's processes that profile
-                             (default 0.25); for agents whose profile.processFraction is "collector"
+                             (default 0.1); for agents whose profile.processFraction is "collector"
   --max-endpoints N          distinct endpoints per service (default 2000)
   --max-flag-keys N          distinct flag keys per service (default 500)
   --max-body-bytes N         request body limit on the wire (default 8388608)

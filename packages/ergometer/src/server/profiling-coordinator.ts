@@ -3,13 +3,15 @@
  * request (docs/agent.md, "Profiler"), and a function's cost per request comes from its *share* of its
  * endpoint's samples, so a few processes of each commit are enough. A fixed fraction drawn by each process
  * alone cannot promise that a canary of two processes has any: the collector, which hears from every process,
- * can. Each agent whose `profile.processFraction` is `collector` asks once at start and then checks in once per
- * profile period, so that the collector knows which processes of a commit are alive.
+ * can. Each agent whose `profile.processFraction` is `collector` asks once at start (its profiler loaded, not yet
+ * started) and then checks in once per profile period, so that the collector knows which processes of a commit
+ * are alive.
  *
  * The rule, per service × commit, when a process asks: it profiles if fewer than `minProcesses` of the commit's
  * live processes do, or fewer than `processFraction` of them (itself included). A decision is final for the
  * life of the process: starting V8's profiler late misses code compiled before it (Node 22+), and stopping it
- * leaves a cost behind, so the collector never turns a process's profiler on or off later. Processes that stop
+ * after it has recorded under load leaves a cost behind, so the collector never turns a process's profiler on or
+ * off later. Processes that stop
  * checking in are forgotten after three of their periods, which frees their places for processes that start
  * after them. State is in memory: after a restart of the collector, each process's next check-in says what it
  * decided, and the count is whole again within one period.
@@ -22,7 +24,13 @@ export interface ProfilingPolicy {
   processFraction: number;
 }
 
-export const DEFAULT_PROFILING_POLICY: Readonly<ProfilingPolicy> = { minProcesses: 2, processFraction: 0.25 };
+/**
+ * At least 2 per commit, so that a canary of one or two processes has profiles for its rollout alert's root
+ * cause; beyond that a tenth. Each profiling process sends ~600 labelled samples a minute at the profiler's
+ * defaults, so a tenth of a large commit is plenty for shares of an endpoint's cost, and a fleet pays a tenth of
+ * the profiler's per-process cost (docs/agent.md, "Which processes profile").
+ */
+export const DEFAULT_PROFILING_POLICY: Readonly<ProfilingPolicy> = { minProcesses: 2, processFraction: 0.1 };
 
 /** What a process says when it checks in. */
 export interface CheckIn {

@@ -1,25 +1,9 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, fork } from 'node:child_process';
-import http from 'node:http';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { INGEST_TOKEN, startTestCollector } from '../server/harness';
-
-/** The agent package's profiled Express app (plain JavaScript, read from its source tree). */
-const APP = path.join(
-  __dirname,
-  '..',
-  '..',
-  '..',
-  '..',
-  'agent',
-  'test',
-  'profile',
-  'fixtures',
-  'profiled-express.cjs',
-);
+import { startProfiledApp } from './profiled-app';
 
 interface StoredProfileRow {
   id: string;
@@ -32,8 +16,6 @@ interface StoredProfileRow {
   bytes: number;
 }
 
-type Message = { type: string; port?: number; kind?: string; message?: string; profilesSent?: number };
-
 /**
  * The agent's profiler → HTTP exporter → a real collector over DuckDB: profiles arrive at
  * `POST /v1/profiles` with service, commit, host, metric and window, are listed by `GET /v1/profiles`
@@ -42,7 +24,6 @@ type Message = { type: string; port?: number; kind?: string; message?: string; p
 describe('agent profiler → collector', () => {
   it('ships each profile to POST /v1/profiles; GET /v1/profiles lists it and serves the pprof', async (t) => {
     const collector = await startTestCollector(t);
-    const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
     const options = {
       service: 'shop',
       commit: 'c9',
@@ -52,53 +33,13 @@ describe('agent profiler → collector', () => {
       exitFlushTimeoutMs: 0,
       profile: { enabled: true, dutyCycle: 1, periodMs: 1000, intervalMicros: 2000 },
     };
-    const child: ChildProcess = fork(APP, [], {
-      env: { ...env, FIXTURE_CONFIG: JSON.stringify({ options }) },
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const messages: Message[] = [];
-    const waiters: ((m: Message) => void)[] = [];
-    child.on('message', (m: Message) => {
-      if (m.type === 'fatal') messages.push(m);
-      else waiters.shift()?.(m);
-    });
-    const next = () =>
-      new Promise<Message>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no message from the app: ${stderr}`)), 60_000);
-        waiters.push((m) => {
-          clearTimeout(timer);
-          resolve(m);
-        });
-      });
-    const { port } = await next();
-    const client = new http.Agent({ keepAlive: true });
-    t.after(() => client.destroy());
-    const get = (route: string) =>
-      new Promise<void>((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port, path: route, agent: client }, (res) => {
-            assert.equal(res.statusCode, 200);
-            res.resume();
-            res.on('end', resolve);
-          })
-          .on('error', reject);
-      });
+    const app = await startProfiledApp(t, options);
     const startedMs = Date.now();
     for (let i = 0; Date.now() - startedMs < 2500; i++) {
-      await Promise.all([get(`/heavy/${i}`), get(`/light/${i}`), get(`/light/${i + 1}`)]);
+      await Promise.all([app.get(`/heavy/${i}`), app.get(`/light/${i}`), app.get(`/light/${i + 1}`)]);
     }
-    const done = next();
-    child.send({ type: 'shutdown' });
-    const report = await done;
-    assert.deepEqual(messages, [], stderr);
-    assert.ok((report.profilesSent ?? 0) >= 2, `${report.profilesSent} profiles sent; ${stderr}`);
+    const report = await app.shutdown();
+    assert.ok((report.profilesSent ?? 0) >= 2, `${report.profilesSent} profiles sent; ${app.stderr}`);
 
     const listed = await collector.get('/v1/profiles?service=shop');
     assert.equal(listed.status, 200, listed.text);

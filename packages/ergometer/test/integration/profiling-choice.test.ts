@@ -4,45 +4,17 @@
  * (POST /v1/profiling); and against collectors that cannot choose (an older one without the route, none at all).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, fork } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { INGEST_TOKEN, parsePrometheus, startTestCollector } from '../server/harness';
+import { type AppReport, startProfiledApp } from './profiled-app';
 
-const APP = path.join(
-  __dirname,
-  '..',
-  '..',
-  '..',
-  '..',
-  'agent',
-  'test',
-  'profile',
-  'fixtures',
-  'profiled-express.cjs',
-);
+type Profiling = NonNullable<AppReport['profiling']>;
 
-interface Profiling {
-  recording: boolean;
-  chosenBy: string;
-}
-
-interface Report {
-  type: 'done';
-  profiling: Profiling | null;
-  profilesSent: number;
-  profilingChosen: Array<{ profile: boolean; by: string; reason?: string }>;
-  warnings: string[];
-}
-
-type Message = Report | { type: 'listening'; port: number } | { type: 'fatal'; kind: string; message: string };
-
-/** One agent process: its port, its GET /profiling, load, and shutdown with its report. */
+/** One agent process of service shop, commit c1, with the profiler at its defaults but for short periods. */
 async function startAgentProcess(t: TestContext, collector: string, host: string) {
-  const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
-  const options = {
+  const app = await startProfiledApp(t, {
     service: 'shop',
     commit: 'c1',
     host,
@@ -51,66 +23,19 @@ async function startAgentProcess(t: TestContext, collector: string, host: string
     exitFlushTimeoutMs: 0,
     requestTimeoutMs: 2000,
     profile: { enabled: true, dutyCycle: 1, periodMs: 1000, intervalMicros: 2000 },
-  };
-  const child: ChildProcess = fork(APP, [], {
-    env: { ...env, FIXTURE_CONFIG: JSON.stringify({ options }) },
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const fatal: string[] = [];
-  const waiters: ((m: Message) => void)[] = [];
-  child.on('message', (m: Message) => {
-    if (m.type === 'fatal') fatal.push(`${m.kind}: ${m.message}`);
-    else waiters.shift()?.(m);
-  });
-  const next = () =>
-    new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no message from ${host}: ${stderr}`)), 60_000);
-      waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-    });
-  const { port } = (await next()) as { port: number };
-  const client = new http.Agent({ keepAlive: true });
-  t.after(() => client.destroy());
-  const get = (route: string) =>
-    new Promise<string>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: route, agent: client }, (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => (body += chunk));
-          res.on('end', () =>
-            res.statusCode === 200 ? resolve(body) : reject(new Error(`${route}: ${res.statusCode}`)),
-          );
-        })
-        .on('error', reject);
-    });
   return {
     host,
-    get,
+    get: app.get,
+    shutdown: app.shutdown,
     /** agent.profiling once the process knows whether it profiles. */
     async chosen(): Promise<Profiling | null> {
       for (const started = Date.now(); Date.now() - started < 30_000; ) {
-        const profiling = JSON.parse(await get('/profiling')) as Profiling | null;
+        const profiling = JSON.parse(await app.get('/profiling')) as Profiling | null;
         if (profiling?.chosenBy !== 'pending') return profiling;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      throw new Error(`${host} had no answer in 30 s: ${stderr}`);
-    },
-    async shutdown(): Promise<Report> {
-      const done = next();
-      child.send({ type: 'shutdown' });
-      const report = (await done) as Report;
-      assert.deepEqual(fatal, [], stderr);
-      return report;
+      throw new Error(`${host} had no answer in 30 s: ${app.stderr}`);
     },
   };
 }
@@ -190,7 +115,7 @@ describe('which processes profile', () => {
     const app = await startAgentProcess(t, `http://127.0.0.1:${port}`, 'web-1');
     const before = JSON.parse(await app.get('/profiling')) as Profiling;
     assert.equal(before.chosenBy, 'pending');
-    assert.equal(before.recording, true, 'the profiler runs while the question is open');
+    assert.equal(before.recording, false, 'the profiler waits for the answer');
     const profiling = await app.chosen();
     assert.equal(profiling?.chosenBy, 'fallback');
     assert.equal(profiling?.recording, true);

@@ -13,7 +13,8 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}) {
 
 test('ergometer serve without tokens generates them into a 0600 file beside the database, never prints them, and deploy uses them', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'ergometer-cli-'));
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--db', path.join(dir, 'data.duckdb')], {
+  const args = ['serve', '--port', '0', '--db', path.join(dir, 'data.duckdb'), '--profile-min-processes', '1'];
+  const child = spawn(process.execPath, [MAIN, ...args, '--profile-process-fraction', '0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: dir,
     env: { PATH: process.env.PATH },
@@ -74,6 +75,20 @@ test('ergometer serve without tokens generates them into a 0600 file beside the 
   });
   assert.deepEqual(await read.json(), [{ service: 'api', commit: 'c9', ts: 1700000000000 }]);
 
+  // --profile-min-processes 1 --profile-process-fraction 0: one process of a commit profiles, no other.
+  const ask = async (instance: string) => {
+    const response = await fetch(`${url}/v1/profiling`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens.ingestTokens[0]}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ service: 'api', commit: 'c9', host: 'h', instance, state: 'asking', checkInMs: 60_000 }),
+    });
+    return response.json();
+  };
+  assert.deepEqual(
+    [await ask('a'), await ask('b'), await ask('c')],
+    [{ profile: true }, { profile: false }, { profile: false }],
+  );
+
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
   for (const token of [...tokens.ingestTokens, ...tokens.readTokens]) {
@@ -88,6 +103,10 @@ test('usage errors exit 2 with the command usage; a wrong token or an unreachabl
   assert.match(badPort.stderr, /--port: expected an integer from 0 to 65535, got "abc" \(ERGOMETER_USAGE\)/);
   assert.match(badPort.stderr, /Usage: ergometer serve/);
   assert.equal(run(['serve', '--frobnicate']).status, 2);
+  const badFraction = run(['serve', '--profile-process-fraction', '1.5']);
+  assert.equal(badFraction.status, 2);
+  assert.match(badFraction.stderr, /--profile-process-fraction: expected a number from 0 to 1, got "1\.5"/);
+  assert.equal(run(['serve', '--profile-min-processes', '-1']).status, 2);
   assert.equal(run(['serve', '--db', 'a', '--clickhouse', 'http://x']).status, 2);
   const noService = run(['deploy', '--commit', 'c']);
   assert.equal(noService.status, 2);

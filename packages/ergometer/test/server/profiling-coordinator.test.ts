@@ -23,6 +23,14 @@ test('a commit gets its minimum of profiling processes, then about the fraction 
   assert.equal(coordinator.checkIn(asking('q0', 'v2', 'web')).profile, true);
 });
 
+test('by default, 2 processes of a commit profile, then a tenth: 3 of 30', () => {
+  const answers = rollout(new ProfilingCoordinator(undefined, () => 0), 30);
+  assert.deepEqual(
+    answers.flatMap((profile, i) => (profile ? [i + 1] : [])),
+    [1, 2, 21],
+  );
+});
+
 test('a fraction of 0 profiles exactly the minimum; a minimum of 0 and a fraction of 1 profiles every process', () => {
   const minimumOnly = new ProfilingCoordinator({ minProcesses: 1, processFraction: 0 }, () => 0);
   assert.deepEqual(rollout(minimumOnly, 4), [true, false, false, false]);
