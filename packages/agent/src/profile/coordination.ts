@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { channels, publish } from '../diagnostics';
 import type { CheckInOutcome } from '../export/http-exporter';
 
 /** How this process came to profile or not (`agent.profiling.chosenBy`, the `profiling-chosen` channel). */
@@ -59,7 +60,7 @@ export class ProfilingCheckIns {
   ) {}
 
   start(): void {
-    void this.ask(0);
+    this.ask(0).catch(swallow);
   }
 
   stop(): void {
@@ -78,7 +79,7 @@ export class ProfilingCheckIns {
     if (outcome.kind === 'answer') return this.settle({ profile: outcome.profile, by: 'collector' });
     const delayMs = this.retryDelaysMs[attempt];
     if (outcome.kind === 'unreachable' && delayMs !== undefined) {
-      this.timer = setTimeout(() => void this.ask(attempt + 1), delayMs);
+      this.timer = setTimeout(() => this.ask(attempt + 1).catch(swallow), delayMs);
       this.timer.unref();
       return;
     }
@@ -101,8 +102,16 @@ export class ProfilingCheckIns {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       // Answers are not read: the decision is kept (the collector only counts this process).
-      void this.target.checkIn(this.body()).then(() => this.scheduleCheckIn());
+      this.target
+        .checkIn(this.body())
+        .then(() => this.scheduleCheckIn())
+        .catch(swallow);
     }, this.periodMs);
     this.timer.unref();
   }
+}
+
+/** Never into the host app: an error of the agent's own is reported on its channel. */
+function swallow(error: unknown): void {
+  publish(channels.internalError, { error });
 }

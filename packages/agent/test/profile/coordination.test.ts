@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CheckInOutcome } from '../../src/export/http-exporter';
@@ -97,5 +98,26 @@ describe('profiling check-ins', () => {
         refused: true,
       },
     ]);
+  });
+
+  it('an error in what the decision starts is reported on the internal-error channel, never thrown into the app', async (t) => {
+    const reported: unknown[] = [];
+    const onError = (message: unknown) => reported.push((message as { error: unknown }).error);
+    diagnosticsChannel.subscribe('ergometer:agent:internal-error', onError);
+    t.after(() => diagnosticsChannel.unsubscribe('ergometer:agent:internal-error', onError));
+    const rejections: unknown[] = [];
+    const onRejection = (reason: unknown) => rejections.push(reason);
+    process.on('unhandledRejection', onRejection);
+    t.after(() => process.off('unhandledRejection', onRejection));
+    const collector = scripted([{ kind: 'answer', profile: true }]);
+    const checkIns = new ProfilingCheckIns(collector.target, IDENTITY, 60_000, () => {
+      throw new Error('the profiler broke');
+    });
+    checkIns.start();
+    await until(() => reported.length === 1);
+    checkIns.stop();
+    await sleep(20);
+    assert.match(String(reported[0]), /the profiler broke/);
+    assert.deepEqual(rejections, []);
   });
 });
