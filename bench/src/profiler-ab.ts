@@ -52,6 +52,12 @@ const PAIRS: readonly LabelledPair[] = [
   { label: '1000 requests/s', pair: PROFILER, load: 1000 },
 ];
 
+/** Where this per-process figure stands in a fleet (the same words in every run). */
+const NOT_CHOSEN_NOTE =
+  'This is the cost in a process that profiles. With an http collector the default (`processFraction: "collector"`) has ' +
+  'about a tenth of each commit\'s processes profile (at least 2); the others never start the profiler: "Profiler not ' +
+  'chosen by the collector" measures them, and docs/agent.md ("Which processes profile") combines the two for a fleet.';
+
 export async function benchProfilerSideBySide(): Promise<BenchTable> {
   const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, FULL);
   const costs = rounds.map((r) => pairCost(r));
@@ -85,6 +91,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
         `CPU per request); ${goalVerdict(saturated, GOAL_MORE_CPU)}**`,
       `At 1000 requests/s CPU per request changes by ${describeCost(fixed)}. User-space CPU alone (without the kernel's time): ` +
         `saturated ${describeCost(saturatedUser)}, at 1000 requests/s ${describeCost(fixedUser)}.`,
+      NOT_CHOSEN_NOTE,
     ],
   };
 }
