@@ -51,8 +51,8 @@ export interface CheckInAnswer {
 
 interface Instance {
   profiling: boolean;
-  lastSeenMs: number;
-  ttlMs: number;
+  /** When it is forgotten unless it checks in again: three of its periods after its last word. */
+  forgetAtMs: number;
 }
 
 /** How often the whole table is swept of processes that stopped checking in. */
@@ -79,12 +79,11 @@ export class ProfilingCoordinator {
     if (now - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(now);
     const key = `${request.service}\0${request.commit}`;
     let commit = this.commits.get(key);
-    const ttlMs = MISSED_CHECK_INS * request.checkInMs;
+    const forgetAtMs = now + MISSED_CHECK_INS * request.checkInMs;
     const known = commit?.get(request.instance);
     if (known !== undefined) {
       // A repeated question (an answer lost on the way) gets the same answer; a check-in renews.
-      known.lastSeenMs = now;
-      known.ttlMs = ttlMs;
+      known.forgetAtMs = forgetAtMs;
       if (request.state !== 'asking') known.profiling = request.state === 'profiling';
       return { profile: known.profiling };
     }
@@ -95,19 +94,14 @@ export class ProfilingCoordinator {
     }
     let profiling: boolean;
     if (request.state === 'asking') {
-      let live = 1;
-      let profilingNow = 0;
-      for (const instance of commit.values()) {
-        if (now - instance.lastSeenMs > instance.ttlMs) continue;
-        live++;
-        if (instance.profiling) profilingNow++;
-      }
-      profiling = profilingNow < this.policy.minProcesses || profilingNow < this.policy.processFraction * live;
+      const others = tally(commit, now);
+      const live = others.processes + 1;
+      profiling = others.profiling < this.policy.minProcesses || others.profiling < this.policy.processFraction * live;
     } else {
       // A process this collector does not know (it restarted) says what it decided earlier.
       profiling = request.state === 'profiling';
     }
-    commit.set(request.instance, { profiling, lastSeenMs: now, ttlMs });
+    commit.set(request.instance, { profiling, forgetAtMs });
     this.instances++;
     return { profile: profiling };
   }
@@ -115,23 +109,20 @@ export class ProfilingCoordinator {
   /** Live processes that checked in, and how many of them profile. */
   counts(): { processes: number; profiling: number } {
     const now = this.now();
-    let processes = 0;
-    let profiling = 0;
+    const total = { processes: 0, profiling: 0 };
     for (const commit of this.commits.values()) {
-      for (const instance of commit.values()) {
-        if (now - instance.lastSeenMs > instance.ttlMs) continue;
-        processes++;
-        if (instance.profiling) profiling++;
-      }
+      const { processes, profiling } = tally(commit, now);
+      total.processes += processes;
+      total.profiling += profiling;
     }
-    return { processes, profiling };
+    return total;
   }
 
   private sweep(now: number): void {
     this.lastSweepMs = now;
     for (const [key, commit] of this.commits) {
       for (const [id, instance] of commit) {
-        if (now - instance.lastSeenMs > instance.ttlMs) {
+        if (now > instance.forgetAtMs) {
           commit.delete(id);
           this.instances--;
         }
@@ -139,4 +130,16 @@ export class ProfilingCoordinator {
       if (commit.size === 0) this.commits.delete(key);
     }
   }
+}
+
+/** The live processes of one commit at `now`, and how many of them profile. */
+function tally(commit: Map<string, Instance>, now: number): { processes: number; profiling: number } {
+  let processes = 0;
+  let profiling = 0;
+  for (const instance of commit.values()) {
+    if (now > instance.forgetAtMs) continue;
+    processes++;
+    if (instance.profiling) profiling++;
+  }
+  return { processes, profiling };
 }
