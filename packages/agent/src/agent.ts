@@ -20,7 +20,7 @@ import { createOpenFeatureHook, type OpenFeatureHook } from './flags/openfeature
 import { type AgentOptions, detectHostClass, type ResolvedOptions, resolveOptions } from './options';
 import { type ProcessChoice, ProfilingCheckIns, type ProfilingDecision } from './profile/coordination';
 import { ProfileLabels } from './profile/labels';
-import type { CollectedProfile, ContextPath, Profiler, ProfileSchedule } from './profile/profiler';
+import type { CollectedProfile, ContextPath, Profiler, ProfileSchedule, SamplerKind } from './profile/profiler';
 import { ProfileShipper } from './profile/shipper';
 import { WindowSampler } from './sampling/window-sampler';
 import { RequestTotals, userHashKeyFor } from './totals/request-totals';
@@ -349,6 +349,8 @@ export class Agent {
   get profiling():
     | {
         readonly recording: boolean;
+        readonly sampler: SamplerKind;
+        readonly samplerFallback: string | undefined;
         readonly contextPath: ContextPath;
         readonly schedule: ProfileSchedule;
         readonly samplingIntervalMicros: number;
@@ -362,6 +364,8 @@ export class Agent {
       ? undefined
       : {
           recording: profiler.active,
+          sampler: profiler.sampler,
+          samplerFallback: profiler.samplerFallback,
           contextPath: profiler.contextPath,
           schedule: profiler.schedule,
           samplingIntervalMicros: profiler.samplingIntervalMicros,
@@ -400,8 +404,8 @@ export class Agent {
     const profiler = this.profiler;
     if (profiler === undefined) return;
     try {
-      if (profiler.start()) {
-        // Loaded already (loadProfiler): require only looks it up.
+      if (profiler.start() && profiler.sampler === 'v8') {
+        // Only V8's profiler misses code optimized before it started. Loaded already (loadProfiler): require only looks it up.
         const { lateStartWarning } = require('./profile/profiler') as typeof import('./profile/profiler');
         const cpu = process.cpuUsage();
         const late = lateStartWarning(cpu.user + cpu.system);

@@ -118,10 +118,18 @@ export interface ProfileOptions {
   /** Mean time between two stack samples, µs (`ERGOMETER_PROFILE_INTERVAL_US`). Default 10000 (100 Hz). */
   intervalMicros?: number;
   /**
-   * How a `dutyCycle` below 1 is realised (`ERGOMETER_PROFILE_SCHEDULE`): `auto` (default) picks `windows` on
-   * Node 20 and `continuous` from Node 22 on; `windows` forces windows there too, where V8 then charges samples
-   * in code optimized between windows to its callers (docs/agent.md, "How the duty cycle is realised"): for
-   * measuring the profiler's cost (bench/), not for root causes.
+   * What takes the stack samples (`ERGOMETER_PROFILE_SAMPLER`): `interrupt`, the agent's own sampler, which asks
+   * V8 to interrupt the JavaScript thread and reads the stack at its next safe point, and never starts V8's CPU
+   * profiler; or `v8`, V8's CPU profiler through @datadog/pprof, which samples at the exact instruction but costs
+   * more from Node 22 on. `auto` (default): `interrupt` when its addon is built for this Node.js, else `v8`
+   * (docs/agent.md, "The interrupt sampler").
+   */
+  sampler?: 'auto' | 'interrupt' | 'v8';
+  /**
+   * How a `dutyCycle` below 1 is realised (`ERGOMETER_PROFILE_SCHEDULE`): `auto` (default) picks `windows`,
+   * except with the `v8` sampler from Node 22 on, where it picks `continuous`; `windows` forces windows there
+   * too, where V8 then charges samples in code optimized between windows to its callers (docs/agent.md, "How the
+   * duty cycle is realised"): for measuring the profiler's cost (bench/), not for root causes.
    */
   schedule?: 'auto' | 'windows' | 'continuous';
   /**
@@ -144,6 +152,7 @@ export interface ResolvedProfileOptions {
   dutyCycle: number;
   periodMs: number;
   intervalMicros: number;
+  sampler: 'auto' | 'interrupt' | 'v8';
   schedule: 'auto' | 'windows' | 'continuous';
   /** undefined: the schedule's default (see ProfileOptions.labelFraction). */
   labelFraction: number | undefined;
@@ -326,7 +335,18 @@ function profileOptions(value: unknown, env: Env, collector: string): ResolvedPr
     ),
     periodMs,
     intervalMicros,
-    schedule: schedule(options.schedule ?? env.ERGOMETER_PROFILE_SCHEDULE),
+    sampler: oneOf(
+      'profile.sampler',
+      'ERGOMETER_PROFILE_SAMPLER',
+      SAMPLERS,
+      options.sampler ?? env.ERGOMETER_PROFILE_SAMPLER,
+    ),
+    schedule: oneOf(
+      'profile.schedule',
+      'ERGOMETER_PROFILE_SCHEDULE',
+      SCHEDULES,
+      options.schedule ?? env.ERGOMETER_PROFILE_SCHEDULE,
+    ),
     labelFraction: labelFraction(options.labelFraction ?? env.ERGOMETER_PROFILE_LABEL_FRACTION),
   };
 }
@@ -368,16 +388,14 @@ function labelFraction(value: unknown): number | undefined {
 }
 
 const SCHEDULES = ['auto', 'windows', 'continuous'] as const;
+const SAMPLERS = ['auto', 'interrupt', 'v8'] as const;
 
-function schedule(value: unknown): ResolvedProfileOptions['schedule'] {
-  if (value === undefined || value === '') return 'auto';
-  const found = SCHEDULES.find((s) => s === value);
+/** One of `choices` (the first, `auto`, when unset). */
+function oneOf<T extends string>(option: string, envName: string, choices: readonly T[], value: unknown): T {
+  if (value === undefined || value === '') return choices[0] as T;
+  const found = choices.find((s) => s === value);
   if (found !== undefined) return found;
-  throw bad(
-    'profile.schedule',
-    `expected one of ${SCHEDULES.join(', ')}, got ${describe(value)}`,
-    'ERGOMETER_PROFILE_SCHEDULE',
-  );
+  throw bad(option, `expected one of ${choices.join(', ')}, got ${describe(value)}`, envName);
 }
 
 function flag(option: string, envName: string, value: unknown, fallback: boolean): boolean {

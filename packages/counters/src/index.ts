@@ -8,3 +8,5 @@ export type {
 } from './counter';
 export { openCounter, parsePreference } from './counter';
 export { CountersError } from './errors';
+export type { InterruptSampler } from './sampler';
+export { loadInterruptSampler, samplerBuildPath } from './sampler';

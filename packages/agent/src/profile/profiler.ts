@@ -1,31 +1,25 @@
 /**
- * The function-level profiler: V8's sampling CPU profiler driven by @datadog/pprof, every stack
- * sample labelled with the request it ran for (`endpoint`, `flag:<key>`) and weighted by the thread
- * CPU time spent since the previous sample. Loaded only when `profile.enabled`: the agent requires
- * this file lazily, so a process with the profiler off never loads the native addon.
+ * The function-level profiler: stack samples labelled with the request they ran for (`endpoint`,
+ * `flag:<key>`) and weighted by the thread CPU time spent since the previous sample. Loaded only when
+ * `profile.enabled`: the agent requires this file lazily, so a process with the profiler off loads no addon.
  *
- * How a sample finds its request. The library's signal handler reads a "sample context" at each
- * sample and keeps a reference to it; we make that context the request's {@link ProfileLabels}, and
- * read it only when the profile is serialized (so an endpoint named when the response ends, or a
- * flag recorded later, still labels earlier samples).
- *  - AsyncContextFrame (Node 24, Node 22 with --experimental-async-context-frame): the context lives
- *    in V8's continuation-preserved embedder data, which follows await and callbacks by itself; the
- *    agent sets it once per request (`runWithContext`). No async hook.
- *  - Otherwise (Node 20, Node 22 by default): the context is one global slot, so it must be switched
- *    on every async boundary: an async_hooks `before` hook puts the running callback's labels there.
- *    The hook is enabled only while the profiler runs.
+ * This file decides when windows start and end, which requests get labels and how often to sample; a
+ * {@link Recorder} takes the samples: the interrupt sampler (interrupt-recorder.ts, the default where its
+ * addon is built) or V8's CPU profiler through @datadog/pprof (v8-recorder.ts). Labels are the request's
+ * {@link ProfileLabels}, read only when the profile is serialized (so an endpoint named when the response
+ * ends, or a flag recorded later, still labels earlier samples).
  */
-import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import type { LabelSet } from '@datadog/pprof';
-import { time } from '@datadog/pprof';
-import { isAsyncContextFrameActive } from '@datadog/pprof/out/src/async-context-frame';
+import { loadInterruptSampler } from '@ergometer/counters';
 import { endpointName } from '../context/endpoint';
 import { channels, publish } from '../diagnostics';
 import type { ResolvedProfileOptions } from '../options';
-import { ProfileLabels } from './labels';
-import { rewriteForContract } from './pprof-rewrite';
+import { InterruptRecorder } from './interrupt-recorder';
+import type { ProfileLabels } from './labels';
+import type { ContextPath, Recorder, SamplerKind } from './recorder';
+
+export type { ContextPath, SamplerKind } from './recorder';
 
 const gzip = promisify(zlib.gzip);
 
@@ -43,16 +37,13 @@ export interface CollectedProfile {
   cpuNanos: number;
 }
 
-/** How the labels follow a request across async boundaries (docs/agent.md, "Profiler"). */
-export type ContextPath = 'async-context-frame' | 'async-hooks';
-
 /**
  * How `dutyCycle` < 1 is realised (docs/agent.md, "Profiler"):
- *  - `windows`: the V8 profiler records one window of `dutyCycle × periodMs` per period at `intervalMicros`,
+ *  - `windows`: the sampler records one window of `dutyCycle × periodMs` per period at `intervalMicros`,
  *    and is stopped in between;
  *  - `continuous`: it never stops, and samples every `intervalMicros × labelFraction / dutyCycle` instead, labelling
- *    `labelFraction` of the requests: the same number of labelled samples per period. Used where a stopped V8
- *    profiler loses track of code (see {@link stopLosesCode}).
+ *    `labelFraction` of the requests: the same number of labelled samples per period. Used with V8's profiler
+ *    where a stopped one loses track of code (see {@link stopLosesCode}).
  */
 export type ProfileSchedule = 'windows' | 'continuous';
 
@@ -96,47 +87,56 @@ export function lateStartWarning(cpuMicros: number, v8Version: string = process.
   );
 }
 
-/** Holder of the labels in the Node 20 path: one per stretch between two samples (see setLabels). */
-interface LabelsHolder {
-  labels: ProfileLabels | undefined;
+/**
+ * The recorder for `profile.sampler`: `auto` takes the interrupt sampler when its addon is built for this Node.js
+ * and V8's profiler otherwise (`fallback` says why). Throws when the sampler asked for cannot load.
+ */
+export function chooseRecorder(sampler: ResolvedProfileOptions['sampler']): { recorder: Recorder; fallback?: string } {
+  if (sampler !== 'v8') {
+    const loaded = loadInterruptSampler();
+    if (loaded.sampler !== null) return { recorder: new InterruptRecorder(loaded.sampler) };
+    if (sampler === 'interrupt') throw loaded.loadError;
+    const { V8Recorder } = require('./v8-recorder') as typeof import('./v8-recorder');
+    return { recorder: new V8Recorder(), fallback: loaded.loadError.message };
+  }
+  const { V8Recorder } = require('./v8-recorder') as typeof import('./v8-recorder');
+  return { recorder: new V8Recorder() };
 }
 
 export class Profiler {
   /** True while a profile is being recorded: only then do requests get labels. */
   active = false;
+  readonly sampler: SamplerKind;
+  /** Why `profile.sampler: "auto"` fell back to `v8`, if it did. */
+  readonly samplerFallback: string | undefined;
   readonly contextPath: ContextPath;
   readonly schedule: ProfileSchedule;
   /** Mean time between two stack samples while recording, µs. */
   readonly samplingIntervalMicros: number;
   /** Fraction of requests labelled while recording (see {@link drawLabels}). */
   readonly labelFraction: number;
+  private readonly recorder: Recorder;
   private windowStartMs = 0;
   private nextPeriodAtMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly windowMs: number;
-  /** Node 20 path: the labels of the running code, following it through async_hooks. */
-  private readonly labelStorage: AsyncLocalStorage<ProfileLabels> | undefined;
-  private readonly hook: ReturnType<typeof createHook> | undefined;
-  private hookOn = false;
-  private holder: LabelsHolder = { labels: undefined };
-  private holderSampleCount = -1;
-  private sampleCounts: Uint32Array | undefined;
-  private readonly kSampleCount: number = time.constants.kSampleCount as number;
 
   constructor(
     private readonly options: ResolvedProfileOptions,
     private readonly onProfile: (profile: CollectedProfile) => void,
   ) {
-    let acf = false;
-    try {
-      acf = isAsyncContextFrameActive();
-    } catch {
-      // A build of the addon without the probe: take the path that works everywhere.
-    }
-    this.contextPath = acf ? 'async-context-frame' : 'async-hooks';
+    const { recorder, fallback } = chooseRecorder(options.sampler);
+    this.recorder = recorder;
+    this.sampler = recorder.sampler;
+    this.samplerFallback = fallback;
+    this.contextPath = recorder.contextPath;
+    const acf = this.contextPath === 'async-context-frame';
+    // Only V8's profiler loses track of code while stopped: the interrupt sampler keeps no code log.
     const continuous =
-      options.dutyCycle >= 1 || options.schedule === 'continuous' || (options.schedule === 'auto' && stopLosesCode());
+      options.dutyCycle >= 1 ||
+      options.schedule === 'continuous' ||
+      (options.schedule === 'auto' && this.sampler === 'v8' && stopLosesCode());
     this.schedule = continuous ? 'continuous' : 'windows';
     // Only labels on the AsyncContextFrame path cost per request enough to trade them for samples: on the
     // async-hooks path the hook runs on every callback, labelled or not.
@@ -152,11 +152,6 @@ export class Profiler {
           )
         : options.intervalMicros;
     this.windowMs = continuous ? options.periodMs : Math.max(1, Math.round(options.periodMs * options.dutyCycle));
-    if (!acf) {
-      const storage = new AsyncLocalStorage<ProfileLabels>();
-      this.labelStorage = storage;
-      this.hook = createHook({ before: () => this.setLabels(storage.getStore()) });
-    }
   }
 
   /**
@@ -208,25 +203,12 @@ export class Profiler {
    * awaits. Call only while {@link active}.
    */
   runLabelled<T>(labels: ProfileLabels, fn: () => T): T {
-    if (this.labelStorage === undefined) return time.runWithContext(labels, fn);
-    return this.labelStorage.run(labels, () => {
-      const outer = this.holder.labels;
-      this.setLabels(labels);
-      try {
-        return fn();
-      } finally {
-        // The rest of the callback that called us (e.g. the HTTP parser) is not this request's.
-        this.setLabels(outer);
-      }
-    });
+    return this.recorder.runLabelled(labels, fn);
   }
 
   /** The labels of the running request, if it has any. */
   currentLabels(): ProfileLabels | undefined {
-    if (!this.active) return undefined;
-    if (this.labelStorage !== undefined) return this.labelStorage.getStore();
-    const context: unknown = time.getContext();
-    return context instanceof ProfileLabels ? context : undefined;
+    return this.active ? this.recorder.currentLabels() : undefined;
   }
 
   /**
@@ -251,59 +233,18 @@ export class Profiler {
     clearTimeout(this.timer);
     if (!this.active) return;
     this.active = false;
-    this.quietLabels();
-    this.sampleCounts = undefined;
     try {
-      time.stop(false);
+      this.recorder.abandon();
     } catch (error) {
       publish(channels.internalError, { error });
     }
   }
 
-  /**
-   * Node 20 path: makes `labels` the context of the next samples. The library keeps a reference to
-   * the context object of each sample, so the holder a sample saw must not change afterwards; a
-   * holder no sample has seen yet is simply updated. A sample counter the library shares with us
-   * tells which: a native setContext (an allocation) happens at most once per sample, not once per
-   * async boundary.
-   */
-  private setLabels(labels: ProfileLabels | undefined): void {
-    if (this.holder.labels === labels) return;
-    const counts = this.sampleCounts;
-    if (counts === undefined) return;
-    const seen = counts[this.kSampleCount] ?? 0;
-    if (seen === this.holderSampleCount) {
-      this.holder.labels = labels;
-      return;
-    }
-    this.holder = { labels };
-    this.holderSampleCount = seen;
-    time.setContext(this.holder);
-  }
-
   private beginWindow(): void {
     this.timer = undefined;
     if (this.closed) return;
-    time.start({
-      intervalMicros: this.samplingIntervalMicros,
-      // Sizes the library's buffer of per-sample contexts (2 × window / interval): samples beyond it lose
-      // their labels, which bounds memory.
-      durationMillis: this.windowMs,
-      withContexts: true,
-      collectCpuTime: true,
-      // Async ids are read in the signal handler; that path crashed processes (pprof-nodejs #304). Off.
-      collectAsyncId: false,
-      useCPED: this.contextPath === 'async-context-frame',
-    });
+    this.recorder.begin(this.samplingIntervalMicros, this.windowMs);
     this.windowStartMs = Date.now();
-    if (this.hook !== undefined) {
-      this.sampleCounts = time.getState() as Uint32Array;
-      this.holder = { labels: undefined };
-      this.holderSampleCount = -1;
-      this.setLabels(undefined);
-      this.hook.enable();
-      this.hookOn = true;
-    }
     this.active = true;
     this.scheduleWindowEnd();
   }
@@ -339,71 +280,43 @@ export class Profiler {
   }
 
   /**
-   * Takes the profile of the window that ends now; `restart` starts the next window at once (the
-   * library restarts before serializing, so serializing is profiled too). The stop and the
-   * serialization run on the event loop (a few ms for a minute at 100 Hz); compression runs on the
-   * libuv threadpool.
+   * Takes the profile of the window that ends now; `restart` starts the next window at once (V8's profiler
+   * restarts before serializing, so serializing is profiled too). The stop and the serialization run on the
+   * event loop (a few ms for a minute at 100 Hz); compression runs on the libuv threadpool.
    */
   private async collect(restart: boolean): Promise<CollectedProfile | undefined> {
     const from = this.windowStartMs;
     const to = Date.now();
-    let profile: ReturnType<typeof time.stop>;
+    let ended: ReturnType<Recorder['end']>;
     try {
-      if (!restart) {
-        this.active = false;
-        this.quietLabels();
-        this.sampleCounts = undefined;
-      }
-      const labelCache = new Map<ProfileLabels, LabelSet>();
-      profile = time.stop(restart, (args) => this.labelsOf(args.context?.context, labelCache), ['endpoint']);
+      if (!restart) this.active = false;
+      ended = this.recorder.end(restart, labelsOf);
       if (restart) this.windowStartMs = to;
     } catch (error) {
       this.active = false;
-      this.quietLabels();
+      this.recorder.quiet();
       publish(channels.internalError, { error });
       return undefined;
     }
-    const totals = rewriteForContract(profile);
-    const pprof = await gzip(profile.encode());
-    return { pprof, from, to, metric: 'cpu_ns', samples: totals.samples, cpuNanos: totals.cpuNanos };
+    const pprof = await gzip(ended.profile.encode());
+    const { samples, cpuNanos } = ended.totals;
+    return { pprof, from, to, metric: 'cpu_ns', samples, cpuNanos };
   }
 
   /**
-   * Node 20 path, between windows: the `before` hook off, and the label storage too. An AsyncLocalStorage
-   * that has run once keeps Node's async_hooks `init` hook on for every later promise and callback of the
-   * process (all storages share it), and so keeps the agent's own request storage from turning it off
-   * when nothing is sampled: between windows the profiler cost about as much as while recording (a run
-   * before this fix: +20% CPU per request at the defaults against +27% recording all the time). run() turns it on
-   * again for the next window's first request. A request that spans the end of a window keeps no labels
-   * into the next one; its later samples there are unlabelled.
-   */
-  private quietLabels(): void {
-    this.hook?.disable();
-    this.hookOn = false;
-    this.labelStorage?.disable();
-  }
-
-  /**
-   * Node 20 path: whether the `before` hook or the label storage is on now (the storage's own flag:
-   * Node keeps its async_hooks `init` hook on while any storage is enabled). Always false on the
-   * AsyncContextFrame path, which has neither.
+   * Whether the profiler's async hooks for labels are on now (the `async-hooks` path: off between windows, so
+   * the process pays for them only while recording). Always false on the AsyncContextFrame path, which has none.
    */
   get labelHooksOn(): boolean {
-    return this.hookOn || (this.labelStorage as { enabled?: boolean } | undefined)?.enabled === true;
+    return this.recorder.labelHooksOn;
   }
+}
 
-  /** The pprof labels of a sample whose context is `context` (a ProfileLabels, or a Node 20 holder of one). */
-  private labelsOf(context: object | undefined, cache: Map<ProfileLabels, LabelSet>): LabelSet {
-    const labels = context instanceof ProfileLabels ? context : (context as LabelsHolder | undefined)?.labels;
-    if (labels === undefined) return {};
-    let set = cache.get(labels);
-    if (set === undefined) {
-      set = {};
-      const endpoint = labels.resolve(endpointName);
-      if (endpoint !== undefined) set.endpoint = endpoint;
-      if (labels.flags !== undefined) for (const [key, variant] of labels.flags) set[`flag:${key}`] = variant;
-      cache.set(labels, set);
-    }
-    return set;
-  }
+/** The pprof labels of a sample taken in a request with these labels. */
+function labelsOf(labels: ProfileLabels): Record<string, string> {
+  const set: Record<string, string> = {};
+  const endpoint = labels.resolve(endpointName);
+  if (endpoint !== undefined) set.endpoint = endpoint;
+  if (labels.flags !== undefined) for (const [key, variant] of labels.flags) set[`flag:${key}`] = variant;
+  return set;
 }

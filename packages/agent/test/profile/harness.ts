@@ -23,6 +23,8 @@ export interface AppReport {
   pprofLoaded: boolean;
   profiling: {
     recording: boolean;
+    sampler: string;
+    samplerFallback: string | null;
     contextPath: string;
     schedule: string;
     samplingIntervalMicros: number;
@@ -183,7 +185,8 @@ export async function startInTempDir(
 
 /** One sample of a decoded profile: its stack (leaf first) as function names, its values and labels. */
 export interface DecodedSample {
-  stack: { name: string; file: string; line: number }[];
+  /** Leaf first; `line`: the location's line; `startLine`: the function's (its identity with name and file). */
+  stack: { name: string; file: string; line: number; startLine: number }[];
   count: number;
   cost: number;
   labels: Record<string, string>;
@@ -208,7 +211,12 @@ export function decodePprof(body: Buffer): DecodedProfile {
     stack: sample.locationId.map((id) => {
       const line = locations.get(String(id))?.line[0];
       const fn = functions.get(String(line?.functionId ?? 0));
-      return { name: fn ? str(fn.name) : '', file: fn ? str(fn.filename) : '', line: Number(line?.line ?? 0) };
+      return {
+        name: fn ? str(fn.name) : '',
+        file: fn ? str(fn.filename) : '',
+        line: Number(line?.line ?? 0),
+        startLine: Number(fn?.startLine ?? 0),
+      };
     }),
     count: Number(sample.value[countAt] ?? 0),
     cost: Number(sample.value[costAt] ?? 0),

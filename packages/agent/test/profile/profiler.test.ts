@@ -41,6 +41,16 @@ function readProfiles(dir: string): { index: IndexLine[]; profiles: DecodedProfi
   return { index, profiles: index.map((line) => decodePprof(readFileSync(path.join(profilesDir, line.file)))) };
 }
 
+const FIXTURE_SOURCE = path.join(__dirname, '..', '..', '..', 'test', 'profile', 'fixtures', 'profiled-express.cjs');
+/** The 1-based line of the fixture that starts with `text`. */
+function fixtureLine(text: string): number {
+  return (
+    readFileSync(FIXTURE_SOURCE, 'utf8')
+      .split('\n')
+      .findIndex((line) => line.startsWith(text)) + 1
+  );
+}
+
 const has = (sample: DecodedSample, name: string) => sample.stack.some((frame) => frame.name === name);
 const sum = (samples: DecodedSample[]) => samples.reduce((total, s) => total + s.cost, 0);
 
@@ -53,20 +63,23 @@ const PATHS: { contextPath: string; execArgv: string[] }[] =
       ]
     : [{ contextPath: 'async-hooks', execArgv: [] }];
 
+/** Both samplers: the interrupt sampler (the default) and V8's profiler through @datadog/pprof. */
+const SAMPLERS = ['interrupt', 'v8'] as const;
+
 describe('profiler in an Express app', () => {
   // Layered: agent.http() around the app's agent.express(); the inner layer's route names the samples.
-  for (const { contextPath, execArgv, layered } of PATHS.flatMap((p) =>
-    [false, true].map((layered) => ({ ...p, layered })),
+  for (const { contextPath, execArgv, layered, sampler } of PATHS.flatMap((p) =>
+    SAMPLERS.flatMap((sampler) => [false, true].map((layered) => ({ ...p, layered, sampler }))),
   )) {
     const layers = layered ? ', agent.http() around agent.express()' : '';
-    it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${contextPath}${layers})`, async (t) => {
+    it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${sampler} sampler, ${contextPath}${layers})`, async (t) => {
       const { app, dir } = await startInTempDir(
         t,
         {
           host: 'web-1',
           // Most requests unsampled: the profiler labels every request, sampled or not.
           sampleRate: 0.01,
-          profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 2000 },
+          profile: { enabled: true, dutyCycle: 1, periodMs: 1500, intervalMicros: 2000, sampler },
         },
         execArgv,
         { layered },
@@ -76,7 +89,9 @@ describe('profiler in an Express app', () => {
       assert.deepEqual(app.fatal, [], app.stderr);
       assert.deepEqual(report.internalErrors, []);
       assert.deepEqual(report.profilesDropped, []);
-      assert.equal(report.pprofLoaded, true);
+      assert.equal(report.profiling?.sampler, sampler);
+      // The interrupt sampler never loads @datadog/pprof (nor starts V8's profiler).
+      assert.equal(report.pprofLoaded, sampler === 'v8');
       assert.equal(report.profiling?.contextPath, contextPath);
 
       const { index, profiles } = readProfiles(dir);
@@ -121,10 +136,12 @@ describe('profiler in an Express app', () => {
         assert.equal(s.labels['flag:ranker'], 'v1');
       }
 
-      // Function identity: name, the file V8 reports (this fixture), the line where the function starts.
+      // Function identity: name, the file V8 reports (this fixture), the line where the function starts (the
+      // same whichever sampler took the sample: the collector matches functions across processes by it).
       const sieveFrame = heavy[0]!.stack.find((f) => f.name === 'heavyPrimeSieve')!;
       assert.match(sieveFrame.file, /profiled-express\.cjs$/);
-      assert.ok(sieveFrame.line > 1);
+      assert.equal(sieveFrame.startLine, fixtureLine('function heavyPrimeSieve('));
+      assert.ok(sieveFrame.line >= sieveFrame.startLine);
 
       // Known different work: 40 × per request, one heavy per four light requests → ~10 × the CPU.
       const heavyCpu = sum(heavy);
@@ -151,38 +168,42 @@ describe('profiler in an Express app', () => {
     });
   }
 
-  it('a duty cycle below 1 records windows on Node 20, and samples continuously at a longer interval from Node 22 on', async (t) => {
-    const { app, dir } = await startInTempDir(t, {
-      profile: { enabled: true, dutyCycle: 0.25, periodMs: 800, intervalMicros: 2000 },
+  for (const sampler of SAMPLERS) {
+    it(`a duty cycle below 1 records windows${sampler === 'v8' ? ' on Node 20, and samples continuously at a longer interval from Node 22 on' : ' on every version'} (${sampler} sampler)`, async (t) => {
+      const { app, dir } = await startInTempDir(t, {
+        profile: { enabled: true, dutyCycle: 0.25, periodMs: 800, intervalMicros: 2000, sampler },
+      });
+      await app.load(40, 4, 3500);
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
+      assert.deepEqual(report.internalErrors, []);
+      assert.equal(report.profiling?.sampler, sampler);
+      // Only V8's profiler loses track of code while stopped (V8 12+): the interrupt sampler keeps no code log.
+      const continuous = sampler === 'v8' && NODE_MAJOR >= 22;
+      assert.equal(report.profiling?.schedule, continuous ? 'continuous' : 'windows');
+      // The same labelled samples per 800 ms period either way: a 200 ms window at 2 ms labelling every request,
+      // or the whole period at 3.2 ms labelling two fifths of them (2 ms × 0.4 / 0.25; Node 24), or at 8 ms
+      // labelling every request (Node 22's async-hooks path).
+      const acf = report.profiling?.contextPath === 'async-context-frame';
+      assert.equal(report.profiling?.samplingIntervalMicros, continuous ? (acf ? 3200 : 8000) : 2000);
+      assert.equal(report.profiling?.labelFraction, continuous && acf ? 0.4 : 1);
+      const { index, profiles } = readProfiles(dir);
+      assert.ok(index.length >= 3, `${index.length} profiles`);
+      // All but the last (cut short by shutdown): a window of 200 ms, or the whole 800 ms period.
+      for (const line of index.slice(0, -1)) {
+        const lengthMs = line.to - line.from;
+        if (continuous) assert.ok(lengthMs >= 750 && lengthMs < 1500, `${lengthMs} ms`);
+        else assert.ok(lengthMs >= 180 && lengthMs < 600, `${lengthMs} ms`);
+      }
+      for (let i = 1; i < index.length; i++) {
+        const gapMs = index[i]!.from - index[i - 1]!.to;
+        if (continuous) assert.equal(gapMs, 0, 'continuous windows tile');
+        else assert.ok(gapMs >= 0, 'windows do not overlap');
+      }
+      const heavy = profiles.flatMap((p) => p.samples).filter((s) => has(s, 'heavyPrimeSieve'));
+      assert.ok(heavy.length >= 5, `${heavy.length} samples in heavyPrimeSieve`);
     });
-    await app.load(40, 4, 3500);
-    const report = await app.shutdown();
-    assert.deepEqual(app.fatal, [], app.stderr);
-    assert.deepEqual(report.internalErrors, []);
-    const continuous = NODE_MAJOR >= 22;
-    assert.equal(report.profiling?.schedule, continuous ? 'continuous' : 'windows');
-    // The same labelled samples per 800 ms period either way: a 200 ms window at 2 ms labelling every request,
-    // or the whole period at 3.2 ms labelling two fifths of them (2 ms × 0.4 / 0.25; Node 24), or at 8 ms
-    // labelling every request (Node 22's async-hooks path).
-    const acf = report.profiling?.contextPath === 'async-context-frame';
-    assert.equal(report.profiling?.samplingIntervalMicros, continuous ? (acf ? 3200 : 8000) : 2000);
-    assert.equal(report.profiling?.labelFraction, continuous && acf ? 0.4 : 1);
-    const { index, profiles } = readProfiles(dir);
-    assert.ok(index.length >= 3, `${index.length} profiles`);
-    // All but the last (cut short by shutdown): a window of 200 ms, or the whole 800 ms period.
-    for (const line of index.slice(0, -1)) {
-      const lengthMs = line.to - line.from;
-      if (continuous) assert.ok(lengthMs >= 750 && lengthMs < 1500, `${lengthMs} ms`);
-      else assert.ok(lengthMs >= 180 && lengthMs < 600, `${lengthMs} ms`);
-    }
-    for (let i = 1; i < index.length; i++) {
-      const gapMs = index[i]!.from - index[i - 1]!.to;
-      if (continuous) assert.equal(gapMs, 0, 'continuous windows tile');
-      else assert.ok(gapMs >= 0, 'windows do not overlap');
-    }
-    const heavy = profiles.flatMap((p) => p.samples).filter((s) => has(s, 'heavyPrimeSieve'));
-    assert.ok(heavy.length >= 5, `${heavy.length} samples in heavyPrimeSieve`);
-  });
+  }
 
   // Regression: the agent's background work started at the end of a labelled request (a batch flush, its
   // serialization and write) ran with that request's profiler labels, so the export showed up in the
@@ -224,42 +245,44 @@ describe('profiler in an Express app', () => {
   // Regression: on the async-hooks path the label storage, once run, kept Node's async_hooks init hook on
   // for every later promise of the process, so between windows the profiler cost as much as while
   // recording (+20% CPU per request at the defaults against +27% recording all the time, Node 20).
-  // From Node 22 on the profiler samples continuously (no "between windows"), and on Node 24 labels
-  // follow requests through AsyncContextFrame: there the hooks must never be on at all.
-  it('between windows (Node 20) the label hooks are off, and on again while recording; never on with AsyncContextFrame', async (t) => {
-    const { app } = await startInTempDir(t, {
-      sampleRate: 0,
-      profile: { enabled: true, dutyCycle: 0.25, periodMs: 400, intervalMicros: 2000 },
-    });
-    const seen = { recording: 0, between: 0, hooksOnBetween: 0, hooksOffRecording: 0 };
-    const load = app.load(30, 2, 3000);
-    const startedMs = Date.now();
-    while (Date.now() - startedMs < 3000) {
-      const state = (await app.getJson('/profiling')) as { recording: boolean; labelHooks: boolean };
-      if (state.recording) {
-        seen.recording++;
-        if (!state.labelHooks) seen.hooksOffRecording++;
-      } else {
-        seen.between++;
-        if (state.labelHooks) seen.hooksOnBetween++;
+  // On Node 24 labels follow requests through AsyncContextFrame: there the hooks must never be on at all.
+  for (const sampler of SAMPLERS) {
+    it(`between windows the label hooks are off, and on again while recording; never on with AsyncContextFrame (${sampler} sampler)`, async (t) => {
+      const { app } = await startInTempDir(t, {
+        sampleRate: 0,
+        profile: { enabled: true, dutyCycle: 0.25, periodMs: 400, intervalMicros: 2000, sampler },
+      });
+      const seen = { recording: 0, between: 0, hooksOnBetween: 0, hooksOffRecording: 0 };
+      const load = app.load(30, 2, 3000);
+      const startedMs = Date.now();
+      while (Date.now() - startedMs < 3000) {
+        const state = (await app.getJson('/profiling')) as { recording: boolean; labelHooks: boolean };
+        if (state.recording) {
+          seen.recording++;
+          if (!state.labelHooks) seen.hooksOffRecording++;
+        } else {
+          seen.between++;
+          if (state.labelHooks) seen.hooksOnBetween++;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 15));
       }
-      await new Promise((resolve) => setTimeout(resolve, 15));
-    }
-    await load;
-    const report = await app.shutdown();
-    assert.deepEqual(app.fatal, [], app.stderr);
-    if (report.profiling?.schedule === 'windows') {
-      assert.equal(report.profiling.contextPath, 'async-hooks');
-      assert.ok(seen.recording > 0 && seen.between > 0, JSON.stringify(seen));
-      assert.equal(seen.hooksOnBetween, 0, JSON.stringify(seen));
-      assert.equal(seen.hooksOffRecording, 0, JSON.stringify(seen));
-    } else {
+      await load;
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
       assert.equal(report.profiling?.contextPath, NODE_MAJOR >= 24 ? 'async-context-frame' : 'async-hooks');
-      assert.equal(seen.between, 0, `continuous: always recording (${JSON.stringify(seen)})`);
-      const hooksExpected = report.profiling?.contextPath === 'async-hooks';
-      assert.equal(seen.hooksOffRecording, hooksExpected ? 0 : seen.recording, JSON.stringify(seen));
-    }
-  });
+      if (report.profiling?.schedule === 'windows') {
+        assert.ok(seen.recording > 0 && seen.between > 0, JSON.stringify(seen));
+        assert.equal(seen.hooksOnBetween, 0, JSON.stringify(seen));
+        const hooksExpected = report.profiling.contextPath === 'async-hooks';
+        assert.equal(seen.hooksOffRecording, hooksExpected ? 0 : seen.recording, JSON.stringify(seen));
+      } else {
+        assert.equal(report.profiling?.contextPath, NODE_MAJOR >= 24 ? 'async-context-frame' : 'async-hooks');
+        assert.equal(seen.between, 0, `continuous: always recording (${JSON.stringify(seen)})`);
+        const hooksExpected = report.profiling?.contextPath === 'async-hooks';
+        assert.equal(seen.hooksOffRecording, hooksExpected ? 0 : seen.recording, JSON.stringify(seen));
+      }
+    });
+  }
 
   it('schedule: "windows" records windows on every version (for measuring the cost), "continuous" never stops', async (t) => {
     for (const schedule of ['windows', 'continuous'] as const) {
@@ -443,10 +466,10 @@ describe('profiler in an Express app', () => {
     assert.equal(lateStartWarning(LATE_START_CPU_MICROS - 1, '13.6.233.17-node.37'), undefined);
   });
 
-  it('a process that starts its agent after seconds of work gets the warning once on Node 22+, one that starts it first none', async (t) => {
+  it("a process that starts V8's profiler after seconds of work gets the warning once on Node 22+, one that starts it first none, the interrupt sampler none", async (t) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ergometer-late-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const run = (burnCpuMicros: number) => {
+    const run = (burnCpuMicros: number, sampler = 'v8') => {
       const script = `
         const burnUntil = ${burnCpuMicros};
         const used = () => { const u = process.cpuUsage(); return u.user + u.system; };
@@ -454,18 +477,19 @@ describe('profiler in an Express app', () => {
         while (used() < burnUntil) for (let i = 0; i < 1e5; i++) x += Math.sqrt(i);
         const { start } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'index.js'))});
         const agent = start({ service: 'late', commit: 'c1', collector: 'file:${path.join(dir, 'samples.ndjson')}',
-          exitFlushTimeoutMs: 0, profile: { enabled: true } });
+          exitFlushTimeoutMs: 0, profile: { enabled: true, sampler: '${sampler}' } });
         agent.shutdown().then(() => process.exit(0));`;
       const { NODE_TEST_CONTEXT: _runner, ...env } = process.env;
       return spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 60_000 });
     };
     const late = run(LATE_START_CPU_MICROS + 300_000);
     const early = run(0);
-    assert.equal(late.status, 0, late.stderr);
-    assert.equal(early.status, 0, early.stderr);
+    const lateInterrupt = run(LATE_START_CPU_MICROS + 300_000, 'interrupt');
+    for (const r of [late, early, lateInterrupt]) assert.equal(r.status, 0, r.stderr);
     const warnings = (stderr: string) => stderr.match(/ERGOMETER_PROFILER_STARTED_LATE/g)?.length ?? 0;
     assert.equal(warnings(late.stderr), NODE_MAJOR >= 22 ? 1 : 0, late.stderr);
     assert.equal(warnings(early.stderr), 0, early.stderr);
+    assert.equal(warnings(lateInterrupt.stderr), 0, lateInterrupt.stderr);
   });
 
   it('sends the window so far when the process gets SIGTERM (exit flush)', async (t) => {
