@@ -147,9 +147,10 @@ export async function benchProfiler(): Promise<BenchTable> {
       ? 'from Node 22 on the default samples all the time, every 40 ms, and labels two fifths of the requests: the labelled samples of a tenth of the time at 100 Hz (docs/agent.md, "How the duty cycle is realised")'
       : 'on Node 20 the default records a window of a tenth of each period (0.2 s every 2 s here)';
   return {
-    title: `Profiler: throughput on vs off, and one minute of profile data (Node ${process.version})`,
+    title: `Profiler (V8's, \`sampler: "v8"\`): throughput on vs off, and one minute of profile data (Node ${process.version})`,
     description:
-      "bench/src/profiler.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, three variants alternating " +
+      "bench/src/profiler.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01 and V8's profiler " +
+      '(`sampler: "v8"`; the default sampler is measured side by side below), three variants alternating ' +
       `in each of ${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up: profiler off, ` +
       'recording all the time (dutyCycle 1; 100 Hz), and at its defaults (dutyCycle 0.1, 100 Hz, processFraction 1) with one change, a ' +
       `period of 2 s instead of 60 s so that every round holds whole periods (${schedule}; it starts, stops and ships 30 times as often ` +

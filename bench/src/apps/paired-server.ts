@@ -93,6 +93,8 @@ function serveProfiler(intervalMicros: number): void {
       dutyCycle: 0.5,
       periodMs: 2 * phaseMs,
       intervalMicros,
+      // A study of V8's profiler (bench/src/profiler.ts).
+      sampler: 'v8',
       schedule: 'windows',
       // The fraction of requests labelled in the recording phases (the agent's default is 1 on this schedule).
       ...(labelFraction === undefined ? {} : { labelFraction: Number(labelFraction) }),
@@ -155,6 +157,7 @@ function serveLabelling(off: number, on: number): void {
       enabled: true,
       dutyCycle: 1,
       intervalMicros: Number(process.env.PAIRED_PROFILER_INTERVAL_US ?? 100_000),
+      sampler: 'v8',
       schedule: 'continuous',
     },
   });

@@ -72,16 +72,18 @@ const MIDDLEWARE_SAMPLE_RATES: Partial<Record<AppVariant, number>> = {
 };
 
 /**
- * The profiler of the profiler benchmark's variants. `agent-0.01-profile`: recording all the time
- * (dutyCycle 1), otherwise at its defaults: what it costs while it records. `agent-0.01-profile-default`:
- * its defaults (dutyCycle 0.1: on Node 20 a window of a tenth of each period, on Node 24 all the time at
- * 25 Hz labelling two fifths of the requests), except a period of 2 s instead of 60 s so that every few-second
- * round holds whole periods: that starts, stops and ships profiles 30 times as often as the default, so
- * if anything it overstates the default's cost.
+ * The profiler of the profiler benchmarks' variants. The profiler benchmark (profiler.ts) studies V8's profiler
+ * (`sampler: "v8"`): `agent-0.01-profile` records all the time (dutyCycle 1), otherwise at its defaults: what it
+ * costs while it records; `agent-0.01-profile-default` at its defaults (dutyCycle 0.1: on Node 20 a window of a
+ * tenth of each period, on Node 24 all the time at 25 Hz labelling two fifths of the requests), except a period
+ * of 2 s instead of 60 s so that every few-second round holds whole periods: that starts, stops and ships profiles
+ * 30 times as often as the default, so if anything it overstates the default's cost.
+ * `agent-0.01-profile-defaults-60s` (profiler-ab.ts, profiler-not-chosen.ts): the real defaults, sampler included.
  */
-const PROFILES: Partial<Record<AppVariant, { enabled: true; dutyCycle?: number; periodMs?: number }>> = {
-  'agent-0.01-profile': { enabled: true, dutyCycle: 1 },
-  'agent-0.01-profile-default': { enabled: true, periodMs: 2000 },
+type ProfileVariant = { enabled: true; dutyCycle?: number; periodMs?: number; sampler?: 'v8' };
+const PROFILES: Partial<Record<AppVariant, ProfileVariant>> = {
+  'agent-0.01-profile': { enabled: true, dutyCycle: 1, sampler: 'v8' },
+  'agent-0.01-profile-default': { enabled: true, periodMs: 2000, sampler: 'v8' },
   'agent-0.01-profile-defaults-60s': { enabled: true },
 };
 

@@ -3,17 +3,25 @@ import path from 'node:path';
 /**
  * What the interrupt sampler addon (sampler/sampler.cc) exports: a stack sampler that does not use V8's CPU
  * profiler. A timer thread asks V8 to interrupt the JavaScript thread every `intervalMicros` on average (±50%
- * jitter); at the thread's next safe point (a function entry or a loop's back edge) V8 calls `onSample` with the
- * thread CPU time since the previous sample, and `onSample` reads the stack (`Error.captureStackTrace`) and
- * whatever else it needs as the interrupted code sees it. Its own cost is not charged to the next sample.
+ * jitter); at the thread's next safe point (a function entry or a loop's back edge) the interrupt records, without
+ * running any JavaScript, the thread CPU time since the previous sample, the stack (captured as for an Error:
+ * read it from the holder's `stack` with `Error.prepareStackTrace`) and the AsyncContextFrame of the running code.
+ * Needs V8 13 (Node 24): elsewhere `supported()` is false and `start()` throws.
  */
 export interface InterruptSampler {
-  /** Starts sampling (restarts with the new settings if running). Throws a TypeError on bad arguments. */
-  start(intervalMicros: number, onSample: (cpuNanos: number) => void): void;
-  /** No sample after it returns. Idempotent. */
+  supported(): boolean;
+  /**
+   * Starts sampling (restarts with the new settings if running). Samples not drained beyond `maxWaiting` are dropped
+   * (`dropped()`). `errorConstructor`: `Error`, whose `stackTraceLimit` is raised for the capture only.
+   */
+  start(intervalMicros: number, maxWaiting: number, errorConstructor: ErrorConstructor): void;
+  /** No sample after it returns; samples not yet drained stay. Idempotent. */
   stop(): void;
-  /** Samples taken since the addon loaded in this thread. */
+  /** The samples since the last drain: `[stackHolder, frame, cpuNanos, stackHolder, frame, cpuNanos, …]`. */
+  drain(): unknown[];
+  /** Samples taken, and dropped for want of a drain, since the addon loaded in this thread. */
   samples(): number;
+  dropped(): number;
   /** The calling thread's CPU time, ns: the clock samples are weighted by. */
   threadCpuNanos(): number;
   /** Inside `AsyncLocalStorage.run()`: whether it is backed by AsyncContextFrame (Node 24). */
@@ -27,14 +35,22 @@ export function samplerBuildPath(abi: string = process.versions.modules): string
 
 /**
  * Loads the interrupt sampler built at install for this Node.js. Never throws: a missing build (the addon was
- * built by another Node.js version, or not at all) yields an error that says how to build it.
+ * built by another Node.js version, or not at all) yields an error that says how to build it, and a V8 too old
+ * for it (Node 20, 22) one that says so.
  */
 export function loadInterruptSampler(
   abi: string = process.versions.modules,
 ): { sampler: InterruptSampler } | { sampler: null; loadError: Error } {
   const file = samplerBuildPath(abi);
   try {
-    return { sampler: require(file) as InterruptSampler };
+    const sampler = require(file) as InterruptSampler;
+    if (sampler.supported()) return { sampler };
+    return {
+      sampler: null,
+      loadError: new Error(
+        `the interrupt sampler needs V8 13 or later (Node.js 24): this is Node.js ${process.version}, V8 ${process.versions.v8}`,
+      ),
+    };
   } catch (error) {
     const reason =
       (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' ? 'not built' : (error as Error).message;

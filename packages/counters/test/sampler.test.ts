@@ -6,11 +6,11 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type InterruptSampler, loadInterruptSampler, samplerBuildPath } from '../src/index';
 
-/** The build for this Node.js must exist here: scripts/test-all.sh builds it for Node 20 and for Node 24. */
-function sampler(): InterruptSampler {
-  const loaded = loadInterruptSampler();
-  assert.ok(loaded.sampler, `the interrupt sampler must load for these tests: ${loaded.sampler ?? loaded.loadError}`);
-  return loaded.sampler;
+const V8_MAJOR = Number.parseInt(process.versions.v8, 10);
+
+/** The addon itself, built for this Node.js (scripts/test-all.sh builds it for Node 20 and for Node 24). */
+function addon(): InterruptSampler {
+  return require(samplerBuildPath()) as InterruptSampler;
 }
 
 /** Spins in a loop of its own for `ms` of wall time. */
@@ -21,135 +21,150 @@ function spinHere(ms: number): number {
   return x;
 }
 
-/** The name of the innermost JavaScript function on the stack of the code the sampler interrupted. */
-function interruptedFunction(above: (...args: never[]) => unknown): string | null {
+interface Drained {
+  stacks: NodeJS.CallSite[][];
+  frames: unknown[];
+  cpuNanos: number[];
+}
+
+/** Drains the sampler and formats each stack as V8's CallSites. */
+function drain(native: InterruptSampler): Drained {
+  const flat = native.drain();
+  const out: Drained = { stacks: [], frames: [], cpuNanos: [] };
   const prepare = Error.prepareStackTrace;
+  Error.prepareStackTrace = (_error, sites) => sites;
   try {
-    Error.prepareStackTrace = (_error, sites) => sites;
-    const holder: { stack?: NodeJS.CallSite[] } = {};
-    Error.captureStackTrace(holder, above);
-    return holder.stack?.find((site) => site.getFileName() !== undefined)?.getFunctionName() ?? null;
+    for (let i = 0; i + 2 < flat.length; i += 3) {
+      out.stacks.push((flat[i] as { stack: NodeJS.CallSite[] }).stack);
+      out.frames.push(flat[i + 1]);
+      out.cpuNanos.push(flat[i + 2] as number);
+    }
   } finally {
     Error.prepareStackTrace = prepare;
   }
+  return out;
 }
 
-describe('interrupt sampler', () => {
-  test('interrupts running JavaScript about once per interval, where it runs, weighted by the CPU it used', () => {
-    const native = sampler();
-    const seen = new Map<string | null, number>();
-    let cpuNanos = 0;
-    const onSample = (cpu: number): void => {
-      cpuNanos += cpu;
-      const name = interruptedFunction(onSample);
-      seen.set(name, (seen.get(name) ?? 0) + 1);
-    };
-    const before = native.samples();
-    const cpuStart = native.threadCpuNanos();
-    native.start(2000, onSample);
-    spinHere(400);
-    native.stop();
-    const cpuSpent = native.threadCpuNanos() - cpuStart;
-    const taken = native.samples() - before;
-    const inSpin = seen.get('spinHere') ?? 0;
-    // ~200 at 2 ms; the timer thread competes for a CPU on a busy machine, so only the order of magnitude.
-    assert.ok(taken >= 40 && taken <= 400, `${taken} samples in 400 ms at a 2 ms interval`);
-    assert.ok(inSpin >= taken * 0.9, `${inSpin} of ${taken} samples in spinHere: ${JSON.stringify([...seen])}`);
-    // The weights add up to the thread's CPU time, less the samples' own cost and what ran after the last one.
-    assert.ok(cpuNanos <= cpuSpent, `weights ${cpuNanos} ns > thread CPU ${cpuSpent} ns`);
-    assert.ok(cpuNanos >= cpuSpent * 0.6, `weights ${cpuNanos} ns of ${cpuSpent} ns of thread CPU`);
-  });
+const leafName = (stack: NodeJS.CallSite[]) => stack.find((s) => s.getFileName() !== undefined)?.getFunctionName();
 
-  test('takes no sample after stop(), and a restart takes the new callback', async () => {
-    const native = sampler();
-    let first = 0;
-    native.start(1000, () => {
-      first++;
+describe('interrupt sampler', { concurrency: false }, () => {
+  if (V8_MAJOR < 13) {
+    test('before V8 13 (Node 20, 22) it says it cannot sample, and the loader says why', () => {
+      const native = addon();
+      assert.equal(native.supported(), false);
+      assert.throws(() => native.start(1000, 10, Error), /needs V8 13 \(Node.js 24\)/);
+      const loaded = loadInterruptSampler();
+      assert.equal(loaded.sampler, null);
+      assert.ok(!loaded.sampler && /needs V8 13 or later/.test(loaded.loadError.message));
     });
-    spinHere(50);
-    native.stop();
-    const stoppedAt = native.samples();
-    spinHere(50);
-    await sleep(20);
-    assert.equal(native.samples(), stoppedAt);
-    assert.ok(first > 0);
-    let second = 0;
-    native.start(1000, () => {
-      second++;
+  } else {
+    test('interrupts running JavaScript about once per interval, where it runs, weighted by the CPU it used', () => {
+      const native = addon();
+      assert.equal(native.supported(), true);
+      const cpuStart = native.threadCpuNanos();
+      native.start(2000, 10_000, Error);
+      spinHere(400);
+      native.stop();
+      const cpuSpent = native.threadCpuNanos() - cpuStart;
+      const { stacks, cpuNanos } = drain(native);
+      // ~200 at 2 ms; the timer thread competes for a CPU on a busy machine, so only the order of magnitude.
+      assert.ok(stacks.length >= 40 && stacks.length <= 400, `${stacks.length} samples in 400 ms at a 2 ms interval`);
+      const inSpin = stacks.filter((stack) => leafName(stack) === 'spinHere').length;
+      assert.ok(inSpin >= stacks.length * 0.9, `${inSpin} of ${stacks.length} samples in spinHere`);
+      // The weights add up to the thread's CPU time, less the samples' own cost and what ran after the last one.
+      const weights = cpuNanos.reduce((a, b) => a + b, 0);
+      assert.ok(weights <= cpuSpent, `weights ${weights} ns > thread CPU ${cpuSpent} ns`);
+      assert.ok(weights >= cpuSpent * 0.6, `weights ${weights} ns of ${cpuSpent} ns of thread CPU`);
     });
-    native.start(1000, () => {
-      second += 1000;
-    });
-    spinHere(50);
-    native.stop();
-    native.stop();
-    assert.ok(second >= 1000 && second % 1000 === 0, `only the last callback runs: ${second}`);
-  });
 
-  test('an exception in the callback never reaches the interrupted code', () => {
-    const native = sampler();
-    let calls = 0;
-    native.start(1000, () => {
-      calls++;
-      throw new Error('from the sampler');
+    test('captures deep stacks whatever the app set Error.stackTraceLimit to, and leaves it as it was', () => {
+      const native = addon();
+      const deep = (n: number): number => (n === 0 ? spinHere(100) : deep(n - 1) + 1);
+      const saved = Error.stackTraceLimit;
+      Error.stackTraceLimit = 5;
+      try {
+        native.start(1000, 10_000, Error);
+        deep(60);
+        native.stop();
+        assert.equal(Error.stackTraceLimit, 5);
+      } finally {
+        Error.stackTraceLimit = saved;
+      }
+      const { stacks } = drain(native);
+      assert.ok(stacks.length > 10);
+      const depth = Math.max(...stacks.map((stack) => stack.length));
+      assert.ok(depth >= 60, `deepest stack ${depth} frames`);
     });
-    let result = 0;
-    assert.doesNotThrow(() => {
-      result = spinHere(60);
-    });
-    native.stop();
-    assert.ok(calls > 0 && result > 0);
-  });
 
-  test('refuses bad arguments with a TypeError', () => {
-    const native = sampler();
-    assert.throws(() => native.start(10, () => undefined), TypeError);
-    assert.throws(() => (native.start as (a: unknown, b: unknown) => void)('1000', () => undefined), TypeError);
-    assert.throws(() => (native.start as (a: unknown, b: unknown) => void)(1000, undefined), TypeError);
-  });
-
-  test('sees the AsyncLocalStorage of the interrupted code, after awaits too', async () => {
-    const native = sampler();
-    const storage = new AsyncLocalStorage<string>();
-    const stores = new Map<string | undefined, number>();
-    native.start(1000, () => {
-      const store = storage.getStore();
-      stores.set(store, (stores.get(store) ?? 0) + 1);
+    test('takes no sample after stop(), keeps what was not drained, and drops beyond maxWaiting', async () => {
+      const native = addon();
+      native.start(1000, 10_000, Error);
+      spinHere(50);
+      native.stop();
+      const stoppedAt = native.samples();
+      spinHere(50);
+      await sleep(20);
+      assert.equal(native.samples(), stoppedAt);
+      assert.ok(drain(native).stacks.length > 0);
+      assert.equal(drain(native).stacks.length, 0);
+      const droppedBefore = native.dropped();
+      native.start(500, 3, Error);
+      spinHere(60);
+      native.stop();
+      native.stop();
+      assert.equal(drain(native).stacks.length, 3);
+      assert.ok(native.dropped() > droppedBefore);
     });
-    await storage.run('request-a', async () => {
-      await null;
+
+    test('records the AsyncContextFrame of the interrupted code, after awaits too', async () => {
+      const native = addon();
+      const storage = new AsyncLocalStorage<string>();
+      native.start(1000, 10_000, Error);
+      await storage.run('request-a', async () => {
+        await null;
+        spinHere(40);
+        await new Promise((resolve) => setImmediate(resolve));
+        spinHere(40);
+      });
       spinHere(40);
-      await new Promise((resolve) => setImmediate(resolve));
-      spinHere(40);
+      native.stop();
+      const { frames } = drain(native);
+      // Node's AsyncContextFrame is a Map from storage to value (not an instance of this realm's Map).
+      const stores = frames.map((frame) =>
+        typeof frame === 'object' && frame !== null ? Map.prototype.get.call(frame, storage) : undefined,
+      );
+      const a = stores.filter((store) => store === 'request-a').length;
+      const none = stores.filter((store) => store === undefined).length;
+      assert.ok(a > 0 && none > 0, JSON.stringify(stores));
+      assert.ok(a > none, `two thirds of the spinning ran in request-a: ${a} against ${none}`);
+      assert.equal(
+        storage.run('x', () => native.hasContinuationData()),
+        !process.execArgv.includes('--no-async-context-frame'),
+      );
     });
-    spinHere(40);
-    native.stop();
-    const a = stores.get('request-a') ?? 0;
-    const none = stores.get(undefined) ?? 0;
-    assert.ok(a > 0 && none > 0, JSON.stringify([...stores]));
-    assert.ok(a > none, `two thirds of the spinning ran in request-a: ${JSON.stringify([...stores])}`);
-  });
 
-  test('tells whether AsyncLocalStorage is backed by AsyncContextFrame (Node 24) or not (Node 20)', () => {
-    const native = sampler();
-    const storage = new AsyncLocalStorage<number>();
-    const inside = storage.run(1, () => native.hasContinuationData());
-    assert.equal(inside, Number(process.versions.node.split('.')[0]) >= 24);
-  });
+    test('refuses bad arguments with a TypeError', () => {
+      const native = addon();
+      const start = native.start as (...args: unknown[]) => void;
+      assert.throws(() => start(10, 10, Error), TypeError);
+      assert.throws(() => start('1000', 10, Error), TypeError);
+      assert.throws(() => start(1000, 0, Error), TypeError);
+      assert.throws(() => start(1000, 10), TypeError);
+    });
 
-  test('a process that exits while sampling exits cleanly (the timer thread is stopped at teardown)', () => {
-    const script = `
-      const { loadInterruptSampler } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'index.js'))});
-      const { sampler } = loadInterruptSampler();
-      let n = 0;
-      sampler.start(200, () => { n++; });
-      const end = Date.now() + 100;
-      while (Date.now() < end) {}
-      console.log(n > 0 ? 'sampled' : 'none');`;
-    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
-    assert.equal(run.status, 0, run.stderr);
-    assert.equal(run.stdout.trim(), 'sampled');
-  });
+    test('a process that exits while sampling exits cleanly (the timer thread is stopped at teardown)', () => {
+      const script = `
+        const { loadInterruptSampler } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'index.js'))});
+        const { sampler } = loadInterruptSampler();
+        sampler.start(200, 100000, Error);
+        const end = Date.now() + 100;
+        while (Date.now() < end) {}
+        console.log(sampler.samples() > 0 ? 'sampled' : 'none');`;
+      const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(run.status, 0, run.stderr);
+      assert.equal(run.stdout.trim(), 'sampled');
+    });
+  }
 
   test('without a build for the Node.js ABI, says so and how to build it, without throwing', () => {
     assert.match(samplerBuildPath('999'), /abi-999[\\/]ergometer_sampler\.node$/);

@@ -1,9 +1,11 @@
 /**
  * Stack samples from the interrupt sampler (@ergometer/counters, sampler/sampler.cc): V8 interrupts the
- * JavaScript thread at its next safe point every `intervalMicros` on average, and {@link InterruptRecorder}
- * reads there, as the interrupted code sees them, the stack (`Error.captureStackTrace`), the request's
- * labels (its AsyncLocalStorage) and the thread CPU time since the previous sample. V8's CPU profiler is
- * never started (docs/agent.md, "The interrupt sampler": why, and what a safe point changes).
+ * JavaScript thread at its next safe point every `intervalMicros` on average, and the addon records there, without
+ * running JavaScript, the stack (as V8 captures it for an Error), the AsyncContextFrame of the running code and the
+ * thread CPU time since the previous sample. {@link InterruptRecorder} drains those samples from ordinary
+ * JavaScript a few times a second: it formats each stack through `Error.prepareStackTrace` (V8's CallSites) and
+ * finds the request's labels in the frame. V8's CPU profiler is never started (docs/agent.md, "The interrupt
+ * sampler": why, and what a safe point changes).
  *
  * Functions are named as V8 names them, by the line and column where they start
  * (`CallSite.getEnclosingLineNumber()`), which is how the collector tells two functions of one file apart and
@@ -14,6 +16,9 @@ import type { InterruptSampler } from '@ergometer/counters';
 import { Profile, type SampleInput, StringTable, ValueType } from 'pprof-format';
 import type { ProfileLabels } from './labels';
 import type { ContextPath, EndedWindow, Recorder, SampleLabelsOf } from './recorder';
+
+/** How often the samples waiting in the addon are drained while recording, ms: how long their stacks live there. */
+export const DRAIN_INTERVAL_MS = 200;
 
 /** Frames kept per sample, leaf first (deeper stacks lose their outermost frames). */
 export const MAX_STACK_FRAMES = 128;
@@ -51,24 +56,28 @@ function emptyRecording(): RecordedSamples {
 
 /**
  * The `interrupt` sampler as the profiler's {@link Recorder}. Labels ride on an AsyncLocalStorage of the
- * profiler's own, read when a sample is taken: AsyncContextFrame carries it on Node 24 with no hook; on Node 20
- * Node's async_hooks `init` hook does, turned off between windows (quiet()).
+ * profiler's own, which AsyncContextFrame carries with no hook; the addon records the frame of each sample, and the
+ * drain reads the labels from it. Needs AsyncContextFrame (Node 24 without `--no-async-context-frame`): the
+ * constructor throws without it.
  */
 export class InterruptRecorder implements Recorder {
   readonly sampler = 'interrupt';
-  readonly contextPath: ContextPath;
+  readonly contextPath: ContextPath = 'async-context-frame';
+  readonly labelHooksOn = false;
   private readonly labelStorage = new AsyncLocalStorage<ProfileLabels>();
   private recording: RecordedSamples = emptyRecording();
   private frameIds = new Map<string, number>();
   private windowStartMs = 0;
   private intervalMicros = 0;
-  /** Samples beyond this many in one window are dropped (memory stays bounded whatever the interval). */
-  private maxSamples = 0;
-  /** Called from the addon's interrupt; its frame and everything above it are left out of the stack. */
-  private readonly onSample = (cpuNanos: number): void => this.record(cpuNanos);
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly native: InterruptSampler) {
-    this.contextPath = asyncContextFrameActive(native) ? 'async-context-frame' : 'async-hooks';
+    const probe = new AsyncLocalStorage<boolean>();
+    if (!probe.run(true, () => native.hasContinuationData())) {
+      throw new Error(
+        'the interrupt sampler needs AsyncLocalStorage backed by AsyncContextFrame (Node.js 24 without --no-async-context-frame)',
+      );
+    }
   }
 
   runLabelled<T>(labels: ProfileLabels, fn: () => T): T {
@@ -80,18 +89,20 @@ export class InterruptRecorder implements Recorder {
   }
 
   begin(intervalMicros: number, windowMs: number): void {
-    // Twice the window's expected samples, as @datadog/pprof sizes its buffer of contexts.
-    this.maxSamples = Math.max(16, Math.ceil((2 * windowMs * 1000) / intervalMicros));
     this.intervalMicros = intervalMicros;
     this.windowStartMs = Date.now();
-    this.native.start(intervalMicros, this.onSample);
+    // What one drain interval holds at this rate, with room to spare: samples beyond are dropped, which bounds
+    // the memory of a drain delayed by a long task.
+    const maxWaiting = Math.max(64, Math.ceil((20 * DRAIN_INTERVAL_MS * 1000) / intervalMicros));
+    this.native.start(intervalMicros, maxWaiting, Error);
+    clearInterval(this.drainTimer);
+    this.drainTimer = setInterval(() => this.drain(), Math.min(DRAIN_INTERVAL_MS, windowMs));
+    this.drainTimer.unref();
   }
 
   end(restart: boolean, labelsOf: SampleLabelsOf): EndedWindow {
-    if (!restart) {
-      this.native.stop();
-      this.quiet();
-    }
+    if (!restart) this.stopSampling();
+    this.drain();
     const recorded = this.take();
     const toMs = Date.now();
     const fromMs = this.windowStartMs;
@@ -113,23 +124,13 @@ export class InterruptRecorder implements Recorder {
   }
 
   abandon(): void {
-    this.native.stop();
-    this.quiet();
+    this.stopSampling();
+    this.native.drain();
     this.take();
   }
 
-  /**
-   * Node 20, between windows: the label storage off, so that Node's async_hooks `init` hook (which any enabled
-   * storage keeps on for every promise of the process) is off too; run() turns it on again. With
-   * AsyncContextFrame there is no hook, and disable() would change the frame of whatever runs now: left alone.
-   */
-  quiet(): void {
-    if (this.contextPath === 'async-hooks') this.labelStorage.disable();
-  }
-
-  get labelHooksOn(): boolean {
-    return this.contextPath === 'async-hooks' && (this.labelStorage as { enabled?: boolean }).enabled === true;
-  }
+  /** No hooks to turn off: AsyncContextFrame carries the labels. */
+  quiet(): void {}
 
   /** The samples so far; the next ones start a new recording (and a new frame table). */
   take(): RecordedSamples {
@@ -139,28 +140,37 @@ export class InterruptRecorder implements Recorder {
     return taken;
   }
 
-  /** Throws nothing: it runs inside whatever the app was doing when V8 took the interrupt. */
-  private record(cpuNanos: number): void {
+  private stopSampling(): void {
+    this.native.stop();
+    clearInterval(this.drainTimer);
+    this.drainTimer = undefined;
+  }
+
+  /** Moves the addon's waiting samples into the recording: stacks formatted, labels read from their frames. */
+  private drain(): void {
+    const flat = this.native.drain();
+    if (flat.length === 0) return;
     const recording = this.recording;
-    if (recording.stacks.length >= this.maxSamples) return;
-    let sites: CallSite[] | undefined;
-    let labels: ProfileLabels | undefined;
+    const prepare = Error.prepareStackTrace;
     try {
-      sites = captureCallSites(this.onSample);
-      labels = this.labelStorage.getStore();
-    } catch {
-      return;
+      Error.prepareStackTrace = (_error, sites) => sites;
+      for (let i = 0; i + 2 < flat.length; i += 3) {
+        const sites = (flat[i] as { stack?: unknown }).stack;
+        if (!Array.isArray(sites)) continue;
+        const labels = storeIn(flat[i + 1], this.labelStorage);
+        const stack: number[] = [];
+        for (const site of sites as CallSite[]) {
+          // Frames of the awaits that led here (V8's async stack traces) are not on the thread's stack.
+          if (site.isAsync?.() === true) break;
+          stack.push(this.frameId(site));
+        }
+        recording.stacks.push(stack);
+        recording.cpuNanos.push(flat[i + 2] as number);
+        recording.labels.push(labels);
+      }
+    } finally {
+      Error.prepareStackTrace = prepare;
     }
-    if (sites === undefined) return;
-    const stack: number[] = [];
-    for (const site of sites) {
-      // Frames of the awaits that led here (V8's async stack traces) are not on the thread's stack.
-      if (site.isAsync?.() === true) break;
-      stack.push(this.frameId(site));
-    }
-    recording.stacks.push(stack);
-    recording.cpuNanos.push(cpuNanos);
-    recording.labels.push(labels);
   }
 
   private frameId(site: CallSite): number {
@@ -182,33 +192,15 @@ export class InterruptRecorder implements Recorder {
 }
 
 /**
- * Whether AsyncLocalStorage is backed by AsyncContextFrame here (Node 24; Node 22 with
- * --experimental-async-context-frame): only then does V8 carry the continuation data a storage sets. Not
- * probed before V8 12, which has none (probing would turn Node 20's async_hooks on).
+ * The value `storage` has in an AsyncContextFrame (Node's frames are Maps from storage to value, though not
+ * instances of this realm's Map), or undefined.
  */
-function asyncContextFrameActive(native: InterruptSampler): boolean {
-  if (Number.parseInt(process.versions.v8, 10) < 12) return false;
-  const probe = new AsyncLocalStorage<boolean>();
-  return probe.run(true, () => native.hasContinuationData());
-}
-
-/**
- * The JavaScript stack below `above` as V8's CallSite objects, leaf first. `Error.prepareStackTrace` and
- * `Error.stackTraceLimit` are the app's: they are swapped only for the capture and put back as they were.
- */
-function captureCallSites(above: (cpuNanos: number) => void): CallSite[] | undefined {
-  const prepare = Error.prepareStackTrace;
-  const limit = Error.stackTraceLimit;
-  const holder: { stack?: unknown } = {};
+export function storeIn<T>(frame: unknown, storage: AsyncLocalStorage<T>): T | undefined {
+  if (typeof frame !== 'object' || frame === null) return undefined;
   try {
-    Error.stackTraceLimit = MAX_STACK_FRAMES;
-    Error.prepareStackTrace = (_error, sites) => sites;
-    Error.captureStackTrace(holder, above);
-    const sites = holder.stack;
-    return Array.isArray(sites) ? (sites as CallSite[]) : undefined;
-  } finally {
-    Error.prepareStackTrace = prepare;
-    Error.stackTraceLimit = limit;
+    return Map.prototype.get.call(frame, storage) as T | undefined;
+  } catch {
+    return undefined;
   }
 }
 

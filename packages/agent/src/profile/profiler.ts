@@ -88,19 +88,35 @@ export function lateStartWarning(cpuMicros: number, v8Version: string = process.
 }
 
 /**
- * The recorder for `profile.sampler`: `auto` takes the interrupt sampler when its addon is built for this Node.js
- * and V8's profiler otherwise (`fallback` says why). Throws when the sampler asked for cannot load.
+ * The recorder for `profile.sampler`: `auto` takes the interrupt sampler where it can run (its addon built for this
+ * Node.js, V8 13+, AsyncContextFrame: Node 24) and V8's profiler otherwise (`fallback` says why). Throws when the
+ * sampler asked for by name cannot run.
  */
-export function chooseRecorder(sampler: ResolvedProfileOptions['sampler']): { recorder: Recorder; fallback?: string } {
+export function chooseRecorder(
+  sampler: ResolvedProfileOptions['sampler'],
+  load: typeof loadInterruptSampler = loadInterruptSampler,
+): { recorder: Recorder; fallback?: string } {
   if (sampler !== 'v8') {
-    const loaded = loadInterruptSampler();
-    if (loaded.sampler !== null) return { recorder: new InterruptRecorder(loaded.sampler) };
-    if (sampler === 'interrupt') throw loaded.loadError;
-    const { V8Recorder } = require('./v8-recorder') as typeof import('./v8-recorder');
-    return { recorder: new V8Recorder(), fallback: loaded.loadError.message };
+    let reason: Error;
+    const loaded = load();
+    if (loaded.sampler === null) {
+      reason = loaded.loadError;
+    } else {
+      try {
+        return { recorder: new InterruptRecorder(loaded.sampler) };
+      } catch (error) {
+        reason = error as Error;
+      }
+    }
+    if (sampler === 'interrupt') throw reason;
+    return { recorder: v8Recorder(), fallback: reason.message };
   }
+  return { recorder: v8Recorder() };
+}
+
+function v8Recorder(): Recorder {
   const { V8Recorder } = require('./v8-recorder') as typeof import('./v8-recorder');
-  return { recorder: new V8Recorder() };
+  return new V8Recorder();
 }
 
 export class Profiler {

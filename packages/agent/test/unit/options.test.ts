@@ -239,6 +239,7 @@ const OPTION_CASES: OptionCase[] = [
       dutyCycle: 0.1,
       periodMs: 60_000,
       intervalMicros: 10_000,
+      sampler: 'auto',
       schedule: 'auto',
       labelFraction: undefined,
     },
@@ -249,6 +250,7 @@ const OPTION_CASES: OptionCase[] = [
       dutyCycle: 0.5,
       periodMs: 60_000,
       intervalMicros: 10_000,
+      sampler: 'auto',
       schedule: 'auto',
       labelFraction: undefined,
     },
@@ -258,6 +260,7 @@ const OPTION_CASES: OptionCase[] = [
       dutyCycle: 0.1,
       periodMs: 60_000,
       intervalMicros: 10_000,
+      sampler: 'auto',
       schedule: 'auto',
       labelFraction: undefined,
     },
@@ -273,6 +276,7 @@ describe('profile options', () => {
       ERGOMETER_PROFILE_DUTY_CYCLE: '0.5',
       ERGOMETER_PROFILE_PERIOD_MS: '30000',
       ERGOMETER_PROFILE_INTERVAL_US: '5000',
+      ERGOMETER_PROFILE_SAMPLER: 'v8',
       ERGOMETER_PROFILE_SCHEDULE: 'windows',
       ERGOMETER_PROFILE_LABEL_FRACTION: '0.3',
     };
@@ -282,6 +286,7 @@ describe('profile options', () => {
       dutyCycle: 0.5,
       periodMs: 30_000,
       intervalMicros: 5000,
+      sampler: 'v8',
       schedule: 'windows',
       labelFraction: 0.3,
     });
@@ -297,6 +302,12 @@ describe('profile options', () => {
       /profile.labelFraction \(ERGOMETER_PROFILE_LABEL_FRACTION\): expected a number above 0 up to 1, got "1.5"/,
     );
     assert.equal(resolveOptions({}, REQUIRED).profile.schedule, 'auto');
+    assert.equal(resolveOptions({}, REQUIRED).profile.sampler, 'auto');
+    assert.equal(resolveOptions({ profile: { sampler: 'interrupt' } }, REQUIRED).profile.sampler, 'interrupt');
+    rejects(
+      () => resolveOptions({}, { ...REQUIRED, ERGOMETER_PROFILE_SAMPLER: 'perf' }),
+      /profile.sampler \(ERGOMETER_PROFILE_SAMPLER\): expected one of auto, interrupt, v8, got "perf"/,
+    );
     rejects(
       () => resolveOptions({ profile: { schedule: 'sometimes' as never } }, REQUIRED),
       /profile.schedule \(ERGOMETER_PROFILE_SCHEDULE\): expected one of auto, windows, continuous, got "sometimes"/,
