@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,18 +82,24 @@ interface Server {
 }
 
 async function startServer(variant: AppVariant, pinning: boolean, collector: Pair['collector']): Promise<Server> {
+  if (collector !== undefined) {
+    const child = startAppServer(variant, collector.url, pinning, [], { ERGOMETER_TOKEN: collector.token });
+    return ready(child, variant, async () => {});
+  }
+  // A `file:` collector of its own, in a folder removed with the server.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-ab-'));
-  const child =
-    collector === undefined
-      ? startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning)
-      : startAppServer(variant, collector.url, pinning, [], { ERGOMETER_TOKEN: collector.token });
-  const ready = await firstMessage<ServerReady>(child, `the ${variant} server`);
+  const child = startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning);
+  return ready(child, variant, () => rm(dir, { recursive: true, force: true }));
+}
+
+async function ready(child: ChildProcess, variant: AppVariant, cleanUp: () => Promise<void>): Promise<Server> {
+  const message = await firstMessage<ServerReady>(child, `the ${variant} server`);
   return {
     pid: child.pid as number,
-    port: ready.port,
+    port: message.port,
     async stop() {
       await stopServer(child);
-      await rm(dir, { recursive: true, force: true });
+      await cleanUp();
     },
   };
 }

@@ -337,9 +337,10 @@ export class Agent {
   /**
    * Where the profiler stands: undefined when it is off (or this process was not drawn by
    * `profile.processFraction`, or the collector chose other processes); else whether a profile is being
-   * recorded now and how request labels follow async work (`async-context-frame` on Node 24, `async-hooks` on
-   * Node 20), and how the duty cycle is realised (`windows` on Node 20, `continuous` at a longer sampling
-   * interval from Node 22 on).
+   * recorded now, what takes the samples (`interrupt`, the default on Node 24; `v8`, V8's CPU profiler; with
+   * `samplerFallback` saying why `auto` did not take the interrupt sampler), how request labels follow async work
+   * (`async-context-frame` on Node 24, `async-hooks` on Node 20), and how the duty cycle is realised (`windows`;
+   * `continuous` at a longer sampling interval with V8's profiler from Node 22 on).
    * `labelFraction`: the fraction of requests labelled while it records (profile.labelFraction after defaults).
    * `labelHooks`: whether the profiler's async_hooks (its `before` hook and label storage, `async-hooks`
    * path only) are on now; off between windows, so the process pays for them only while recording.

@@ -128,8 +128,12 @@ void OnInterrupt(v8::Isolate* isolate, void* data) {
                                     cpuNanos});
         s->samples++;
       }
-      // Nothing of the sampler's ever reaches the interrupted code.
-      if (tryCatch.HasCaught()) tryCatch.Reset();
+      // Nothing of the sampler's ever reaches the interrupted code; a termination (worker.terminate()) goes on.
+      if (tryCatch.HasTerminated()) {
+        tryCatch.ReThrow();
+      } else if (tryCatch.HasCaught()) {
+        tryCatch.Reset();
+      }
     }
     // The sample's own cost is not charged to the next one.
     s->lastCpuNanos = ThreadCpuNanos();

@@ -83,7 +83,10 @@ function buildSampler() {
   }
   const target = path.join(dir, `abi-${process.versions.modules}`);
   fs.mkdirSync(target, { recursive: true });
-  fs.copyFileSync(built, path.join(target, 'ergometer_sampler.node'));
+  // Copied beside and renamed over: a process that has the previous build loaded keeps its (unlinked) file.
+  const file = path.join(target, 'ergometer_sampler.node');
+  fs.copyFileSync(built, `${file}.${process.pid}.tmp`);
+  fs.renameSync(`${file}.${process.pid}.tmp`, file);
 }
 
 if (!process.argv.includes('--sampler')) buildCounters();

@@ -20,9 +20,6 @@ import type { ContextPath, EndedWindow, Recorder, SampleLabelsOf } from './recor
 /** How often the samples waiting in the addon are drained while recording, ms: how long their stacks live there. */
 export const DRAIN_INTERVAL_MS = 200;
 
-/** Frames kept per sample, leaf first (deeper stacks lose their outermost frames). */
-export const MAX_STACK_FRAMES = 128;
-
 /** One frame of a sample: a function and the line the sample was taken on in it. */
 export interface RecordedFrame {
   /** `(anonymous)` for a function without a name. */
@@ -107,20 +104,7 @@ export class InterruptRecorder implements Recorder {
     const toMs = Date.now();
     const fromMs = this.windowStartMs;
     this.windowStartMs = toMs;
-    const cache = new Map<ProfileLabels, Record<string, string>>();
-    return recordingToProfile(
-      recorded,
-      (labels) => {
-        if (labels === undefined) return {};
-        let set = cache.get(labels);
-        if (set === undefined) {
-          set = labelsOf(labels);
-          cache.set(labels, set);
-        }
-        return set;
-      },
-      { fromMs, toMs, intervalMicros: this.intervalMicros },
-    );
+    return recordingToProfile(recorded, labelsOf, { fromMs, toMs, intervalMicros: this.intervalMicros });
   }
 
   abandon(): void {
@@ -211,7 +195,7 @@ export function storeIn<T>(frame: unknown, storage: AsyncLocalStorage<T>): T | u
  */
 export function recordingToProfile(
   recorded: RecordedSamples,
-  labelsOf: (labels: ProfileLabels | undefined) => Record<string, string>,
+  labelsOf: SampleLabelsOf,
   window: { fromMs: number; toMs: number; intervalMicros: number },
 ): EndedWindow {
   const strings = new StringTable();

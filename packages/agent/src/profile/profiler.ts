@@ -17,7 +17,7 @@ import { channels, publish } from '../diagnostics';
 import type { ResolvedProfileOptions } from '../options';
 import { InterruptRecorder } from './interrupt-recorder';
 import type { ProfileLabels } from './labels';
-import type { ContextPath, Recorder, SamplerKind } from './recorder';
+import type { ContextPath, Recorder, SampleLabelsOf, SamplerKind } from './recorder';
 
 export type { ContextPath, SamplerKind } from './recorder';
 
@@ -306,7 +306,7 @@ export class Profiler {
     let ended: ReturnType<Recorder['end']>;
     try {
       if (!restart) this.active = false;
-      ended = this.recorder.end(restart, labelsOf);
+      ended = this.recorder.end(restart, windowLabels());
       if (restart) this.windowStartMs = to;
     } catch (error) {
       this.active = false;
@@ -326,6 +326,20 @@ export class Profiler {
   get labelHooksOn(): boolean {
     return this.recorder.labelHooksOn;
   }
+}
+
+/** A window's {@link SampleLabelsOf}: each request's labels are resolved once, when the profile is taken. */
+function windowLabels(): SampleLabelsOf {
+  const cache = new Map<ProfileLabels, Record<string, string>>();
+  return (labels) => {
+    if (labels === undefined) return {};
+    let set = cache.get(labels);
+    if (set === undefined) {
+      set = labelsOf(labels);
+      cache.set(labels, set);
+    }
+    return set;
+  };
 }
 
 /** The pprof labels of a sample taken in a request with these labels. */

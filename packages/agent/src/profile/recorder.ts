@@ -13,8 +13,11 @@ export type SamplerKind = 'interrupt' | 'v8';
 /** How the labels follow a request across async boundaries (docs/agent.md, "Profiler"). */
 export type ContextPath = 'async-context-frame' | 'async-hooks';
 
-/** pprof labels of a sample (`endpoint`, `flag:<key>`) from the request's labels. */
-export type SampleLabelsOf = (labels: ProfileLabels) => Record<string, string>;
+/**
+ * pprof labels of a sample (`endpoint`, `flag:<key>`) from the labels of the request it ran for (none outside
+ * requests). The profiler gives one per window that returns the same object for the same labels.
+ */
+export type SampleLabelsOf = (labels: ProfileLabels | undefined) => Record<string, string>;
 
 /** A window's profile in the contract's shape (`[samples/count, cpu/nanoseconds]`) and its totals. */
 export interface EndedWindow {

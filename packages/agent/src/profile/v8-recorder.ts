@@ -15,7 +15,6 @@
  *    only while the profiler runs.
  */
 import { AsyncLocalStorage, createHook } from 'node:async_hooks';
-import type { LabelSet } from '@datadog/pprof';
 import { time } from '@datadog/pprof';
 import { isAsyncContextFrameActive } from '@datadog/pprof/out/src/async-context-frame';
 import type { Profile } from 'pprof-format';
@@ -99,19 +98,11 @@ export class V8Recorder implements Recorder {
 
   end(restart: boolean, labelsOf: SampleLabelsOf): EndedWindow {
     if (!restart) this.quiet();
-    const cache = new Map<ProfileLabels, LabelSet>();
     const profile: Profile = time.stop(
       restart,
       (args) => {
         const context = args.context?.context as object | undefined;
-        const labels = context instanceof ProfileLabels ? context : (context as LabelsHolder | undefined)?.labels;
-        if (labels === undefined) return {};
-        let set = cache.get(labels);
-        if (set === undefined) {
-          set = labelsOf(labels);
-          cache.set(labels, set);
-        }
-        return set;
+        return labelsOf(context instanceof ProfileLabels ? context : (context as LabelsHolder | undefined)?.labels);
       },
       ['endpoint'],
     );
