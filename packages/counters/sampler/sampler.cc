@@ -4,8 +4,8 @@
 // average (uniform jitter of ±50%, so that samples never fall in lock-step with periodic work). V8 runs the
 // interrupt at the JavaScript thread's next safe point (a function entry or a loop's back edge). There, without
 // running any JavaScript (V8 does not allow calling into JavaScript from an interrupt: it may run in the middle of
-// anything), the interrupt records the thread CPU time since the previous sample, the stack as V8 captures it for
-// an Error (Exception::CaptureStackTrace: frames, inlined ones included, formatted later) and the continuation-
+// anything), the interrupt records the thread CPU time since the previous sample, an Error made there (V8 captures
+// its stack from the interrupted frame down, inlined frames included; it is formatted later) and the continuation-
 // preserved embedder data, where Node.js keeps the AsyncLocalStorage frame of the running code. drain(), called
 // from ordinary JavaScript, hands the samples over (packages/agent/src/profile/interrupt-recorder.ts reads the
 // stacks there, through Error.prepareStackTrace, and the request's labels from the frame).
@@ -16,7 +16,7 @@
 // and puts V8 in no profiling mode. The price: a sample lands at the next safe point, not at the instruction the
 // timer fired on (docs/agent.md, "The interrupt sampler").
 //
-// Needs V8 13 (Node 24): Exception::CaptureStackTrace and the continuation-preserved embedder data. Built against
+// Needs V8 13 (Node 24): the continuation-preserved embedder data, and stacks captured from C++. Built against
 // an older V8 it compiles to a stub whose supported() is false. Built against V8's C++ API (not N-API: interrupts
 // are not in N-API), so the build is for one Node.js ABI; scripts/build-native.js builds it for the Node.js that
 // runs it.

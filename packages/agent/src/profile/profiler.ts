@@ -4,8 +4,8 @@
  * `profile.enabled`: the agent requires this file lazily, so a process with the profiler off loads no addon.
  *
  * This file decides when windows start and end, which requests get labels and how often to sample; a
- * {@link Recorder} takes the samples: the interrupt sampler (interrupt-recorder.ts, the default where its
- * addon is built) or V8's CPU profiler through @datadog/pprof (v8-recorder.ts). Labels are the request's
+ * {@link Recorder} takes the samples: the interrupt sampler (interrupt-recorder.ts, the default where it
+ * runs: Node 24) or V8's CPU profiler through @datadog/pprof (v8-recorder.ts). Labels are the request's
  * {@link ProfileLabels}, read only when the profile is serialized (so an endpoint named when the response
  * ends, or a flag recorded later, still labels earlier samples).
  */
