@@ -229,7 +229,6 @@ void Stop(const v8::FunctionCallbackInfo<v8::Value>& args) {
 void Drain(const v8::FunctionCallbackInfo<v8::Value>& args) {
   v8::Isolate* isolate = args.GetIsolate();
   Sampler* s = From(args);
-  v8::Local<v8::Context> context = isolate->GetCurrentContext();
   std::vector<v8::Local<v8::Value>> flat;
   flat.reserve(s->waiting.size() * 3);
   for (Sample& sample : s->waiting) {
@@ -238,7 +237,6 @@ void Drain(const v8::FunctionCallbackInfo<v8::Value>& args) {
     flat.push_back(v8::Number::New(isolate, sample.cpuNanos));
   }
   s->waiting.clear();
-  (void)context;
   args.GetReturnValue().Set(v8::Array::New(isolate, flat.data(), flat.size()));
 }
 

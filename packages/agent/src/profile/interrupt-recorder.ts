@@ -14,6 +14,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { InterruptSampler } from '@ergometer/counters';
 import { Profile, type SampleInput, StringTable, ValueType } from 'pprof-format';
+import { channels, publish } from '../diagnostics';
 import type { ProfileLabels } from './labels';
 import type { ContextPath, EndedWindow, Recorder, SampleLabelsOf } from './recorder';
 
@@ -93,7 +94,17 @@ export class InterruptRecorder implements Recorder {
     const maxWaiting = Math.max(64, Math.ceil((20 * DRAIN_INTERVAL_MS * 1000) / intervalMicros));
     this.native.start(intervalMicros, maxWaiting, Error);
     clearInterval(this.drainTimer);
-    this.drainTimer = setInterval(() => this.drain(), Math.min(DRAIN_INTERVAL_MS, windowMs));
+    this.drainTimer = setInterval(
+      () => {
+        try {
+          this.drain();
+        } catch (error) {
+          // Never an exception in the app's event loop: the samples of this drain are lost, the window goes on.
+          publish(channels.internalError, { error });
+        }
+      },
+      Math.min(DRAIN_INTERVAL_MS, windowMs),
+    );
     this.drainTimer.unref();
   }
 
