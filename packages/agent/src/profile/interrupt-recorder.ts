@@ -16,7 +16,7 @@ import type { InterruptSampler } from '@ergometer/counters';
 import { Profile, type SampleInput, StringTable, ValueType } from 'pprof-format';
 import { channels, publish } from '../diagnostics';
 import type { ProfileLabels } from './labels';
-import type { ContextPath, EndedWindow, Recorder, SampleLabelsOf } from './recorder';
+import type { ContextPath, EndedWindow, RecordedWindow, Recorder, SampleLabelsOf } from './recorder';
 
 /** How often the samples waiting in the addon are drained while recording, ms: how long their stacks live there. */
 export const DRAIN_INTERVAL_MS = 200;
@@ -65,7 +65,6 @@ export class InterruptRecorder implements Recorder {
   private readonly labelStorage = new AsyncLocalStorage<ProfileLabels>();
   private recording: RecordedSamples = emptyRecording();
   private frameIds = new Map<string, number>();
-  private windowStartMs = 0;
   private intervalMicros = 0;
   private drainTimer: NodeJS.Timeout | undefined;
 
@@ -88,7 +87,6 @@ export class InterruptRecorder implements Recorder {
 
   begin(intervalMicros: number, windowMs: number): void {
     this.intervalMicros = intervalMicros;
-    this.windowStartMs = Date.now();
     // What one drain interval holds at this rate, with room to spare: samples beyond are dropped, which bounds
     // the memory of a drain delayed by a long task.
     const maxWaiting = Math.max(64, Math.ceil((20 * DRAIN_INTERVAL_MS * 1000) / intervalMicros));
@@ -108,14 +106,10 @@ export class InterruptRecorder implements Recorder {
     this.drainTimer.unref();
   }
 
-  end(restart: boolean, labelsOf: SampleLabelsOf): EndedWindow {
+  end(restart: boolean, labelsOf: SampleLabelsOf, window: RecordedWindow): EndedWindow {
     if (!restart) this.stopSampling();
     this.drain();
-    const recorded = this.take();
-    const toMs = Date.now();
-    const fromMs = this.windowStartMs;
-    this.windowStartMs = toMs;
-    return recordingToProfile(recorded, labelsOf, { fromMs, toMs, intervalMicros: this.intervalMicros });
+    return recordingToProfile(this.take(), labelsOf, { ...window, intervalMicros: this.intervalMicros });
   }
 
   abandon(): void {
@@ -207,7 +201,7 @@ export function storeIn<T>(frame: unknown, storage: AsyncLocalStorage<T>): T | u
 export function recordingToProfile(
   recorded: RecordedSamples,
   labelsOf: SampleLabelsOf,
-  window: { fromMs: number; toMs: number; intervalMicros: number },
+  window: RecordedWindow & { intervalMicros: number },
 ): EndedWindow {
   const strings = new StringTable();
   const functionIds = new Map<string, number>();

@@ -306,7 +306,7 @@ export class Profiler {
     let ended: ReturnType<Recorder['end']>;
     try {
       if (!restart) this.active = false;
-      ended = this.recorder.end(restart, windowLabels());
+      ended = this.recorder.end(restart, windowLabels(), { fromMs: from, toMs: to });
       if (restart) this.windowStartMs = to;
     } catch (error) {
       this.active = false;

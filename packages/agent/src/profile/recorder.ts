@@ -19,6 +19,12 @@ export type ContextPath = 'async-context-frame' | 'async-hooks';
  */
 export type SampleLabelsOf = (labels: ProfileLabels | undefined) => Record<string, string>;
 
+/** The time a window covers, ms since the epoch (the profiler keeps it; a profile may carry it). */
+export interface RecordedWindow {
+  fromMs: number;
+  toMs: number;
+}
+
 /** A window's profile in the contract's shape (`[samples/count, cpu/nanoseconds]`) and its totals. */
 export interface EndedWindow {
   profile: Profile;
@@ -35,7 +41,7 @@ export interface Recorder {
   /** Starts a window: a sample every `intervalMicros` on average. Throws when the sampler cannot start. */
   begin(intervalMicros: number, windowMs: number): void;
   /** Ends the window and returns its profile; `restart` begins the next window at once. */
-  end(restart: boolean, labelsOf: SampleLabelsOf): EndedWindow;
+  end(restart: boolean, labelsOf: SampleLabelsOf, window: RecordedWindow): EndedWindow;
   /** Stops recording for good; what was recorded is thrown away. */
   abandon(): void;
   /** Between windows: the async hooks that carry labels off, where there are any. */
