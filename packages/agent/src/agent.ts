@@ -337,7 +337,7 @@ export class Agent {
   /**
    * Where the profiler stands: undefined when it is off (or this process was not drawn by
    * `profile.processFraction`, or the collector chose other processes); else whether a profile is being
-   * recorded now, what takes the samples (`interrupt`, the default on Node 24; `v8`, V8's CPU profiler; with
+   * recorded now, what takes the samples (`interrupt`, the default; `v8`, V8's CPU profiler; with
    * `samplerFallback` saying why `auto` did not take the interrupt sampler), how request labels follow async work
    * (`async-context-frame` on Node 24, `async-hooks` on Node 20), and how the duty cycle is realised (`windows`;
    * `continuous` at a longer sampling interval with V8's profiler from Node 22 on).

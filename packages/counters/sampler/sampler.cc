@@ -5,10 +5,12 @@
 // interrupt at the JavaScript thread's next safe point (a function entry or a loop's back edge). There, without
 // running any JavaScript (V8 does not allow calling into JavaScript from an interrupt: it may run in the middle of
 // anything), the interrupt records the thread CPU time since the previous sample, an Error made there (V8 captures
-// its stack from the interrupted frame down, inlined frames included; it is formatted later) and the continuation-
-// preserved embedder data, where Node.js keeps the AsyncLocalStorage frame of the running code. drain(), called
-// from ordinary JavaScript, hands the samples over (packages/agent/src/profile/interrupt-recorder.ts reads the
-// stacks there, through Error.prepareStackTrace, and the request's labels from the frame).
+// its stack from the interrupted frame down, inlined frames included; it is formatted later) and what tells the
+// running request: either the continuation-preserved embedder data, where Node.js keeps the AsyncLocalStorage frame
+// of the running code (AsyncContextFrame: Node 24), or, given a label slot, the value in its element 0, which the
+// agent keeps current from an async_hooks `before` hook (Node 20). drain(), called from ordinary JavaScript, hands
+// the samples over (packages/agent/src/profile/interrupt-recorder.ts reads the stacks there, through
+// Error.prepareStackTrace, and the request's labels from the frame or slot value).
 //
 // Why not V8's CpuProfiler (what @datadog/pprof drives): from V8 12 on (Node 22, 24) a profile that is running
 // costs a Node.js service ~2% even at 1 sample a second, and a profiler stopped between windows loses track of
@@ -16,10 +18,10 @@
 // and puts V8 in no profiling mode. The price: a sample lands at the next safe point, not at the instruction the
 // timer fired on (docs/agent.md, "The interrupt sampler").
 //
-// Needs V8 13 (Node 24): the continuation-preserved embedder data, and stacks captured from C++. Built against
-// an older V8 it compiles to a stub whose supported() is false. Built against V8's C++ API (not N-API: interrupts
-// are not in N-API), so the build is for one Node.js ABI; scripts/build-native.js builds it for the Node.js that
-// runs it.
+// Needs V8 11 (Node 20) for the stack captured in the interrupt; the embedder data is read on V8 13 (Node 24) only.
+// Built against an older V8 it compiles to a stub whose supported() is false. Built against V8's C++ API (not
+// N-API: interrupts are not in N-API), so the build is for one Node.js ABI; scripts/build-native.js builds it for
+// the Node.js that runs it.
 #include <node.h>
 #include <v8.h>
 
@@ -34,10 +36,16 @@
 #include <thread>
 #include <vector>
 
-#if V8_MAJOR_VERSION >= 13
+#if V8_MAJOR_VERSION >= 11
 #define ERGOMETER_SAMPLER_SUPPORTED 1
 #else
 #define ERGOMETER_SAMPLER_SUPPORTED 0
+#endif
+// The continuation-preserved embedder data (where Node.js keeps AsyncContextFrame).
+#if V8_MAJOR_VERSION >= 13
+#define ERGOMETER_SAMPLER_CPED 1
+#else
+#define ERGOMETER_SAMPLER_CPED 0
 #endif
 
 namespace {
@@ -54,7 +62,7 @@ constexpr int kStackFrames = 128;
 // One sample, waiting for drain(): JavaScript thread only.
 struct Sample {
   v8::Global<v8::Object> stack;    // an object whose `stack` V8 formats on first read
-  v8::Global<v8::Value> frame;     // the continuation-preserved embedder data (AsyncContextFrame), or undefined
+  v8::Global<v8::Value> frame;     // the label slot's element 0, else the embedder data (AsyncContextFrame), or undefined
   double cpuNanos;
 };
 
@@ -63,6 +71,8 @@ struct Sampler {
   v8::Isolate* isolate = nullptr;
   v8::Global<v8::Context> context;
   v8::Global<v8::Object> errorConstructor;
+  // Given to start(): an Array whose element 0 is recorded with each sample instead of the embedder data.
+  v8::Global<v8::Array> labelSlot;
   // Timer thread state, guarded by `mutex`.
   std::mutex mutex;
   std::condition_variable wake;
@@ -77,11 +87,28 @@ struct Sampler {
   int64_t lastCpuNanos = 0;
   uint64_t samples = 0;
   uint64_t dropped = 0;
+  // Thread CPU spent inside the interrupt (the sampler's own cost on the JavaScript thread), ns.
+  double interruptNanos = 0;
   size_t maxPending = 0;
   std::vector<Sample> waiting;
 };
 
 #if ERGOMETER_SAMPLER_SUPPORTED
+// What tells the running request: the label slot's element 0 (an element of an Array the agent made: reading it
+// runs no JavaScript), else the embedder data, else undefined.
+v8::Local<v8::Value> RunningContext(Sampler* s, v8::Isolate* isolate, v8::Local<v8::Context> context) {
+  if (!s->labelSlot.IsEmpty()) {
+    v8::Local<v8::Value> value;
+    if (s->labelSlot.Get(isolate)->Get(context, 0).ToLocal(&value)) return value;
+    return v8::Undefined(isolate);
+  }
+#if ERGOMETER_SAMPLER_CPED
+  return isolate->GetContinuationPreservedEmbedderData();
+#else
+  return v8::Undefined(isolate);
+#endif
+}
+
 // Raises Error.stackTraceLimit to kStackFrames for one capture when it is a lower number in a writable data property
 // (the only kind V8 itself reads: an accessor is never called here). Returns the value to put back, if it changed.
 bool RaiseStackTraceLimit(v8::Isolate* isolate, v8::Local<v8::Context> context, v8::Local<v8::Object> error,
@@ -104,7 +131,8 @@ void OnInterrupt(v8::Isolate* isolate, void* data) {
   auto* s = static_cast<Sampler*>(data);
 #if ERGOMETER_SAMPLER_SUPPORTED
   if (s->enabled.load(std::memory_order_acquire)) {
-    double cpuNanos = static_cast<double>(ThreadCpuNanos() - s->lastCpuNanos);
+    int64_t entered = ThreadCpuNanos();
+    double cpuNanos = static_cast<double>(entered - s->lastCpuNanos);
     if (s->waiting.size() >= s->maxPending) {
       s->dropped++;
     } else {
@@ -124,8 +152,7 @@ void OnInterrupt(v8::Isolate* isolate, void* data) {
       if (raised) (void)error->Set(context, limitKey, limit).FromMaybe(false);
       if (captured) {
         s->waiting.push_back(Sample{v8::Global<v8::Object>(isolate, holder),
-                                    v8::Global<v8::Value>(isolate, isolate->GetContinuationPreservedEmbedderData()),
-                                    cpuNanos});
+                                    v8::Global<v8::Value>(isolate, RunningContext(s, isolate, context)), cpuNanos});
         s->samples++;
       }
       // Nothing of the sampler's ever reaches the interrupted code; a termination (worker.terminate()) goes on.
@@ -137,6 +164,7 @@ void OnInterrupt(v8::Isolate* isolate, void* data) {
     }
     // The sample's own cost is not charged to the next one.
     s->lastCpuNanos = ThreadCpuNanos();
+    s->interruptNanos += static_cast<double>(s->lastCpuNanos - entered);
   }
 #else
   (void)isolate;
@@ -172,23 +200,25 @@ void ThrowType(v8::Isolate* isolate, const char* message) {
   isolate->ThrowException(v8::Exception::TypeError(v8::String::NewFromUtf8(isolate, message).ToLocalChecked()));
 }
 
-// supported(): whether this build can sample (V8 13+: Node 24).
+// supported(): whether this build can sample (V8 11+: Node 20 on).
 void Supported(const v8::FunctionCallbackInfo<v8::Value>& args) {
   args.GetReturnValue().Set(ERGOMETER_SAMPLER_SUPPORTED == 1);
 }
 
-// start(intervalMicros, maxWaiting, Error): starts sampling; samples beyond maxWaiting not yet drained are dropped
-// (counted by dropped()). A running sampler is restarted with the new settings; waiting samples are kept.
+// start(intervalMicros, maxWaiting, Error[, labelSlot]): starts sampling; samples beyond maxWaiting not yet drained
+// are dropped (counted by dropped()). With `labelSlot` (an Array), each sample records its element 0 instead of the
+// embedder data. A running sampler is restarted with the new settings; waiting samples are kept.
 void Start(const v8::FunctionCallbackInfo<v8::Value>& args) {
   v8::Isolate* isolate = args.GetIsolate();
   Sampler* s = From(args);
   if (!ERGOMETER_SAMPLER_SUPPORTED) {
     isolate->ThrowException(v8::Exception::Error(
-        v8::String::NewFromUtf8Literal(isolate, "the interrupt sampler needs V8 13 (Node.js 24) or later")));
+        v8::String::NewFromUtf8Literal(isolate, "the interrupt sampler needs V8 11 (Node.js 20) or later")));
     return;
   }
-  if (args.Length() < 3 || !args[0]->IsNumber() || !args[1]->IsNumber() || !args[2]->IsFunction()) {
-    ThrowType(isolate, "start(intervalMicros: number, maxWaiting: number, Error: function)");
+  if (args.Length() < 3 || !args[0]->IsNumber() || !args[1]->IsNumber() || !args[2]->IsFunction() ||
+      (args.Length() > 3 && !args[3]->IsUndefined() && !args[3]->IsArray())) {
+    ThrowType(isolate, "start(intervalMicros: number, maxWaiting: number, Error: function, labelSlot?: unknown[])");
     return;
   }
   double interval = args[0].As<v8::Number>()->Value();
@@ -204,6 +234,11 @@ void Start(const v8::FunctionCallbackInfo<v8::Value>& args) {
   StopTimer(s);
   s->context.Reset(isolate, isolate->GetCurrentContext());
   s->errorConstructor.Reset(isolate, args[2].As<v8::Object>());
+  if (args.Length() > 3 && args[3]->IsArray()) {
+    s->labelSlot.Reset(isolate, args[3].As<v8::Array>());
+  } else {
+    s->labelSlot.Reset();
+  }
   s->maxPending = static_cast<size_t>(maxWaiting);
   s->lastCpuNanos = ThreadCpuNanos();
   s->enabled.store(true, std::memory_order_release);
@@ -249,15 +284,21 @@ void Dropped(const v8::FunctionCallbackInfo<v8::Value>& args) {
 }
 
 // threadCpuNanos(): the calling thread's CPU time, ns (the clock the samples are weighted by).
+// interruptNanos(): thread CPU spent inside the interrupts since the addon loaded in this thread, ns.
+void InterruptNanos(const v8::FunctionCallbackInfo<v8::Value>& args) {
+  args.GetReturnValue().Set(From(args)->interruptNanos);
+}
+
 void ThreadCpu(const v8::FunctionCallbackInfo<v8::Value>& args) {
   args.GetReturnValue().Set(static_cast<double>(ThreadCpuNanos()));
 }
 
 // hasContinuationData(): whether V8's continuation-preserved embedder data is set in the running code. Node.js
 // keeps its AsyncContextFrame there (Node 24; Node 22 with --experimental-async-context-frame): called inside
-// AsyncLocalStorage.run(), true exactly when AsyncLocalStorage is backed by it. False on an unsupported V8.
+// AsyncLocalStorage.run(), true exactly when AsyncLocalStorage is backed by it. False where this build cannot
+// read it (V8 before 13).
 void HasContinuationData(const v8::FunctionCallbackInfo<v8::Value>& args) {
-#if ERGOMETER_SAMPLER_SUPPORTED
+#if ERGOMETER_SAMPLER_CPED
   args.GetReturnValue().Set(!args.GetIsolate()->GetContinuationPreservedEmbedderData()->IsUndefined());
 #else
   args.GetReturnValue().Set(false);
@@ -271,6 +312,7 @@ void Cleanup(void* data) {
   s->waiting.clear();
   s->context.Reset();
   s->errorConstructor.Reset();
+  s->labelSlot.Reset();
   // An interrupt requested and never run still points here: keep the few bytes rather than risk it.
   if (!s->pending.load(std::memory_order_acquire)) delete s;
 }
@@ -299,5 +341,6 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   Set(exports, context, "samples", Samples, data);
   Set(exports, context, "dropped", Dropped, data);
   Set(exports, context, "threadCpuNanos", ThreadCpu, data);
+  Set(exports, context, "interruptNanos", InterruptNanos, data);
   Set(exports, context, "hasContinuationData", HasContinuationData, data);
 }

@@ -5,26 +5,34 @@ import path from 'node:path';
  * profiler. A timer thread asks V8 to interrupt the JavaScript thread every `intervalMicros` on average (±50%
  * jitter); at the thread's next safe point (a function entry or a loop's back edge) the interrupt records, without
  * running any JavaScript, the thread CPU time since the previous sample, the stack (captured as for an Error:
- * read it from the holder's `stack` with `Error.prepareStackTrace`) and the AsyncContextFrame of the running code.
- * Needs V8 13 (Node 24): elsewhere `supported()` is false and `start()` throws.
+ * read it from the holder's `stack` with `Error.prepareStackTrace`) and what tells the running request: element 0
+ * of the label slot given to `start()`, else the AsyncContextFrame of the running code (V8 13: Node 24).
+ * Needs V8 11 (Node 20): elsewhere `supported()` is false and `start()` throws.
  */
 export interface InterruptSampler {
   supported(): boolean;
   /**
    * Starts sampling (restarts with the new settings if running). Samples not drained beyond `maxWaiting` are dropped
-   * (`dropped()`). `errorConstructor`: `Error`, whose `stackTraceLimit` is raised for the capture only.
+   * (`dropped()`). `errorConstructor`: `Error`, whose `stackTraceLimit` is raised for the capture only. `labelSlot`:
+   * an array whose element 0 each sample records (keep it set: a hole would be looked up on `Array.prototype`);
+   * without it, samples record the AsyncContextFrame (undefined before V8 13).
    */
-  start(intervalMicros: number, maxWaiting: number, errorConstructor: ErrorConstructor): void;
+  start(intervalMicros: number, maxWaiting: number, errorConstructor: ErrorConstructor, labelSlot?: unknown[]): void;
   /** No sample after it returns; samples not yet drained stay. Idempotent. */
   stop(): void;
-  /** The samples since the last drain: `[stackHolder, frame, cpuNanos, stackHolder, frame, cpuNanos, …]`. */
+  /**
+   * The samples since the last drain: `[stackHolder, context, cpuNanos, stackHolder, context, cpuNanos, …]`, where
+   * `context` is the label slot's element 0 or the AsyncContextFrame (see `start()`).
+   */
   drain(): unknown[];
   /** Samples taken, and dropped for want of a drain, since the addon loaded in this thread. */
   samples(): number;
   dropped(): number;
+  /** Thread CPU spent inside the sampler's interrupts since the addon loaded in this thread, ns: its own cost there. */
+  interruptNanos(): number;
   /** The calling thread's CPU time, ns: the clock samples are weighted by. */
   threadCpuNanos(): number;
-  /** Inside `AsyncLocalStorage.run()`: whether it is backed by AsyncContextFrame (Node 24). */
+  /** Inside `AsyncLocalStorage.run()`: whether it is backed by AsyncContextFrame and this build reads it (Node 24). */
   hasContinuationData(): boolean;
 }
 
@@ -48,7 +56,7 @@ export function loadInterruptSampler(
     return {
       sampler: null,
       loadError: new Error(
-        `the interrupt sampler needs V8 13 or later (Node.js 24): this is Node.js ${process.version}, V8 ${process.versions.v8}`,
+        `the interrupt sampler needs V8 11 or later (Node.js 20): this is Node.js ${process.version}, V8 ${process.versions.v8}`,
       ),
     };
   } catch (error) {

@@ -1,11 +1,11 @@
 /**
  * Stack samples from the interrupt sampler (@ergometer/counters, sampler/sampler.cc): V8 interrupts the
  * JavaScript thread at its next safe point every `intervalMicros` on average, and the addon records there, without
- * running JavaScript, the stack (as V8 captures it for an Error), the AsyncContextFrame of the running code and the
- * thread CPU time since the previous sample. {@link InterruptRecorder} drains those samples from ordinary
- * JavaScript a few times a second: it formats each stack through `Error.prepareStackTrace` (V8's CallSites) and
- * finds the request's labels in the frame. V8's CPU profiler is never started (docs/agent.md, "The interrupt
- * sampler": why, and what a safe point changes).
+ * running JavaScript, the stack (as V8 captures it for an Error), what tells the running request and the thread
+ * CPU time since the previous sample. {@link InterruptRecorder} drains those samples from ordinary JavaScript a few
+ * times a second: it formats each stack through `Error.prepareStackTrace` (V8's CallSites) and finds the request's
+ * labels. V8's CPU profiler is never started (docs/agent.md, "The interrupt sampler": why, and what a safe point
+ * changes).
  *
  * Functions are named as V8 names them, by the line and column where they start
  * (`CallSite.getEnclosingLineNumber()`), which is how the collector tells two functions of one file apart and
@@ -15,7 +15,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { InterruptSampler } from '@ergometer/counters';
 import { Profile, type SampleInput, StringTable, ValueType } from 'pprof-format';
 import { channels, publish } from '../diagnostics';
-import type { ProfileLabels } from './labels';
+import { HookLabels } from './hook-labels';
+import { ProfileLabels } from './labels';
 import type { ContextPath, EndedWindow, RecordedWindow, Recorder, SampleLabelsOf } from './recorder';
 
 /** How often the samples waiting in the addon are drained while recording, ms: how long their stacks live there. */
@@ -53,16 +54,22 @@ function emptyRecording(): RecordedSamples {
 }
 
 /**
- * The `interrupt` sampler as the profiler's {@link Recorder}. Labels ride on an AsyncLocalStorage of the
- * profiler's own, which AsyncContextFrame carries with no hook; the addon records the frame of each sample, and the
- * drain reads the labels from it. Needs AsyncContextFrame (Node 24 without `--no-async-context-frame`): the
- * constructor throws without it.
+ * The `interrupt` sampler as the profiler's {@link Recorder}. How each sample finds its request's labels:
+ *  - AsyncContextFrame (Node 24): the labels ride on an AsyncLocalStorage of the profiler's own, which
+ *    AsyncContextFrame carries with no hook; the addon records the frame of each sample, and the drain reads the
+ *    labels from it.
+ *  - Otherwise (Node 20; Node 24 with `--no-async-context-frame`): {@link HookLabels} keeps the labels of the
+ *    running callback in element 0 of a label slot (an async_hooks `before` hook, on only while recording), and the
+ *    addon records that element with each sample.
  */
 export class InterruptRecorder implements Recorder {
   readonly sampler = 'interrupt';
-  readonly contextPath: ContextPath = 'async-context-frame';
-  readonly labelHooksOn = false;
-  private readonly labelStorage = new AsyncLocalStorage<ProfileLabels>();
+  readonly contextPath: ContextPath;
+  /** AsyncContextFrame path: the profiler's own storage, read from each sample's frame. */
+  private readonly labelStorage: AsyncLocalStorage<ProfileLabels> | undefined;
+  /** async-hooks path: the labels of the running callback, kept in `labelSlot[0]`. */
+  private readonly hookLabels: HookLabels | undefined;
+  private readonly labelSlot: unknown[] = [undefined];
   private recording: RecordedSamples = emptyRecording();
   private frameIds = new Map<string, number>();
   private intervalMicros = 0;
@@ -70,19 +77,28 @@ export class InterruptRecorder implements Recorder {
 
   constructor(private readonly native: InterruptSampler) {
     const probe = new AsyncLocalStorage<boolean>();
-    if (!probe.run(true, () => native.hasContinuationData())) {
-      throw new Error(
-        'the interrupt sampler needs AsyncLocalStorage backed by AsyncContextFrame (Node.js 24 without --no-async-context-frame)',
-      );
+    if (probe.run(true, () => native.hasContinuationData())) {
+      this.contextPath = 'async-context-frame';
+      this.labelStorage = new AsyncLocalStorage<ProfileLabels>();
+    } else {
+      this.contextPath = 'async-hooks';
+      this.hookLabels = new HookLabels((labels) => {
+        this.labelSlot[0] = labels;
+      });
     }
   }
 
   runLabelled<T>(labels: ProfileLabels, fn: () => T): T {
-    return this.labelStorage.run(labels, fn);
+    if (this.hookLabels !== undefined) return this.hookLabels.run(labels, fn);
+    return (this.labelStorage as AsyncLocalStorage<ProfileLabels>).run(labels, fn);
   }
 
   currentLabels(): ProfileLabels | undefined {
-    return this.labelStorage.getStore();
+    return this.hookLabels !== undefined ? this.hookLabels.current() : this.labelStorage?.getStore();
+  }
+
+  get labelHooksOn(): boolean {
+    return this.hookLabels?.on === true;
   }
 
   begin(intervalMicros: number, windowMs: number): void {
@@ -90,7 +106,8 @@ export class InterruptRecorder implements Recorder {
     // What one drain interval holds at this rate, with room to spare: samples beyond are dropped, which bounds
     // the memory of a drain delayed by a long task.
     const maxWaiting = Math.max(64, Math.ceil((20 * DRAIN_INTERVAL_MS * 1000) / intervalMicros));
-    this.native.start(intervalMicros, maxWaiting, Error);
+    this.hookLabels?.enable();
+    this.native.start(intervalMicros, maxWaiting, Error, this.hookLabels === undefined ? undefined : this.labelSlot);
     clearInterval(this.drainTimer);
     this.drainTimer = setInterval(
       () => {
@@ -118,8 +135,10 @@ export class InterruptRecorder implements Recorder {
     this.take();
   }
 
-  /** No hooks to turn off: AsyncContextFrame carries the labels. */
-  quiet(): void {}
+  /** Between windows: the label hooks off (async-hooks path; AsyncContextFrame needs none). */
+  quiet(): void {
+    this.hookLabels?.quiet();
+  }
 
   /** The samples so far; the next ones start a new recording (and a new frame table). */
   take(): RecordedSamples {
@@ -129,10 +148,12 @@ export class InterruptRecorder implements Recorder {
     return taken;
   }
 
+  /** No sample after it, and the label hooks off (the samples taken keep the labels they recorded). */
   private stopSampling(): void {
     this.native.stop();
     clearInterval(this.drainTimer);
     this.drainTimer = undefined;
+    this.quiet();
   }
 
   /** Moves the addon's waiting samples into the recording: stacks formatted, labels read from their frames. */
@@ -146,7 +167,13 @@ export class InterruptRecorder implements Recorder {
       for (let i = 0; i + 2 < flat.length; i += 3) {
         const sites = (flat[i] as { stack?: unknown }).stack;
         if (!Array.isArray(sites)) continue;
-        const labels = storeIn(flat[i + 1], this.labelStorage);
+        const context = flat[i + 1];
+        const labels =
+          this.labelStorage !== undefined
+            ? storeIn(context, this.labelStorage)
+            : context instanceof ProfileLabels
+              ? context
+              : undefined;
         const stack: number[] = [];
         for (const site of sites as CallSite[]) {
           // Frames of the awaits that led here (V8's async stack traces) are not on the thread's stack.

@@ -89,8 +89,8 @@ export function lateStartWarning(cpuMicros: number, v8Version: string = process.
 
 /**
  * The recorder for `profile.sampler`: `auto` takes the interrupt sampler where it can run (its addon built for this
- * Node.js, V8 13+, AsyncContextFrame: Node 24) and V8's profiler otherwise (`fallback` says why). Throws when the
- * sampler asked for by name cannot run.
+ * Node.js: Node 20 on) and V8's profiler otherwise (`fallback` says why). Throws when the sampler asked for by name
+ * cannot run.
  */
 export function chooseRecorder(
   sampler: ResolvedProfileOptions['sampler'],

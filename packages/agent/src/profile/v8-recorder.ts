@@ -11,13 +11,13 @@
  *    continuation-preserved embedder data, which follows await and callbacks by itself; the agent sets it once
  *    per request (`runWithContext`). No async hook.
  *  - Otherwise (Node 20, Node 22 by default): the context is one global slot, so it must be switched on every
- *    async boundary: an async_hooks `before` hook puts the running callback's labels there. The hook is enabled
- *    only while the profiler runs.
+ *    async boundary: {@link HookLabels} puts the running callback's labels there from an async_hooks `before`
+ *    hook, enabled only while the profiler records.
  */
-import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { time } from '@datadog/pprof';
 import { isAsyncContextFrameActive } from '@datadog/pprof/out/src/async-context-frame';
 import type { Profile } from 'pprof-format';
+import { HookLabels } from './hook-labels';
 import { ProfileLabels } from './labels';
 import { rewriteForContract } from './pprof-rewrite';
 import type { ContextPath, EndedWindow, Recorder, SampleLabelsOf } from './recorder';
@@ -31,9 +31,7 @@ export class V8Recorder implements Recorder {
   readonly sampler = 'v8';
   readonly contextPath: ContextPath;
   /** Node 20 path: the labels of the running code, following it through async_hooks. */
-  private readonly labelStorage: AsyncLocalStorage<ProfileLabels> | undefined;
-  private readonly hook: ReturnType<typeof createHook> | undefined;
-  private hookOn = false;
+  private readonly hookLabels: HookLabels | undefined;
   private holder: LabelsHolder = { labels: undefined };
   private holderSampleCount = -1;
   private sampleCounts: Uint32Array | undefined;
@@ -47,29 +45,16 @@ export class V8Recorder implements Recorder {
       // A build of the addon without the probe: take the path that works everywhere.
     }
     this.contextPath = acf ? 'async-context-frame' : 'async-hooks';
-    if (!acf) {
-      const storage = new AsyncLocalStorage<ProfileLabels>();
-      this.labelStorage = storage;
-      this.hook = createHook({ before: () => this.setLabels(storage.getStore()) });
-    }
+    if (!acf) this.hookLabels = new HookLabels((labels) => this.setLabels(labels));
   }
 
   runLabelled<T>(labels: ProfileLabels, fn: () => T): T {
-    if (this.labelStorage === undefined) return time.runWithContext(labels, fn);
-    return this.labelStorage.run(labels, () => {
-      const outer = this.holder.labels;
-      this.setLabels(labels);
-      try {
-        return fn();
-      } finally {
-        // The rest of the callback that called us (e.g. the HTTP parser) is not this request's.
-        this.setLabels(outer);
-      }
-    });
+    if (this.hookLabels === undefined) return time.runWithContext(labels, fn);
+    return this.hookLabels.run(labels, fn);
   }
 
   currentLabels(): ProfileLabels | undefined {
-    if (this.labelStorage !== undefined) return this.labelStorage.getStore();
+    if (this.hookLabels !== undefined) return this.hookLabels.current();
     const context: unknown = time.getContext();
     return context instanceof ProfileLabels ? context : undefined;
   }
@@ -86,13 +71,11 @@ export class V8Recorder implements Recorder {
       collectAsyncId: false,
       useCPED: this.contextPath === 'async-context-frame',
     });
-    if (this.hook !== undefined) {
+    if (this.hookLabels !== undefined) {
       this.sampleCounts = time.getState() as Uint32Array;
       this.holder = { labels: undefined };
       this.holderSampleCount = -1;
-      this.setLabels(undefined);
-      this.hook.enable();
-      this.hookOn = true;
+      this.hookLabels.enable();
     }
   }
 
@@ -114,24 +97,14 @@ export class V8Recorder implements Recorder {
     time.stop(false);
   }
 
-  /**
-   * Node 20 path, between windows: the `before` hook off, and the label storage too. An AsyncLocalStorage
-   * that has run once keeps Node's async_hooks `init` hook on for every later promise and callback of the
-   * process (all storages share it), and so keeps the agent's own request storage from turning it off
-   * when nothing is sampled: between windows the profiler cost about as much as while recording (a run
-   * before this fix: +20% CPU per request at the defaults against +27% recording all the time). run() turns it on
-   * again for the next window's first request. A request that spans the end of a window keeps no labels
-   * into the next one; its later samples there are unlabelled.
-   */
+  /** Node 20 path, between windows: the label hooks off (HookLabels.quiet says why). */
   quiet(): void {
-    this.hook?.disable();
-    this.hookOn = false;
-    this.labelStorage?.disable();
+    this.hookLabels?.quiet();
     this.sampleCounts = undefined;
   }
 
   get labelHooksOn(): boolean {
-    return this.hookOn || (this.labelStorage as { enabled?: boolean } | undefined)?.enabled === true;
+    return this.hookLabels?.on === true;
   }
 
   /**

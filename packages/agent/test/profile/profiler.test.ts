@@ -65,19 +65,15 @@ const PATHS: { contextPath: string; execArgv: string[] }[] =
     : [{ contextPath: 'async-hooks', execArgv: [] }];
 
 /**
- * The samplers this Node.js runs: the interrupt sampler (the default where it runs: V8 13+, AsyncContextFrame, so
- * Node 24) and V8's profiler through @datadog/pprof (everywhere).
+ * Both samplers, on every version: the interrupt sampler (the default: its addon is built for the Node.js that
+ * runs the tests) and V8's profiler through @datadog/pprof.
  */
-const INTERRUPT = Number.parseInt(process.versions.v8, 10) >= 13;
-const SAMPLERS = INTERRUPT ? (['interrupt', 'v8'] as const) : (['v8'] as const);
+const SAMPLERS = ['interrupt', 'v8'] as const;
 
 describe('profiler in an Express app', () => {
   // Layered: agent.http() around the app's agent.express(); the inner layer's route names the samples.
-  // The interrupt sampler reads labels from AsyncContextFrame only.
   for (const { contextPath, execArgv, layered, sampler } of PATHS.flatMap((p) =>
-    SAMPLERS.filter((sampler) => sampler === 'v8' || p.contextPath === 'async-context-frame').flatMap((sampler) =>
-      [false, true].map((layered) => ({ ...p, layered, sampler })),
-    ),
+    SAMPLERS.flatMap((sampler) => [false, true].map((layered) => ({ ...p, layered, sampler }))),
   )) {
     const layers = layered ? ', agent.http() around agent.express()' : '';
     it(`labels each stack sample with its request's endpoint and flags, weighted by CPU (${sampler} sampler, ${contextPath}${layers})`, async (t) => {
@@ -465,14 +461,9 @@ describe('profiler in an Express app', () => {
   it("profile.sampler: auto takes the interrupt sampler where it runs, else V8's profiler and says why", () => {
     const missing = () => ({ sampler: null, loadError: new Error('not built for ABI 999') }) as const;
     const auto = chooseRecorder('auto');
-    if (INTERRUPT) {
-      assert.equal(auto.recorder.sampler, 'interrupt');
-      assert.equal(auto.fallback, undefined);
-    } else {
-      assert.equal(auto.recorder.sampler, 'v8');
-      assert.match(auto.fallback ?? '', /needs V8 13 or later/);
-      assert.throws(() => chooseRecorder('interrupt'), /needs V8 13 or later/);
-    }
+    assert.equal(auto.recorder.sampler, 'interrupt');
+    assert.equal(auto.fallback, undefined);
+    assert.equal(auto.recorder.contextPath, NODE_MAJOR >= 24 ? 'async-context-frame' : 'async-hooks');
     const fallback = chooseRecorder('auto', missing);
     assert.equal(fallback.recorder.sampler, 'v8');
     assert.equal(fallback.fallback, 'not built for ABI 999');
@@ -515,11 +506,9 @@ describe('profiler in an Express app', () => {
     const warnings = (stderr: string) => stderr.match(/ERGOMETER_PROFILER_STARTED_LATE/g)?.length ?? 0;
     assert.equal(warnings(late.stderr), NODE_MAJOR >= 22 ? 1 : 0, late.stderr);
     assert.equal(warnings(early.stderr), 0, early.stderr);
-    if (INTERRUPT) {
-      const lateInterrupt = run(LATE_START_CPU_MICROS + 300_000, 'interrupt');
-      assert.equal(lateInterrupt.status, 0, lateInterrupt.stderr);
-      assert.doesNotMatch(lateInterrupt.stderr, /ERGOMETER_PROFILER_(STARTED_LATE|UNAVAILABLE)/);
-    }
+    const lateInterrupt = run(LATE_START_CPU_MICROS + 300_000, 'interrupt');
+    assert.equal(lateInterrupt.status, 0, lateInterrupt.stderr);
+    assert.doesNotMatch(lateInterrupt.stderr, /ERGOMETER_PROFILER_(STARTED_LATE|UNAVAILABLE)/);
   });
 
   it('sends the window so far when the process gets SIGTERM (exit flush)', async (t) => {
