@@ -29,11 +29,12 @@ import { pct } from './throughput';
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 
 /**
- * What the default profiler runs on here: the interrupt sampler where its addon is built for this Node.js (it
- * records windows on every version), else V8's profiler, which from Node 22 on samples all the time instead
- * (docs/agent.md, "How the duty cycle is realised").
+ * What the default profiler runs on here, as the agent's `auto` decides (chooseRecorder): from V8 12 on (Node 22,
+ * 24) the interrupt sampler where its addon is built for this Node.js (it records windows), else V8's profiler,
+ * which records windows on Node 20 and from Node 22 on samples all the time instead (docs/agent.md, "How the duty
+ * cycle is realised").
  */
-const INTERRUPT = loadInterruptSampler().sampler !== null;
+const INTERRUPT = Number.parseInt(process.versions.v8, 10) >= 12 && loadInterruptSampler().sampler !== null;
 const WINDOWS = INTERRUPT || NODE_MAJOR < 22;
 
 /** Goal: the profiler at its defaults costs at most 2% of throughput. */

@@ -135,9 +135,10 @@ export class InterruptRecorder implements Recorder {
     this.take();
   }
 
-  /** Between windows: the label hooks off (async-hooks path; AsyncContextFrame needs none). */
+  /** Between windows: the label hooks off (async-hooks path; AsyncContextFrame needs none), the slot let go. */
   quiet(): void {
     this.hookLabels?.quiet();
+    this.labelSlot[0] = undefined;
   }
 
   /** The samples so far; the next ones start a new recording (and a new frame table). */

@@ -88,14 +88,23 @@ export function lateStartWarning(cpuMicros: number, v8Version: string = process.
 }
 
 /**
- * The recorder for `profile.sampler`: `auto` takes the interrupt sampler where it can run (its addon built for this
- * Node.js: Node 20 on) and V8's profiler otherwise (`fallback` says why). Throws when the sampler asked for by name
- * cannot run.
+ * The recorder for `profile.sampler`. `auto` takes the interrupt sampler where V8's profiler cannot record windows
+ * (V8 12+: Node 22, 24; {@link stopLosesCode}) and its addon is built for this Node.js; on V8 11 (Node 20), where V8's
+ * profiler records windows, it takes V8's profiler: there the interrupt sampler cost no less while recording and
+ * more at the defaults in the benchmark (docs/agent.md, "The interrupt sampler"). `fallback` says why `auto` did not
+ * take the interrupt sampler. Throws when the sampler asked for by name cannot run.
  */
 export function chooseRecorder(
   sampler: ResolvedProfileOptions['sampler'],
   load: typeof loadInterruptSampler = loadInterruptSampler,
+  v8Version: string = process.versions.v8,
 ): { recorder: Recorder; fallback?: string } {
+  if (sampler === 'auto' && !stopLosesCode(v8Version)) {
+    return {
+      recorder: v8Recorder(),
+      fallback: `V8 ${v8Version} records windows with its own profiler at less cost than the interrupt sampler (docs/agent.md, "The interrupt sampler")`,
+    };
+  }
   if (sampler !== 'v8') {
     let reason: Error;
     const loaded = load();
