@@ -1,4 +1,4 @@
-import { loadInterruptSampler } from '@ergometer/counters';
+import path from 'node:path';
 import type { BenchTable } from './report';
 import {
   describeCost,
@@ -26,16 +26,33 @@ import { pct } from './throughput';
  * profiler that has started once leaves behind in the process, and they use a 2 s period.
  */
 
-const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+/** What the default profiler runs on here: its sampler and schedule, and why `auto` did not take the interrupt sampler. */
+interface DefaultProfiler {
+  sampler: 'interrupt' | 'v8';
+  schedule: 'windows' | 'continuous';
+  samplerFallback: string | undefined;
+}
 
 /**
- * What the default profiler runs on here, as the agent's `auto` decides (chooseRecorder): from V8 12 on (Node 22,
- * 24) the interrupt sampler where its addon is built for this Node.js (it records windows), else V8's profiler,
- * which records windows on Node 20 and from Node 22 on samples all the time instead (docs/agent.md, "How the duty
- * cycle is realised").
+ * Asks the agent itself: a Profiler made with the default options (it starts nothing until start()) says which
+ * sampler `auto` took and how it realises the duty cycle. From V8 12 on (Node 22, 24) the interrupt sampler in
+ * windows where its addon is built for this Node.js; else V8's profiler, which records windows on Node 20 and from
+ * Node 22 on samples all the time instead (docs/agent.md, "How the duty cycle is realised"). The modules are
+ * internal to the agent: loaded by path, as bench/src/exporter.ts does.
  */
-const INTERRUPT = Number.parseInt(process.versions.v8, 10) >= 12 && loadInterruptSampler().sampler !== null;
-const WINDOWS = INTERRUPT || NODE_MAJOR < 22;
+function defaultProfiler(): DefaultProfiler {
+  const dist = path.dirname(require.resolve('@ergometer/agent'));
+  const { resolveOptions } = require(
+    path.join(dist, 'options.js'),
+  ) as typeof import('../../packages/agent/src/options');
+  const { Profiler } = require(
+    path.join(dist, 'profile', 'profiler.js'),
+  ) as typeof import('../../packages/agent/src/profile/profiler');
+  // No environment: the defaults, whatever ERGOMETER_PROFILE_* this shell has.
+  const options = resolveOptions({ service: 'bench', collector: 'file:/dev/null', profile: { enabled: true } }, {});
+  const { sampler, schedule, samplerFallback } = new Profiler(options.profile, () => undefined);
+  return { sampler, schedule, samplerFallback };
+}
 
 /** Goal: the profiler at its defaults costs at most 2% of throughput. */
 const GOAL_LOSS = 0.02;
@@ -48,17 +65,19 @@ const GOAL_MORE_CPU = 1 / (1 - GOAL_LOSS) - 1;
  * each. Sampling all the time (V8's profiler from Node 22 on), a round of one period (the profile shipped once a
  * minute) holds the whole schedule.
  */
-const FULL: SideBySideSettings = {
-  rounds: 8,
-  warmupSeconds: WINDOWS ? 60 : 10,
-  durationSeconds: WINDOWS ? 120 : 60,
-  rate: 'saturated',
-};
+function fullSettings({ schedule }: DefaultProfiler): SideBySideSettings {
+  const windows = schedule === 'windows';
+  return { rounds: 8, warmupSeconds: windows ? 60 : 10, durationSeconds: windows ? 120 : 60, rate: 'saturated' };
+}
 
 /** The default schedule on this Node.js, in words. */
-const SCHEDULE = WINDOWS
-  ? `${INTERRUPT ? 'the interrupt sampler' : "V8's profiler"}: a 6 s window at a random offset in each minute after the first`
-  : "V8's profiler (the interrupt sampler is not built for this Node.js): from Node 22 on all the time at a tenth of the rate, two fifths of the requests labelled";
+function describeSchedule({ sampler, schedule, samplerFallback }: DefaultProfiler): string {
+  const name = sampler === 'interrupt' ? 'the interrupt sampler' : "V8's profiler";
+  const why = samplerFallback === undefined ? '' : ` (not the interrupt sampler: ${samplerFallback})`;
+  return schedule === 'windows'
+    ? `${name}${why}: a 6 s window at a random offset in each minute after the first`
+    : `${name}${why}: all the time at a tenth of the rate, two fifths of the requests labelled`;
+}
 
 const PROFILER: Pair = { off: 'agent-0.01', on: 'agent-0.01-profile-defaults-60s' };
 /** Saturated (the goal: throughput), and at a fixed rate (each process partly idle). */
@@ -74,7 +93,8 @@ const NOT_CHOSEN_NOTE =
   'chosen by the collector" measures them, and docs/agent.md ("Which processes profile") combines the two for a fleet.';
 
 export async function benchProfilerSideBySide(): Promise<BenchTable> {
-  const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, FULL);
+  const profiler = defaultProfiler();
+  const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, fullSettings(profiler));
   const costs = rounds.map((r) => pairCost(r));
   const [saturated, fixed] = costs as [PairCost, PairCost];
   const [saturatedUser, fixedUser] = rounds.map((r) => pairCost(r, 'user')) as [PairCost, PairCost];
@@ -83,7 +103,7 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
     description:
       `bench/src/profiler-ab.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01, two processes at once, ` +
       `one with the profiler at its defaults (\`profile: { enabled: true }\`: dutyCycle 0.1, period 60 s; ` +
-      `${SCHEDULE}) ` +
+      `${describeSchedule(profiler)}) ` +
       `and one without, ${describePinning(pinning)}, under two loads, ` +
       `alternating round by round: ${PAIRS.map(({ label, load }) => `${label}: ${describeLoad(load ?? settings.rate)}`).join('; ')}. ` +
       `${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s of warm-up for each load, a fresh pair ` +
