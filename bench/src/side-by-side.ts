@@ -53,6 +53,11 @@ export interface Pair {
   on: AppVariant;
   /** Where both servers' agents send (an `http:` collector and its ingest token); default a `file:` of their own. */
   collector?: { url: string; token: string };
+  /**
+   * Environment of one side's server only, over the bench's own: two settings of one variant side by side
+   * (`ERGOMETER_PROFILE_SAMPLER`, say), where a variant of its own would only repeat another.
+   */
+  env?: { off?: NodeJS.ProcessEnv; on?: NodeJS.ProcessEnv };
 }
 
 /** One round: a fresh pair of processes, CPU µs per request of each (and its kernel part) and the requests each served. */
@@ -81,14 +86,19 @@ interface Server {
   stop: () => Promise<void>;
 }
 
-async function startServer(variant: AppVariant, pinning: boolean, collector: Pair['collector']): Promise<Server> {
+async function startServer(
+  variant: AppVariant,
+  pinning: boolean,
+  collector: Pair['collector'],
+  env: NodeJS.ProcessEnv = {},
+): Promise<Server> {
   if (collector !== undefined) {
-    const child = startAppServer(variant, collector.url, pinning, [], { ERGOMETER_TOKEN: collector.token });
+    const child = startAppServer(variant, collector.url, pinning, [], { ...env, ERGOMETER_TOKEN: collector.token });
     return ready(child, variant, async () => {});
   }
   // A `file:` collector of its own, in a folder removed with the server.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-ab-'));
-  const child = startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning);
+  const child = startAppServer(variant, `file:${path.join(dir, 'samples.ndjson')}`, pinning, [], env);
   return ready(child, variant, () => rm(dir, { recursive: true, force: true }));
 }
 
@@ -161,8 +171,8 @@ export async function measurePairs(
 /** Runs one round of `pair`: both servers started, warmed up and measured at the same time. */
 async function measurePair(pair: Pair, rate: Load, settings: SideBySideSettings, pinning: boolean): Promise<PairRound> {
   const servers = await Promise.all([
-    startServer(pair.off, pinning, pair.collector),
-    startServer(pair.on, pinning, pair.collector),
+    startServer(pair.off, pinning, pair.collector, pair.env?.off),
+    startServer(pair.on, pinning, pair.collector, pair.env?.on),
   ]);
   try {
     await Promise.all(servers.map((s) => load(s.port, settings.warmupSeconds, rate, pinning)));
