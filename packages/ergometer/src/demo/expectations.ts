@@ -31,6 +31,17 @@ export function rootCauseRequired(env: NodeJS.ProcessEnv = process.env): boolean
   return ROOT_CAUSE_REQUIRED || env.ERGOMETER_DEMO_REQUIRE_ROOT_CAUSE === '1';
 }
 
+/** The rollout alert the story scripts: v2 made the feed dearer than v1. */
+export function isScriptedRollout(a: AlertRecord['alert']): boolean {
+  return (
+    a.kind === 'rollout' &&
+    a.service === DEMO_SERVICE &&
+    a.endpoint === REGRESSED_ENDPOINT &&
+    a.candidate.commit === DEMO_COMMITS.v2 &&
+    a.baseline.commit === DEMO_COMMITS.v1
+  );
+}
+
 /** The outcome of the check: problems is empty when the story was told right. */
 export interface DemoVerdict {
   ok: boolean;
@@ -56,12 +67,7 @@ export function checkDemoAlerts(
 ): DemoVerdict {
   const problems: string[] = [];
   const alerts = records.map((r) => r.alert);
-  const isRollout = (a: AlertRecord['alert']) =>
-    a.kind === 'rollout' &&
-    a.service === DEMO_SERVICE &&
-    a.endpoint === REGRESSED_ENDPOINT &&
-    a.candidate.commit === DEMO_COMMITS.v2 &&
-    a.baseline.commit === DEMO_COMMITS.v1;
+  const isRollout = isScriptedRollout;
   const isFlag = (a: AlertRecord['alert']) =>
     a.kind === 'flag' &&
     a.service === DEMO_SERVICE &&

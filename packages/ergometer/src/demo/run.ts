@@ -26,7 +26,7 @@ import { DetectorScheduler } from '../alerts/scheduler';
 import type { AlertSink } from '../alerts/sinks';
 import { AlertBook, type AlertRecord } from '../alerts/state';
 import { parseOptions } from '../cli/args';
-import { type Alert, resolveDetectorConfig } from '../detect/index';
+import { type Alert, explainRolloutLooks, resolveDetectorConfig } from '../detect/index';
 import { ErgometerError } from '../errors';
 import { createCollector } from '../server/collector';
 import { resolveTokens } from '../server/token-file';
@@ -38,6 +38,7 @@ import {
   DEMO_FLAG,
   DEMO_SERVICE,
   FLAGGED_ENDPOINT,
+  isScriptedRollout,
   REGRESSED_ENDPOINT,
   REGRESSED_FUNCTION,
   rootCauseRequired,
@@ -400,6 +401,19 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
     } else {
       display.line('Not as scripted:');
       for (const p of verdict.problems) display.line(`  - ${p}`);
+      if (story === 'full' && !records.some((r) => isScriptedRollout(r.alert))) {
+        // Which condition the rollout test did not meet, look by look: a missed alert explains itself.
+        display.line(`  The rollout test of ${DEMO_COMMITS.v2} on ${REGRESSED_ENDPOINT}, look by look:`);
+        const looks = await explainRolloutLooks(
+          store,
+          DEMO_SERVICE,
+          DEMO_COMMITS.v2,
+          REGRESSED_ENDPOINT,
+          config,
+          clock.now(),
+        );
+        for (const line of looks) display.line(`    ${line}`);
+      }
     }
     display.line('');
     display.line(`Dashboard: ${baseUrl}/   read token: ${tokens.readTokens[0]}`);

@@ -89,12 +89,12 @@ export function alertId(parts: Array<string | number | null | undefined>): strin
     .slice(0, 16);
 }
 
-function formatPct(value: number): string {
+export function formatPct(value: number): string {
   const sign = value > 0 ? '+' : '';
   return `${sign}${Math.abs(value) < 10 ? value.toFixed(2) : value.toFixed(1)}%`;
 }
 
-function formatP(p: number): string {
+export function formatP(p: number): string {
   return p < 1e-4 ? p.toExponential(1) : p.toPrecision(2);
 }
 

@@ -8,6 +8,7 @@ export type { DetectorConfig } from './config';
 export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resolveDetectorConfig } from './config';
 export type { EfficiencyDay } from './efficiency';
 export { efficiencyByDay } from './efficiency';
+export { explainRolloutLooks } from './explain';
 export { detectFlags, flagLookAlphaShare } from './flag';
 export type { ProcessSpread } from './processes';
 export { processSpreadFromRows, withProcessSpread } from './processes';

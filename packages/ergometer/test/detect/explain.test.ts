@@ -1,0 +1,58 @@
+/**
+ * explainRolloutLooks: what the rollout test said at each look, so that a rollout that raised no alert
+ * (the demo's `--exit` check prints it) says which condition it missed — significance or threshold.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { resolveDetectorConfig } from '../../src/detect/config';
+import { explainRolloutLooks } from '../../src/detect/explain';
+import { runDetectors } from '../../src/detect/run';
+import { NOW, storyStoreForSuite } from './scenario';
+
+const FEED = 'GET /feed/:id';
+
+/** The signed change, in %, each line reports. */
+function changes(lines: readonly string[]): number[] {
+  return lines.map((line) => Number((/after the rollout against v1: ([+-][\d.]+)%/.exec(line) as RegExpExecArray)[1]));
+}
+
+describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canary, then alone)', () => {
+  const suite = storyStoreForSuite('ergometer-explain-');
+
+  it('gives each look: method, change, p-value against the share of alpha it may spend, threshold', async () => {
+    const config = resolveDetectorConfig({ minEffectPct: 3 });
+    const lines = await explainRolloutLooks(suite.store, 'shop', 'v2', FEED, config, NOW);
+    assert.ok(lines.length >= 2, lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith('canary look')),
+      lines.join('\n'),
+    );
+    for (const change of changes(lines)) assert.ok(change > 2 && change < 10, lines.join('\n'));
+    // Interim looks spend 2% of alpha each, the final one 90%.
+    assert.match(lines[0] as string, /÷ 2% of alpha/);
+    assert.match(lines[lines.length - 1] as string, /÷ 90% of alpha/);
+    for (const line of lines) assert.match(line, /threshold 3% \(default\)/);
+    // The detectors did alert on it: the lines describe the same test.
+    const alerts = (await runDetectors(suite.store, config, { now: NOW, service: 'shop' })).alerts;
+    assert.ok(alerts.some((a) => a.kind === 'rollout' && a.endpoint === FEED && a.candidate.commit === 'v2'));
+  });
+
+  it('names the threshold that held an alert back', async () => {
+    const config = resolveDetectorConfig({ thresholds: { shop: { [FEED]: 10 } } });
+    const alerts = (await runDetectors(suite.store, config, { now: NOW, service: 'shop' })).alerts;
+    assert.ok(!alerts.some((a) => a.kind === 'rollout' && a.endpoint === FEED && a.candidate.commit === 'v2'));
+    const lines = await explainRolloutLooks(suite.store, 'shop', 'v2', FEED, config, NOW);
+    assert.ok(lines.length >= 2, lines.join('\n'));
+    for (const line of lines) assert.match(line, /threshold 10% \(config\)/);
+    for (const change of changes(lines)) assert.ok(change < 10, lines.join('\n'));
+  });
+
+  it('says so when there is nothing to explain', async () => {
+    const config = resolveDetectorConfig({});
+    assert.deepEqual(await explainRolloutLooks(suite.store, 'shop', 'v9', FEED, config, NOW), [
+      'no sample of commit v9 in the store',
+    ]);
+    const early = await explainRolloutLooks(suite.store, 'shop', 'v2', 'GET /nowhere', config, NOW);
+    assert.match(early[0] as string, /^no look compared GET \/nowhere yet/);
+  });
+});
