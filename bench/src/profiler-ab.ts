@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { loadInterruptSampler } from '@ergometer/counters';
 import type { BenchTable } from './report';
 import {
   describeCost,
@@ -9,6 +10,7 @@ import {
   measurePairs,
   type Pair,
   type PairCost,
+  type PairRound,
   pairCost,
   pairRows,
   type SideBySideSettings,
@@ -127,6 +129,59 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
       `At 1000 requests/s CPU per request changes by ${describeCost(fixed)}. User-space CPU alone (without the kernel's time): ` +
         `saturated ${describeCost(saturatedUser)}, at 1000 requests/s ${describeCost(fixedUser)}.`,
       NOT_CHOSEN_NOTE,
+    ],
+  };
+}
+
+/**
+ * Both samplers at the defaults, round by round: V8's profiler on one side, the interrupt sampler on the other, each on
+ * the schedule `auto` gives it on this Node.js. What `profile.sampler: "auto"` chooses between, measured against each
+ * other rather than each against no profiler: the difference of two such measurements carries the noise of both
+ * (docs/agent.md, "The interrupt sampler").
+ */
+const SAMPLERS_FULL: SideBySideSettings = { rounds: 6, warmupSeconds: 60, durationSeconds: 120, rate: 'saturated' };
+
+export async function benchProfilerSamplers(): Promise<BenchTable> {
+  const loaded = loadInterruptSampler();
+  if (loaded.sampler === null)
+    throw new Error(
+      `the interrupt sampler does not load on Node ${process.version} (${loaded.loadError.message}): build it with ` +
+        '`node packages/counters/scripts/build-native.js --sampler`',
+    );
+  const profiler = defaultProfiler();
+  const variant = PROFILER.on;
+  const sampler = (name: 'v8' | 'interrupt') => ({ ERGOMETER_PROFILE_SAMPLER: name });
+  const pairs: LabelledPair[] = [
+    {
+      label: 'saturated',
+      load: 'saturated',
+      pair: { off: variant, on: variant, env: { off: sampler('v8'), on: sampler('interrupt') } },
+    },
+  ];
+  const { settings, pinning, rounds } = await measurePairs('profiler samplers', pairs, SAMPLERS_FULL);
+  const pairRounds = rounds[0] as PairRound[];
+  const cost = pairCost(pairRounds);
+  return {
+    title: `The two samplers at the profiler's defaults, side by side (Node ${process.version})`,
+    description:
+      `bench/src/profiler-ab.ts: the throughput benchmark's Express app with the agent at sampleRate 0.01 and the profiler at its ` +
+      `defaults on both sides, two processes at once: one with \`profile.sampler: "v8"\` (V8's profiler), one with ` +
+      `\`"interrupt"\` (the interrupt sampler), each on the schedule \`auto\` gives it here, ${describePinning(pinning)}; ` +
+      `${describeLoad('saturated')}. ${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s ` +
+      `of warm-up, a fresh pair of processes each. CPU µs per request: all threads of the server process, from /proc. ` +
+      `Here \`auto\` takes ${describeSchedule(profiler)}.`,
+    columns: [
+      'round',
+      "V8's profiler: CPU µs/req",
+      'interrupt sampler: CPU µs/req',
+      'ratio',
+      'of which kernel: µs/req (V8 / interrupt)',
+      'requests (V8 / interrupt)',
+    ],
+    rows: pairRows(pairs, rounds, [cost]),
+    notes: [
+      `**The interrupt sampler against V8's profiler, both at the defaults: CPU per request ${describeCost(cost)}.** ` +
+        `User-space CPU alone: ${describeCost(pairCost(pairRounds, 'user'))}.`,
     ],
   };
 }

@@ -22,7 +22,7 @@ import { benchExporter } from './exporter';
 import { benchEndpointsLatency, benchIngest, benchIngestFloor } from './ingest';
 import { benchInstructions } from './instructions';
 import { benchProfiler } from './profiler';
-import { benchProfilerSideBySide } from './profiler-ab';
+import { benchProfilerSamplers, benchProfilerSideBySide } from './profiler-ab';
 import { benchProfilerNotChosen } from './profiler-not-chosen';
 import { benchProfilerParts } from './profiler-parts';
 import { type BenchTable, describeMachine, renderTable } from './report';
@@ -50,6 +50,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['profiler', benchProfiler],
   ['profiler parts', benchProfilerParts],
   ['profiler side by side', benchProfilerSideBySide],
+  ['profiler samplers', benchProfilerSamplers],
   ['profiler not chosen', benchProfilerNotChosen],
 ];
 
