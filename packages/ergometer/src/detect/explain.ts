@@ -46,7 +46,7 @@ export async function explainRolloutLooks(
       const spread = c.processes?.spreadPct;
       const line =
         `${t.method} look over ${minutes} min after the rollout against ${t.baseline.commit}: ${formatPct(c.changePct)} ` +
-        `(95% CI ${formatPct(c.ci[0])} to ${formatPct(c.ci[1])}, ${c.n.baseline} vs ${c.n.candidate} samples), ` +
+        `(${+(config.confidence * 100).toFixed(1)}% CI ${formatPct(c.ci[0])} to ${formatPct(c.ci[1])}, ${c.n.baseline} vs ${c.n.candidate} samples), ` +
         `p=${formatP(c.pValue)} ÷ ${share < 1 ? `${+(share * 100).toFixed(1)}% of alpha` : 'all of alpha'} ` +
         `= ${formatP(Math.min(1, c.pValue / share))} before correction (alpha ${config.alpha}); ` +
         `threshold ${+threshold.pct.toFixed(1)}% (${threshold.source})` +

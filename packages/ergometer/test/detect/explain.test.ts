@@ -31,19 +31,19 @@ describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canar
     // Interim looks spend 2% of alpha each, the final one 90%.
     assert.match(lines[0] as string, /÷ 2% of alpha/);
     assert.match(lines[lines.length - 1] as string, /÷ 90% of alpha/);
-    for (const line of lines) assert.match(line, /threshold 3% \(default\)/);
+    for (const line of lines) assert.match(line, /95% CI .*threshold 3% \(default\)/);
     // The detectors did alert on it: the lines describe the same test.
     const alerts = (await runDetectors(suite.store, config, { now: NOW, service: 'shop' })).alerts;
     assert.ok(alerts.some((a) => a.kind === 'rollout' && a.endpoint === FEED && a.candidate.commit === 'v2'));
   });
 
   it('names the threshold that held an alert back', async () => {
-    const config = resolveDetectorConfig({ thresholds: { shop: { [FEED]: 10 } } });
+    const config = resolveDetectorConfig({ thresholds: { shop: { [FEED]: 10 } }, confidence: 0.99 });
     const alerts = (await runDetectors(suite.store, config, { now: NOW, service: 'shop' })).alerts;
     assert.ok(!alerts.some((a) => a.kind === 'rollout' && a.endpoint === FEED && a.candidate.commit === 'v2'));
     const lines = await explainRolloutLooks(suite.store, 'shop', 'v2', FEED, config, NOW);
     assert.ok(lines.length >= 2, lines.join('\n'));
-    for (const line of lines) assert.match(line, /threshold 10% \(config\)/);
+    for (const line of lines) assert.match(line, /99% CI .*threshold 10% \(config\)/);
     for (const change of changes(lines)) assert.ok(change < 10, lines.join('\n'));
   });
 
