@@ -160,6 +160,13 @@ export async function benchProfilerSamplers(): Promise<BenchTable> {
   ];
   const { settings, pinning, rounds } = await measurePairs('profiler samplers', pairs, SAMPLERS_FULL);
   const pairRounds = rounds[0] as PairRound[];
+  // Each side ran the sampler it asked for (a sampler that cannot start leaves the agent without a profiler).
+  for (const r of pairRounds) {
+    if (!r.offProfiler?.startsWith('v8,') || !r.onProfiler?.startsWith('interrupt,'))
+      throw new Error(
+        `profiler samplers: the servers ran ${r.offProfiler ?? 'no profiler'} and ${r.onProfiler ?? 'no profiler'}`,
+      );
+  }
   const cost = pairCost(pairRounds);
   return {
     title: `The two samplers at the profiler's defaults, side by side (Node ${process.version})`,
@@ -169,7 +176,8 @@ export async function benchProfilerSamplers(): Promise<BenchTable> {
       `\`"interrupt"\` (the interrupt sampler), each on the schedule \`auto\` gives it here, ${describePinning(pinning)}; ` +
       `${describeLoad('saturated')}. ${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s ` +
       `of warm-up, a fresh pair of processes each. CPU µs per request: all threads of the server process, from /proc. ` +
-      `Here \`auto\` takes ${describeSchedule(profiler)}.`,
+      `The servers reported their profilers as \`${pairRounds[0]?.offProfiler}\` and \`${pairRounds[0]?.onProfiler}\` ` +
+      `(sampler, schedule). Here \`auto\` takes ${describeSchedule(profiler)}.`,
     columns: [
       'round',
       "V8's profiler: CPU µs/req",

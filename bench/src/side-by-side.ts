@@ -68,6 +68,9 @@ export interface PairRound {
   onKernelMicros: number;
   offRequests: number;
   onRequests: number;
+  /** What each server's profiler ran on (ServerReady.profiler), where it started one. */
+  offProfiler?: string;
+  onProfiler?: string;
 }
 
 /** What a ratio of CPU per request is taken over: all of it, or the user-space part only (no kernel time). */
@@ -83,6 +86,7 @@ export interface PairCost {
 interface Server {
   pid: number;
   port: number;
+  profiler: string | undefined;
   stop: () => Promise<void>;
 }
 
@@ -107,6 +111,7 @@ async function ready(child: ChildProcess, variant: AppVariant, cleanUp: () => Pr
   return {
     pid: child.pid as number,
     port: message.port,
+    profiler: message.profiler,
     async stop() {
       await stopServer(child);
       await cleanUp();
@@ -188,6 +193,8 @@ async function measurePair(pair: Pair, rate: Load, settings: SideBySideSettings,
       onKernelMicros: perRequest(1, 'kernelMicros'),
       offRequests: loads[0]?.requests ?? 0,
       onRequests: loads[1]?.requests ?? 0,
+      ...(servers[0]?.profiler === undefined ? {} : { offProfiler: servers[0].profiler }),
+      ...(servers[1]?.profiler === undefined ? {} : { onProfiler: servers[1].profiler }),
     };
   } finally {
     await Promise.all(servers.map((s) => s.stop()));

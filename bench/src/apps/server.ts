@@ -45,6 +45,8 @@ export interface ServerReady {
   port: number;
   /** The agent's counter source (e.g. `task-clock`), agent variants only. */
   counter?: string;
+  /** What the agent's profiler runs on, when it started one (e.g. `interrupt, windows`): what the agent chose. */
+  profiler?: string;
 }
 
 /** Sent by the parent to end the server. */
@@ -100,6 +102,7 @@ async function serve(variant: AppVariant): Promise<void> {
   let shutdown: () => Promise<void> = () => Promise.resolve();
   let instrument: RequestHandler | undefined;
   let counter: string | undefined;
+  let profiler: string | undefined;
 
   // Modules are required here, not imported at the top, for two reasons: OpenTelemetry has to
   // patch node:http and express before anything loads them, and a variant must not pay (in
@@ -121,6 +124,8 @@ async function serve(variant: AppVariant): Promise<void> {
     });
     instrument = agent.express();
     counter = agent.counter.source;
+    const profiling = agent.profiling;
+    if (profiling !== undefined) profiler = `${profiling.sampler}, ${profiling.schedule}`;
     shutdown = () => agent.shutdown();
   }
   if (REGISTER_SAMPLE_RATES[variant] !== undefined) {
@@ -147,7 +152,12 @@ async function serve(variant: AppVariant): Promise<void> {
       () => process.exit(1),
     );
   });
-  const ready: ServerReady = { type: 'listening', port: (server.address() as AddressInfo).port, counter };
+  const ready: ServerReady = {
+    type: 'listening',
+    port: (server.address() as AddressInfo).port,
+    counter,
+    ...(profiler === undefined ? {} : { profiler }),
+  };
   process.send?.(ready);
 }
 
