@@ -97,6 +97,14 @@ const NOT_CHOSEN_NOTE =
 export async function benchProfilerSideBySide(): Promise<BenchTable> {
   const profiler = defaultProfiler();
   const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, fullSettings(profiler));
+  // The servers ran what the table describes (an ERGOMETER_PROFILE_* in this shell would change theirs, not it).
+  const expected = `${profiler.sampler}, ${profiler.schedule}`;
+  for (const r of rounds.flat()) {
+    if (r.onProfiler !== expected)
+      throw new Error(
+        `profiler side by side: a server ran ${r.onProfiler ?? 'no profiler'}, not the defaults' ${expected}`,
+      );
+  }
   const costs = rounds.map((r) => pairCost(r));
   const [saturated, fixed] = costs as [PairCost, PairCost];
   const [saturatedUser, fixedUser] = rounds.map((r) => pairCost(r, 'user')) as [PairCost, PairCost];
