@@ -67,7 +67,6 @@ export function checkDemoAlerts(
 ): DemoVerdict {
   const problems: string[] = [];
   const alerts = records.map((r) => r.alert);
-  const isRollout = isScriptedRollout;
   const isFlag = (a: AlertRecord['alert']) =>
     a.kind === 'flag' &&
     a.service === DEMO_SERVICE &&
@@ -91,7 +90,7 @@ export function checkDemoAlerts(
     }
     return { ok: problems.length === 0, problems };
   }
-  const rollout = alerts.filter(isRollout);
+  const rollout = alerts.filter(isScriptedRollout);
   const flag = alerts.filter(isFlag);
   if (rollout.length !== 1)
     problems.push(
@@ -112,7 +111,7 @@ export function checkDemoAlerts(
     a.endpoint === FLAGGED_ENDPOINT &&
     a.candidate.commit === DEMO_COMMITS.v3;
   for (const a of alerts) {
-    if (!isRollout(a) && !isFlag(a) && !isExplainingFunction(a) && !isFlagRollout(a)) {
+    if (!isScriptedRollout(a) && !isFlag(a) && !isExplainingFunction(a) && !isFlagRollout(a)) {
       problems.push(
         `unexpected ${a.kind} alert on ${a.endpoint} (${a.candidate.commit}${a.flag ? `, ${a.flag.key}=${a.flag.variant}` : ''}, ${a.changePct.toFixed(1)}%)`,
       );

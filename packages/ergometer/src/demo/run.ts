@@ -411,7 +411,7 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
           REGRESSED_ENDPOINT,
           config,
           clock.now(),
-        );
+        ).catch((error: Error) => [`(could not be read back: ${error.message})`]);
         for (const line of looks) display.line(`    ${line}`);
       }
     }
