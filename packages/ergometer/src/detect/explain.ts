@@ -2,7 +2,7 @@ import type { Store } from '../store/types';
 import { formatP, formatPct } from './alert';
 import type { DetectorConfig } from './config';
 import { ProcessSpreads } from './processes';
-import { detectRollouts, INTERIM_LOOKS, rolloutTime } from './rollout';
+import { detectRollouts, interimLookLengths, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 
 /**
@@ -27,11 +27,10 @@ export async function explainRolloutLooks(
   const lines: string[] = [];
   let last = '';
   // A look is made at the first detector run past its time: ask as of each look time and once more at `now`.
-  const lookTimes = [
-    ...Array.from({ length: INTERIM_LOOKS }, (_, i) => start + config.rolloutWindowMs / 2 ** (INTERIM_LOOKS - i)),
-    start + config.rolloutWindowMs,
-    now,
-  ].filter((t) => t <= now);
+  const lookTimes = [...interimLookLengths(config.rolloutWindowMs).reverse(), config.rolloutWindowMs]
+    .map((lengthMs) => start + lengthMs)
+    .concat(now)
+    .filter((t) => t <= now);
   for (const at of lookTimes) {
     // One minute past the look: its window ends on a minute boundary that has then passed.
     const asOf = Math.min(now, at + 60_000);

@@ -25,6 +25,11 @@ export const INTERIM_LOOKS = 5;
 /** Share of alpha spent on all interim looks together; the final look gets the rest. */
 export const INTERIM_ALPHA_SHARE = 0.1;
 
+/** The interim looks' lengths after the rollout, longest first: the window halved 1..INTERIM_LOOKS times. */
+export function interimLookLengths(windowMs: number): number[] {
+  return Array.from({ length: INTERIM_LOOKS }, (_, i) => windowMs / 2 ** (i + 1));
+}
+
 /** Which look of the sequential rollout test a detector run makes, if any yet. */
 export interface RolloutLook {
   /** The candidate's window: this long after the rollout, ms. */
@@ -55,8 +60,7 @@ export interface RolloutLook {
 export function rolloutLook(elapsedMs: number, windowMs: number, endedAfterMs?: number): RolloutLook | undefined {
   const full = Math.min(windowMs, endedAfterMs ?? windowMs);
   if (elapsedMs >= full) return { lengthMs: full, final: true, alphaShare: 1 - INTERIM_ALPHA_SHARE };
-  for (let halvings = 1; halvings <= INTERIM_LOOKS; halvings++) {
-    const lengthMs = windowMs / 2 ** halvings;
+  for (const lengthMs of interimLookLengths(windowMs)) {
     if (lengthMs <= elapsedMs && lengthMs < full) {
       return { lengthMs, final: false, alphaShare: INTERIM_ALPHA_SHARE / INTERIM_LOOKS };
     }
