@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { loadInterruptSampler } from '@ergometer/counters';
+import type { ProfilerRun } from './apps/server';
 import type { BenchTable } from './report';
 import {
   describeCost,
@@ -29,10 +30,13 @@ import { pct } from './throughput';
  */
 
 /** What the default profiler runs on here: its sampler and schedule, and why `auto` did not take the interrupt sampler. */
-interface DefaultProfiler {
-  sampler: 'interrupt' | 'v8';
-  schedule: 'windows' | 'continuous';
+interface DefaultProfiler extends ProfilerRun {
   samplerFallback: string | undefined;
+}
+
+/** `sampler, schedule`, or `no profiler`. */
+function describeRun(run: ProfilerRun | undefined): string {
+  return run === undefined ? 'no profiler' : `${run.sampler}, ${run.schedule}`;
 }
 
 /**
@@ -98,11 +102,10 @@ export async function benchProfilerSideBySide(): Promise<BenchTable> {
   const profiler = defaultProfiler();
   const { settings, pinning, rounds } = await measurePairs('profiler side by side', PAIRS, fullSettings(profiler));
   // The servers ran what the table describes (an ERGOMETER_PROFILE_* in this shell would change theirs, not it).
-  const expected = `${profiler.sampler}, ${profiler.schedule}`;
   for (const r of rounds.flat()) {
-    if (r.onProfiler !== expected)
+    if (r.onProfiler?.sampler !== profiler.sampler || r.onProfiler.schedule !== profiler.schedule)
       throw new Error(
-        `profiler side by side: a server ran ${r.onProfiler ?? 'no profiler'}, not the defaults' ${expected}`,
+        `profiler side by side: a server ran ${describeRun(r.onProfiler)}, not the defaults' ${describeRun(profiler)}`,
       );
   }
   const costs = rounds.map((r) => pairCost(r));
@@ -170,9 +173,9 @@ export async function benchProfilerSamplers(): Promise<BenchTable> {
   const pairRounds = rounds[0] as PairRound[];
   // Each side ran the sampler it asked for (a sampler that cannot start leaves the agent without a profiler).
   for (const r of pairRounds) {
-    if (!r.offProfiler?.startsWith('v8,') || !r.onProfiler?.startsWith('interrupt,'))
+    if (r.offProfiler?.sampler !== 'v8' || r.onProfiler?.sampler !== 'interrupt')
       throw new Error(
-        `profiler samplers: the servers ran ${r.offProfiler ?? 'no profiler'} and ${r.onProfiler ?? 'no profiler'}`,
+        `profiler samplers: the servers ran ${describeRun(r.offProfiler)} and ${describeRun(r.onProfiler)}`,
       );
   }
   const cost = pairCost(pairRounds);
@@ -184,7 +187,8 @@ export async function benchProfilerSamplers(): Promise<BenchTable> {
       `\`"interrupt"\` (the interrupt sampler), each on the schedule \`auto\` gives it here, ${describePinning(pinning)}; ` +
       `${describeLoad('saturated')}. ${settings.rounds} rounds of ${settings.durationSeconds} s after ${settings.warmupSeconds} s ` +
       `of warm-up, a fresh pair of processes each. CPU µs per request: all threads of the server process, from /proc. ` +
-      `The servers reported their profilers as \`${pairRounds[0]?.offProfiler}\` and \`${pairRounds[0]?.onProfiler}\` ` +
+      `The servers reported their profilers as \`${describeRun(pairRounds[0]?.offProfiler)}\` and ` +
+      `\`${describeRun(pairRounds[0]?.onProfiler)}\` ` +
       `(sampler, schedule). Here \`auto\` takes ${describeSchedule(profiler)}.`,
     columns: [
       'round',

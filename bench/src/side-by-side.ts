@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { studentQuantile } from 'ergometer';
 import type { LoadResult } from './apps/load-generator';
-import type { AppVariant, ServerReady } from './apps/server';
+import type { AppVariant, ProfilerRun, ServerReady } from './apps/server';
 import { canPin, firstMessage, pct, procSnapshot, runLoadGenerator, startAppServer, stopServer } from './throughput';
 
 /**
@@ -69,8 +69,8 @@ export interface PairRound {
   offRequests: number;
   onRequests: number;
   /** What each server's profiler ran on (ServerReady.profiler), where it started one. */
-  offProfiler?: string;
-  onProfiler?: string;
+  offProfiler?: ProfilerRun;
+  onProfiler?: ProfilerRun;
 }
 
 /** What a ratio of CPU per request is taken over: all of it, or the user-space part only (no kernel time). */
@@ -86,7 +86,7 @@ export interface PairCost {
 interface Server {
   pid: number;
   port: number;
-  profiler: string | undefined;
+  profiler: ProfilerRun | undefined;
   stop: () => Promise<void>;
 }
 

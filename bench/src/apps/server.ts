@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import type { Agent } from '@ergometer/agent';
 import type { RequestHandler } from 'express';
 
 /**
@@ -45,9 +46,12 @@ export interface ServerReady {
   port: number;
   /** The agent's counter source (e.g. `task-clock`), agent variants only. */
   counter?: string;
-  /** What the agent's profiler runs on, when it started one (e.g. `interrupt, windows`): what the agent chose. */
-  profiler?: string;
+  /** What the agent's profiler runs on, when it started one: what the agent chose. */
+  profiler?: ProfilerRun;
 }
+
+/** A profiler's sampler and schedule, as the agent reports them (`agent.profiling`). */
+export type ProfilerRun = Pick<NonNullable<Agent['profiling']>, 'sampler' | 'schedule'>;
 
 /** Sent by the parent to end the server. */
 export interface ServerStop {
@@ -102,7 +106,7 @@ async function serve(variant: AppVariant): Promise<void> {
   let shutdown: () => Promise<void> = () => Promise.resolve();
   let instrument: RequestHandler | undefined;
   let counter: string | undefined;
-  let profiler: string | undefined;
+  let profiler: ProfilerRun | undefined;
 
   // Modules are required here, not imported at the top, for two reasons: OpenTelemetry has to
   // patch node:http and express before anything loads them, and a variant must not pay (in
@@ -125,7 +129,7 @@ async function serve(variant: AppVariant): Promise<void> {
     instrument = agent.express();
     counter = agent.counter.source;
     const profiling = agent.profiling;
-    if (profiling !== undefined) profiler = `${profiling.sampler}, ${profiling.schedule}`;
+    if (profiling !== undefined) profiler = { sampler: profiling.sampler, schedule: profiling.schedule };
     shutdown = () => agent.shutdown();
   }
   if (REGISTER_SAMPLE_RATES[variant] !== undefined) {
