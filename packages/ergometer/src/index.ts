@@ -7,7 +7,9 @@ export type {
   DetectorConfig,
   EndpointComparison,
   GroupSelector,
+  LookVerdict,
   ProcessSpread,
+  RolloutExplanation,
   RolloutLook,
   RootCause,
 } from './detect/index';
@@ -16,6 +18,7 @@ export {
   DEFAULT_DETECTOR_CONFIG,
   DetectorConfigError,
   detectRollouts,
+  explainRollout,
   flagLookAlphaShare,
   loadDetectorConfig,
   processSpreadFromRows,

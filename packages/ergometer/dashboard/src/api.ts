@@ -184,6 +184,8 @@ export interface CompareRow {
   costMean: { baseline: number; candidate: number };
   changePct: number;
   ci: [number, number];
+  /** The level of `ci` (0.95 unless the detectors' config says otherwise). */
+  confidence: number;
   pValue: number;
   pValueRaw: number;
   hostClasses: string[];
@@ -209,6 +211,8 @@ export interface AlertRecord {
   flag: { key: string; variant: string; control: string } | null;
   changePct: number;
   ci: [number, number];
+  /** The level of `ci` (absent on alerts a collector saved before it said). */
+  confidence?: number;
   pValue: number;
   n: { baseline: number; candidate: number };
   threshold?: number;

@@ -44,6 +44,11 @@ export function formatPct(value: number | null | undefined): string {
 }
 
 /** A p-value: "3.2e-9" below 1e-4, else two significant digits. */
+/** An interval's level as its label says it: 0.95 → "95%". */
+export function formatLevel(confidence: number): string {
+  return `${+(confidence * 100).toFixed(1)}%`;
+}
+
 export function formatP(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return '–';
   return value < 1e-4 ? value.toExponential(1) : value.toPrecision(2);

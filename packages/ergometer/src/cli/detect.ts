@@ -3,9 +3,11 @@
  * same store `serve` writes (stop `serve` first when it is a DuckDB file: DuckDB has one writer).
  */
 import path from 'node:path';
-import { type Alert, describeProcesses } from '../detect/alert';
+import { type Alert, describeProcesses, formatLevel } from '../detect/alert';
 import { type DetectorConfig, loadDetectorConfig, resolveDetectorConfig } from '../detect/config';
+import { describeLookVerdict, explainRollout, type RolloutExplanation } from '../detect/explain';
 import { ProcessSpreads } from '../detect/processes';
+import { rolloutTime } from '../detect/rollout';
 import { runDetectors } from '../detect/run';
 import { benjaminiHochberg } from '../stats/multiple';
 import type { Store } from '../store/types';
@@ -23,12 +25,18 @@ Runs every detector (rollout, flag, trend, function) once and prints the alerts.
   --json               print the alerts as a JSON array (SPEC §5)
   --fail-on-alert      exit with 1 when an open (unresolved) alert is found
   --now MS             evaluate as of this time (ms since the epoch; default now)
+
+  --explain ENDPOINT   instead of the alerts, why the rollout test of one endpoint alerted or not: each
+                       look it made (its change, interval and p-value against the share of alpha the look
+                       may spend) against the endpoint's threshold. Needs --service.
+  --commit C           with --explain: the commit whose rollout to explain (default: the service's latest)
 `;
 
 export const COMPARE_USAGE = `Usage: ergometer compare --service S --base C1 --head C2 [options]
 
-Per-endpoint change in mean CPU cost per request from commit C1 to commit C2, with 95% confidence
-intervals and p-values corrected for the number of endpoints (Benjamini–Hochberg).
+Per-endpoint change in mean CPU cost per request from commit C1 to commit C2, with confidence
+intervals (95% unless the config's "confidence" says otherwise) and p-values corrected for the number
+of endpoints (Benjamini–Hochberg).
 
   --db FILE | --clickhouse URL   the store (default ./ergometer.duckdb)
   --endpoint E                   only this endpoint
@@ -75,6 +83,8 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
     json: { type: 'boolean' },
     'fail-on-alert': { type: 'boolean' },
     now: { type: 'string' },
+    explain: { type: 'string' },
+    commit: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help === true) {
@@ -84,6 +94,20 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
   const config = configOption(values);
   const now = integerOption(values, 'now', 0, Number.MAX_SAFE_INTEGER) ?? Date.now();
   const service = stringOption(values, 'service');
+  const explain = stringOption(values, 'explain');
+  if (explain !== undefined) {
+    if (service === undefined) throw usageError('--explain needs --service');
+    if (values['fail-on-alert'] === true) throw usageError('--fail-on-alert does not apply to --explain');
+    const commit = stringOption(values, 'commit');
+    const explanation = await withStore(storeTarget(values), async (store) => {
+      const target = commit ?? (await latestCommit(store, service));
+      if (target === undefined) throw usageError(`no commit of service ${service} in the store`);
+      return explainRollout(store, service, target, explain, config, now);
+    });
+    out(values.json === true ? `${JSON.stringify(explanation, null, 2)}\n` : describeExplanation(explanation));
+    return 0;
+  }
+  if (stringOption(values, 'commit') !== undefined) throw usageError('--commit goes with --explain');
   const run = await withStore(storeTarget(values), (store) =>
     runDetectors(store, config, service === undefined ? { now } : { now, service }),
   );
@@ -98,6 +122,29 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
     );
   }
   return values['fail-on-alert'] === true && open.length > 0 ? 1 : 0;
+}
+
+/** The commit of `service` that rolled out last (its deploy, else its first sample). */
+async function latestCommit(store: Store, service: string): Promise<string | undefined> {
+  const commits = await store.commits(service);
+  return commits.reduce<(typeof commits)[number] | undefined>(
+    (latest, c) => (latest === undefined || rolloutTime(c) > rolloutTime(latest) ? c : latest),
+    undefined,
+  )?.commit;
+}
+
+function describeExplanation(e: RolloutExplanation): string {
+  const when = e.rolledOutAt !== undefined ? `, rolled out ${new Date(e.rolledOutAt).toISOString()}` : '';
+  const lines = [`The rollout test of ${e.service} ${e.commit} at ${e.endpoint}${when}:`];
+  if (e.none !== undefined) lines.push(`  ${e.none}`);
+  for (const look of e.looks) lines.push(`  ${describeLookVerdict(look)}`);
+  if (e.looks.length > 0) {
+    lines.push(
+      'An alert needs both conditions at a look: p ÷ its share of alpha below alpha once corrected for every test of ' +
+        "the detectors' run (Benjamini–Hochberg, which only raises it), and a change at or above the threshold.",
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 function describeForTerminal(alert: Alert): string {
@@ -136,7 +183,7 @@ export async function compareCommand(argv: string[], out: (text: string) => void
   if (values.json === true) {
     out(
       `${JSON.stringify(
-        rows.map((c, i) => ({ ...c, pValueAdjusted: adjusted[i] })),
+        rows.map((c, i) => ({ ...c, confidence: config.confidence, pValueAdjusted: adjusted[i] })),
         null,
         2,
       )}\n`,
@@ -148,7 +195,7 @@ export async function compareCommand(argv: string[], out: (text: string) => void
     return 0;
   }
   const table = [
-    ['endpoint', 'samples', `mean ${base}`, `mean ${head}`, 'change', '95% CI', 'p (BH)'],
+    ['endpoint', 'samples', `mean ${base}`, `mean ${head}`, 'change', `${formatLevel(config.confidence)} CI`, 'p (BH)'],
     ...rows.map((c, i) => [
       c.endpoint,
       `${c.n.baseline}/${c.n.candidate}`,

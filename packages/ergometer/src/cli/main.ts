@@ -1,9 +1,6 @@
 #!/usr/bin/env node
+/** `ergometer` command line: one module per command, each with its usage text. */
 import { DEMO_USAGE, demoCommand } from '../demo/run';
-/**
- * `ergometer` command line. The profiler's `profile diff` lands with its issue, and until then that
- * command says so plainly instead of pretending.
- */
 import { VERSION } from '../version';
 import { DEPLOY_USAGE, deployCommand } from './deploy';
 import { COMPARE_USAGE, compareCommand, DETECT_USAGE, detectCommand } from './detect';
@@ -16,7 +13,7 @@ Usage: ergometer <command> [options]
 
 Commands:
   serve     ingest and query API on an embedded DuckDB file
-  detect    run every detector once and print the alerts
+  detect    run every detector once and print the alerts (--explain: why a rollout alerted or not)
   compare   per-endpoint change between two commits, with confidence intervals
   profile   function-level profile diff (profile diff --service S --base C1 --head C2)
   deploy    record a rollout
@@ -25,8 +22,6 @@ Commands:
 
 Run \`ergometer <command> --help\` for a command's options.
 `;
-
-const NOT_YET = new Set<string>();
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {
   serve: { run: (argv) => serveCommand(argv, process.env, out), usage: SERVE_USAGE },
@@ -68,13 +63,6 @@ async function main(argv: string[]): Promise<number> {
       }
       throw error;
     }
-  }
-  if (NOT_YET.has(command)) {
-    process.stderr.write(
-      `ergometer ${command}: not yet — this release ships the measurement core (@ergometer/counters, @ergometer/agent), the collector (ergometer serve) and the detectors (ergometer detect, compare).\n` +
-        'See docs/agent.md to instrument a service and docs/operations.md to run the collector.\n',
-    );
-    return 2;
   }
   process.stderr.write(`ergometer: unknown command "${command}"\n\n${USAGE}`);
   return 2;

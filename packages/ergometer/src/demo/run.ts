@@ -26,7 +26,7 @@ import { DetectorScheduler } from '../alerts/scheduler';
 import type { AlertSink } from '../alerts/sinks';
 import { AlertBook, type AlertRecord } from '../alerts/state';
 import { parseOptions } from '../cli/args';
-import { type Alert, explainRolloutLooks, resolveDetectorConfig } from '../detect/index';
+import { type Alert, explainRolloutLooks, formatLevel, resolveDetectorConfig } from '../detect/index';
 import { ErgometerError } from '../errors';
 import { createCollector } from '../server/collector';
 import { resolveTokens } from '../server/token-file';
@@ -519,7 +519,9 @@ export function summaryTable(records: readonly AlertRecord[]): string {
         : '—',
       status === 'resolved' && a.resolvedBy ? `resolved by ${commitLabel(a.resolvedBy)}` : status,
     ]);
-  return textTable(['endpoint', 'kind', 'change', '95% CI', 'p', 'commit / flag', 'root cause', 'status'], rows)
+  // One run of the detectors, one confidence.
+  const ciLabel = `${formatLevel((records[0] as AlertRecord).alert.confidence)} CI`;
+  return textTable(['endpoint', 'kind', 'change', ciLabel, 'p', 'commit / flag', 'root cause', 'status'], rows)
     .split('\n')
     .map((l) => `  ${l}`)
     .join('\n');

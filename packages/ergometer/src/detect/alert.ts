@@ -35,8 +35,10 @@ export interface Alert {
   flag: { key: string; variant: string; control: string } | null;
   /** Change in mean cost per request, %. */
   changePct: number;
-  /** Its confidence interval, % (95% unless the config says otherwise). */
+  /** Its confidence interval, %, at the level `confidence`. */
   ci: [number, number];
+  /** The level of `ci`: the detectors' `confidence` (0.95 unless configured; docs/detectors.md). */
+  confidence: number;
   /** p-value after correction for every endpoint and flag tested in the run (Benjamini–Hochberg). */
   pValue: number;
   /** p-value of this comparison alone. */
@@ -94,6 +96,11 @@ export function formatPct(value: number): string {
   return `${sign}${Math.abs(value) < 10 ? value.toFixed(2) : value.toFixed(1)}%`;
 }
 
+/** An interval's level as its label says it: 0.95 → "95%", 0.995 → "99.5%". */
+export function formatLevel(confidence: number): string {
+  return `${+(confidence * 100).toFixed(1)}%`;
+}
+
 export function formatP(p: number): string {
   return p < 1e-4 ? p.toExponential(1) : p.toPrecision(2);
 }
@@ -114,7 +121,8 @@ export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
       : '',
   ].filter(Boolean);
   const blocks = widened.length > 0 ? `; interval widened: ${widened.join(', ')}` : '';
-  const change = `${formatPct(a.changePct)} CPU per request (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}, ${a.n.baseline} vs ${a.n.candidate} samples${blocks})`;
+  const ciLabel = `${formatLevel(a.confidence)} CI`;
+  const change = `${formatPct(a.changePct)} CPU per request (${ciLabel} ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}, ${a.n.baseline} vs ${a.n.candidate} samples${blocks})`;
   const unit = a.metric === 'instructions' ? 'instructions' : 'CPU ns';
   const means = `mean ${Math.round(a.costMean.baseline)} → ${Math.round(a.costMean.candidate)} ${unit}`;
   const cause =
@@ -134,7 +142,7 @@ export function describeAlert(a: Omit<Alert, 'summary' | 'id'>): string {
     case 'function': {
       const f = a.rootCause[0];
       const share = f ? `, ${formatPct(f.deltaPct)} of the endpoint` : '';
-      const fnChange = `${formatPct(a.changePct)} (95% CI ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}${share})`;
+      const fnChange = `${formatPct(a.changePct)} (${ciLabel} ${formatPct(a.ci[0])} to ${formatPct(a.ci[1])}, p=${formatP(a.pValue)}${share})`;
       return `${a.service} ${a.endpoint}: function ${f?.function} (${f?.file}:${f?.line}) costs ${fnChange} per request since commit ${a.candidate.commit} replaced ${a.baseline.commit} (self cost ${Math.round(a.costMean.baseline)} → ${Math.round(a.costMean.candidate)} ${unit}). Next: ergometer profile diff --service ${a.service} --base ${a.baseline.commit} --head ${a.candidate.commit} --endpoint '${a.endpoint}'`;
     }
     default:

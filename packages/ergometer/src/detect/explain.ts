@@ -1,31 +1,72 @@
 import type { Store } from '../store/types';
-import { formatP, formatPct } from './alert';
+import { type Alert, formatLevel, formatP, formatPct } from './alert';
 import type { DetectorConfig } from './config';
 import { ProcessSpreads } from './processes';
 import { detectRollouts, interimLookLengths, rolloutTime } from './rollout';
 import { learnThresholds, thresholdFor } from './thresholds';
 
+/** One look of the rollout test at one endpoint, as the detectors saw it then. */
+export interface LookVerdict {
+  method: Alert['comparison'];
+  /** How long after the rollout the look's candidate window ends. */
+  minutesAfterRollout: number;
+  baselineCommit: string;
+  changePct: number;
+  ci: [number, number];
+  /** The level of `ci`. */
+  confidence: number;
+  n: { baseline: number; candidate: number };
+  /** The comparison's own p-value, before any correction. */
+  pValue: number;
+  /** The share of alpha this look may spend (interim looks little, the final look most: detect/rollout.ts). */
+  alphaShare: number;
+  /** `pValue ÷ alphaShare` (at most 1): what Benjamini–Hochberg then corrects for the run's other tests. */
+  pForLook: number;
+  alpha: number;
+  threshold: { pct: number; source: Alert['thresholdSource'] };
+  /** How much processes of the same code differ (%, one standard deviation), when the interval was widened for it. */
+  spreadPct?: number;
+  /**
+   * Whether the look meets both conditions before the run's correction: `pForLook` below alpha and the change
+   * at or above the threshold. The correction only raises p, so a look that fails here raised no alert; one
+   * that passes did unless the run's other tests made the corrected p reach alpha.
+   */
+  meetsConditions: boolean;
+}
+
+/** The looks of the rollout test of `commit` at `endpoint`, or why there are none. */
+export interface RolloutExplanation {
+  service: string;
+  commit: string;
+  endpoint: string;
+  /** When the commit rolled out (its deploy, else its first sample), ms; undefined when it has no sample. */
+  rolledOutAt?: number;
+  looks: LookVerdict[];
+  /** Set when `looks` is empty: why. */
+  none?: string;
+}
+
 /**
- * Why the rollout test raised no alert on an endpoint for a commit: each look it has made by `now`, as the
- * detectors see it from the store — the comparison (method, change, interval), its p-value against what the
- * look may spend, and the endpoint's threshold. An alert needs, after Benjamini–Hochberg over every test of
- * its run, p ÷ (the look's share of alpha) below `alpha`, and a change at or above the threshold
- * (detect/run.ts); the correction depends on the other tests of that run, so these lines give the p-value
- * before it. One line per look, or one saying why there is none.
+ * Why the rollout test raised an alert on an endpoint for a commit, or why not: each look it has made by
+ * `now`, as the detectors see it from the store — the comparison (method, change, interval), its p-value
+ * against what the look may spend, and the endpoint's threshold. An alert needs, after Benjamini–Hochberg
+ * over every test of its run, p ÷ (the look's share of alpha) below `alpha`, and a change at or above the
+ * threshold (detect/run.ts); the correction depends on the other tests of that run, so a look gives the
+ * p-value before it. `ergometer detect --explain` prints these; so does the demo when a scripted alert is missing.
  */
-export async function explainRolloutLooks(
+export async function explainRollout(
   store: Store,
   service: string,
   commit: string,
   endpoint: string,
   config: DetectorConfig,
   now: number,
-): Promise<string[]> {
+): Promise<RolloutExplanation> {
   const info = (await store.commits(service)).find((c) => c.commit === commit);
-  if (info === undefined) return [`no sample of commit ${commit} in the store`];
+  if (info === undefined)
+    return { service, commit, endpoint, looks: [], none: `no sample of commit ${commit} in the store` };
   const start = rolloutTime(info);
-  const lines: string[] = [];
-  let last = '';
+  const looks: LookVerdict[] = [];
   // A look is made at the first detector run past its time: ask as of each look time and once more at `now`.
   const lookTimes = [...interimLookLengths(config.rolloutWindowMs).reverse(), config.rolloutWindowMs]
     .map((lengthMs) => start + lengthMs)
@@ -40,22 +81,62 @@ export async function explainRolloutLooks(
     const threshold = thresholdFor(service, endpoint, config, await learnThresholds(store, service, asOf, config));
     for (const t of tested) {
       const c = t.comparison;
-      const share = t.alphaShare ?? 1;
-      const minutes = Math.round(((t.candidate.to ?? asOf) - start) / 60_000);
-      const spread = c.processes?.spreadPct;
-      const line =
-        `${t.method} look over ${minutes} min after the rollout against ${t.baseline.commit}: ${formatPct(c.changePct)} ` +
-        `(${+(config.confidence * 100).toFixed(1)}% CI ${formatPct(c.ci[0])} to ${formatPct(c.ci[1])}, ${c.n.baseline} vs ${c.n.candidate} samples), ` +
-        `p=${formatP(c.pValue)} ÷ ${share < 1 ? `${+(share * 100).toFixed(1)}% of alpha` : 'all of alpha'} ` +
-        `= ${formatP(Math.min(1, c.pValue / share))} before correction (alpha ${config.alpha}); ` +
-        `threshold ${+threshold.pct.toFixed(1)}% (${threshold.source})` +
-        (spread !== undefined ? `; processes of the same code differ by ~${spread.toFixed(1)}%` : '');
+      const alphaShare = t.alphaShare ?? 1;
+      const pForLook = Math.min(1, c.pValue / alphaShare);
+      const look: LookVerdict = {
+        method: t.method,
+        minutesAfterRollout: Math.round(((t.candidate.to ?? asOf) - start) / 60_000),
+        baselineCommit: t.baseline.commit,
+        changePct: c.changePct,
+        ci: c.ci,
+        confidence: config.confidence,
+        n: c.n,
+        pValue: c.pValue,
+        alphaShare,
+        pForLook,
+        alpha: config.alpha,
+        threshold: { pct: threshold.pct, source: threshold.source },
+        ...(c.processes?.spreadPct !== undefined ? { spreadPct: c.processes.spreadPct } : {}),
+        meetsConditions: pForLook < config.alpha && c.changePct >= threshold.pct,
+      };
       // Runs between two looks repeat the same comparison.
-      if (line !== last) lines.push(line);
-      last = line;
+      const previous = looks[looks.length - 1];
+      if (previous === undefined || describeLookVerdict(previous) !== describeLookVerdict(look)) looks.push(look);
     }
   }
-  if (lines.length === 0)
-    lines.push(`no look compared ${endpoint} yet (too few samples a side, or no look due: docs/detectors.md)`);
-  return lines;
+  const explanation: RolloutExplanation = { service, commit, endpoint, rolledOutAt: start, looks };
+  if (looks.length === 0) {
+    explanation.none = `no look compared ${endpoint} yet (too few samples a side, or no look due: docs/detectors.md)`;
+  }
+  return explanation;
+}
+
+/** One line per look: what it compared, how sure, against which bar, and whether it met both conditions. */
+export function describeLookVerdict(look: LookVerdict): string {
+  const share = look.alphaShare < 1 ? `${+(look.alphaShare * 100).toFixed(1)}% of alpha` : 'all of alpha';
+  const missed = [
+    look.pForLook < look.alpha ? '' : 'not significant',
+    look.changePct >= look.threshold.pct ? '' : 'below the threshold',
+  ].filter(Boolean);
+  return (
+    `${look.method} look over ${look.minutesAfterRollout} min after the rollout against ${look.baselineCommit}: ` +
+    `${formatPct(look.changePct)} (${formatLevel(look.confidence)} CI ${formatPct(look.ci[0])} to ${formatPct(look.ci[1])}, ` +
+    `${look.n.baseline} vs ${look.n.candidate} samples), p=${formatP(look.pValue)} ÷ ${share} = ${formatP(look.pForLook)} ` +
+    `before correction (alpha ${look.alpha}); threshold ${+look.threshold.pct.toFixed(1)}% (${look.threshold.source})` +
+    (look.spreadPct !== undefined ? `; processes of the same code differ by ~${look.spreadPct.toFixed(1)}%` : '') +
+    ` → ${missed.length === 0 ? 'meets both conditions' : missed.join(', ')}`
+  );
+}
+
+/** {@link explainRollout} as lines: one per look, or one saying why there is none. */
+export async function explainRolloutLooks(
+  store: Store,
+  service: string,
+  commit: string,
+  endpoint: string,
+  config: DetectorConfig,
+  now: number,
+): Promise<string[]> {
+  const explanation = await explainRollout(store, service, commit, endpoint, config, now);
+  return explanation.none !== undefined ? [explanation.none] : explanation.looks.map(describeLookVerdict);
 }

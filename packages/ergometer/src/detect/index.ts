@@ -1,6 +1,6 @@
 /** Detectors: from the store's aggregates to alerts. See docs/detectors.md and docs/MATH.md. */
 export type { Alert, AlertKind, RootCause } from './alert';
-export { alertId, describeAlert } from './alert';
+export { alertId, describeAlert, formatLevel } from './alert';
 export type { TestedChange } from './candidate';
 export type { EndpointComparison, GroupSelector } from './compare';
 export { compareGroups } from './compare';
@@ -8,7 +8,8 @@ export type { DetectorConfig } from './config';
 export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resolveDetectorConfig } from './config';
 export type { EfficiencyDay } from './efficiency';
 export { efficiencyByDay } from './efficiency';
-export { explainRolloutLooks } from './explain';
+export type { LookVerdict, RolloutExplanation } from './explain';
+export { describeLookVerdict, explainRollout, explainRolloutLooks } from './explain';
 export { detectFlags, flagLookAlphaShare } from './flag';
 export type { ProcessSpread } from './processes';
 export { processSpreadFromRows, withProcessSpread } from './processes';

@@ -117,7 +117,7 @@ export async function answerRead(
       const config = context.alerts?.config ?? DEFAULT_DETECTOR_CONFIG;
       const rows = (
         baseSide.flag
-          ? await compareGroups(store, service, baseSide, headSide, { minSamples: 2 })
+          ? await compareGroups(store, service, baseSide, headSide, { minSamples: 2, confidence: config.confidence })
           : await new ProcessSpreads(store, now, config).compare(service, baseSide, headSide, 2)
       ).filter((c) => endpoint === undefined || c.endpoint === endpoint);
       const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
@@ -128,6 +128,7 @@ export async function answerRead(
         costMean: c.costMean,
         changePct: c.changePct,
         ci: c.ci,
+        confidence: config.confidence,
         pValue: adjusted[i],
         pValueRaw: c.pValue,
         hostClasses: c.hostClasses,

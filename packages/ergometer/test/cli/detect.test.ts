@@ -78,6 +78,76 @@ describe('ergometer detect and compare on a DuckDB file', () => {
     assert.ok(search && search.ci[0] < 0 && search.ci[1] > 0);
   });
 
+  it('the intervals carry the configured confidence, in JSON and in words', () => {
+    const config = path.join(dir, 'confidence.json');
+    writeFileSync(config, JSON.stringify({ detectors: { confidence: 0.99 } }));
+    const at99 = JSON.parse(cli(['detect', '--db', db, '--json', '--config', config]).stdout) as Alert[];
+    const at95 = JSON.parse(cli(['detect', '--db', db, '--json']).stdout) as Alert[];
+    assert.deepEqual([at95[0]?.confidence, at99[0]?.confidence], [0.95, 0.99]);
+    const [narrow, wide] = [at95[0]?.ci as [number, number], at99[0]?.ci as [number, number]];
+    assert.ok(wide[0] < narrow[0] && wide[1] > narrow[1], `99% ${wide} is not wider than 95% ${narrow}`);
+    assert.match(at99[0]?.summary ?? '', /\(99% CI /);
+    const compare = cli([
+      'compare',
+      '--db',
+      db,
+      '--service',
+      'shop',
+      '--base',
+      'v1',
+      '--head',
+      'v2',
+      '--config',
+      config,
+    ]);
+    assert.match(compare.stdout.split('\n')[0] ?? '', /change\s+99% CI\s+p \(BH\)/);
+  });
+
+  it('--explain gives each look of one rollout test, against its threshold, in words or JSON', () => {
+    const run = cli(['detect', '--db', db, '--service', 'shop', '--explain', 'GET /feed/:id']);
+    assert.equal(run.status, 0, run.stderr);
+    const lines = run.stdout.split('\n');
+    // The latest commit by default: v2, rolled out 4 hours in.
+    assert.match(lines[0] ?? '', /^The rollout test of shop v2 at GET \/feed\/:id, rolled out \d{4}-/);
+    const looks = lines.filter((l) => l.includes(' look over '));
+    assert.ok(looks.length >= 2, run.stdout);
+    assert.match(
+      looks.at(-1) ?? '',
+      /against v1: \+\d+\.\d+% \(95% CI .*threshold 1% \(default\) → meets both conditions$/,
+    );
+    // The quiet endpoint: its early looks, on few samples, may show a few percent either way, but none is
+    // significant at the share of alpha it may spend.
+    const quiet = cli([
+      'detect',
+      '--db',
+      db,
+      '--service',
+      'shop',
+      '--commit',
+      'v2',
+      '--explain',
+      'GET /search',
+      '--json',
+    ]);
+    assert.equal(quiet.status, 0, quiet.stderr);
+    const explanation = JSON.parse(quiet.stdout) as {
+      commit: string;
+      looks: Array<{ meetsConditions: boolean; pForLook: number; alpha: number }>;
+    };
+    assert.equal(explanation.commit, 'v2');
+    assert.ok(explanation.looks.length >= 2);
+    assert.ok(
+      explanation.looks.every((l) => !l.meetsConditions && l.pForLook >= l.alpha),
+      quiet.stdout,
+    );
+    // Nothing to explain, said so; a missing --service is a usage error.
+    const none = cli(['detect', '--db', db, '--service', 'shop', '--commit', 'v9', '--explain', 'GET /search']);
+    assert.match(none.stdout, /no sample of commit v9 in the store/);
+    const usage = cli(['detect', '--db', db, '--explain', 'GET /search']);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /--explain needs --service/);
+  });
+
   it('a bad config is refused with a message naming the key', () => {
     const config = path.join(dir, 'bad.json');
     writeFileSync(config, JSON.stringify({ detectors: { minEffectPct: -1 } }));

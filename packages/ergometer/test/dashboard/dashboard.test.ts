@@ -330,6 +330,7 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
           kind: string;
           changePct: number;
           ci: [number, number];
+          confidence: number;
           pValue: number;
           candidate: { commit: string };
         }>
@@ -346,6 +347,11 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
         const ci = ((await card.locator('[data-field=ci]').getAttribute('data-value')) ?? '').split(',');
         assertClose(ci[0], a.ci[0], 'ci low');
         assertClose(ci[1], a.ci[1], 'ci high');
+        // The interval says its level, as the alert carries it.
+        assert.equal(
+          await card.locator('dt', { hasText: 'interval' }).textContent(),
+          `${a.confidence * 100}% interval`,
+        );
         assertClose(await card.locator('[data-field=pValue]').getAttribute('data-value'), a.pValue, 'p');
         assert.equal(await card.locator('span.endpoint').textContent(), a.endpoint);
       }
@@ -379,6 +385,7 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
           endpoint: string;
           changePct: number;
           ci: [number, number];
+          confidence: number;
           pValue: number;
           costMean: { baseline: number; candidate: number };
         }>
@@ -401,6 +408,10 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
         }
       };
       await check(byCommit);
+      assert.match(
+        (await page.locator('#compare-table caption').textContent()) ?? '',
+        new RegExp(`, ${(byCommit[0]?.confidence ?? Number.NaN) * 100}% intervals;`),
+      );
       // The note on widened intervals is there exactly when the API widened them (this shop's data: one
       // process per host class, nothing to learn a spread from, so no note).
       const widened = byCommit.some(

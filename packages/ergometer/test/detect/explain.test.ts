@@ -32,6 +32,7 @@ describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canar
     assert.match(lines[0] as string, /÷ 2% of alpha/);
     assert.match(lines[lines.length - 1] as string, /÷ 90% of alpha/);
     for (const line of lines) assert.match(line, /95% CI .*threshold 3% \(default\)/);
+    assert.match(lines[lines.length - 1] as string, /→ meets both conditions$/);
     // The detectors did alert on it: the lines describe the same test.
     const alerts = (await runDetectors(suite.store, config, { now: NOW, service: 'shop' })).alerts;
     assert.ok(alerts.some((a) => a.kind === 'rollout' && a.endpoint === FEED && a.candidate.commit === 'v2'));
@@ -43,7 +44,8 @@ describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canar
     assert.ok(!alerts.some((a) => a.kind === 'rollout' && a.endpoint === FEED && a.candidate.commit === 'v2'));
     const lines = await explainRolloutLooks(suite.store, 'shop', 'v2', FEED, config, NOW);
     assert.ok(lines.length >= 2, lines.join('\n'));
-    for (const line of lines) assert.match(line, /99% CI .*threshold 10% \(config\)/);
+    for (const line of lines)
+      assert.match(line, /99% CI .*threshold 10% \(config\) → (not significant, )?below the threshold$/);
     for (const change of changes(lines)) assert.ok(change < 10, lines.join('\n'));
   });
 

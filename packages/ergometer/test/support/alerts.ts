@@ -15,6 +15,7 @@ export function alertFixture(fields: Partial<Omit<Alert, 'id' | 'summary'>> = {}
     flag: null,
     changePct: 3.1,
     ci: [2.2, 4.0],
+    confidence: 0.95,
     pValue: 1e-9,
     pValueRaw: 1e-11,
     n: { baseline: 10000, candidate: 9000 },

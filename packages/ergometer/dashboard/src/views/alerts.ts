@@ -6,7 +6,7 @@
 import { type AlertRecord, ApiError, apiGet } from '../api';
 import type { ViewContext } from '../context';
 import { h, hashHref, replaceChildren } from '../dom';
-import { formatCost, formatCount, formatP, formatPct, formatTime } from '../format';
+import { formatCost, formatCount, formatLevel, formatP, formatPct, formatTime } from '../format';
 import { section, select } from './common';
 
 export async function renderAlerts(main: HTMLElement, ctx: ViewContext): Promise<void> {
@@ -89,7 +89,7 @@ function alertCard(a: AlertRecord, ctx: ViewContext): HTMLElement {
     { class: 'evidence' },
     h('dt', {}, 'change'),
     h('dd', { 'data-field': 'changePct', 'data-value': String(a.changePct) }, formatPct(a.changePct)),
-    h('dt', {}, '95% interval'),
+    h('dt', {}, a.confidence !== undefined ? `${formatLevel(a.confidence)} interval` : 'interval'),
     h(
       'dd',
       { 'data-field': 'ci', 'data-value': `${a.ci[0]},${a.ci[1]}` },

@@ -7,7 +7,7 @@ import { ApiError, apiGet, type Breakdown, type CommitInfo, type CompareRow, typ
 import type { ViewContext } from '../context';
 import { h, hashHref, numberCell, replaceChildren } from '../dom';
 import { FlameGraph } from '../flame';
-import { formatCost, formatCount, formatP, formatPct } from '../format';
+import { formatCost, formatCount, formatLevel, formatP, formatPct } from '../format';
 import {
   formatSort,
   parseSort,
@@ -45,7 +45,8 @@ const COMPARE_COLUMNS: ReadonlyArray<SortColumn<CompareRow>> = [
     attrs: { class: 'num' },
   },
   // The interval sorts by its lower end: the most surely worse first.
-  { key: 'ci', label: '95% interval', value: (r) => r.ci[0], firstDirection: 'descending', attrs: { class: 'num' } },
+  // Its level (95% unless the detectors' config says otherwise) is in the table's caption.
+  { key: 'ci', label: 'interval', value: (r) => r.ci[0], firstDirection: 'descending', attrs: { class: 'num' } },
   // The most significant (smallest p) first.
   { key: 'pValue', label: 'p', value: (r) => r.pValue, firstDirection: 'ascending', attrs: { class: 'num' } },
   {
@@ -178,13 +179,15 @@ export async function renderCompare(main: HTMLElement, ctx: ViewContext): Promis
 
   const sides = query;
   const maxAbs = Math.max(1, ...rows.flatMap((r) => [Math.abs(r.ci[0]), Math.abs(r.ci[1])]).filter(Number.isFinite));
-  const caption = `Change in mean cost per request, ${baseLabel} → ${headLabel}, 95% intervals; p-values corrected for ${rows.length} endpoints`;
+  // One answer, one level: the collector's detectors' confidence.
+  const confidence = rows[0]?.confidence ?? 0.95;
+  const caption = `Change in mean cost per request, ${baseLabel} → ${headLabel}, ${formatLevel(confidence)} intervals; p-values corrected for ${rows.length} endpoints`;
   const buildTable = (sort: SortState, onSort: (next: SortState) => void): HTMLTableElement => {
     const header = (key: string): HTMLTableCellElement =>
       sortableHeader(COMPARE_COLUMNS.find((c) => c.key === key) as SortColumn<CompareRow>, sort, onSort);
     const body = h('tbody', {});
     for (const r of sortRows(rows, COMPARE_COLUMNS, sort)) {
-      const significant = r.pValue < 0.05 && (r.ci[0] > 0 || r.ci[1] < 0);
+      const significant = r.pValue < 1 - confidence && (r.ci[0] > 0 || r.ci[1] < 0);
       body.append(
         h(
           'tr',
