@@ -120,6 +120,8 @@ const VIEWS: ReadonlyArray<{ name: string; load: (get: Get, ctx: ViewContext) =>
           ? get('/v1/distribution', '/v1/distribution', { service, endpoint, commit: commitB, metric, from, to })
           : null,
         get('/v1/breakdown', '/v1/breakdown', { service, endpoint, commit: commitB, metric, from, to }),
+        // The rollout test of the second commit, look by look.
+        commitB ? get('/v1/explain', '/v1/explain', { service, endpoint, commit: commitB }) : null,
       ]);
     },
   },

@@ -193,6 +193,34 @@ export interface CompareRow {
   processes?: { baseline: number; candidate: number; spreadPct?: number };
 }
 
+/** One look of the rollout test (GET /v1/explain). */
+export interface LookVerdict {
+  method: string;
+  minutesAfterRollout: number;
+  baselineCommit: string;
+  changePct: number;
+  ci: [number, number];
+  confidence: number;
+  n: { baseline: number; candidate: number };
+  pValue: number;
+  alphaShare: number;
+  pForLook: number;
+  alpha: number;
+  threshold: { pct: number; source: string };
+  spreadPct?: number;
+  meetsConditions: boolean;
+}
+
+/** GET /v1/explain: the rollout test of one endpoint for one commit, look by look. */
+export interface RolloutExplanation {
+  service: string;
+  commit: string;
+  endpoint: string;
+  rolledOutAt?: number;
+  looks: LookVerdict[];
+  none?: string;
+}
+
 export interface RootCause {
   function: string;
   file: string;

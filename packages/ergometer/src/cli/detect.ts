@@ -5,9 +5,8 @@
 import path from 'node:path';
 import { type Alert, describeProcesses, formatLevel } from '../detect/alert';
 import { type DetectorConfig, loadDetectorConfig, resolveDetectorConfig } from '../detect/config';
-import { describeLookVerdict, explainRollout, type RolloutExplanation } from '../detect/explain';
+import { describeLookVerdict, explainRollout, latestRollout, type RolloutExplanation } from '../detect/explain';
 import { ProcessSpreads } from '../detect/processes';
-import { rolloutTime } from '../detect/rollout';
 import { runDetectors } from '../detect/run';
 import { benjaminiHochberg } from '../stats/multiple';
 import type { Store } from '../store/types';
@@ -100,7 +99,7 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
     if (values['fail-on-alert'] === true) throw usageError('--fail-on-alert does not apply to --explain');
     const commit = stringOption(values, 'commit');
     const explanation = await withStore(storeTarget(values), async (store) => {
-      const target = commit ?? (await latestCommit(store, service));
+      const target = commit ?? (await latestRollout(store, service));
       if (target === undefined) throw usageError(`no commit of service ${service} in the store`);
       return explainRollout(store, service, target, explain, config, now);
     });
@@ -122,15 +121,6 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
     );
   }
   return values['fail-on-alert'] === true && open.length > 0 ? 1 : 0;
-}
-
-/** The commit of `service` that rolled out last (its deploy, else its first sample). */
-async function latestCommit(store: Store, service: string): Promise<string | undefined> {
-  const commits = await store.commits(service);
-  return commits.reduce<(typeof commits)[number] | undefined>(
-    (latest, c) => (latest === undefined || rolloutTime(c) > rolloutTime(latest) ? c : latest),
-    undefined,
-  )?.commit;
 }
 
 function describeExplanation(e: RolloutExplanation): string {

@@ -7,6 +7,8 @@ import type { AggregateQuery, AggregateRow, Metric, Store } from '../store/types
 /** One side of a comparison: which samples (commit, window, flag variant). */
 export interface GroupSelector {
   commit?: string;
+  /** Only this endpoint (the others are left out of the comparison, not merged into it). */
+  endpoint?: string;
   from?: number;
   to?: number;
   flag?: { key: string; variant: string };
@@ -144,6 +146,7 @@ async function groupsOf(store: Store, service: string, sel: GroupSelector): Prom
     histograms: 'cost',
   };
   if (sel.commit !== undefined) query.commit = sel.commit;
+  if (sel.endpoint !== undefined) query.endpoint = sel.endpoint;
   if (sel.from !== undefined) query.from = sel.from;
   if (sel.to !== undefined) query.to = sel.to;
   const blocked = sel.blockMs !== undefined && sel.blockMs > 0;

@@ -1,4 +1,4 @@
-import type { Store } from '../store/types';
+import type { CommitInfo, Store } from '../store/types';
 import { type Alert, formatLevel, formatP, formatPct } from './alert';
 import type { DetectorConfig } from './config';
 import { ProcessSpreads } from './processes';
@@ -75,10 +75,11 @@ export async function explainRollout(
   for (const at of lookTimes) {
     // One minute past the look: its window ends on a minute boundary that has then passed.
     const asOf = Math.min(now, at + 60_000);
-    const tested = (await detectRollouts(store, service, asOf, config, new ProcessSpreads(store, asOf, config))).filter(
-      (t) => t.candidate.commit === commit && t.comparison.endpoint === endpoint,
-    );
-    const threshold = thresholdFor(service, endpoint, config, await learnThresholds(store, service, asOf, config));
+    const [tested, learnt] = await Promise.all([
+      detectRollouts(store, service, asOf, config, new ProcessSpreads(store, asOf, config), { commit, endpoint }),
+      learnThresholds(store, service, asOf, config, endpoint),
+    ]);
+    const threshold = thresholdFor(service, endpoint, config, learnt);
     for (const t of tested) {
       const c = t.comparison;
       const alphaShare = t.alphaShare ?? 1;
@@ -109,6 +110,14 @@ export async function explainRollout(
     explanation.none = `no look compared ${endpoint} yet (too few samples a side, or no look due: docs/detectors.md)`;
   }
   return explanation;
+}
+
+/** The commit of `service` that rolled out last (its deploy, else its first sample); undefined when it has none. */
+export async function latestRollout(store: Store, service: string): Promise<string | undefined> {
+  let latest: CommitInfo | undefined;
+  for (const c of await store.commits(service))
+    if (latest === undefined || rolloutTime(c) > rolloutTime(latest)) latest = c;
+  return latest?.commit;
 }
 
 /** One line per look: what it compared, how sure, against which bar, and whether it met both conditions. */

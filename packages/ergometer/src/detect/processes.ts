@@ -303,8 +303,16 @@ export class ProcessSpreads {
     // Off: compared as if every process of a commit cost the same, and no raw samples read.
     if (comparisons.length === 0 || !this.config.learnProcessSpread) return comparisons;
     const hostsOf = (sel: GroupSelector) =>
-      cached(this.store, ['hosts', service, sel.commit, sel.from, sel.to], async () =>
-        hostCounts(await this.store.hostMoments({ service, commit: sel.commit, from: sel.from, to: sel.to })),
+      cached(this.store, ['hosts', service, sel.commit, sel.endpoint, sel.from, sel.to], async () =>
+        hostCounts(
+          await this.store.hostMoments({
+            service,
+            commit: sel.commit,
+            endpoint: sel.endpoint,
+            from: sel.from,
+            to: sel.to,
+          }),
+        ),
       );
     const [spread, baseHosts, candHosts] = await Promise.all([this.of(service), hostsOf(base), hostsOf(cand)]);
     return comparisons.map((c) => {

@@ -117,6 +117,8 @@ export function disagreesWithCanary(beforeAfter: EndpointComparison, canary: End
  * The candidate's window grows in the steps of {@link rolloutLook} (a sequential test), not with
  * every run. Windows are whole minutes of the store's buckets (window.ts): from the start of the
  * rollout's minute to a minute boundary that has passed.
+ * `focus` tests one commit's rollout at one endpoint only (explain.ts): the same comparisons, each
+ * endpoint's being its own, with only that endpoint's rows read.
  */
 export async function detectRollouts(
   store: Store,
@@ -124,13 +126,18 @@ export async function detectRollouts(
   now: number,
   config: DetectorConfig,
   processes = new ProcessSpreads(store, now, config),
+  focus?: { commit: string; endpoint: string },
 ): Promise<TestedChange[]> {
   const commits = (await store.commits(service)).sort((a, b) => rolloutTime(a) - rolloutTime(b));
   const tested: TestedChange[] = [];
-  const compare = (base: GroupSelector, cand: GroupSelector) => processes.compare(service, base, cand);
+  const compare = (base: GroupSelector, cand: GroupSelector) =>
+    focus === undefined
+      ? processes.compare(service, base, cand)
+      : processes.compare(service, { ...base, endpoint: focus.endpoint }, { ...cand, endpoint: focus.endpoint });
   for (let i = 1; i < commits.length; i++) {
     const candidate = commits[i] as CommitInfo;
     const baseline = commits[i - 1] as CommitInfo;
+    if (focus !== undefined && candidate.commit !== focus.commit) continue;
     const start = rolloutTime(candidate);
     if (start < now - config.lookbackMs) continue;
     const overlapMs = Math.min(baseline.lastSeen, candidate.lastSeen, now) + 1 - start;

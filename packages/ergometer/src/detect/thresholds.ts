@@ -30,9 +30,12 @@ export async function learnThresholds(
   service: string,
   now: number,
   config: DetectorConfig,
+  /** Only this endpoint's threshold (each endpoint's is learnt from its own hours alone). */
+  endpoint?: string,
 ): Promise<Map<string, number>> {
   const rows = await store.aggregates({
     service,
+    ...(endpoint !== undefined ? { endpoint } : {}),
     from: now - 14 * 24 * HOUR,
     to: now,
     bucketMs: HOUR,

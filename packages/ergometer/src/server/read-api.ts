@@ -7,6 +7,7 @@ import type { AlertBook } from '../alerts/state';
 import { compareGroups } from '../detect/compare';
 import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from '../detect/config';
 import { efficiencyByDay } from '../detect/efficiency';
+import { explainRollout, latestRollout } from '../detect/explain';
 import { ProcessSpreads } from '../detect/processes';
 import { badRequest, ErgometerError } from '../errors';
 import { type DiffQuery, profileDiff } from '../profile/diff';
@@ -135,6 +136,16 @@ export async function answerRead(
         ...(c.processes ? { processes: c.processes } : {}),
         rank: c.rank ? { pValue: c.rank.pValue, probabilityOfSuperiority: c.rank.probabilityOfSuperiority } : null,
       }));
+    }
+    case '/v1/explain': {
+      // The rollout test of one endpoint look by look (`ergometer detect --explain`): why it alerted or not.
+      const service = q.name('service');
+      const endpoint = q.name('endpoint');
+      const commit = q.optionalName('commit') ?? (await latestRollout(store, service));
+      if (commit === undefined) {
+        throw new ErgometerError('ERGOMETER_NOT_FOUND', 404, `no commit of service ${service} in the store`);
+      }
+      return explainRollout(store, service, commit, endpoint, context.alerts?.config ?? DEFAULT_DETECTOR_CONFIG, now);
     }
     case '/v1/alerts': {
       if (!context.alerts) {

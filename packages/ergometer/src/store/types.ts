@@ -290,6 +290,8 @@ export interface HostMomentsRow {
 export interface HostMomentsQuery extends Range {
   service: string;
   commit?: string;
+  /** Only this endpoint's hosts. */
+  endpoint?: string;
   bucketMs?: number;
 }
 

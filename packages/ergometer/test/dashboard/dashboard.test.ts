@@ -312,6 +312,23 @@ describe('dashboard over a store filled through POST /v1/samples', () => {
         hostRows.map((r) => [r.head, r.cells.samples?.value, r.cells.costMean?.text]),
         breakdown.hostClasses.map((c) => [c.hostClass, String(c.samples), cost(c.costMean)]),
       );
+      // The rollout test of v2 at this endpoint, look by look, as /v1/explain answers it.
+      const explained = await readApi<{
+        commit: string;
+        looks: Array<{ minutesAfterRollout: number; changePct: number; pForLook: number; meetsConditions: boolean }>;
+      }>(url, '/v1/explain', { service: SHOP, endpoint: SEARCH, commit: 'v2' });
+      assert.ok(explained.looks.length >= 1, JSON.stringify(explained));
+      await page.locator('#endpoint-rollout-test[data-ready="true"]').waitFor();
+      assert.equal(await page.locator('#endpoint-rollout-test-title').textContent(), 'Rollout test of v2');
+      const looks = await tableRows(page, '#rollout-looks');
+      assert.deepEqual(
+        looks.map((r) => [Number(r.attrs.minutes), r.cells.verdict?.value]),
+        explained.looks.map((l) => [l.minutesAfterRollout, l.meetsConditions ? 'meets' : 'misses']),
+      );
+      for (const [i, look] of explained.looks.entries()) {
+        assertClose(looks[i]?.cells.changePct?.value, look.changePct, `look ${i} change`);
+        assertClose(looks[i]?.cells.pForLook?.value, look.pForLook, `look ${i} p`);
+      }
       await screenshot(page, 'endpoint');
       assertClean(watch, 'endpoint');
     } finally {

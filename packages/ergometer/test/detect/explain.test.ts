@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { resolveDetectorConfig } from '../../src/detect/config';
 import { explainRolloutLooks } from '../../src/detect/explain';
+import { detectRollouts } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
-import { NOW, storyStoreForSuite } from './scenario';
+import { learnThresholds } from '../../src/detect/thresholds';
+import { HOUR, NOW, storyStoreForSuite, T0 } from './scenario';
 
 const FEED = 'GET /feed/:id';
 
@@ -47,6 +49,26 @@ describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canar
     for (const line of lines)
       assert.match(line, /99% CI .*threshold 10% \(config\) → (not significant, )?below the threshold$/);
     for (const change of changes(lines)) assert.ok(change < 10, lines.join('\n'));
+  });
+
+  it('reads one endpoint of one rollout only, and finds what the whole run finds there', async () => {
+    const config = resolveDetectorConfig({});
+    // v2 rolls out at T0 + 3 h beside v1: a look inside its canary, one past it (checked by the canary), the last.
+    for (const at of [T0 + 3.6 * HOUR, T0 + 5.1 * HOUR, NOW]) {
+      const whole = (await detectRollouts(suite.store, 'shop', at, config)).filter(
+        (t) => t.candidate.commit === 'v2' && t.comparison.endpoint === FEED,
+      );
+      assert.equal(whole.length, 1, `one comparison of the feed at ${new Date(at).toISOString()}`);
+      const focused = await detectRollouts(suite.store, 'shop', at, config, undefined, {
+        commit: 'v2',
+        endpoint: FEED,
+      });
+      assert.deepEqual(focused, whole);
+      assert.deepEqual(
+        await learnThresholds(suite.store, 'shop', at, config, FEED),
+        new Map([...(await learnThresholds(suite.store, 'shop', at, config))].filter(([e]) => e === FEED)),
+      );
+    }
   });
 
   it('says so when there is nothing to explain', async () => {

@@ -39,9 +39,10 @@ const PHASES: Phase[] = [
 
 async function filled(
   t: Parameters<typeof startTestCollector>[0],
+  phases = PHASES,
 ): Promise<{ c: TestCollector; batches: IngestBatch[] }> {
   const c = await startTestCollector(t);
-  const batches = scenarioBatches('svc', PHASES, 3);
+  const batches = scenarioBatches('svc', phases, 3);
   for (const batch of batches) {
     const answer = await c.post('/v1/samples', toWire(batch), { gzip: true });
     assert.equal(answer.status, 200, answer.text);
@@ -219,6 +220,44 @@ describe('read routes for the dashboard', () => {
     const missing = await c.get('/v1/compare?service=svc&commit=c2&flag=ranker&baseVariant=off');
     assert.equal(missing.status, 400);
     assert.match(missing.text, /headVariant/);
+  });
+
+  it('/v1/explain: the rollout test of one endpoint look by look, for the latest commit unless one is named', async (t) => {
+    // Enough samples a side for the rollout test's looks (minSamples per endpoint and host class).
+    const { c } = await filled(
+      t,
+      PHASES.map((p) => ({ ...p, perHour: 3000 })),
+    );
+    const answer = await c.get(`/v1/explain?service=svc&endpoint=${encodeURIComponent('GET /a')}`);
+    assert.equal(answer.status, 200, answer.text);
+    const e = answer.json as {
+      commit: string;
+      rolledOutAt: number;
+      looks: Array<{ baselineCommit: string; minutesAfterRollout: number; confidence: number; ci: [number, number] }>;
+    };
+    assert.equal(e.commit, 'c2');
+    // No deploy recorded: the rollout is c2's first sample.
+    assert.ok(e.rolledOutAt >= T0 + 2 * HOUR && e.rolledOutAt < T0 + 2 * HOUR + 600_000, answer.text);
+    assert.ok(e.looks.length >= 1, answer.text);
+    for (const look of e.looks) {
+      assert.equal(look.baselineCommit, 'c1');
+      assert.equal(look.confidence, 0.95);
+      assert.ok(look.minutesAfterRollout > 0 && look.minutesAfterRollout <= 120, answer.text);
+    }
+    const minutes = e.looks.map((l) => l.minutesAfterRollout);
+    assert.deepEqual(
+      minutes,
+      [...minutes].sort((a, b) => a - b),
+    );
+    // A commit without samples says so; a missing endpoint or an unknown service are errors naming them.
+    const none = await c.get(`/v1/explain?service=svc&commit=c9&endpoint=${encodeURIComponent('GET /a')}`);
+    assert.equal((none.json as { none: string }).none, 'no sample of commit c9 in the store');
+    const noEndpoint = await c.get('/v1/explain?service=svc');
+    assert.equal(noEndpoint.status, 400);
+    assert.match(noEndpoint.text, /endpoint: required/);
+    const noService = await c.get(`/v1/explain?service=nope&endpoint=${encodeURIComponent('GET /a')}`);
+    assert.equal(noService.status, 404);
+    assert.match(noService.text, /no commit of service nope/);
   });
 
   it('the dashboard shell: strict CSP, no token needed for the shell, 503 saying how to build when it is missing', async (t) => {

@@ -664,11 +664,17 @@ export function runStoreConformance(name: string, open: () => Promise<OpenedStor
         { service: 'api', bucketMs: HOUR_MS },
         { service: 'web', bucketMs: HOUR_MS },
         { service: 'api', commit: 'c2', bucketMs: 30 * MINUTE_MS, from: T0_MS + HOUR_MS, to: T0_MS + 2 * HOUR_MS + 1 },
+        { service: 'api', endpoint: data.samples.find((s) => s.service === 'api')?.endpoint as string },
       ];
       for (const q of queries) {
         const expected = new Map<string, { n: number; sum: number; sum2: number; first: number; last: number }>();
         for (const s of data.samples) {
-          if (s.service !== q.service || (q.commit !== undefined && s.commit !== q.commit) || !inRange(s.ts, q))
+          if (
+            s.service !== q.service ||
+            (q.commit !== undefined && s.commit !== q.commit) ||
+            (q.endpoint !== undefined && s.endpoint !== q.endpoint) ||
+            !inRange(s.ts, q)
+          )
             continue;
           const bucket = q.bucketMs ? Math.floor(s.ts / q.bucketMs) * q.bucketMs : 0;
           const key = [s.commit, s.endpoint, s.metric, s.hostClass, s.host, bucket].join('|');

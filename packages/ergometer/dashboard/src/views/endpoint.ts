@@ -1,6 +1,7 @@
 /**
  * One endpoint: cost per request over time (mean, p50, p95) with rollouts marked, the cost
- * distributions of two commits overlaid, and the cost by flag variant and by host class.
+ * distributions of two commits overlaid, the cost by flag variant and by host class, and the rollout
+ * test of the second commit look by look (why it alerted or not).
  */
 import {
   apiGet,
@@ -8,12 +9,14 @@ import {
   type BreakdownRow,
   type Distribution,
   type EndpointStats,
+  type LookVerdict,
+  type RolloutExplanation,
   type Timeseries,
 } from '../api';
 import { COLORS, distributionChart, timeChart } from '../chart';
 import type { ViewContext } from '../context';
 import { h, hashHref, numberCell, replaceChildren } from '../dom';
-import { axisUnit, formatCost, formatCount, formatMs, type Metric } from '../format';
+import { axisUnit, formatCost, formatCount, formatLevel, formatMs, formatP, formatPct, type Metric } from '../format';
 import { chartWidth, rollouts, section, select } from './common';
 
 export async function renderEndpoint(main: HTMLElement, ctx: ViewContext): Promise<void> {
@@ -41,6 +44,12 @@ export async function renderEndpoint(main: HTMLElement, ctx: ViewContext): Promi
   const seen = [...new Set(roll.commits.filter((c) => c.lastSeen >= from && c.firstSeen < to).map((c) => c.commit))];
   const commitA = ctx.params.get('a') ?? seen[seen.length - 2] ?? seen[0];
   const commitB = ctx.params.get('b') ?? seen[seen.length - 1];
+  // The rollout test reads the store once per look: asked now, beside the rest, and shown when it answers.
+  const explanation = commitB
+    ? apiGet<RolloutExplanation>('/v1/explain', { service, endpoint, commit: commitB })
+    : undefined;
+  // Handled where the section is built; until then, not an unhandled rejection.
+  explanation?.catch(() => undefined);
   const [distA, distB, breakdown] = await Promise.all([
     commitA ? apiGet<Distribution>('/v1/distribution', { service, endpoint, commit: commitA, metric, ...range }) : null,
     commitB ? apiGet<Distribution>('/v1/distribution', { service, endpoint, commit: commitB, metric, ...range }) : null,
@@ -164,6 +173,7 @@ export async function renderEndpoint(main: HTMLElement, ctx: ViewContext): Promi
             commitB,
           ),
     ),
+    commitB && explanation ? rolloutTestSection(ctx, commitB, explanation) : null,
     section(
       `By host class${commitB ? ` (commit ${commitB})` : ''}`,
       'endpoint-hosts',
@@ -272,6 +282,95 @@ function breakdownTable(
         h('th', { scope: 'col', class: 'num' }, 'wall p95'),
         id === 'flags' ? h('th', { scope: 'col' }, '') : null,
       ),
+    ),
+    body,
+  );
+}
+
+/**
+ * The rollout test of `commit` at this endpoint, look by look (GET /v1/explain). It reads the store once per
+ * look, so it may fill in after the rest of the view; it says when it is done with `data-ready`.
+ */
+function rolloutTestSection(ctx: ViewContext, commit: string, explanation: Promise<RolloutExplanation>): HTMLElement {
+  const id = 'endpoint-rollout-test';
+  const body = h('div', {}, h('p', { class: 'empty' }, 'Reading the looks of the rollout test…'));
+  const panel = section(`Rollout test of ${commit}`, id, body);
+  const done = (...children: Array<Node | string>) => {
+    if (!ctx.current()) return;
+    body.replaceChildren(...children);
+    panel.dataset.ready = 'true';
+  };
+  explanation.then(
+    (e) => {
+      if (e.none !== undefined || e.looks.length === 0) {
+        done(h('p', { class: 'empty' }, e.none ?? 'No look yet.'));
+        return;
+      }
+      done(
+        lookTable(e.looks),
+        h(
+          'p',
+          { class: 'muted' },
+          'An alert needs both at a look: p ÷ the look’s share of alpha below alpha once corrected for every test of the ' +
+            'detectors’ run (which only raises it), and a change at or above the endpoint’s threshold.',
+        ),
+      );
+    },
+    (error: Error) => done(h('p', { class: 'error' }, `The rollout test could not be read: ${error.message}`)),
+  );
+  return panel;
+}
+
+function lookTable(looks: LookVerdict[]): HTMLTableElement {
+  const level = formatLevel(looks[0]?.confidence ?? 0.95);
+  const body = h('tbody', {});
+  for (const look of looks) {
+    const missed = [
+      look.pForLook < look.alpha ? '' : 'not significant',
+      look.changePct >= look.threshold.pct ? '' : 'below the threshold',
+    ].filter(Boolean);
+    const share = look.alphaShare < 1 ? `${+(look.alphaShare * 100).toFixed(1)}%` : 'all';
+    body.append(
+      h(
+        'tr',
+        { 'data-minutes': look.minutesAfterRollout, class: look.meetsConditions ? 'worse' : undefined },
+        h('th', { scope: 'row' }, `${look.method}, ${look.minutesAfterRollout} min`),
+        h('td', { class: 'commit' }, look.baselineCommit),
+        numberCell(formatPct(look.changePct), look.changePct, { 'data-col': 'changePct' }),
+        h('td', { class: 'num', 'data-col': 'ci' }, `${formatPct(look.ci[0])} to ${formatPct(look.ci[1])}`),
+        h('td', { class: 'num' }, `${formatCount(look.n.baseline)} / ${formatCount(look.n.candidate)}`),
+        numberCell(`${formatP(look.pValue)} ÷ ${share} = ${formatP(look.pForLook)}`, look.pForLook, {
+          'data-col': 'pForLook',
+        }),
+        numberCell(`${+look.threshold.pct.toFixed(1)}% (${look.threshold.source})`, look.threshold.pct, {
+          'data-col': 'threshold',
+        }),
+        h(
+          'td',
+          { 'data-col': 'verdict', 'data-value': look.meetsConditions ? 'meets' : 'misses' },
+          missed.length === 0 ? 'meets both conditions' : missed.join(', '),
+        ),
+      ),
+    );
+  }
+  const header = [
+    'look',
+    'against',
+    'change',
+    `${level} interval`,
+    'samples base / head',
+    'p ÷ share of alpha',
+    'threshold',
+    '',
+  ];
+  return h(
+    'table',
+    { class: 'data', id: 'rollout-looks' },
+    h('caption', {}, `Each look of the rollout test; alpha ${looks[0]?.alpha ?? ''}`),
+    h(
+      'thead',
+      {},
+      h('tr', {}, ...header.map((c, i) => h('th', { scope: 'col', class: i >= 2 && i < 7 ? 'num' : undefined }, c))),
     ),
     body,
   );

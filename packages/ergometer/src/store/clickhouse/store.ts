@@ -737,6 +737,7 @@ class ClickHouseStore implements Store {
     const bucketMs = hostBucketMs(q);
     const conditions = [sql`service = ${str(q.service)}`, ...rangeOn(col('ts'), q), this.committed(q.service)];
     if (q.commit !== undefined) conditions.push(sql`commit = ${str(q.commit)}`);
+    if (q.endpoint !== undefined) conditions.push(sql`endpoint = ${str(q.endpoint)}`);
     const bucket = bucketMs > 0 ? sql`intDiv(ts, ${int(bucketMs)}) * ${int(bucketMs)}` : sql`0`;
     // LIMIT 1 BY (batch_id, idx): each sample once, whatever was written twice.
     const rows = await this.rows(

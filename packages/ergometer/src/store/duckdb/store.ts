@@ -1222,6 +1222,7 @@ export class DuckDbStore implements Store {
     const types: ParamTypes = { service: VARCHAR, bucket: BIGINT };
     let where = 'b.service = $service';
     where += equalsSql('b.commit_id', 'commit', q.commit, params, types);
+    where += equalsSql('s.endpoint', 'endpoint', q.endpoint, params, types);
     where += rangeSql('s.ts', q, params, types);
     const rows = await this.query(
       `SELECT b.commit_id, s.endpoint, b.metric, b.host_class, b.host,
