@@ -32,6 +32,10 @@ import { pct } from './throughput';
 /** What the default profiler runs on here: its sampler and schedule, and why `auto` did not take the interrupt sampler. */
 interface DefaultProfiler extends ProfilerRun {
   samplerFallback: string | undefined;
+  /** A window's length (windows) or the period (continuous), ms, and the sampling interval in it, µs. */
+  windowMs: number;
+  samplingIntervalMicros: number;
+  labelFraction: number;
 }
 
 /** `sampler, schedule`, or `no profiler`. */
@@ -56,8 +60,11 @@ function defaultProfiler(): DefaultProfiler {
   ) as typeof import('../../packages/agent/src/profile/profiler');
   // No environment: the defaults, whatever ERGOMETER_PROFILE_* this shell has.
   const options = resolveOptions({ service: 'bench', collector: 'file:/dev/null', profile: { enabled: true } }, {});
-  const { sampler, schedule, samplerFallback } = new Profiler(options.profile, () => undefined);
-  return { sampler, schedule, samplerFallback };
+  const { sampler, schedule, samplerFallback, windowMs, samplingIntervalMicros, labelFraction } = new Profiler(
+    options.profile,
+    () => undefined,
+  );
+  return { sampler, schedule, samplerFallback, windowMs, samplingIntervalMicros, labelFraction };
 }
 
 /** Goal: the profiler at its defaults costs at most 2% of throughput. */
@@ -66,9 +73,9 @@ const GOAL_LOSS = 0.02;
 const GOAL_MORE_CPU = 1 / (1 - GOAL_LOSS) - 1;
 
 /**
- * In windows, the default records a 6 s window at a random offset in each minute from the second minute on (the
- * first period, while the app warms up, has none): rounds measure two whole periods after the first, two windows
- * each. Sampling all the time (V8's profiler from Node 22 on), a round of one period (the profile shipped once a
+ * In windows, the default records one window (1.5 s at 400 Hz) at a random offset in each minute from the second
+ * minute on (the first period, while the app warms up, has none): rounds measure two whole periods after the first,
+ * two windows each. Sampling all the time (V8's profiler from Node 22 on), a round of one period (the profile shipped once a
  * minute) holds the whole schedule.
  */
 function fullSettings({ schedule }: DefaultProfiler): SideBySideSettings {
@@ -77,12 +84,14 @@ function fullSettings({ schedule }: DefaultProfiler): SideBySideSettings {
 }
 
 /** The default schedule on this Node.js, in words. */
-function describeSchedule({ sampler, schedule, samplerFallback }: DefaultProfiler): string {
+function describeSchedule(profiler: DefaultProfiler): string {
+  const { sampler, schedule, samplerFallback, windowMs, samplingIntervalMicros, labelFraction } = profiler;
   const name = sampler === 'interrupt' ? 'the interrupt sampler' : "V8's profiler";
   const why = samplerFallback === undefined ? '' : ` (not the interrupt sampler: ${samplerFallback})`;
+  const hz = Math.round(1e6 / samplingIntervalMicros);
   return schedule === 'windows'
-    ? `${name}${why}: a 6 s window at a random offset in each minute after the first`
-    : `${name}${why}: all the time at a tenth of the rate, two fifths of the requests labelled`;
+    ? `${name}${why}: a ${windowMs / 1000} s window at ${hz} Hz at a random offset in each minute after the first`
+    : `${name}${why}: all the time at ${hz} Hz, ${labelFraction < 1 ? `${labelFraction * 100}% of the requests labelled` : 'every request labelled'}`;
 }
 
 const PROFILER: Pair = { off: 'agent-0.01', on: 'agent-0.01-profile-defaults-60s' };

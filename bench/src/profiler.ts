@@ -54,7 +54,7 @@ export async function benchProfiler(): Promise<BenchTable> {
   }
 
   // One minute of profile data: a run longer than the default 60 s period, recording continuously (the
-  // most a minute can hold; at the default dutyCycle a minute holds a 6 s window).
+  // most a minute can hold; at the default dutyCycle a minute holds a tenth of its samples, in one window).
   const sizeSeconds = quick ? 3 : 63;
   const files: ProfileFile[] = [];
   const sizeRun = await runOnce(
@@ -145,7 +145,7 @@ export async function benchProfiler(): Promise<BenchTable> {
   const schedule =
     NODE_MAJOR >= 22
       ? 'from Node 22 on the default samples all the time, every 40 ms, and labels two fifths of the requests: the labelled samples of a tenth of the time at 100 Hz (docs/agent.md, "How the duty cycle is realised")'
-      : 'on Node 20 the default records a window of a tenth of each period (0.2 s every 2 s here)';
+      : 'on Node 20 the default records dense windows: the samples of a tenth of each period at 100 Hz, taken at 400 Hz in a quarter of that time (50 ms every 2 s here)';
   return {
     title: `Profiler (V8's, \`sampler: "v8"\`): throughput on vs off, and one minute of profile data (Node ${process.version})`,
     description:

@@ -355,6 +355,7 @@ export class Agent {
         readonly contextPath: ContextPath;
         readonly schedule: ProfileSchedule;
         readonly samplingIntervalMicros: number;
+        readonly windowMs: number;
         readonly labelFraction: number;
         readonly labelHooks: boolean;
         readonly chosenBy: ProcessChoice;
@@ -370,6 +371,7 @@ export class Agent {
           contextPath: profiler.contextPath,
           schedule: profiler.schedule,
           samplingIntervalMicros: profiler.samplingIntervalMicros,
+          windowMs: profiler.windowMs,
           labelFraction: profiler.labelFraction,
           labelHooks: profiler.labelHooksOn,
           chosenBy: this.processChoice ?? 'fraction',

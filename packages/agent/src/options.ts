@@ -115,8 +115,20 @@ export interface ProfileOptions {
   dutyCycle?: number;
   /** Length of one profile, ms (`ERGOMETER_PROFILE_PERIOD_MS`); one profile is shipped per period. Default 60000. */
   periodMs?: number;
-  /** Mean time between two stack samples, µs (`ERGOMETER_PROFILE_INTERVAL_US`). Default 10000 (100 Hz). */
+  /**
+   * Mean time between two stack samples, µs (`ERGOMETER_PROFILE_INTERVAL_US`), recording all the time: with
+   * `dutyCycle` it sets how many samples a period holds, `dutyCycle × periodMs / intervalMicros`. Default 10000
+   * (100 Hz).
+   */
   intervalMicros?: number;
+  /**
+   * Mean time between two stack samples inside a window, µs (`ERGOMETER_PROFILE_WINDOW_INTERVAL_US`; the
+   * `windows` schedule): a window takes its period's samples at this interval (never sparser than
+   * `intervalMicros`), and so lasts `dutyCycle × periodMs × windowIntervalMicros / intervalMicros`. Default 2500
+   * (400 Hz: 1.5 s a minute at the defaults): what a window costs grows with its length more than with its
+   * samples (docs/agent.md, "Dense windows"). Set it to `intervalMicros` for windows of `dutyCycle × periodMs`.
+   */
+  windowIntervalMicros?: number;
   /**
    * What takes the stack samples (`ERGOMETER_PROFILE_SAMPLER`): `interrupt`, the agent's own sampler, which asks
    * V8 to interrupt the JavaScript thread and reads the stack at its next safe point, and never starts V8's CPU
@@ -152,6 +164,7 @@ export interface ResolvedProfileOptions {
   dutyCycle: number;
   periodMs: number;
   intervalMicros: number;
+  windowIntervalMicros: number;
   sampler: 'auto' | 'interrupt' | 'v8';
   schedule: 'auto' | 'windows' | 'continuous';
   /** undefined: the schedule's default (see ProfileOptions.labelFraction). */
@@ -335,6 +348,14 @@ function profileOptions(value: unknown, env: Env, collector: string): ResolvedPr
     ),
     periodMs,
     intervalMicros,
+    windowIntervalMicros: integer(
+      'profile.windowIntervalMicros',
+      'ERGOMETER_PROFILE_WINDOW_INTERVAL_US',
+      options.windowIntervalMicros ?? env.ERGOMETER_PROFILE_WINDOW_INTERVAL_US,
+      2_500,
+      100,
+      1_000_000,
+    ),
     sampler: oneOf(
       'profile.sampler',
       'ERGOMETER_PROFILE_SAMPLER',

@@ -138,6 +138,8 @@ export class Profiler {
   readonly schedule: ProfileSchedule;
   /** Mean time between two stack samples while recording, µs. */
   readonly samplingIntervalMicros: number;
+  /** How long one recording lasts: a window (`windows`), or the period (`continuous`), ms. */
+  readonly windowMs: number;
   /** Fraction of requests labelled while recording (see {@link drawLabels}). */
   readonly labelFraction: number;
   private readonly recorder: Recorder;
@@ -145,7 +147,6 @@ export class Profiler {
   private nextPeriodAtMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly windowMs: number;
 
   constructor(
     private readonly options: ResolvedProfileOptions,
@@ -169,14 +170,19 @@ export class Profiler {
       options.labelFraction ?? (continuous && acf ? Math.max(CONTINUOUS_LABEL_FRACTION, options.dutyCycle) : 1);
     // Continuous below a duty cycle of 1: the same labelled samples per period, spread over all of it
     // (samples in requests left unlabelled make up for the labels; never faster than intervalMicros).
-    this.samplingIntervalMicros =
-      continuous && options.dutyCycle < 1
+    // Windows: the period's samples at windowIntervalMicros, in a window as much shorter (dense windows).
+    const windowInterval = Math.min(options.windowIntervalMicros, options.intervalMicros);
+    this.samplingIntervalMicros = continuous
+      ? options.dutyCycle < 1
         ? Math.max(
             options.intervalMicros,
             Math.round((options.intervalMicros * this.labelFraction) / options.dutyCycle),
           )
-        : options.intervalMicros;
-    this.windowMs = continuous ? options.periodMs : Math.max(1, Math.round(options.periodMs * options.dutyCycle));
+        : options.intervalMicros
+      : windowInterval;
+    this.windowMs = continuous
+      ? options.periodMs
+      : Math.max(1, Math.round((options.periodMs * options.dutyCycle * windowInterval) / options.intervalMicros));
   }
 
   /**

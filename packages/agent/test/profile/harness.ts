@@ -28,6 +28,7 @@ export interface AppReport {
     contextPath: string;
     schedule: string;
     samplingIntervalMicros: number;
+    windowMs: number;
     labelFraction: number;
     labelHooks: boolean;
   } | null;

@@ -209,6 +209,56 @@ describe('profiler in an Express app', () => {
     });
   }
 
+  for (const sampler of SAMPLERS) {
+    it(`dense windows: a window takes its period's samples at windowIntervalMicros, in as much less time (${sampler} sampler)`, async (t) => {
+      // 200 ms of samples at 8 ms a period (25), taken at 2 ms: a 50 ms window.
+      const { app, dir } = await startInTempDir(t, {
+        profile: {
+          enabled: true,
+          dutyCycle: 0.25,
+          periodMs: 800,
+          intervalMicros: 8000,
+          windowIntervalMicros: 2000,
+          schedule: 'windows',
+          sampler,
+        },
+      });
+      await app.load(40, 4, 4000);
+      const report = await app.shutdown();
+      assert.deepEqual(app.fatal, [], app.stderr);
+      assert.deepEqual(report.internalErrors, []);
+      assert.deepEqual(
+        [report.profiling?.schedule, report.profiling?.samplingIntervalMicros, report.profiling?.windowMs],
+        ['windows', 2000, 50],
+      );
+      const { index, profiles } = readProfiles(dir);
+      assert.ok(index.length >= 3, `${index.length} profiles`);
+      // All but the last (cut short by shutdown): 50 ms windows holding about a period's 25 samples.
+      for (const [i, line] of index.slice(0, -1).entries()) {
+        const lengthMs = line.to - line.from;
+        assert.ok(lengthMs >= 40 && lengthMs < 300, `${lengthMs} ms`);
+        const samples = profiles[i]?.samples.length ?? 0;
+        assert.ok(samples >= 8 && samples <= 60, `${samples} samples in a ${lengthMs} ms window`);
+      }
+    });
+  }
+
+  it('at the defaults a window is 1.5 s a minute at 400 Hz: the samples of a tenth of the time at 100 Hz', async (t) => {
+    const { app } = await startInTempDir(t, { profile: { enabled: true, schedule: 'windows' } });
+    const report = await app.shutdown();
+    assert.deepEqual(app.fatal, [], app.stderr);
+    assert.deepEqual([report.profiling?.samplingIntervalMicros, report.profiling?.windowMs], [2500, 1500]);
+    // windowIntervalMicros at intervalMicros: windows of dutyCycle × periodMs, as before dense windows.
+    const { app: sparse } = await startInTempDir(t, {
+      profile: { enabled: true, schedule: 'windows', windowIntervalMicros: 10_000 },
+    });
+    const sparseReport = await sparse.shutdown();
+    assert.deepEqual(
+      [sparseReport.profiling?.samplingIntervalMicros, sparseReport.profiling?.windowMs],
+      [10_000, 6000],
+    );
+  });
+
   // Regression: the agent's background work started at the end of a labelled request (a batch flush, its
   // serialization and write) ran with that request's profiler labels, so the export showed up in the
   // endpoint's profile (the demo's profile endpoint "regressed" in zlib's processChunk).
@@ -371,11 +421,20 @@ describe('profiler in an Express app', () => {
         { schedule: 'continuous', labelFraction: 0.5 },
         { interval: 50_000, fraction: 0.5 },
       ],
-      // Windows: the window is the subset; every request in it is labelled unless told otherwise.
-      [{ schedule: 'windows' }, { interval: 10_000, fraction: 1 }],
+      // Windows: the window is the subset; every request in it is labelled unless told otherwise. Dense: the
+      // period's samples at windowIntervalMicros (2.5 ms), or at intervalMicros when that is sparser or asked for.
+      [{ schedule: 'windows' }, { interval: 2500, fraction: 1 }],
       [
         { schedule: 'windows', labelFraction: 0.5 },
-        { interval: 10_000, fraction: 0.5 },
+        { interval: 2500, fraction: 0.5 },
+      ],
+      [
+        { schedule: 'windows', windowIntervalMicros: 10_000 },
+        { interval: 10_000, fraction: 1 },
+      ],
+      [
+        { schedule: 'windows', intervalMicros: 1000 },
+        { interval: 1000, fraction: 1 },
       ],
     ];
     for (const [options, expected] of cases) {

@@ -239,6 +239,7 @@ const OPTION_CASES: OptionCase[] = [
       dutyCycle: 0.1,
       periodMs: 60_000,
       intervalMicros: 10_000,
+      windowIntervalMicros: 2_500,
       sampler: 'auto',
       schedule: 'auto',
       labelFraction: undefined,
@@ -250,6 +251,7 @@ const OPTION_CASES: OptionCase[] = [
       dutyCycle: 0.5,
       periodMs: 60_000,
       intervalMicros: 10_000,
+      windowIntervalMicros: 2_500,
       sampler: 'auto',
       schedule: 'auto',
       labelFraction: undefined,
@@ -260,6 +262,7 @@ const OPTION_CASES: OptionCase[] = [
       dutyCycle: 0.1,
       periodMs: 60_000,
       intervalMicros: 10_000,
+      windowIntervalMicros: 2_500,
       sampler: 'auto',
       schedule: 'auto',
       labelFraction: undefined,
@@ -276,6 +279,7 @@ describe('profile options', () => {
       ERGOMETER_PROFILE_DUTY_CYCLE: '0.5',
       ERGOMETER_PROFILE_PERIOD_MS: '30000',
       ERGOMETER_PROFILE_INTERVAL_US: '5000',
+      ERGOMETER_PROFILE_WINDOW_INTERVAL_US: '1000',
       ERGOMETER_PROFILE_SAMPLER: 'v8',
       ERGOMETER_PROFILE_SCHEDULE: 'windows',
       ERGOMETER_PROFILE_LABEL_FRACTION: '0.3',
@@ -286,6 +290,7 @@ describe('profile options', () => {
       dutyCycle: 0.5,
       periodMs: 30_000,
       intervalMicros: 5000,
+      windowIntervalMicros: 1000,
       sampler: 'v8',
       schedule: 'windows',
       labelFraction: 0.3,
@@ -323,6 +328,10 @@ describe('profile options', () => {
     rejects(
       () => resolveOptions({ profile: { periodMs: 1000, intervalMicros: 1_000_000 } }, REQUIRED),
       /profile.intervalMicros .*shorter than profile.periodMs/,
+    );
+    rejects(
+      () => resolveOptions({}, { ...REQUIRED, ERGOMETER_PROFILE_WINDOW_INTERVAL_US: '50' }),
+      /profile.windowIntervalMicros \(ERGOMETER_PROFILE_WINDOW_INTERVAL_US\)/,
     );
     rejects(() => resolveOptions({ profile: true as never }, REQUIRED), /profile: expected an object/);
   });

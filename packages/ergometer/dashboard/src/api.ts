@@ -208,6 +208,8 @@ export interface LookVerdict {
   alpha: number;
   threshold: { pct: number; source: string };
   spreadPct?: number;
+  /** The conditions of an alert the look misses (none: it meets both). */
+  missed: Array<'significance' | 'threshold'>;
   meetsConditions: boolean;
 }
 

@@ -27,10 +27,13 @@ export interface LookVerdict {
   /** How much processes of the same code differ (%, one standard deviation), when the interval was widened for it. */
   spreadPct?: number;
   /**
-   * Whether the look meets both conditions before the run's correction: `pForLook` below alpha and the change
-   * at or above the threshold. The correction only raises p, so a look that fails here raised no alert; one
-   * that passes did unless the run's other tests made the corrected p reach alpha.
+   * The conditions of an alert the look misses before the run's correction: `significance` (`pForLook` not
+   * below alpha), `threshold` (a change below the threshold). The correction only raises p, so a look that
+   * misses one raised no alert; one that misses none did unless the run's other tests made the corrected p
+   * reach alpha.
    */
+  missed: Array<'significance' | 'threshold'>;
+  /** `missed` is empty. */
   meetsConditions: boolean;
 }
 
@@ -84,6 +87,9 @@ export async function explainRollout(
       const c = t.comparison;
       const alphaShare = t.alphaShare ?? 1;
       const pForLook = Math.min(1, c.pValue / alphaShare);
+      const missed: LookVerdict['missed'] = [];
+      if (!(pForLook < config.alpha)) missed.push('significance');
+      if (!(c.changePct >= threshold.pct)) missed.push('threshold');
       const look: LookVerdict = {
         method: t.method,
         minutesAfterRollout: Math.round(((t.candidate.to ?? asOf) - start) / 60_000),
@@ -98,7 +104,8 @@ export async function explainRollout(
         alpha: config.alpha,
         threshold: { pct: threshold.pct, source: threshold.source },
         ...(c.processes?.spreadPct !== undefined ? { spreadPct: c.processes.spreadPct } : {}),
-        meetsConditions: pForLook < config.alpha && c.changePct >= threshold.pct,
+        missed,
+        meetsConditions: missed.length === 0,
       };
       // Runs between two looks repeat the same comparison.
       const previous = looks[looks.length - 1];
@@ -123,18 +130,20 @@ export async function latestRollout(store: Store, service: string): Promise<stri
 /** One line per look: what it compared, how sure, against which bar, and whether it met both conditions. */
 export function describeLookVerdict(look: LookVerdict): string {
   const share = look.alphaShare < 1 ? `${+(look.alphaShare * 100).toFixed(1)}% of alpha` : 'all of alpha';
-  const missed = [
-    look.pForLook < look.alpha ? '' : 'not significant',
-    look.changePct >= look.threshold.pct ? '' : 'below the threshold',
-  ].filter(Boolean);
   return (
     `${look.method} look over ${look.minutesAfterRollout} min after the rollout against ${look.baselineCommit}: ` +
     `${formatPct(look.changePct)} (${formatLevel(look.confidence)} CI ${formatPct(look.ci[0])} to ${formatPct(look.ci[1])}, ` +
     `${look.n.baseline} vs ${look.n.candidate} samples), p=${formatP(look.pValue)} ÷ ${share} = ${formatP(look.pForLook)} ` +
     `before correction (alpha ${look.alpha}); threshold ${+look.threshold.pct.toFixed(1)}% (${look.threshold.source})` +
     (look.spreadPct !== undefined ? `; processes of the same code differ by ~${look.spreadPct.toFixed(1)}%` : '') +
-    ` → ${missed.length === 0 ? 'meets both conditions' : missed.join(', ')}`
+    ` → ${describeMissed(look.missed)}`
   );
+}
+
+/** "meets both conditions", or which it missed: "not significant", "below the threshold". */
+export function describeMissed(missed: LookVerdict['missed']): string {
+  if (missed.length === 0) return 'meets both conditions';
+  return missed.map((m) => (m === 'significance' ? 'not significant' : 'below the threshold')).join(', ');
 }
 
 /** {@link explainRollout} as lines: one per look, or one saying why there is none. */

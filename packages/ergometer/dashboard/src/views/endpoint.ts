@@ -325,10 +325,7 @@ function lookTable(looks: LookVerdict[]): HTMLTableElement {
   const level = formatLevel(looks[0]?.confidence ?? 0.95);
   const body = h('tbody', {});
   for (const look of looks) {
-    const missed = [
-      look.pForLook < look.alpha ? '' : 'not significant',
-      look.changePct >= look.threshold.pct ? '' : 'below the threshold',
-    ].filter(Boolean);
+    const missed = look.missed.map((m) => (m === 'significance' ? 'not significant' : 'below the threshold'));
     const share = look.alphaShare < 1 ? `${+(look.alphaShare * 100).toFixed(1)}%` : 'all';
     body.append(
       h(
