@@ -103,11 +103,12 @@ export interface ProfileOptions {
    */
   processFraction?: number | 'collector';
   /**
-   * Fraction of time the profiler records, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): one window of
-   * `dutyCycle × periodMs` per period, at a random offset within it, from the second period on (none while the
-   * process warms up); the profile of each window is shipped when it ends. Default 0.1 (6 s a minute): recording
-   * costs more than 2% of throughput on a busy server (docs/benchmarks.md), so by default it records a tenth of the
-   * time. 1 records continuously.
+   * Fraction of the samples recording all the time would take, 0..1 (`ERGOMETER_PROFILE_DUTY_CYCLE`): one window
+   * per period holding `dutyCycle × periodMs / intervalMicros` samples, taken at `windowIntervalMicros` (1.5 s a
+   * minute at the defaults), at a random offset within the period, from the second period on (none while the
+   * process warms up); the profile of each window is shipped when it ends. Default 0.1: recording costs more than
+   * 2% of throughput on a busy server (docs/benchmarks.md), so by default it takes a tenth of the samples. 1
+   * records continuously.
    * From Node 22 on, a stopped V8 profiler loses track of code, so it records all the time at
    * `intervalMicros × labelFraction / dutyCycle` instead (the same labelled samples per period; docs/agent.md,
    * "Profiler").

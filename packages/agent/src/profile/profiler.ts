@@ -39,8 +39,8 @@ export interface CollectedProfile {
 
 /**
  * How `dutyCycle` < 1 is realised (docs/agent.md, "Profiler"):
- *  - `windows`: the sampler records one window of `dutyCycle × periodMs` per period at `intervalMicros`,
- *    and is stopped in between;
+ *  - `windows`: the sampler records one window per period, with the samples of `dutyCycle × periodMs` at
+ *    `intervalMicros` taken at `windowIntervalMicros` (dense windows: as much shorter), and is stopped in between;
  *  - `continuous`: it never stops, and samples every `intervalMicros × labelFraction / dutyCycle` instead, labelling
  *    `labelFraction` of the requests: the same number of labelled samples per period. Used with V8's profiler
  *    where a stopped one loses track of code (see {@link stopLosesCode}).

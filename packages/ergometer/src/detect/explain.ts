@@ -65,19 +65,26 @@ export async function explainRollout(
   config: DetectorConfig,
   now: number,
 ): Promise<RolloutExplanation> {
-  const info = (await store.commits(service)).find((c) => c.commit === commit);
+  const commits = (await store.commits(service)).sort((a, b) => rolloutTime(a) - rolloutTime(b));
+  const at = commits.findIndex((c) => c.commit === commit);
+  const info = commits[at];
   if (info === undefined)
     return { service, commit, endpoint, looks: [], none: `no sample of commit ${commit} in the store` };
   const start = rolloutTime(info);
+  // The rollout detector compares a commit with the one that rolled out before it (detectRollouts).
+  if (at === 0) {
+    const none = `${commit} is the first commit of ${service} in the store: there is no earlier one to compare it with`;
+    return { service, commit, endpoint, rolledOutAt: start, looks: [], none };
+  }
   const looks: LookVerdict[] = [];
   // A look is made at the first detector run past its time: ask as of each look time and once more at `now`.
   const lookTimes = [...interimLookLengths(config.rolloutWindowMs).reverse(), config.rolloutWindowMs]
     .map((lengthMs) => start + lengthMs)
     .concat(now)
     .filter((t) => t <= now);
-  for (const at of lookTimes) {
+  for (const lookAt of lookTimes) {
     // One minute past the look: its window ends on a minute boundary that has then passed.
-    const asOf = Math.min(now, at + 60_000);
+    const asOf = Math.min(now, lookAt + 60_000);
     const [tested, learnt] = await Promise.all([
       detectRollouts(store, service, asOf, config, new ProcessSpreads(store, asOf, config), { commit, endpoint }),
       learnThresholds(store, service, asOf, config, endpoint),

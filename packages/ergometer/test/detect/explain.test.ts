@@ -76,6 +76,9 @@ describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canar
     assert.deepEqual(await explainRolloutLooks(suite.store, 'shop', 'v9', FEED, config, NOW), [
       'no sample of commit v9 in the store',
     ]);
+    assert.deepEqual(await explainRolloutLooks(suite.store, 'shop', 'v1', FEED, config, NOW), [
+      'v1 is the first commit of shop in the store: there is no earlier one to compare it with',
+    ]);
     const early = await explainRolloutLooks(suite.store, 'shop', 'v2', 'GET /nowhere', config, NOW);
     assert.match(early[0] as string, /^no look compared GET \/nowhere yet/);
   });
