@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { type Alert, describeProcesses, formatLevel } from '../detect/alert';
 import { type DetectorConfig, loadDetectorConfig, resolveDetectorConfig } from '../detect/config';
-import { describeLookVerdict, explainRollout, latestRollout, type RolloutExplanation } from '../detect/explain';
+import { explainRollout, explanationLines, latestRollout, type RolloutExplanation } from '../detect/explain';
 import { ProcessSpreads } from '../detect/processes';
 import { runDetectors } from '../detect/run';
 import { benjaminiHochberg } from '../stats/multiple';
@@ -126,8 +126,7 @@ export async function detectCommand(argv: string[], out: (text: string) => void)
 function describeExplanation(e: RolloutExplanation): string {
   const when = e.rolledOutAt !== undefined ? `, rolled out ${new Date(e.rolledOutAt).toISOString()}` : '';
   const lines = [`The rollout test of ${e.service} ${e.commit} at ${e.endpoint}${when}:`];
-  if (e.none !== undefined) lines.push(`  ${e.none}`);
-  for (const look of e.looks) lines.push(`  ${describeLookVerdict(look)}`);
+  for (const line of explanationLines(e)) lines.push(`  ${line}`);
   if (e.looks.length > 0) {
     lines.push(
       'An alert needs both conditions at a look: p ÷ its share of alpha below alpha once corrected for every test of ' +

@@ -26,7 +26,7 @@ import { DetectorScheduler } from '../alerts/scheduler';
 import type { AlertSink } from '../alerts/sinks';
 import { AlertBook, type AlertRecord } from '../alerts/state';
 import { parseOptions } from '../cli/args';
-import { type Alert, explainRolloutLooks, formatLevel, resolveDetectorConfig } from '../detect/index';
+import { type Alert, explainRollout, explanationLines, formatLevel, resolveDetectorConfig } from '../detect/index';
 import { ErgometerError } from '../errors';
 import { createCollector } from '../server/collector';
 import { resolveTokens } from '../server/token-file';
@@ -404,14 +404,16 @@ export async function demoCommand(argv: string[], stdout: NodeJS.WritableStream 
       if (story === 'full' && !records.some((r) => isScriptedRollout(r.alert))) {
         // Which condition the rollout test did not meet, look by look: a missed alert explains itself.
         display.line(`  The rollout test of ${DEMO_COMMITS.v2} on ${REGRESSED_ENDPOINT}, look by look:`);
-        const looks = await explainRolloutLooks(
+        const looks = await explainRollout(
           store,
           DEMO_SERVICE,
           DEMO_COMMITS.v2,
           REGRESSED_ENDPOINT,
           config,
           clock.now(),
-        ).catch((error: Error) => [`(could not be read back: ${error.message})`]);
+        )
+          .then(explanationLines)
+          .catch((error: Error) => [`(could not be read back: ${error.message})`]);
         for (const line of looks) display.line(`    ${line}`);
       }
     }

@@ -153,15 +153,7 @@ export function describeMissed(missed: LookVerdict['missed']): string {
   return missed.map((m) => (m === 'significance' ? 'not significant' : 'below the threshold')).join(', ');
 }
 
-/** {@link explainRollout} as lines: one per look, or one saying why there is none. */
-export async function explainRolloutLooks(
-  store: Store,
-  service: string,
-  commit: string,
-  endpoint: string,
-  config: DetectorConfig,
-  now: number,
-): Promise<string[]> {
-  const explanation = await explainRollout(store, service, commit, endpoint, config, now);
+/** An explanation as lines: one per look, or one saying why there is none. */
+export function explanationLines(explanation: RolloutExplanation): string[] {
   return explanation.none !== undefined ? [explanation.none] : explanation.looks.map(describeLookVerdict);
 }

@@ -9,7 +9,7 @@ export { DEFAULT_DETECTOR_CONFIG, DetectorConfigError, loadDetectorConfig, resol
 export type { EfficiencyDay } from './efficiency';
 export { efficiencyByDay } from './efficiency';
 export type { LookVerdict, RolloutExplanation } from './explain';
-export { describeLookVerdict, explainRollout, explainRolloutLooks } from './explain';
+export { describeLookVerdict, explainRollout, explanationLines } from './explain';
 export { detectFlags, flagLookAlphaShare } from './flag';
 export type { ProcessSpread } from './processes';
 export { processSpreadFromRows, withProcessSpread } from './processes';

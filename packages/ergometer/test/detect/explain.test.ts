@@ -1,24 +1,32 @@
 /**
- * explainRolloutLooks: what the rollout test said at each look, so that a rollout that raised no alert
+ * explainRollout: what the rollout test said at each look, so that a rollout that raised no alert
  * (the demo's `--exit` check prints it) says which condition it missed — significance or threshold.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { resolveDetectorConfig } from '../../src/detect/config';
-import { explainRolloutLooks } from '../../src/detect/explain';
+import { type DetectorConfig, resolveDetectorConfig } from '../../src/detect/config';
+import { explainRollout, explanationLines } from '../../src/detect/explain';
 import { detectRollouts } from '../../src/detect/rollout';
 import { runDetectors } from '../../src/detect/run';
 import { learnThresholds } from '../../src/detect/thresholds';
+import type { Store } from '../../src/store/types';
 import { HOUR, NOW, storyStoreForSuite, T0 } from './scenario';
 
 const FEED = 'GET /feed/:id';
+
+/** The explanation's lines, as the demo and the CLI print them. */
+async function explainRolloutLooks(
+  ...args: [Store, string, string, string, DetectorConfig, number]
+): Promise<string[]> {
+  return explanationLines(await explainRollout(...args));
+}
 
 /** The signed change, in %, each line reports. */
 function changes(lines: readonly string[]): number[] {
   return lines.map((line) => Number((/after the rollout against v1: ([+-][\d.]+)%/.exec(line) as RegExpExecArray)[1]));
 }
 
-describe('explainRolloutLooks on the story (v2 makes the feed 6% dearer: a canary, then alone)', () => {
+describe('explainRollout on the story (v2 makes the feed 6% dearer: a canary, then alone)', () => {
   const suite = storyStoreForSuite('ergometer-explain-');
 
   it('gives each look: method, change, p-value against the share of alpha it may spend, threshold', async () => {
