@@ -164,10 +164,16 @@ export async function compareCommand(argv: string[], out: (text: string) => void
   if (!service || !base || !head) throw usageError('--service, --base and --head are required');
   const endpoint = stringOption(values, 'endpoint');
   const config = configOption(values);
-  const comparisons = await withStore(storeTarget(values), (store) =>
-    new ProcessSpreads(store, Date.now(), config).compare(service, { commit: base }, { commit: head }, 2),
+  // One endpoint: only its rows are read (each endpoint's comparison is its own).
+  const only = endpoint === undefined ? {} : { endpoint };
+  const rows = await withStore(storeTarget(values), (store) =>
+    new ProcessSpreads(store, Date.now(), config).compare(
+      service,
+      { commit: base, ...only },
+      { commit: head, ...only },
+      2,
+    ),
   );
-  const rows = comparisons.filter((c) => endpoint === undefined || c.endpoint === endpoint);
   const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
   if (values.json === true) {
     out(

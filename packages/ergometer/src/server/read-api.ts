@@ -4,7 +4,7 @@
  * quantiles from the mergeable histograms) is done.
  */
 import type { AlertBook } from '../alerts/state';
-import { compareGroups } from '../detect/compare';
+import { compareGroups, type GroupSelector } from '../detect/compare';
 import { DEFAULT_DETECTOR_CONFIG, type DetectorConfig } from '../detect/config';
 import { efficiencyByDay } from '../detect/efficiency';
 import { explainRollout, latestRollout } from '../detect/explain';
@@ -109,18 +109,19 @@ export async function answerRead(
     }
     case '/v1/compare': {
       const service = q.name('service');
-      const [baseSide, headSide] = compareSides(q);
       const endpoint = q.optionalName('endpoint');
+      // One endpoint: only its rows are read (each endpoint's comparison is its own).
+      const [baseSide, headSide] = compareSides(q).map((side) =>
+        endpoint === undefined ? side : { ...side, endpoint },
+      ) as [GroupSelector, GroupSelector];
       // Descriptive, like `ergometer compare`: every endpoint with two samples a side, the interval
       // saying how sure. Alerts apply the detectors' minSamples. Two commits are two groups of
       // processes: widened as the rollout detector widens them (detect/processes.ts); two flag
       // variants are requests of the same processes.
       const config = context.alerts?.config ?? DEFAULT_DETECTOR_CONFIG;
-      const rows = (
-        baseSide.flag
-          ? await compareGroups(store, service, baseSide, headSide, { minSamples: 2, confidence: config.confidence })
-          : await new ProcessSpreads(store, now, config).compare(service, baseSide, headSide, 2)
-      ).filter((c) => endpoint === undefined || c.endpoint === endpoint);
+      const rows = baseSide.flag
+        ? await compareGroups(store, service, baseSide, headSide, { minSamples: 2, confidence: config.confidence })
+        : await new ProcessSpreads(store, now, config).compare(service, baseSide, headSide, 2);
       const adjusted = benjaminiHochberg(rows.map((c) => c.pValue));
       return rows.map((c, i) => ({
         endpoint: c.endpoint,

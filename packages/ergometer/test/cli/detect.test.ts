@@ -73,9 +73,28 @@ describe('ergometer detect and compare on a DuckDB file', () => {
     assert.ok(feed, run.stdout);
     assert.match(feed, /\+(9|10)\.\d\d%/);
     const json = cli(['compare', '--db', db, '--service', 'shop', '--base', 'v1', '--head', 'v2', '--json']);
-    const rows = JSON.parse(json.stdout) as Array<{ endpoint: string; ci: [number, number] }>;
+    const rows = JSON.parse(json.stdout) as Array<{ endpoint: string; ci: [number, number]; pValue: number }>;
     const search = rows.find((r) => r.endpoint === 'GET /search');
     assert.ok(search && search.ci[0] < 0 && search.ci[1] > 0);
+    // --endpoint: that endpoint's row alone, the same comparison as in the whole table.
+    const one = cli([
+      'compare',
+      '--db',
+      db,
+      '--service',
+      'shop',
+      '--base',
+      'v1',
+      '--head',
+      'v2',
+      '--json',
+      '--endpoint',
+      'GET /search',
+    ]);
+    assert.deepEqual(
+      (JSON.parse(one.stdout) as typeof rows).map((r) => [r.endpoint, r.ci, r.pValue]),
+      [[search.endpoint, search.ci, search.pValue]],
+    );
   });
 
   it('the intervals carry the configured confidence, in JSON and in words', () => {

@@ -217,6 +217,18 @@ describe('read routes for the dashboard', () => {
     const b = rows.find((r) => r.endpoint === 'GET /b');
     assert.ok(a && a.ci[0] < 50 && a.ci[1] > 50 && a.ci[0] > 20, `GET /a +50%: ${JSON.stringify(a)}`);
     assert.ok(b && b.ci[0] < 0 && b.ci[1] > 0, `GET /b unchanged: ${JSON.stringify(b)}`);
+    // &endpoint=: that endpoint's row alone, the same comparison as in the whole answer.
+    const one = await c.get(
+      `/v1/compare?service=svc&commit=c2&flag=ranker&baseVariant=off&headVariant=on&endpoint=${encodeURIComponent('GET /a')}`,
+    );
+    assert.deepEqual(
+      (one.json as Array<{ endpoint: string; changePct: number; ci: [number, number] }>).map((r) => [
+        r.endpoint,
+        r.changePct,
+        r.ci,
+      ]),
+      [[a.endpoint, a.changePct, a.ci]],
+    );
     const missing = await c.get('/v1/compare?service=svc&commit=c2&flag=ranker&baseVariant=off');
     assert.equal(missing.status, 400);
     assert.match(missing.text, /headVariant/);
