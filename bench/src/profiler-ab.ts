@@ -30,13 +30,10 @@ import { pct } from './throughput';
  */
 
 /** What the default profiler runs on here: its sampler and schedule, and why `auto` did not take the interrupt sampler. */
-interface DefaultProfiler extends ProfilerRun {
-  samplerFallback: string | undefined;
-  /** A window's length (windows) or the period (continuous), ms, and the sampling interval in it, µs. */
-  windowMs: number;
-  samplingIntervalMicros: number;
-  labelFraction: number;
-}
+type DefaultProfiler = Pick<
+  import('../../packages/agent/src/profile/profiler').Profiler,
+  'sampler' | 'schedule' | 'samplerFallback' | 'windowMs' | 'samplingIntervalMicros' | 'labelFraction'
+>;
 
 /** `sampler, schedule`, or `no profiler`. */
 function describeRun(run: ProfilerRun | undefined): string {
@@ -60,11 +57,7 @@ function defaultProfiler(): DefaultProfiler {
   ) as typeof import('../../packages/agent/src/profile/profiler');
   // No environment: the defaults, whatever ERGOMETER_PROFILE_* this shell has.
   const options = resolveOptions({ service: 'bench', collector: 'file:/dev/null', profile: { enabled: true } }, {});
-  const { sampler, schedule, samplerFallback, windowMs, samplingIntervalMicros, labelFraction } = new Profiler(
-    options.profile,
-    () => undefined,
-  );
-  return { sampler, schedule, samplerFallback, windowMs, samplingIntervalMicros, labelFraction };
+  return new Profiler(options.profile, () => undefined);
 }
 
 /** Goal: the profiler at its defaults costs at most 2% of throughput. */
