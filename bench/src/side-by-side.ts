@@ -134,11 +134,15 @@ function load(port: number, seconds: number, rate: Load, pinning: boolean): Prom
 /** BENCH_QUICK=1: a smoke run of every side-by-side benchmark, numbers not for the docs. */
 const QUICK: SideBySideSettings = { rounds: 2, warmupSeconds: 2, durationSeconds: 5, rate: 500 };
 
-/** A pair, how the table and the progress lines name it, and its load (the settings' `rate` if none). */
+/**
+ * A pair, how the table and the progress lines name it, its load (the settings' `rate` if none), and its rounds in
+ * a full run (the settings' `rounds` if none): a pair that decides a goal can take more than one that gives context.
+ */
 export interface LabelledPair {
   label: string;
   pair: Pair;
   load?: Load;
+  rounds?: number;
 }
 
 /** What {@link measurePairs} ran and measured: the rounds of each pair, in the order of the pairs given. */
@@ -149,23 +153,28 @@ export interface PairsResult {
 }
 
 /**
- * Runs `full.rounds` rounds of each pair (QUICK's under BENCH_QUICK=1), the pairs alternating within each round,
- * and prints a progress line per round on stderr, prefixed by `name`.
+ * Runs each pair's rounds (`full.rounds` unless the pair names its own; QUICK's under BENCH_QUICK=1), the pairs
+ * alternating within each round while they have rounds left, and prints a progress line per round on stderr,
+ * prefixed by `name`.
  */
 export async function measurePairs(
   name: string,
   pairs: readonly LabelledPair[],
   full: SideBySideSettings,
 ): Promise<PairsResult> {
-  const settings = process.env.BENCH_QUICK === '1' ? QUICK : full;
+  const quick = process.env.BENCH_QUICK === '1';
+  const settings = quick ? QUICK : full;
+  const roundsOf = (pair: LabelledPair) => (quick ? settings.rounds : (pair.rounds ?? settings.rounds));
   const pinning = canPin();
   const rounds: PairRound[][] = pairs.map(() => []);
-  for (let i = 1; i <= settings.rounds; i++) {
-    for (const [p, { label, pair, load }] of pairs.entries()) {
+  for (let i = 1; i <= Math.max(...pairs.map(roundsOf)); i++) {
+    for (const [p, labelled] of pairs.entries()) {
+      const { label, pair, load } = labelled;
+      if (i > roundsOf(labelled)) continue;
       const round = await measurePair(pair, load ?? settings.rate, settings, pinning);
       rounds[p]?.push(round);
       console.error(
-        `${name}: round ${i}/${settings.rounds}, ${label}: ${pair.off} ${round.offMicros.toFixed(1)} µs CPU/req, ` +
+        `${name}: round ${i}/${roundsOf(labelled)}, ${label}: ${pair.off} ${round.offMicros.toFixed(1)} µs CPU/req, ` +
           `${pair.on} ${round.onMicros.toFixed(1)} µs CPU/req (×${(round.onMicros / round.offMicros).toFixed(4)})`,
       );
     }
