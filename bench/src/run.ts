@@ -25,6 +25,7 @@ import { benchProfiler } from './profiler';
 import { benchProfilerSamplers, benchProfilerSideBySide } from './profiler-ab';
 import { benchProfilerNotChosen } from './profiler-not-chosen';
 import { benchProfilerParts } from './profiler-parts';
+import { benchProfilerTimeline } from './profiler-timeline';
 import { type BenchTable, describeMachine, renderTable } from './report';
 import { benchThroughput } from './throughput';
 
@@ -52,6 +53,7 @@ const BENCHMARKS: readonly (readonly [string, () => Promise<BenchTable>])[] = [
   ['profiler side by side', benchProfilerSideBySide],
   ['profiler samplers', benchProfilerSamplers],
   ['profiler not chosen', benchProfilerNotChosen],
+  ['profiler timeline', benchProfilerTimeline],
 ];
 
 const DOC_FILE = path.join(__dirname, '..', '..', '..', 'docs', 'benchmarks.md');

@@ -227,7 +227,8 @@ export function pairCost(rounds: readonly PairRound[], part: CpuPart = 'all'): P
   return { ratio, low, high };
 }
 
-const signed = (ratio: number) => `${ratio >= 0 ? '+' : ''}${pct(ratio)}`;
+/** "+1.2%": a change as a signed percentage. */
+export const signed = (ratio: number) => `${ratio >= 0 ? '+' : ''}${pct(ratio)}`;
 
 /** "+4.3% (95% +3.3% to +5.3%)": the change of CPU per request. */
 export function describeCost(cost: PairCost): string {

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Agent } from '@ergometer/agent';
 import type { RequestHandler } from 'express';
@@ -58,6 +59,23 @@ export interface ServerStop {
   type: 'stop';
 }
 
+/** Sent by the parent to a server started with BENCH_TIMELINE_MS: answered with a {@link TimelineReply}. */
+export interface TimelineRequest {
+  type: 'timeline';
+}
+
+/**
+ * One step of a server's timeline (profiler-timeline.ts), taken every BENCH_TIMELINE_MS from listening on: when,
+ * the process's CPU so far (all threads, µs), the requests it has been sent so far, and whether its profiler was
+ * recording.
+ */
+export type TimelineStep = [atMs: number, cpuMicros: number, requests: number, recording: 0 | 1];
+
+export interface TimelineReply {
+  type: 'timeline';
+  steps: TimelineStep[];
+}
+
 export function isAppVariant(value: unknown): value is AppVariant {
   return (
     typeof value === 'string' &&
@@ -107,6 +125,7 @@ async function serve(variant: AppVariant): Promise<void> {
   let instrument: RequestHandler | undefined;
   let counter: string | undefined;
   let profiler: ProfilerRun | undefined;
+  let recording = () => false;
 
   // Modules are required here, not imported at the top, for two reasons: OpenTelemetry has to
   // patch node:http and express before anything loads them, and a variant must not pay (in
@@ -128,6 +147,7 @@ async function serve(variant: AppVariant): Promise<void> {
     });
     instrument = agent.express();
     counter = agent.counter.source;
+    recording = () => agent.profiling?.recording === true;
     const profiling = agent.profiling;
     if (profiling !== undefined) profiler = { sampler: profiling.sampler, schedule: profiling.schedule };
     shutdown = () => agent.shutdown();
@@ -147,7 +167,13 @@ async function serve(variant: AppVariant): Promise<void> {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  process.on('message', (message: ServerStop) => {
+  const timeline = recordTimeline(server, Number(process.env.BENCH_TIMELINE_MS ?? 0), recording);
+  process.on('message', (message: ServerStop | TimelineRequest) => {
+    if (message.type === 'timeline') {
+      const reply: TimelineReply = { type: 'timeline', steps: timeline };
+      process.send?.(reply);
+      return;
+    }
     if (message.type !== 'stop') return;
     server.close();
     server.closeAllConnections();
@@ -163,6 +189,21 @@ async function serve(variant: AppVariant): Promise<void> {
     ...(profiler === undefined ? {} : { profiler }),
   };
   process.send?.(ready);
+}
+
+/** Every `everyMs` (none when 0), a {@link TimelineStep}: what profiler-timeline.ts lines up around each window. */
+function recordTimeline(server: Server, everyMs: number, recording: () => boolean): TimelineStep[] {
+  const steps: TimelineStep[] = [];
+  if (!(everyMs > 0)) return steps;
+  let requests = 0;
+  server.on('request', () => {
+    requests++;
+  });
+  setInterval(() => {
+    const { user, system } = process.cpuUsage();
+    steps.push([Date.now(), user + system, requests, recording() ? 1 : 0]);
+  }, everyMs).unref();
+  return steps;
 }
 
 if (require.main === module) {
