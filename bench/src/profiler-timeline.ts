@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { studentQuantile } from 'ergometer';
@@ -136,9 +136,24 @@ function excessPerWindow(
   });
 }
 
-async function recordTimeline(settings: Settings, pinning: boolean): Promise<{ ready: ServerReady; steps: Step[] }> {
+/** The sizes of the gzipped pprof files a `file:` collector at `samples` received, one per window, bytes. */
+async function profileSizes(samples: string): Promise<number[]> {
+  const dir = samples.replace(/\.ndjson$/, '.profiles');
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.pb.gz'));
+  return Promise.all(files.map(async (name) => (await stat(path.join(dir, name))).size));
+}
+
+interface Timeline {
+  ready: ServerReady;
+  steps: Step[];
+  /** Each window's profile as shipped (the one a window still open at the end sent at shutdown left out). */
+  profileBytes: number[];
+}
+
+async function recordTimeline(settings: Settings, pinning: boolean): Promise<Timeline> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ergometer-bench-timeline-'));
-  const server = startAppServer(VARIANT, `file:${path.join(dir, 'samples.ndjson')}`, pinning, [], {
+  const samples = path.join(dir, 'samples.ndjson');
+  const server = startAppServer(VARIANT, `file:${samples}`, pinning, [], {
     ...settings.env,
     BENCH_TIMELINE_MS: String(STEP_MS),
   });
@@ -154,7 +169,9 @@ async function recordTimeline(settings: Settings, pinning: boolean): Promise<{ r
     const request: TimelineRequest = { type: 'timeline' };
     server.send(request);
     const { steps } = await reply;
-    return { ready, steps: toSteps(steps, startedMs + settings.warmupSeconds * 1000) };
+    // Before the server stops: its shutdown ships the window it may be in, cut short.
+    const profileBytes = await profileSizes(samples);
+    return { ready, steps: toSteps(steps, startedMs + settings.warmupSeconds * 1000), profileBytes };
   } finally {
     await stopServer(server);
     await rm(dir, { recursive: true, force: true });
@@ -164,7 +181,7 @@ async function recordTimeline(settings: Settings, pinning: boolean): Promise<{ r
 export async function benchProfilerTimeline(): Promise<BenchTable> {
   const settings = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
   const pinning = canPin();
-  const { ready, steps } = await recordTimeline(settings, pinning);
+  const { ready, steps, profileBytes } = await recordTimeline(settings, pinning);
   if (ready.profiler?.schedule !== 'windows')
     throw new Error(
       `profiler timeline: the profiler runs ${ready.profiler?.sampler ?? 'nothing'} on the ` +
@@ -242,8 +259,19 @@ export async function benchProfilerTimeline(): Promise<BenchTable> {
     notes: [
       `**One window (${windowSeconds.toFixed(2)} s recording on average) costs the process ${costs[0]}.** ` +
         `Counted ${costs[1]}.`,
+      `One window's profile as shipped (gzipped pprof, the profile data of one ${periodSeconds} s period): ` +
+        `${describeSizes(profileBytes)}, at ${((all.requests / steps.length) * STEPS_PER_SECOND).toFixed(0)} requests/s.`,
       `While it records, CPU per request is ${signed(recorded.cpuMicros / recorded.requests / baseline - 1)} against the ` +
         `baseline; ${pct(recordingSteps.length / steps.length, 2)} of the steps recorded.`,
     ],
   };
+}
+
+/** "median 9.1 KiB (8.2–10.4 KiB, 19 profiles)". */
+function describeSizes(bytes: readonly number[]): string {
+  if (bytes.length === 0) return 'none received';
+  const sorted = [...bytes].sort((a, b) => a - b);
+  const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+  const median = sorted[Math.floor(sorted.length / 2)] as number;
+  return `median ${kib(median)} (${kib(sorted[0] as number)}–${kib(sorted.at(-1) as number)}, ${sorted.length} profiles)`;
 }
