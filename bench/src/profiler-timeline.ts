@@ -1,10 +1,9 @@
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { studentQuantile } from 'ergometer';
 import type { AppVariant, ServerReady, TimelineReply, TimelineRequest, TimelineStep } from './apps/server';
 import type { BenchTable } from './report';
-import { signed } from './side-by-side';
+import { meanInterval, signed } from './side-by-side';
 import { canPin, firstMessage, pct, runLoadGenerator, startAppServer, stopServer } from './throughput';
 
 /**
@@ -105,20 +104,6 @@ function windowStarts(steps: readonly Step[], { baseline, table }: Settings): nu
     if (!others) starts.push(i);
   }
   return starts;
-}
-
-interface Interval {
-  mean: number;
-  low: number;
-  high: number;
-}
-
-function tInterval(values: readonly number[]): Interval {
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
-  const half = n > 1 ? (studentQuantile(0.975, n - 1) * sd) / Math.sqrt(n) : Number.POSITIVE_INFINITY;
-  return { mean, low: mean - half, high: mean + half };
 }
 
 /** Each window's CPU above its own baseline's rate per request, from `fromS` to `toS` around its start, µs. */
@@ -225,7 +210,7 @@ export async function benchProfilerTimeline(): Promise<BenchTable> {
   }
 
   const costs = cost.to.map((toS) => {
-    const excess = tInterval(excessPerWindow(steps, starts, baselineS, cost.from, toS));
+    const excess = meanInterval(excessPerWindow(steps, starts, baselineS, cost.from, toS));
     const share = (x: number) => pct(x / cpuPerPeriod, 2);
     const ms = (x: number) => `${(x / 1000).toFixed(0)} ms`;
     return (

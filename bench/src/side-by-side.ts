@@ -219,12 +219,17 @@ export function pairCost(rounds: readonly PairRound[], part: CpuPart = 'all'): P
   const logs = rounds.map((r) =>
     Math.log((r.onMicros - kernel(r.onKernelMicros)) / (r.offMicros - kernel(r.offKernelMicros))),
   );
-  const n = logs.length;
-  const mean = logs.reduce((a, b) => a + b, 0) / n;
-  const sd = n > 1 ? Math.sqrt(logs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.POSITIVE_INFINITY;
+  const { mean, low, high } = meanInterval(logs);
+  return { ratio: Math.exp(mean), low: Math.exp(low), high: Math.exp(high) };
+}
+
+/** The mean of `values` with its 95% t-interval (unbounded for fewer than two values). */
+export function meanInterval(values: readonly number[]): { mean: number; low: number; high: number } {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.POSITIVE_INFINITY;
   const half = n > 1 ? studentQuantile(0.975, n - 1) * (sd / Math.sqrt(n)) : Number.POSITIVE_INFINITY;
-  const [ratio, low, high] = [mean, mean - half, mean + half].map(Math.exp) as [number, number, number];
-  return { ratio, low, high };
+  return { mean, low: mean - half, high: mean + half };
 }
 
 /** "+1.2%": a change as a signed percentage. */

@@ -17,6 +17,9 @@ function cli(args: string[]) {
 describe('ergometer detect and compare on a DuckDB file', () => {
   let dir: string;
   let db: string;
+  /** `ergometer compare` of the test service's v1 and v2, with `extra` arguments. */
+  const compareV1V2 = (...extra: string[]) =>
+    cli(['compare', '--db', db, '--service', 'shop', '--base', 'v1', '--head', 'v2', ...extra]);
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'ergometer-cli-detect-'));
@@ -67,30 +70,17 @@ describe('ergometer detect and compare on a DuckDB file', () => {
   });
 
   it('compare prints the per-endpoint table with intervals', () => {
-    const run = cli(['compare', '--db', db, '--service', 'shop', '--base', 'v1', '--head', 'v2']);
+    const run = compareV1V2();
     assert.equal(run.status, 0, run.stderr);
     const feed = run.stdout.split('\n').find((l) => l.startsWith('GET /feed/:id'));
     assert.ok(feed, run.stdout);
     assert.match(feed, /\+(9|10)\.\d\d%/);
-    const json = cli(['compare', '--db', db, '--service', 'shop', '--base', 'v1', '--head', 'v2', '--json']);
+    const json = compareV1V2('--json');
     const rows = JSON.parse(json.stdout) as Array<{ endpoint: string; ci: [number, number]; pValue: number }>;
     const search = rows.find((r) => r.endpoint === 'GET /search');
     assert.ok(search && search.ci[0] < 0 && search.ci[1] > 0);
     // --endpoint: that endpoint's row alone, the same comparison as in the whole table.
-    const one = cli([
-      'compare',
-      '--db',
-      db,
-      '--service',
-      'shop',
-      '--base',
-      'v1',
-      '--head',
-      'v2',
-      '--json',
-      '--endpoint',
-      'GET /search',
-    ]);
+    const one = compareV1V2('--json', '--endpoint', 'GET /search');
     assert.deepEqual(
       (JSON.parse(one.stdout) as typeof rows).map((r) => [r.endpoint, r.ci, r.pValue]),
       [[search.endpoint, search.ci, search.pValue]],
@@ -106,19 +96,7 @@ describe('ergometer detect and compare on a DuckDB file', () => {
     const [narrow, wide] = [at95[0]?.ci as [number, number], at99[0]?.ci as [number, number]];
     assert.ok(wide[0] < narrow[0] && wide[1] > narrow[1], `99% ${wide} is not wider than 95% ${narrow}`);
     assert.match(at99[0]?.summary ?? '', /\(99% CI /);
-    const compare = cli([
-      'compare',
-      '--db',
-      db,
-      '--service',
-      'shop',
-      '--base',
-      'v1',
-      '--head',
-      'v2',
-      '--config',
-      config,
-    ]);
+    const compare = compareV1V2('--config', config);
     assert.match(compare.stdout.split('\n')[0] ?? '', /change\s+99% CI\s+p \(BH\)/);
   });
 
